@@ -1,0 +1,13 @@
+"""broker: a federated identity token broker.
+
+Layers, each importing only the ones below it (see ``../shared/DESIGN.md``)::
+
+    web/ (aiohttp server)        cli.py
+            \\                   /
+             service/ (use cases)
+            /      |       \\        \\
+    domain/   signing.py   idp/   storage/
+            \\______ config.py, errors.py, clock.py ______/
+"""
+
+__version__ = "0.1.0"

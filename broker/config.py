@@ -1,0 +1,629 @@
+"""Typed configuration (contract C1): one TOML file, loaded once, validated with every problem listed.
+
+``load_settings(path)`` returns a frozen ``Settings`` or raises ``ConfigError`` whose ``problems``
+name each bad key by its dotted path. ``${ENV_VAR}`` inside any string is replaced from the
+environment; ``$${`` is a literal ``${``. Durations are strings such as ``"15m"``, ``"1h30m"``,
+``"7d"``. Policy documents named by path are read here (relative to the config file) but parsed
+by the policy engine in the service layer, which is where their own errors are reported.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from broker.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/broker.toml")
+
+Algorithm = Literal["EdDSA", "ES256", "RS256"]
+ALGORITHMS: tuple[Algorithm, ...] = ("EdDSA", "ES256", "RS256")
+ProviderType = Literal["oidc", "google", "local"]
+
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=@-]{0,63}$")
+_PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+class Secret:
+    """A string that never shows itself in ``repr``/``str`` (logs, tracebacks, check-config)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"``, ``"15m"``, ``"1h30m"``, ``"7d"`` -> seconds. Raises ``ValueError``."""
+    s = text.strip()
+    if not s:
+        raise ValueError("empty duration")
+    pos, total = 0, 0.0
+    for m in _DURATION_PART.finditer(s):
+        if m.start() != pos:
+            break
+        total += int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    if pos != len(s):
+        raise ValueError(f"{text!r} is not a duration like '15m', '1h30m' or '7d'")
+    return total
+
+
+@dataclass(frozen=True)
+class RedirectRule:
+    """One entry of ``allowed_redirect_domains``: ``host``, ``.domain`` (and subdomains), optional port."""
+
+    host: str  # lower-case, without the leading dot
+    subdomains: bool
+    port: int | None  # None: only the scheme's default port
+    any_port: bool
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+    allowed_redirect_domains: tuple[RedirectRule, ...] = ()
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    account_id: str = "000000000000"
+
+    @property
+    def secure(self) -> bool:
+        return self.public_url.startswith("https://")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    url: str = "sqlite:///broker.db"
+
+
+@dataclass(frozen=True)
+class KeysConfig:
+    algorithm: Algorithm = "EdDSA"
+    rotate_every: float = 7 * 86400
+    kek: Secret | None = None
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    cookie_name: str = "broker_session"
+    lifetime: float = 8 * 3600
+    idle_timeout: float = 3600
+    token_lifetime: float = 900  # the JWT in the cookie is short-lived and re-issued while in use
+
+
+@dataclass(frozen=True)
+class LoginConfig:
+    state_ttl: float = 600
+    max_failures_per_user: int = 5
+    max_failures_per_address: int = 20
+    failure_window: float = 900
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    name: str
+    type: ProviderType
+    issuer: str = ""
+    client_id: str = ""
+    client_secret: Secret | None = None
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    audiences: tuple[str, ...] = ()  # for tokens presented directly; default (client_id,)
+    display_name: str = ""
+    leeway: float = 60
+    timeout: float = 10
+    discovery_ttl: float = 3600
+    jwks_refetch_cooldown: float = 60
+
+
+@dataclass(frozen=True)
+class RoleConfig:
+    name: str
+    description: str = ""
+    max_session_duration: float = 3600
+    trust_policy: Mapping[str, Any] = field(default_factory=dict)
+    policies: tuple[Mapping[str, Any], ...] = ()
+    permissions_boundary: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ManagedPolicyConfig:
+    name: str
+    document: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PublicRoute:
+    url: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    login: LoginConfig = field(default_factory=LoginConfig)
+    providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    roles: Mapping[str, RoleConfig] = field(default_factory=dict)
+    policies: Mapping[str, ManagedPolicyConfig] = field(default_factory=dict)
+    public_routes: tuple[PublicRoute, ...] = ()
+    config_path: Path | None = None
+    log_level: str = "INFO"
+
+    def arn(self, kind: str, name: str) -> str:
+        return f"arn:broker:iam::{self.server.account_id}:{kind}/{name}"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file of the embedded default, or None for another store."""
+        if not self.store.url.startswith("sqlite"):
+            return None
+        path = self.store.url.split(":///", 1)[1] if ":///" in self.store.url else ""
+        if not path or path == ":memory:":
+            return None
+        return Path(path)
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.items.append(f"{where}: {message}")
+
+
+def substitute_env(value: Any, where: str, problems: _Problems, env: Mapping[str, str]) -> Any:
+    """Replace ``${VAR}`` in every string of a TOML value tree."""
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            if m.group(0) == "$${":
+                return "${"
+            name = m.group(1)
+            if name not in env:
+                problems.add(where, f"environment variable {name} is not set")
+                return ""
+            return env[name]
+
+        return _ENV.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: substitute_env(v, f"{where}.{k}", problems, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_env(v, f"{where}[{i}]", problems, env) for i, v in enumerate(value)]
+    return value
+
+
+class _Table:
+    """Reads typed values out of one TOML table, recording problems instead of raising."""
+
+    def __init__(self, data: Any, where: str, problems: _Problems) -> None:
+        self.where = where
+        self.problems = problems
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            problems.add(where, "must be a table")
+            data = {}
+        self.data: dict[str, Any] = data
+        self.seen: set[str] = set()
+
+    def _get(self, key: str) -> Any:
+        self.seen.add(key)
+        return self.data.get(key)
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def string(self, key: str, default: str, *, required: bool = False) -> str:
+        v = self._get(key)
+        if v is None:
+            if required:
+                self.problems.add(self.path(key), "is required")
+            return default
+        if not isinstance(v, str):
+            self.problems.add(self.path(key), f"must be a string, not {type(v).__name__}")
+            return default
+        return v
+
+    def num(self, key: str, default: float, *, minimum: float = 0) -> float:
+        v = self._get(key)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            self.problems.add(self.path(key), "must be a number")
+            return default
+        if v < minimum:
+            self.problems.add(self.path(key), f"must be at least {minimum}")
+            return default
+        return float(v)
+
+    def duration(self, key: str, default: float) -> float:
+        v = self._get(key)
+        if v is None:
+            return default
+        if not isinstance(v, str):
+            self.problems.add(self.path(key), "must be a duration string such as '15m' or '1h'")
+            return default
+        try:
+            seconds = parse_duration(v)
+        except ValueError as e:
+            self.problems.add(self.path(key), str(e))
+            return default
+        if seconds <= 0:
+            self.problems.add(self.path(key), "must be longer than zero")
+            return default
+        return seconds
+
+    def str_list(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        v = self._get(key)
+        if v is None:
+            return default
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            self.problems.add(self.path(key), "must be a list of strings")
+            return default
+        return tuple(v)
+
+    def table(self, key: str) -> _Table:
+        return _Table(self._get(key), self.path(key), self.problems)
+
+    def check_unknown(self) -> None:
+        for key in self.data:
+            if key not in self.seen:
+                self.problems.add(self.path(key), "unknown key")
+
+
+def _parse_redirect_rule(text: str, where: str, problems: _Problems) -> RedirectRule | None:
+    t = text.strip().lower()
+    if not t or "/" in t or "@" in t:
+        problems.add(where, f"{text!r} must be 'host', '.domain', 'host:port' or 'host:*'")
+        return None
+    host, port, any_port = t, None, False
+    if ":" in t:
+        host, _, p = t.rpartition(":")
+        if p == "*":
+            any_port = True
+        elif p.isdigit() and 0 < int(p) < 65536:
+            port = int(p)
+        else:
+            problems.add(where, f"{text!r}: the port must be a number or '*'")
+            return None
+    subdomains = host.startswith(".")
+    host = host.lstrip(".")
+    if not host or not re.fullmatch(r"[a-z0-9.-]+", host) or ".." in host:
+        problems.add(where, f"{text!r} is not a host name")
+        return None
+    return RedirectRule(host=host, subdomains=subdomains, port=port, any_port=any_port)
+
+
+def _load_document(
+    value: Any, base: Path, where: str, problems: _Problems
+) -> Mapping[str, Any] | None:
+    """A policy given as a path (relative to the config file) or as an inline table."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        p = (base / value) if not Path(value).is_absolute() else Path(value)
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            problems.add(where, f"policy file {value!r} not found (looked in {p})")
+            return None
+        except (OSError, ValueError) as e:
+            problems.add(where, f"policy file {value!r} is not valid JSON: {e}")
+            return None
+        if not isinstance(doc, dict):
+            problems.add(where, f"policy file {value!r} must hold a JSON object")
+            return None
+        return doc
+    problems.add(where, "must be a path to a JSON file or an inline table")
+    return None
+
+
+def _server(t: _Table) -> ServerConfig:
+    listen = t.string("listen", "127.0.0.1:8000")
+    host, _, port_s = listen.rpartition(":")
+    port = 8000
+    if not host or not port_s.isdigit() or not 0 <= int(port_s) < 65536:
+        t.problems.add(t.path("listen"), f"{listen!r} must be 'host:port'")
+    else:
+        port = int(port_s)
+        host = host.strip("[]")
+    public_url = t.string("public_url", f"http://{listen}").rstrip("/")
+    u = urlsplit(public_url)
+    if u.scheme not in ("http", "https") or not u.hostname or u.query or u.fragment:
+        t.problems.add(t.path("public_url"), f"{public_url!r} must be an http(s) URL")
+    rules = []
+    for i, r in enumerate(t.str_list("allowed_redirect_domains", ())):
+        rule = _parse_redirect_rule(r, f"{t.path('allowed_redirect_domains')}[{i}]", t.problems)
+        if rule:
+            rules.append(rule)
+    proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for i, cidr in enumerate(t.str_list("trusted_proxies", ())):
+        try:
+            proxies.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            t.problems.add(f"{t.path('trusted_proxies')}[{i}]", f"{cidr!r} is not an IP network")
+    account = t.string("account_id", "000000000000")
+    if not re.fullmatch(r"\d{12}", account):
+        t.problems.add(t.path("account_id"), "must be 12 digits")
+    t.check_unknown()
+    return ServerConfig(
+        listen_host=host or "127.0.0.1",
+        listen_port=port,
+        public_url=public_url,
+        allowed_redirect_domains=tuple(rules),
+        trusted_proxies=tuple(proxies),
+        account_id=account,
+    )
+
+
+def _store(t: _Table, base: Path) -> StoreConfig:
+    url = t.string("url", "sqlite:///broker.db")
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if path and path != ":memory:" and not Path(path).is_absolute():
+            url = "sqlite:///" + str((base / path).resolve())
+    elif not url.startswith(("postgresql://", "postgres://")):
+        t.problems.add(t.path("url"), "must start with sqlite:/// or postgresql://")
+    t.check_unknown()
+    return StoreConfig(url=url)
+
+
+def _keys(t: _Table) -> KeysConfig:
+    alg = t.string("algorithm", "EdDSA")
+    if alg not in ALGORITHMS:
+        t.problems.add(t.path("algorithm"), f"{alg!r} must be one of {', '.join(ALGORITHMS)}")
+        alg = "EdDSA"
+    rotate = t.duration("rotate_every", 7 * 86400)
+    kek_s = t.string("kek", "")
+    kek = None
+    if kek_s:
+        import base64
+        import binascii
+
+        try:
+            raw = base64.b64decode(kek_s, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            t.problems.add(
+                t.path("kek"), "must be base64 of 32 random bytes (openssl rand -base64 32)"
+            )
+        else:
+            kek = Secret(kek_s)
+    t.check_unknown()
+    return KeysConfig(algorithm=alg, rotate_every=rotate, kek=kek)  # type: ignore[arg-type]
+
+
+def _session(t: _Table) -> SessionConfig:
+    name = t.string("cookie_name", "broker_session")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        t.problems.add(t.path("cookie_name"), "must be 1-64 letters, digits, '_' or '-'")
+    s = SessionConfig(
+        cookie_name=name,
+        lifetime=t.duration("lifetime", 8 * 3600),
+        idle_timeout=t.duration("idle_timeout", 3600),
+        token_lifetime=t.duration("token_lifetime", 900),
+    )
+    t.check_unknown()
+    return s
+
+
+def _login(t: _Table) -> LoginConfig:
+    c = LoginConfig(
+        state_ttl=t.duration("state_ttl", 600),
+        max_failures_per_user=int(t.num("max_failures_per_user", 5, minimum=1)),
+        max_failures_per_address=int(t.num("max_failures_per_address", 20, minimum=1)),
+        failure_window=t.duration("failure_window", 900),
+    )
+    t.check_unknown()
+    return c
+
+
+def _provider(name: str, t: _Table) -> ProviderConfig | None:
+    if not _PROVIDER_NAME.fullmatch(name):
+        t.problems.add(t.where, "provider names are 1-32 of a-z, 0-9, '_', '-'")
+    ptype = t.string("type", "oidc")
+    if ptype not in ("oidc", "google", "local"):
+        t.problems.add(t.path("type"), f"{ptype!r} must be 'oidc', 'google' or 'local'")
+        ptype = "oidc"
+    display = t.string("display_name", "")
+    if ptype == "local":
+        t.check_unknown()
+        return ProviderConfig(
+            name=name, type="local", display_name=display or "User name and password"
+        )
+    default_issuer = "https://accounts.google.com" if ptype == "google" else ""
+    issuer = t.string("issuer", default_issuer, required=not default_issuer)
+    u = urlsplit(issuer)
+    if issuer and (u.scheme not in ("http", "https") or not u.hostname or u.query or u.fragment):
+        t.problems.add(t.path("issuer"), f"{issuer!r} must be an http(s) URL")
+    client_id = t.string("client_id", "", required=True)
+    secret = t.string("client_secret", "")
+    scopes = t.str_list("scopes", ("openid", "email", "profile"))
+    if "openid" not in scopes:
+        t.problems.add(t.path("scopes"), "must include 'openid'")
+    audiences = t.str_list("audiences", (client_id,) if client_id else ())
+    p = ProviderConfig(
+        name=name,
+        type=ptype,  # type: ignore[arg-type]
+        issuer=issuer,
+        client_id=client_id,
+        client_secret=Secret(secret) if secret else None,
+        scopes=scopes,
+        audiences=audiences,
+        display_name=display or ("Google" if ptype == "google" else name),
+        leeway=t.num("leeway", 60),
+        timeout=t.num("timeout", 10, minimum=0.1),
+        discovery_ttl=t.duration("discovery_ttl", 3600),
+        jwks_refetch_cooldown=t.duration("jwks_refetch_cooldown", 60),
+    )
+    t.check_unknown()
+    return p
+
+
+def _role(name: str, t: _Table, base: Path) -> RoleConfig:
+    if not _NAME.fullmatch(name):
+        t.problems.add(t.where, "role names are 1-64 of letters, digits and _.+=@-")
+    trust_raw = t._get("trust_policy")
+    trust: Mapping[str, Any] = {}
+    if trust_raw is None:
+        t.problems.add(t.path("trust_policy"), "is required")
+    else:
+        trust = _load_document(trust_raw, base, t.path("trust_policy"), t.problems) or {}
+    policies = []
+    raw_policies = t._get("policies") or []
+    if not isinstance(raw_policies, list):
+        t.problems.add(t.path("policies"), "must be a list of paths or inline tables")
+        raw_policies = []
+    for i, raw in enumerate(raw_policies):
+        doc = _load_document(raw, base, f"{t.path('policies')}[{i}]", t.problems)
+        if doc is not None:
+            policies.append(doc)
+    boundary_raw = t._get("permissions_boundary")
+    boundary = (
+        _load_document(boundary_raw, base, t.path("permissions_boundary"), t.problems)
+        if boundary_raw is not None
+        else None
+    )
+    r = RoleConfig(
+        name=name,
+        description=t.string("description", ""),
+        max_session_duration=t.duration("max_session_duration", 3600),
+        trust_policy=trust,
+        policies=tuple(policies),
+        permissions_boundary=boundary,
+    )
+    if not 900 <= r.max_session_duration <= 43200:
+        t.problems.add(t.path("max_session_duration"), "must be between 15m and 12h")
+    t.check_unknown()
+    return r
+
+
+def parse_settings(
+    data: Mapping[str, Any], *, base: Path, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Validate a TOML document (already read) into ``Settings``; ``base`` resolves paths."""
+    problems = _Problems()
+    data = substitute_env(dict(data), "", problems, os.environ if env is None else env)
+    root = _Table(data, "", problems)
+    server = _server(root.table("server"))
+    store = _store(root.table("store"), base)
+    keys = _keys(root.table("keys"))
+    session = _session(root.table("session"))
+    login = _login(root.table("login"))
+    log_level = root.string("log_level", "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.add("log_level", "must be DEBUG, INFO, WARNING or ERROR")
+
+    providers: dict[str, ProviderConfig] = {}
+    ptable = root.table("providers")
+    for name in ptable.data:
+        ptable.seen.add(name)
+        p = _provider(name, ptable.table(name))
+        if p:
+            providers[name] = p
+    if not providers:
+        problems.add("providers", "at least one provider is required (for example [providers.local])")
+
+    roles: dict[str, RoleConfig] = {}
+    rtable = root.table("roles")
+    for name in rtable.data:
+        rtable.seen.add(name)
+        roles[name] = _role(name, rtable.table(name), base)
+
+    policies: dict[str, ManagedPolicyConfig] = {}
+    mtable = root.table("policies")
+    for name in mtable.data:
+        mtable.seen.add(name)
+        t = mtable.table(name)
+        if not _NAME.fullmatch(name):
+            problems.add(t.where, "policy names are 1-64 of letters, digits and _.+=@-")
+        raw = t._get("document")
+        if raw is None:
+            problems.add(t.path("document"), "is required")
+            doc = None
+        else:
+            doc = _load_document(raw, base, t.path("document"), problems)
+        t.check_unknown()
+        if doc is not None:
+            policies[name] = ManagedPolicyConfig(name=name, document=doc)
+
+    public: list[PublicRoute] = []
+    proxy = root.table("proxy")
+    raw_public = proxy._get("public") or []
+    if not isinstance(raw_public, list):
+        problems.add("proxy.public", "must be an array of tables ([[proxy.public]])")
+        raw_public = []
+    for i, item in enumerate(raw_public):
+        t = _Table(item, f"proxy.public[{i}]", problems)
+        url = t.string("url", "", required=True)
+        u = urlsplit(url)
+        if url and (u.scheme not in ("http", "https") or not u.hostname):
+            problems.add(t.path("url"), f"{url!r} must be an absolute http(s) URL")
+        t.check_unknown()
+        public.append(PublicRoute(url=url))
+    proxy.check_unknown()
+    root.check_unknown()
+
+    if session.idle_timeout > session.lifetime:
+        problems.add("session.idle_timeout", "must not be longer than session.lifetime")
+    if problems.items:
+        raise ConfigError(problems.items)
+    return Settings(
+        server=server,
+        store=store,
+        keys=keys,
+        session=session,
+        login=login,
+        providers=providers,
+        roles=roles,
+        policies=policies,
+        public_routes=tuple(public),
+        log_level=log_level,
+    )
+
+
+def load_settings(path: Path | str = DEFAULT_CONFIG_PATH) -> Settings:
+    """Read and validate the TOML file at ``path``."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError([f"{p}: cannot read the config file ({e.strerror})"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError([f"{p}: not valid TOML: {e}"]) from None
+    settings = parse_settings(data, base=p.resolve().parent)
+    return Settings(**{**settings.__dict__, "config_path": p.resolve()})

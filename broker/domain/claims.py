@@ -1,0 +1,87 @@
+"""Identity claims as IAM condition keys (contract C2) and the principal of a federated login."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+ContextValue = str | list[str]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who signed in: verified by a provider (or the local password store), not yet a role."""
+
+    provider: str
+    subject: str
+    name: str
+    email: str = ""
+    groups: tuple[str, ...] = ()
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    mfa: bool = False
+    user_id: str = ""
+
+
+def _scalar(v: Any) -> str | None:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int | float):
+        return str(v)
+    return None
+
+
+def claims_to_context(provider: str, claims: Mapping[str, Any]) -> dict[str, ContextValue]:
+    """``{"hd": "example.com", "groups": ["a"]}`` -> ``{"google:hd": "example.com", ...}``.
+
+    Scalars become strings (booleans ``"true"``/``"false"``), arrays of scalars become lists;
+    nested objects are left out (there is no IAM operator to compare them with).
+    """
+    out: dict[str, ContextValue] = {}
+    for name, value in claims.items():
+        key = f"{provider}:{name}"
+        if isinstance(value, list):
+            items = [s for s in (_scalar(v) for v in value) if s is not None]
+            out[key] = items
+        else:
+            s = _scalar(value)
+            if s is not None:
+                out[key] = s
+    return out
+
+
+def global_context(
+    *, now: float, source_ip: str, mfa: bool = False, token_issued_at: float | None = None
+) -> dict[str, ContextValue]:
+    """The global condition keys every request has (``broker:`` names; ``aws:`` are aliases)."""
+    ctx: dict[str, ContextValue] = {
+        "broker:CurrentTime": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "broker:EpochTime": str(int(now)),
+        "broker:MultiFactorAuthPresent": "true" if mfa else "false",
+        "broker:SecureTransport": "true",
+    }
+    if source_ip:
+        ctx["broker:SourceIp"] = source_ip
+    if token_issued_at is not None:
+        ctx["broker:TokenIssueTime"] = datetime.fromtimestamp(token_issued_at, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+    return ctx
+
+
+def federated_principal(provider: str, account_id: str) -> dict[str, list[str]]:
+    """A federated principal may be written as the provider name or its ARN in trust policies."""
+    return {
+        "Federated": [provider, f"arn:broker:iam::{account_id}:oidc-provider/{provider}"],
+    }
+
+
+def role_arn(account_id: str, role: str) -> str:
+    return f"arn:broker:iam::{account_id}:role/{role}"
+
+
+def role_name_from_arn(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]

@@ -1,0 +1,36 @@
+"""The IAM-style policy language: parsing, condition operators, wildcards, variables, evaluation.
+
+Owns: turning a JSON policy document into a typed :class:`Policy` (every problem reported at
+once, with a path such as ``Statement[1].Condition.StringEquals``), and deciding requests against
+identity, permissions-boundary, session and trust (resource-based) policies, with the statements
+that decided them.
+
+May import: the standard library and :mod:`broker.errors` only. No I/O of any kind.
+
+Modules:
+    errors      PolicyError
+    model       Policy, Statement and the matchers it holds; Decision, MatchedStatement
+    wildcard    ``*``/``?`` patterns with a linear-time matcher
+    variables   ``${key}`` policy variables and templates that resolve them per request
+    context     the request context, normalised once per evaluation
+    conditions  the condition-operator registry (unknown operators are rejected when parsing)
+    principals  ``Principal``/``NotPrincipal`` matching for resource-based policies
+    parse       parse_policy
+    evaluate    evaluate, evaluate_trust
+"""
+
+from broker.domain.policy.errors import PolicyError
+from broker.domain.policy.evaluate import evaluate, evaluate_trust
+from broker.domain.policy.model import Decision, MatchedStatement, Policy, Statement
+from broker.domain.policy.parse import parse_policy
+
+__all__ = [
+    "Decision",
+    "MatchedStatement",
+    "Policy",
+    "PolicyError",
+    "Statement",
+    "evaluate",
+    "evaluate_trust",
+    "parse_policy",
+]

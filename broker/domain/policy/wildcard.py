@@ -1,0 +1,105 @@
+"""Wildcard patterns as IAM uses them: ``*`` is any run of characters (possibly empty, crossing
+``/`` and ``:``) and ``?`` is exactly one character; every other character is literal.
+
+A pattern is split at its stars into fixed-length segments. The first segment is anchored at the
+start of the subject, the last at its end, and the middle ones are placed greedily, each at the
+leftmost position after the previous one. That is the classic two-pointer glob algorithm: greedy
+leftmost placement is always optimal because the star before a segment can absorb any gap, so no
+backtracking is ever needed and ``a*a*a*...*b`` against a long string takes O(n·m) at worst.
+Segments without ``?`` are found with ``str.find``; a segment with ``?`` becomes a fixed-length
+regular expression of escaped literals and ``.`` (never a ``.*``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+#: One piece of pattern text and whether ``*``/``?`` in it are wildcards (False: all literal).
+Part = tuple[str, bool]
+
+
+class _Segment:
+    __slots__ = ("length", "regex", "text")
+
+    def __init__(self, chars: Sequence[str | None]) -> None:
+        self.length = len(chars)
+        if any(c is None for c in chars):
+            self.text = "".join("?" if c is None else c for c in chars)
+            source = "".join("." if c is None else re.escape(c) for c in chars)
+            self.regex: re.Pattern[str] | None = re.compile(source, re.DOTALL)
+        else:
+            self.text = "".join(c for c in chars if c is not None)
+            self.regex = None
+
+    def match_at(self, subject: str, pos: int) -> bool:
+        if self.regex is None:
+            return subject.startswith(self.text, pos)
+        return self.regex.match(subject, pos) is not None
+
+    def find(self, subject: str, start: int, end: int) -> int:
+        """Leftmost position >= start where the segment fits entirely before ``end``, or -1."""
+        if self.regex is None:
+            return subject.find(self.text, start, end)
+        found = self.regex.search(subject, start, end)
+        return -1 if found is None else found.start()
+
+
+class Glob:
+    """A compiled wildcard pattern. ``ignore_case`` lower-cases pattern and subject."""
+
+    __slots__ = ("_first", "_last", "_middle", "_min_length", "_starred", "ignore_case", "source")
+
+    def __init__(self, parts: Iterable[Part], *, ignore_case: bool = False) -> None:
+        segments: list[list[str | None]] = [[]]
+        source: list[str] = []
+        for text, wild in parts:
+            if ignore_case:
+                text = text.lower()
+            source.append(text)
+            for ch in text:
+                if wild and ch == "*":
+                    segments.append([])
+                elif wild and ch == "?":
+                    segments[-1].append(None)
+                else:
+                    segments[-1].append(ch)
+        compiled = [_Segment(s) for s in segments]
+        self.source = "".join(source)
+        self.ignore_case = ignore_case
+        self._starred = len(compiled) > 1
+        self._first = compiled[0]
+        self._last = compiled[-1]
+        self._middle = tuple(compiled[1:-1])
+        self._min_length = sum(s.length for s in compiled)
+
+    @classmethod
+    def of(cls, pattern: str, *, ignore_case: bool = False) -> Glob:
+        """Compile a plain pattern string (every ``*`` and ``?`` is a wildcard)."""
+        return cls(((pattern, True),), ignore_case=ignore_case)
+
+    def __repr__(self) -> str:
+        return f"Glob({self.source!r})"
+
+    @property
+    def is_universal(self) -> bool:
+        """True when the pattern matches every string (it is only stars)."""
+        return self._starred and self._min_length == 0
+
+    def matches(self, subject: str) -> bool:
+        if self.ignore_case:
+            subject = subject.lower()
+        if not self._starred:
+            return len(subject) == self._first.length and self._first.match_at(subject, 0)
+        if len(subject) < self._min_length:
+            return False
+        end = len(subject) - self._last.length
+        if not self._first.match_at(subject, 0) or not self._last.match_at(subject, end):
+            return False
+        pos = self._first.length
+        for segment in self._middle:
+            found = segment.find(subject, pos, end)
+            if found < 0:
+                return False
+            pos = found + segment.length
+        return True

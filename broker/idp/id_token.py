@@ -1,0 +1,250 @@
+"""ID token validation, OpenID Connect Core 1.0 §3.1.3.7 (and §2 for the claims).
+
+Split in two pure steps around the signature check, which needs the provider's keys:
+
+1. ``parse_jws`` + ``check_header``: the compact JWS (RFC 7515 §7.1) is split and decoded
+   strictly, and the header is judged before any key is looked up: ``alg`` must be in the
+   allow-list (asymmetric only, intersected with discovery's
+   ``id_token_signing_alg_values_supported``), key-carrying headers (``jku``, ``x5u``, ``jwk``,
+   ``x5c``) are refused rather than ignored, any ``crit`` is refused (we understand no
+   extension), and ``typ``, when present, must say JWT.
+2. ``check_claims``, run only on a verified signature: ``iss`` exact, ``sub``, ``aud``/``azp``,
+   ``exp``/``nbf``/``iat`` with leeway, token age, ``nonce``.
+
+Each failure raises ``InvalidIdToken(reason)`` with one of the reasons listed in ``REASONS``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from broker.errors import InvalidIdToken
+
+REASONS = (
+    "malformed",
+    "alg_not_allowed",
+    "forbidden_header:jku",
+    "forbidden_header:x5u",
+    "forbidden_header:jwk",
+    "forbidden_header:x5c",
+    "unknown_crit",
+    "typ_mismatch",
+    "unknown_kid",
+    "key_alg_mismatch",
+    "ambiguous_key",
+    "bad_signature",
+    "iss_mismatch",
+    "missing_sub",
+    "aud_mismatch",
+    "azp_mismatch",
+    "missing_exp",
+    "expired",
+    "not_yet_valid",
+    "missing_iat",
+    "iat_in_future",
+    "iat_too_old",
+    "nonce_missing",
+    "nonce_mismatch",
+)
+
+MAX_TOKEN_LENGTH = 64 * 1024
+FORBIDDEN_HEADERS = (
+    "jku",
+    "x5u",
+    "jwk",
+    "x5c",
+)  # RFC 7515 §4.1.2-6: keys/URLs chosen by the sender
+ALLOWED_TYP = ("jwt", "application/jwt")  # RFC 7519 §5.1, compared case-insensitively
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+@dataclass(frozen=True)
+class IdToken:
+    """A verified ID token. ``issuer`` is the configured issuer (the canonical spelling)."""
+
+    claims: Mapping[str, Any]
+    header: Mapping[str, Any]
+    issuer: str
+    subject: str
+    audience: tuple[str, ...]
+    expires_at: float
+    issued_at: float
+    raw: str = field(repr=False)  # kept for id_token_hint at logout; a credential, never logged
+
+    @property
+    def nonce(self) -> str | None:
+        v = self.claims.get("nonce")
+        return v if isinstance(v, str) else None
+
+
+@dataclass(frozen=True)
+class UnverifiedJws:
+    header: Mapping[str, Any]
+    claims: Mapping[str, Any]
+    signing_input: bytes
+    signature: bytes = field(repr=False)
+
+
+def _b64url(part: str) -> bytes:
+    if not _B64URL.fullmatch(part):
+        raise InvalidIdToken("malformed")
+    try:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidIdToken("malformed") from None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate member {k!r}")
+        out[k] = v
+    return out
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidIdToken("malformed") from None
+    if not isinstance(doc, dict):
+        raise InvalidIdToken("malformed")
+    return doc
+
+
+def parse_jws(token: str) -> UnverifiedJws:
+    """Split a compact JWS; header and payload must be JSON objects without duplicate names."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidIdToken("malformed")
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise InvalidIdToken("malformed")
+    header = _json_object(_b64url(parts[0]))
+    claims = _json_object(_b64url(parts[1]))
+    signature = _b64url(parts[2])
+    return UnverifiedJws(
+        header=MappingProxyType(header),
+        claims=MappingProxyType(claims),
+        signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"),
+        signature=signature,
+    )
+
+
+def check_header(header: Mapping[str, Any], allowed_algs: Sequence[str]) -> tuple[str, str | None]:
+    """Judge the JOSE header; returns ``(alg, kid)``."""
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in allowed_algs:
+        raise InvalidIdToken("alg_not_allowed")
+    for name in FORBIDDEN_HEADERS:
+        if name in header:
+            raise InvalidIdToken(f"forbidden_header:{name}")
+    if "crit" in header:
+        raise InvalidIdToken("unknown_crit")
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.lower() not in ALLOWED_TYP):
+        raise InvalidIdToken("typ_mismatch")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidIdToken("malformed")
+    return alg, kid
+
+
+@dataclass(frozen=True)
+class ClaimRules:
+    """What ``check_claims`` expects.
+
+    ``audiences`` None means a login (the token came from our own code exchange): ``aud`` must
+    contain ``client_id`` and ``azp``, when present or when there are several audiences, must
+    be ``client_id``. Otherwise (a token presented directly) ``aud`` must contain one of
+    ``audiences`` and ``azp`` is left to trust policies (``<provider>:azp``).
+    """
+
+    issuers: tuple[str, ...]
+    client_id: str
+    audiences: tuple[str, ...] | None
+    nonce: str | None
+    max_age: float | None
+    leeway: float
+    now: float
+
+
+def _number(claims: Mapping[str, Any], name: str) -> float | None:
+    v = claims.get(name)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise InvalidIdToken("malformed")
+    return float(v)
+
+
+def check_claims(jws: UnverifiedJws, raw: str, rules: ClaimRules) -> IdToken:
+    """OIDC Core §3.1.3.7 steps 2-11 on a token whose signature has been verified."""
+    c = jws.claims
+    iss = c.get("iss")
+    if not isinstance(iss, str) or iss not in rules.issuers:
+        raise InvalidIdToken("iss_mismatch")
+    sub = c.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise InvalidIdToken("missing_sub")
+
+    aud_claim = c.get("aud")
+    if isinstance(aud_claim, str):
+        aud: tuple[str, ...] = (aud_claim,)
+    elif isinstance(aud_claim, list) and all(isinstance(a, str) for a in aud_claim):
+        aud = tuple(aud_claim)
+    else:
+        raise InvalidIdToken("aud_mismatch")
+    expected = rules.audiences if rules.audiences is not None else (rules.client_id,)
+    if not any(a in aud for a in expected):
+        raise InvalidIdToken("aud_mismatch")
+    if rules.audiences is None:
+        azp = c.get("azp")
+        if (len(aud) > 1 or azp is not None) and azp != rules.client_id:
+            raise InvalidIdToken("azp_mismatch")
+
+    now, leeway = rules.now, rules.leeway
+    exp = _number(c, "exp")
+    if exp is None:
+        raise InvalidIdToken("missing_exp")
+    if now >= exp + leeway:
+        raise InvalidIdToken("expired")
+    nbf = _number(c, "nbf")
+    if nbf is not None and now + leeway < nbf:
+        raise InvalidIdToken("not_yet_valid")
+    iat = _number(c, "iat")
+    if iat is None:
+        raise InvalidIdToken("missing_iat")
+    if iat > now + leeway:
+        raise InvalidIdToken("iat_in_future")
+    if rules.max_age is not None and now - iat > rules.max_age + leeway:
+        raise InvalidIdToken("iat_too_old")
+
+    if rules.nonce is not None:
+        nonce = c.get("nonce")
+        if nonce is None:
+            raise InvalidIdToken("nonce_missing")
+        if not isinstance(nonce, str) or not hmac.compare_digest(
+            nonce.encode("utf-8"), rules.nonce.encode("utf-8")
+        ):
+            raise InvalidIdToken("nonce_mismatch")
+
+    return IdToken(
+        claims=jws.claims,
+        header=jws.header,
+        issuer=rules.issuers[0],
+        subject=sub,
+        audience=aud,
+        expires_at=exp,
+        issued_at=iat,
+        raw=raw,
+    )

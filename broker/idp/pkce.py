@@ -1,0 +1,24 @@
+"""RFC 7636 (PKCE) and the random values of the authorization-code flow (state, nonce)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+
+
+def random_token(nbytes: int = 32) -> str:
+    """``nbytes`` random bytes, base64url without padding (43 characters for 32 bytes)."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def s256_challenge(verifier: str) -> str:
+    """RFC 7636 §4.2: ``BASE64URL(SHA256(ASCII(code_verifier)))``."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def new_pkce() -> tuple[str, str]:
+    """``(code_verifier, code_challenge)`` for ``code_challenge_method=S256`` (RFC 7636 §4.1)."""
+    verifier = random_token(32)  # 43 characters of [A-Za-z0-9_-], within §4.1's 43..128
+    return verifier, s256_challenge(verifier)

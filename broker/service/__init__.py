@@ -1,0 +1,1 @@
+"""Use cases: login, sessions, roles, audit, start-up. Knows nothing of HTTP (no aiohttp.web)."""

@@ -1,0 +1,206 @@
+"""The broker's services wired together, opened and closed as one unit.
+
+``Broker.open`` migrates the store, loads the key ring, reconciles config roles, bootstraps the
+first admin, and primes the revocation state; ``Broker.tick`` runs the periodic work (revocation
+polling, batched last-seen writes, key rotation, purges) that the web layer schedules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from broker.clock import Clock, SystemClock
+from broker.config import Settings
+from broker.errors import ConfigError, StoreError
+from broker.idp import OIDCClient
+from broker.service.audit import Auditor
+from broker.service.bootstrap import bootstrap_admin
+from broker.service.login import LoginService
+from broker.service.revocation import RevocationState
+from broker.service.roles import RoleCatalog, policy_problems
+from broker.service.sessions import SessionService
+from broker.signing import KeyRing, decode_kek, load_or_create_kek_file
+from broker.storage import migrate, open_store
+from broker.storage.base import Store
+
+log = logging.getLogger(__name__)
+
+REVOCATION_POLL_SECONDS = 1.0  # contract C4: revocations reach every instance within 2 s
+LAST_SEEN_FLUSH_SECONDS = 5.0
+KEY_CHECK_SECONDS = 60.0
+PURGE_SECONDS = 3600.0
+
+
+def derive_key(kek: bytes, purpose: bytes) -> bytes:
+    """A separate key per purpose, so the KEK itself never signs or MACs anything."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(kek)
+
+
+def kek_file_for(settings: Settings) -> Path | None:
+    db = settings.sqlite_path
+    return db.with_suffix(".kek") if db is not None else None
+
+
+def startup_problems(settings: Settings) -> list[str]:
+    """Problems beyond the TOML schema: policies that don't parse, a missing KEK."""
+    problems = policy_problems(settings)
+    if settings.keys.kek is None and kek_file_for(settings) is None:
+        problems.append(
+            "keys.kek: is required unless the store is a SQLite file "
+            "(generate one with: openssl rand -base64 32)"
+        )
+    return problems
+
+
+def resolve_kek(settings: Settings) -> bytes:
+    if settings.keys.kek is not None:
+        return decode_kek(settings.keys.kek.get())
+    path = kek_file_for(settings)
+    if path is None:
+        raise ConfigError(["keys.kek: is required unless the store is a SQLite file"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kek, created = load_or_create_kek_file(path)
+    if created:
+        log.warning(
+            "no [keys].kek configured: generated one into %s; back it up with the database, "
+            "or set [keys].kek for production",
+            path,
+        )
+    return kek
+
+
+@dataclass
+class Broker:
+    settings: Settings
+    store: Store
+    keyring: KeyRing
+    revocations: RevocationState
+    sessions: SessionService
+    roles: RoleCatalog
+    login: LoginService
+    auditor: Auditor
+    clock: Clock
+    clients: Mapping[str, OIDCClient]
+    csrf_key: bytes = b""
+    bootstrap_password: str | None = None
+    _last: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    async def open(
+        cls, settings: Settings, *, http: Any, clock: Clock | None = None, bootstrap: bool = True
+    ) -> Broker:
+        """``http`` is the ``aiohttp.ClientSession`` the OIDC clients share."""
+        clock = clock or SystemClock()
+        problems = startup_problems(settings)
+        if problems:
+            raise ConfigError(problems)
+        kek = resolve_kek(settings)
+        db = settings.sqlite_path
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        await migrate(settings.store.url)
+        store = open_store(settings.store.url)
+        try:
+            auditor = Auditor(store, clock)
+            max_token = max(
+                [settings.session.lifetime, *(r.max_session_duration for r in settings.roles.values())]
+            )
+            keyring = KeyRing(
+                store,
+                algorithm=settings.keys.algorithm,
+                kek=kek,
+                rotate_every=settings.keys.rotate_every,
+                max_token_lifetime=max_token,
+                issuer=settings.server.public_url,
+                clock=clock,
+            )
+            await keyring.load()
+            revocations = RevocationState(store)
+            await revocations.poll()
+            roles = RoleCatalog(settings, store, clock)
+            await roles.reconcile()
+            sessions = SessionService(settings, store, keyring, revocations, clock)
+            clients = {
+                name: OIDCClient(p, http, clock=clock)
+                for name, p in settings.providers.items()
+                if p.type != "local"
+            }
+            login = LoginService(
+                settings, store, clients, roles, sessions, keyring, auditor, clock
+            )
+            password = (
+                await bootstrap_admin(settings, store, auditor, clock) if bootstrap else None
+            )
+        except BaseException:
+            await store.close()
+            raise
+        now = clock.now()
+        return cls(
+            settings=settings,
+            store=store,
+            keyring=keyring,
+            revocations=revocations,
+            sessions=sessions,
+            roles=roles,
+            login=login,
+            auditor=auditor,
+            clock=clock,
+            clients=clients,
+            csrf_key=derive_key(kek, b"broker/csrf"),
+            bootstrap_password=password,
+            _last={"keys": now, "purge": now, "flush": now},
+        )
+
+    async def close(self) -> None:
+        try:
+            await self.sessions.flush_last_seen()
+        except StoreError:
+            log.exception("could not write last-seen times at shutdown")
+        await self.store.close()
+
+    async def rotate_keys(self, *, reason: str) -> str:
+        key = await self.keyring.rotate()
+        await self.auditor.record("keys.rotate", "success", principal=key.kid, reason=reason)
+        return key.kid
+
+    async def tick(self) -> None:
+        """One round of periodic work; each part runs when its interval has passed."""
+        now = self.clock.now()
+        await self.revocations.poll()
+        if now - self._last["flush"] >= LAST_SEEN_FLUSH_SECONDS:
+            self._last["flush"] = now
+            await self.sessions.flush_last_seen()
+        if now - self._last["keys"] >= KEY_CHECK_SECONDS:
+            self._last["keys"] = now
+            await self.keyring.refresh()
+            if await self.keyring.maybe_rotate():
+                await self.auditor.record(
+                    "keys.rotate", "success", principal=self.keyring.current_kid,
+                    reason="scheduled",
+                )
+        if now - self._last["purge"] >= PURGE_SECONDS:
+            self._last["purge"] = now
+            await self.store.purge_login_states(now)
+            await self.store.purge_sessions(now)
+
+    async def run_periodic(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except StoreError as e:
+                self.revocations.healthy = False
+                log.warning("periodic work failed: %s", e.reason)
+            except Exception:
+                log.exception("periodic work failed")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=REVOCATION_POLL_SECONDS)
+            except TimeoutError:
+                pass

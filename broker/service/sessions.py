@@ -1,0 +1,242 @@
+"""Sessions (contract C4): a server-side record plus a short-lived broker-signed JWT.
+
+The JWT in the cookie lives ``token_lifetime`` (never longer than the idle timeout or the
+session). Verifying it is a signature check plus the in-memory revocation state: no database.
+When it is past half its life, ``refresh`` consults the store once (session still live, not idle
+too long) and issues a new one; that is where the idle timeout is enforced server-side.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from broker.clock import Clock
+from broker.config import Settings
+from broker.domain import tokens
+from broker.domain.claims import Identity
+from broker.errors import ExpiredToken, InvalidToken, Unauthenticated
+from broker.service.revocation import RevocationState
+from broker.signing import KeyRing
+from broker.storage.base import Revocation, Session, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """A verified session token, as the rest of the broker sees it."""
+
+    session_id: str
+    user_id: str
+    provider: str
+    subject: str
+    role_arn: str
+    email: str
+    groups: tuple[str, ...]
+    mfa: bool
+    tags: Mapping[str, str]
+    issued_at: float
+    token_expires_at: float
+    session_expires_at: float
+    claims: Mapping[str, Any]
+
+    @property
+    def role_name(self) -> str:
+        return self.role_arn.rsplit("/", 1)[-1]
+
+
+class SessionService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        keyring: KeyRing,
+        revocations: RevocationState,
+        clock: Clock,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._keys = keyring
+        self._revocations = revocations
+        self._clock = clock
+        self._issuer = settings.server.public_url
+        self._pending_touch: dict[str, float] = {}
+
+    # --- issuing ---------------------------------------------------------------------------
+
+    async def create(
+        self, identity: Identity, role_arn: str, *, max_session_duration: float
+    ) -> tuple[Session, str]:
+        """A brand-new session (a new id at every login: no fixation) and its first token."""
+        now = self._clock.now()
+        cfg = self._settings.session
+        lifetime = min(cfg.lifetime, max_session_duration)
+        session = Session(
+            id=str(uuid.uuid4()),
+            user_id=identity.user_id,
+            provider=identity.provider,
+            subject=identity.subject,
+            role_arn=role_arn,
+            email=identity.email,
+            groups=identity.groups,
+            mfa=identity.mfa,
+            tags={},
+            created_at=now,
+            expires_at=now + lifetime,
+            idle_timeout=cfg.idle_timeout,
+            last_seen_at=now,
+        )
+        await self._store.create_session(session)
+        return session, self._token(session, now)
+
+    def _token(self, s: Session, now: float) -> str:
+        cfg = self._settings.session
+        exp = min(now + min(cfg.token_lifetime, s.idle_timeout), s.expires_at)
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "sub": s.user_id,
+            "aud": self._issuer,
+            "iat": int(now),
+            "nbf": int(now),
+            "exp": int(exp),
+            "jti": secrets.token_urlsafe(16),
+            tokens.CLAIM_SID: s.id,
+            tokens.CLAIM_ROLE: s.role_arn,
+            tokens.CLAIM_PROVIDER: s.provider,
+            tokens.CLAIM_SUBJECT: s.subject,
+            tokens.CLAIM_EMAIL: s.email,
+            tokens.CLAIM_GROUPS: list(s.groups),
+            tokens.CLAIM_MFA: s.mfa,
+            tokens.CLAIM_TAGS: dict(s.tags),
+            "session_exp": int(s.expires_at),
+        }
+        return self._keys.sign(claims, typ=tokens.SESSION_TYP)
+
+    # --- verifying (hot path: no database) -------------------------------------------------
+
+    def verify(self, token: str) -> SessionContext:
+        """Signature, typ, audience, expiry and revocation. Raises ``Unauthenticated``."""
+        try:
+            c = self._keys.verify(token, typ=tokens.SESSION_TYP, audience=self._issuer)
+        except ExpiredToken as e:
+            raise Unauthenticated("token_expired") from e
+        except InvalidToken as e:
+            raise Unauthenticated(f"invalid_token:{e.reason}") from e
+        try:
+            ctx = SessionContext(
+                session_id=str(c[tokens.CLAIM_SID]),
+                user_id=str(c["sub"]),
+                provider=str(c[tokens.CLAIM_PROVIDER]),
+                subject=str(c[tokens.CLAIM_SUBJECT]),
+                role_arn=str(c[tokens.CLAIM_ROLE]),
+                email=str(c.get(tokens.CLAIM_EMAIL, "")),
+                groups=tuple(str(g) for g in c.get(tokens.CLAIM_GROUPS, [])),
+                mfa=bool(c.get(tokens.CLAIM_MFA, False)),
+                tags={str(k): str(v) for k, v in dict(c.get(tokens.CLAIM_TAGS, {})).items()},
+                issued_at=float(c["iat"]),
+                token_expires_at=float(c["exp"]),
+                session_expires_at=float(c.get("session_exp", c["exp"])),
+                claims=c,
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise Unauthenticated("invalid_token:missing_claim") from e
+        if self._revocations.is_revoked(
+            session_id=ctx.session_id,
+            user_id=ctx.user_id,
+            role_arn=ctx.role_arn,
+            issued_at=ctx.issued_at,
+        ):
+            raise Unauthenticated("session_revoked")
+        self._pending_touch[ctx.session_id] = self._clock.now()
+        return ctx
+
+    def needs_refresh(self, ctx: SessionContext) -> bool:
+        now = self._clock.now()
+        half = (ctx.token_expires_at - ctx.issued_at) / 2
+        return now >= ctx.issued_at + half and ctx.token_expires_at < ctx.session_expires_at
+
+    async def refresh(self, ctx: SessionContext) -> str:
+        """A new token for a live session; enforces revocation and the idle timeout from the store."""
+        now = self._clock.now()
+        s = await self._store.get_session(ctx.session_id)
+        if s is None or s.revoked_at is not None:
+            raise Unauthenticated("session_revoked")
+        if now >= s.expires_at:
+            raise Unauthenticated("session_expired")
+        if now - s.last_seen_at > s.idle_timeout:
+            raise Unauthenticated("session_idle")
+        await self._store.touch_sessions({s.id: now})
+        return self._token(s, now)
+
+    async def resume(self, token: str) -> tuple[SessionContext, str | None]:
+        """Verify a cookie token, refreshing it through the store when it is past half-life or
+        expired-but-within-the-idle-window. Returns the context and a new token (or None)."""
+        try:
+            ctx = self.verify(token)
+        except Unauthenticated as e:
+            if e.reason != "token_expired":
+                raise
+            # An expired token may still name a live session: one store read decides.
+            ctx = self._verify_expired(token)
+            new = await self.refresh(ctx)
+            return self.verify(new), new
+        if self.needs_refresh(ctx):
+            new = await self.refresh(ctx)
+            return self.verify(new), new
+        return ctx, None
+
+    def _verify_expired(self, token: str) -> SessionContext:
+        try:
+            c = self._keys.verify(
+                token,
+                typ=tokens.SESSION_TYP,
+                audience=self._issuer,
+                leeway=self._settings.session.idle_timeout,
+            )
+        except InvalidToken as e:
+            raise Unauthenticated(f"invalid_token:{e.reason}") from e
+        if self._revocations.is_revoked(
+            session_id=str(c.get(tokens.CLAIM_SID, "")),
+            user_id=str(c.get("sub", "")),
+            role_arn=str(c.get(tokens.CLAIM_ROLE, "")),
+            issued_at=float(c.get("iat", 0)),
+        ):
+            raise Unauthenticated("session_revoked")
+        return SessionContext(
+            session_id=str(c[tokens.CLAIM_SID]),
+            user_id=str(c["sub"]),
+            provider=str(c[tokens.CLAIM_PROVIDER]),
+            subject=str(c[tokens.CLAIM_SUBJECT]),
+            role_arn=str(c[tokens.CLAIM_ROLE]),
+            email=str(c.get(tokens.CLAIM_EMAIL, "")),
+            groups=tuple(str(g) for g in c.get(tokens.CLAIM_GROUPS, [])),
+            mfa=bool(c.get(tokens.CLAIM_MFA, False)),
+            tags={},
+            issued_at=float(c["iat"]),
+            token_expires_at=float(c["exp"]),
+            session_expires_at=float(c.get("session_exp", c["exp"])),
+            claims=c,
+        )
+
+    # --- ending ----------------------------------------------------------------------------
+
+    async def end(self, ctx: SessionContext, *, reason: str) -> None:
+        now = self._clock.now()
+        await self._store.revoke_session(ctx.session_id, now=now, reason=reason)
+        # Take effect on this instance at once, before the next poll.
+        self._revocations.apply(
+            Revocation(kind="session", target=ctx.session_id, before=now, created_at=now)
+        )
+
+    async def flush_last_seen(self) -> int:
+        """Write the batched last-seen times; called periodically."""
+        if not self._pending_touch:
+            return 0
+        batch, self._pending_touch = self._pending_touch, {}
+        await self._store.touch_sessions(batch)
+        return len(batch)

@@ -1,0 +1,640 @@
+"""The broker's signing keys: a key ring kept in the store, and the JWKS it publishes (C4, C3).
+
+Owns: key generation (EdDSA/Ed25519, ES256/P-256, RS256/RSA-3072), the encryption of private
+keys at rest with the KEK, rotation, signing broker tokens (RFC 7515 compact JWS, RFC 7519 JWT)
+and verifying them, and the public JWK Set (RFC 7517 §5). Imports ``storage.base``, ``config``,
+``errors`` and ``clock`` only.
+
+Keys at rest. A private key is PKCS#8 DER sealed with AES-256-GCM under the KEK: a random 96-bit
+nonce, the ``kid`` as associated data (so a ciphertext cannot be moved to another record), stored
+as ``b"v1:" + nonce + ciphertext``. The ``kid`` is the RFC 7638 JWK thumbprint (SHA-256,
+base64url) of the public key. The public JWK is recomputed from the decrypted private key and
+must match the stored one.
+
+Lifecycle. The *current* key is the newest (``created_at``, then ``kid``) key that is not
+retired; every instance sharing a store picks the same one, so after ``refresh()`` they sign with
+the same key. ``rotate()`` adds a new key and retires every older unretired key with
+``expires_at = now + max_token_lifetime + retire_leeway``: a retired key stays in the JWKS and
+keeps verifying until every token it can have signed has expired, then it is purged. Another
+instance keeps signing with a key that was just retired until its next ``refresh()``; refresh
+more often than ``retire_leeway`` (default 5 minutes) so those tokens are covered too.
+
+The hot path. ``sign()``, ``verify()`` and ``jwks()`` are synchronous and touch no database:
+keys are decrypted and parsed once per ``kid`` and kept as ``cryptography`` objects. A token
+signed by a key this instance has not seen yet fails with ``unknown_kid``; callers may
+``refresh()`` (rate-limited) and try again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+import jwt.exceptions as jwt_errors
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from broker.clock import Clock
+from broker.config import ALGORITHMS, Algorithm
+from broker.errors import ExpiredToken, InvalidToken, KeyRingError, RecordNotFound
+from broker.storage.base import SigningKey, Store
+
+log = logging.getLogger(__name__)
+
+KEK_BYTES = 32
+RETIRE_LEEWAY = 300.0  # seconds a retired key outlives the longest token it may have signed
+MAX_TOKEN_LENGTH = 16 * 1024
+RSA_BITS = 3072
+
+_KEY_FORMAT = b"v1:"
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+
+# RFC 8725 §3.10 / RFC 7515 §4.1: headers that would let a token name its own key or make us
+# process extensions we do not implement. Broker tokens carry exactly alg, kid and typ.
+_FORBIDDEN_HEADERS = ("jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "crit", "b64", "zip", "enc")
+_ALLOWED_HEADERS = frozenset({"alg", "kid", "typ", "cty"})
+
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+
+# --- the KEK ---------------------------------------------------------------------------------
+
+
+def generate_kek() -> bytes:
+    """32 random bytes: a new key-encryption key."""
+    return secrets.token_bytes(KEK_BYTES)
+
+
+def decode_kek(b64: str) -> bytes:
+    """The KEK from its base64 text (``[keys].kek``); raises ``KeyRingError`` unless 32 bytes."""
+    try:
+        raw = base64.b64decode(b64.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != KEK_BYTES:
+        raise KeyRingError(
+            "bad_kek: [keys].kek must be base64 of 32 random bytes (openssl rand -base64 32)"
+        )
+    return raw
+
+
+def _read_kek_file(path: Path) -> bytes:
+    text = path.read_text(encoding="ascii", errors="replace")
+    try:
+        kek = decode_kek(text)
+    except KeyRingError:
+        raise KeyRingError(
+            f"bad_kek_file: {path} does not hold base64 of 32 bytes; restore it from a backup "
+            "(without it the stored signing keys cannot be decrypted)"
+        ) from None
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning("the KEK file %s is readable by others (mode %o); chmod 600 it", path, mode)
+    return kek
+
+
+def load_or_create_kek_file(path: Path) -> tuple[bytes, bool]:
+    """The KEK kept in ``path`` (base64 text, mode 0600), created on first use: ``(kek, created)``.
+
+    For the embedded SQLite default when ``[keys].kek`` is not configured. Creation is atomic:
+    the file is written in full under a temporary name and then hard-linked into place, so two
+    processes starting together end up with the same KEK and never read a half-written file.
+    """
+    path = Path(path)
+    try:
+        return _read_kek_file(path), False
+    except FileNotFoundError:
+        pass
+    kek = generate_kek()
+    data = base64.b64encode(kek) + b"\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    created = False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+            created = True
+        except FileExistsError:
+            created = False
+        except OSError:  # a file system without hard links: fall back to an exclusive create
+            try:
+                fd2 = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                created = False
+            else:
+                with os.fdopen(fd2, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                created = True
+    finally:
+        tmp.unlink(missing_ok=True)
+    if not created:
+        return _read_kek_file(path), False
+    return kek, True
+
+
+def _seal(kek: bytes, kid: str, plaintext: bytes) -> bytes:
+    nonce = os.urandom(_NONCE_BYTES)
+    return _KEY_FORMAT + nonce + AESGCM(kek).encrypt(nonce, plaintext, kid.encode("utf-8"))
+
+
+def _open(kek: bytes, kid: str, blob: bytes) -> bytes:
+    if not blob.startswith(_KEY_FORMAT) or len(blob) < len(_KEY_FORMAT) + _NONCE_BYTES + _TAG_BYTES:
+        raise KeyRingError(f"corrupt_key: stored key {kid} is not in a known format")
+    nonce = blob[len(_KEY_FORMAT) : len(_KEY_FORMAT) + _NONCE_BYTES]
+    try:
+        return AESGCM(kek).decrypt(
+            nonce, blob[len(_KEY_FORMAT) + _NONCE_BYTES :], kid.encode("utf-8")
+        )
+    except InvalidTag:
+        raise KeyRingError(
+            f"kek_mismatch: the configured [keys].kek cannot decrypt key {kid}"
+        ) from None
+
+
+# --- keys and JWKs ---------------------------------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    if not _B64URL.match(text) or len(text) % 4 == 1:
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _uint(n: int, length: int | None = None) -> str:
+    size = length if length is not None else max(1, (n.bit_length() + 7) // 8)
+    return _b64url(n.to_bytes(size, "big"))
+
+
+def _generate(algorithm: Algorithm) -> PrivateKey:
+    if algorithm == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    if algorithm == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+
+
+def _algorithm_of(key: PrivateKey) -> Algorithm | None:
+    """The one algorithm a key is used with, or None for a key the broker does not make."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "EdDSA"
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return "ES256"
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048:
+        return "RS256"
+    return None
+
+
+def _key_members(public_key: PublicKey) -> dict[str, str]:
+    """The RFC 7638 §3.2 required members of the public JWK (RFC 8037 for OKP, RFC 7518 §6)."""
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {"crv": "Ed25519", "kty": "OKP", "x": _b64url(raw)}
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        nums = public_key.public_numbers()
+        return {"crv": "P-256", "kty": "EC", "x": _uint(nums.x, 32), "y": _uint(nums.y, 32)}
+    nums_rsa = public_key.public_numbers()
+    return {"e": _uint(nums_rsa.e), "kty": "RSA", "n": _uint(nums_rsa.n)}
+
+
+def _thumbprint(members: Mapping[str, str]) -> str:
+    """RFC 7638 §3: SHA-256 over the required members, sorted, without whitespace."""
+    canonical = json.dumps(dict(sorted(members.items())), separators=(",", ":"))
+    return _b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """A usable key: the stored record's dates plus the parsed key material."""
+
+    kid: str
+    algorithm: Algorithm
+    private_key: PrivateKey = dataclasses.field(repr=False)
+    public_key: PublicKey
+    public_jwk: Mapping[str, Any]  # with kid, alg, use
+    created_at: float
+    retired_at: float | None
+    expires_at: float | None
+
+    def signs_at(self, now: float) -> bool:
+        return self.retired_at is None or self.retired_at > now
+
+    def live_at(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
+def _material(private_key: PrivateKey, algorithm: Algorithm, kid: str) -> _Key:
+    public_key: PublicKey = private_key.public_key()
+    jwk = {**_key_members(public_key), "kid": kid, "alg": algorithm, "use": "sig"}
+    return _Key(kid, algorithm, private_key, public_key, jwk, 0.0, None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    keys: Mapping[str, _Key]  # every key not yet expired, by kid
+    current: _Key | None
+
+
+_EMPTY = _State(keys={}, current=None)
+
+_DECODE_OPTIONS_BASE: dict[str, Any] = {
+    "verify_signature": True,
+    # exp, nbf and iat are checked against the injected clock below, not the system time
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_iss": True,
+    "verify_sub": True,
+    "verify_jti": True,
+    "require": ["exp", "iat", "iss", "jti"],
+    "strict_aud": False,
+}
+
+
+class KeyRing:
+    """The broker's signing keys, kept in the store and cached in memory."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        algorithm: Algorithm,
+        kek: bytes,
+        rotate_every: float,
+        max_token_lifetime: float,
+        issuer: str,
+        clock: Clock,
+        retire_leeway: float = RETIRE_LEEWAY,
+    ) -> None:
+        if algorithm not in ALGORITHMS:
+            raise KeyRingError(f"bad_algorithm: {algorithm!r} is not one of {ALGORITHMS}")
+        if len(kek) != KEK_BYTES:
+            raise KeyRingError("bad_kek: the KEK must be 32 bytes")
+        if rotate_every <= 0 or max_token_lifetime <= 0 or retire_leeway < 0:
+            raise KeyRingError("bad_key_config: rotate_every and max_token_lifetime must be > 0")
+        if not issuer:
+            raise KeyRingError("bad_key_config: the issuer must not be empty")
+        self._store = store
+        self._algorithm: Algorithm = algorithm
+        self._aead_kek = kek
+        self._rotate_every = rotate_every
+        self._max_token_lifetime = max_token_lifetime
+        self._retire_leeway = retire_leeway
+        self._issuer = issuer
+        self._clock = clock
+        self._state = _EMPTY
+        self._parsed: dict[str, _Key] = {}  # key material by kid, parsed once
+        self._lock = asyncio.Lock()
+        self._jwt = jwt.PyJWT()
+
+    def __repr__(self) -> str:
+        current = self._state.current
+        return (
+            f"KeyRing(algorithm={self._algorithm!r}, current={current.kid if current else None!r})"
+        )
+
+    # --- reading and writing the store -------------------------------------------------------
+
+    def _parse(self, record: SigningKey) -> _Key:
+        """Decrypt and parse one stored key (once per kid), checking it is what it claims."""
+        der = _open(self._aead_kek, record.kid, record.private_key)
+        try:
+            private_key = serialization.load_der_private_key(der, password=None)
+        except (ValueError, TypeError):
+            raise KeyRingError(f"corrupt_key: stored key {record.kid} does not parse") from None
+        if not isinstance(
+            private_key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+        ):
+            raise KeyRingError(f"corrupt_key: stored key {record.kid} is of an unsupported type")
+        algorithm = _algorithm_of(private_key)
+        if algorithm is None or algorithm != record.algorithm:
+            raise KeyRingError(
+                f"corrupt_key: stored key {record.kid} is not a {record.algorithm} key"
+            )
+        key = _material(private_key, algorithm, record.kid)
+        members = _key_members(key.public_key)
+        if any(record.public_jwk.get(name) != value for name, value in members.items()):
+            raise KeyRingError(
+                f"corrupt_key: the stored public JWK of {record.kid} does not match its private key"
+            )
+        return key
+
+    async def _read(self) -> _State:
+        """Read the store into a new state (not yet in use)."""
+        return self._state_from(await self._store.list_signing_keys())
+
+    def _state_from(self, records: Sequence[SigningKey]) -> _State:
+        """The state for these records; parses only kids not seen before (raises on a bad key)."""
+        now = self._clock.now()
+        keys: dict[str, _Key] = {}
+        for record in records:
+            if record.expires_at is not None and record.expires_at <= now:
+                continue
+            cached = self._parsed.get(record.kid)
+            if cached is None or cached.algorithm != record.algorithm:
+                cached = self._parse(record)
+                self._parsed[record.kid] = cached
+            keys[record.kid] = dataclasses.replace(
+                cached,
+                created_at=record.created_at,
+                retired_at=record.retired_at,
+                expires_at=record.expires_at,
+            )
+        for kid in set(self._parsed) - set(keys):
+            del self._parsed[kid]
+        signing = [k for k in keys.values() if k.signs_at(now)]
+        current = max(signing, key=lambda k: (k.created_at, k.kid)) if signing else None
+        return _State(keys=keys, current=current)
+
+    def _retirement(self, now: float) -> float:
+        return now + self._max_token_lifetime + self._retire_leeway
+
+    async def _rotate_locked(self) -> SigningKey:
+        records = await self._store.list_signing_keys()
+        self._state_from(records)  # every stored key opens with this KEK: check before writing
+        now = self._clock.now()
+        # created_at orders keys; never let the new key rank below one already stored
+        created_at = max([now, *(r.created_at + 0.001 for r in records)])
+        private_key = await asyncio.to_thread(_generate, self._algorithm)
+        members = _key_members(private_key.public_key())
+        kid = _thumbprint(members)
+        key = _material(private_key, self._algorithm, kid)
+        der = private_key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        record = SigningKey(
+            kid=kid,
+            algorithm=self._algorithm,
+            private_key=_seal(self._aead_kek, kid, der),
+            public_jwk=dict(key.public_jwk),
+            created_at=created_at,
+        )
+        await self._store.add_signing_key(record)
+        self._parsed[kid] = key
+        await self._retire_and_purge(records, newest=(created_at, kid), now=now)
+        state = await self._read()
+        if state.current is None:  # only if the store lost the key just written
+            raise KeyRingError(f"store_error: the new signing key {kid} was not stored")
+        self._state = state
+        log.info("signing key rotated: new kid %s (%s)", kid, self._algorithm)
+        return record
+
+    async def _retire_and_purge(
+        self, records: Sequence[SigningKey], *, newest: tuple[float, str], now: float
+    ) -> None:
+        """Retire every signing key older than ``newest``; delete keys past their expiry."""
+        for r in records:
+            if r.expires_at is not None and r.expires_at <= now:
+                with contextlib.suppress(RecordNotFound):  # another instance purged it first
+                    await self._store.delete_signing_key(r.kid)
+                log.info("signing key %s expired and was removed", r.kid)
+            elif r.retired_at is None or r.retired_at > now:
+                if (r.created_at, r.kid) < newest:
+                    await self._store.update_signing_key(
+                        r.kid, retired_at=now, expires_at=self._retirement(now)
+                    )
+            elif r.expires_at is None:  # retired without an end: give it one
+                await self._store.update_signing_key(
+                    r.kid, retired_at=r.retired_at, expires_at=self._retirement(r.retired_at)
+                )
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read the keys from the store; make a key if none can sign or the algorithm changed.
+
+        Raises ``KeyRingError`` (``kek_mismatch: ...``) if the KEK cannot decrypt a stored key.
+        """
+        async with self._lock:
+            state = await self._read()
+            if state.current is None or state.current.algorithm != self._algorithm:
+                if state.current is not None:
+                    log.warning(
+                        "[keys].algorithm is %s but the current key %s is %s: rotating",
+                        self._algorithm,
+                        state.current.kid,
+                        state.current.algorithm,
+                    )
+                await self._rotate_locked()
+            else:
+                self._state = state
+
+    async def refresh(self) -> None:
+        """Re-read the store (another instance may have rotated); parsed keys stay cached."""
+        async with self._lock:
+            state = await self._read()
+            if state.current is None:  # never publish an empty JWKS or stop signing
+                await self._rotate_locked()
+            else:
+                self._state = state
+
+    async def rotate(self) -> SigningKey:
+        """Make a new current key; retire the previous one; purge expired keys."""
+        async with self._lock:
+            return await self._rotate_locked()
+
+    async def maybe_rotate(self) -> bool:
+        """Rotate if the current key is older than ``rotate_every`` (the periodic job).
+
+        Re-reads the store first, so of several instances running this only one rotates
+        (unless they race, in which case every older unretired key is retired here).
+        """
+        async with self._lock:
+            state = await self._read()
+            now = self._clock.now()
+            current = state.current
+            if current is None or now - current.created_at >= self._rotate_every:
+                await self._rotate_locked()
+                return True
+            self._state = state
+            untidy = any(
+                k.signs_at(now) or k.expires_at is None
+                for k in state.keys.values()
+                if k is not current
+            )
+            if untidy:  # two instances rotated at once: retire the losers
+                records = await self._store.list_signing_keys()
+                await self._retire_and_purge(
+                    records, newest=(current.created_at, current.kid), now=now
+                )
+                self._state = await self._read()
+            return False
+
+    # --- the hot path ------------------------------------------------------------------------
+
+    @property
+    def current_kid(self) -> str:
+        return self._current().kid
+
+    @property
+    def algorithm(self) -> Algorithm:
+        """The configured algorithm (new keys use it)."""
+        return self._algorithm
+
+    def _current(self) -> _Key:
+        current = self._state.current
+        if current is None:
+            raise KeyRingError("not_loaded: the key ring has no signing key; call load() first")
+        return current
+
+    def sign(self, claims: Mapping[str, Any], *, typ: str) -> str:
+        """A compact JWS of ``claims`` with header ``{alg, kid, typ}``; no claim is added."""
+        key = self._current()
+        return jwt.encode(
+            dict(claims),
+            key.private_key,
+            algorithm=key.algorithm,
+            headers={"kid": key.kid, "typ": typ},
+        )
+
+    def verify(
+        self,
+        token: str,
+        *,
+        typ: str,
+        audience: str | Sequence[str] | None,
+        leeway: float = 0,
+    ) -> dict[str, Any]:
+        """The claims of a broker token, after every check; raises ``InvalidToken(reason)``.
+
+        Checks, in order: the header (parsable, no key-naming or critical headers), the ``kid``
+        (a key of this ring, not expired), the ``alg`` (exactly the key's own), the ``typ``,
+        the signature, ``iss`` = the issuer, ``exp``/``iat``/``jti`` present, ``aud`` (one of
+        ``audience``; ``None`` means the audience is not checked), then the times against the
+        clock with ``leeway``: ``exp`` (``ExpiredToken``, reason ``expired``), ``nbf`` and
+        ``iat`` (``not_yet_valid``).
+        """
+        header = _parse_header(token)
+        for name in _FORBIDDEN_HEADERS:
+            if name in header:
+                raise InvalidToken(f"forbidden_header:{name}")
+        if not _ALLOWED_HEADERS.issuperset(header):
+            raise InvalidToken("unexpected_header")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("missing_kid")
+        now = self._clock.now()
+        key = self._state.keys.get(kid)
+        if key is None or not key.live_at(now):
+            raise InvalidToken("unknown_kid")
+        if header.get("alg") != key.algorithm:
+            raise InvalidToken("alg_mismatch")
+        if not _typ_matches(header.get("typ"), typ):
+            raise InvalidToken("typ_mismatch")
+
+        options: Any = {**_DECODE_OPTIONS_BASE, "verify_aud": audience is not None}
+        aud: str | list[str] | None = (
+            audience if audience is None or isinstance(audience, str) else list(audience)
+        )
+        try:
+            claims = self._jwt.decode(
+                token,
+                key.public_key,
+                algorithms=[key.algorithm],
+                options=options,
+                audience=aud,
+                issuer=self._issuer,
+            )
+        except jwt_errors.InvalidSignatureError as e:
+            raise InvalidToken("bad_signature") from e
+        except jwt_errors.MissingRequiredClaimError as e:
+            raise InvalidToken(f"missing_claim:{e.claim}") from e
+        except jwt_errors.InvalidIssuerError as e:
+            raise InvalidToken("iss_mismatch") from e
+        except jwt_errors.InvalidAudienceError as e:
+            raise InvalidToken("aud_mismatch") from e
+        except jwt_errors.InvalidAlgorithmError as e:
+            raise InvalidToken("alg_mismatch") from e
+        except jwt_errors.InvalidSubjectError as e:
+            raise InvalidToken("invalid_claim:sub") from e
+        except jwt_errors.InvalidJTIError as e:
+            raise InvalidToken("invalid_claim:jti") from e
+        except jwt_errors.PyJWTError as e:
+            raise InvalidToken("malformed") from e
+
+        exp = _time_claim(claims, "exp")
+        iat = _time_claim(claims, "iat")
+        nbf = _time_claim(claims, "nbf") if "nbf" in claims else None
+        if exp <= now - leeway:
+            raise ExpiredToken("expired")
+        if (nbf is not None and nbf > now + leeway) or iat > now + leeway:
+            raise InvalidToken("not_yet_valid")
+        return claims
+
+    def jwks(self) -> dict[str, Any]:
+        """RFC 7517 §5 JWK Set: the current key first, then retired keys not yet expired."""
+        now = self._clock.now()
+        state = self._state
+        keys = sorted(
+            (k for k in state.keys.values() if k.live_at(now)),
+            key=lambda k: (k is not state.current, -k.created_at, k.kid),
+        )
+        return {"keys": [dict(k.public_jwk) for k in keys]}
+
+
+def _parse_header(token: str) -> dict[str, Any]:
+    """The JOSE header of a compact JWS (RFC 7515 §7.1), or ``InvalidToken("malformed")``."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken("malformed")
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise InvalidToken("malformed")
+    try:
+        header = json.loads(_b64url_decode(parts[0]))
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        raise InvalidToken("malformed") from None
+    if not isinstance(header, dict):
+        raise InvalidToken("malformed")
+    return header
+
+
+def _typ_matches(value: object, expected: str) -> bool:
+    """RFC 7515 §4.1.9: compared case-insensitively, ``application/`` may be left out."""
+    if not isinstance(value, str):
+        return False
+
+    def norm(t: str) -> str:
+        t = t.lower()
+        return t[len("application/") :] if t.startswith("application/") else t
+
+    return norm(value) == norm(expected)
+
+
+def _time_claim(claims: Mapping[str, Any], name: str) -> float:
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidToken(f"invalid_claim:{name}")
+    return float(value)

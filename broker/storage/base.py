@@ -1,0 +1,200 @@
+"""The storage protocol: what the broker keeps, independent of the database behind it.
+
+Backends (``broker.storage.sql`` on SQLite and PostgreSQL) implement ``Store``. Every method is
+atomic on its own. Times are float seconds since the epoch (UTC). Missing records raise
+``RecordNotFound``; unique clashes raise ``AlreadyExists``; any other database failure is
+raised as ``StoreError`` so that callers can deny instead of guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class User:
+    """A person or program known to the broker, keyed by (provider, subject) — never by email."""
+
+    id: str
+    provider: str
+    subject: str
+    name: str  # display / IAM user name; for local users the login name
+    email: str = ""
+    groups: tuple[str, ...] = ()
+    created_at: float = 0.0
+    first_login_at: float | None = None
+    last_login_at: float | None = None
+    password_hash: str | None = None  # local provider only; an argon2 hash
+    must_change_password: bool = False
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class LoginState:
+    """One pending authorization-code flow (single-use, expiring, bound to one browser)."""
+
+    state: str
+    provider: str
+    browser_binding: str  # a hash of the browser's login cookie value
+    nonce: str
+    code_verifier: str
+    redirect_after: str
+    role: str | None
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Session:
+    """A server-side session; the cookie's JWT names it by ``id`` (the ``sid`` claim)."""
+
+    id: str
+    user_id: str
+    provider: str
+    subject: str
+    role_arn: str
+    email: str = ""
+    groups: tuple[str, ...] = ()
+    mfa: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+    expires_at: float = 0.0  # absolute end
+    idle_timeout: float = 3600.0
+    last_seen_at: float = 0.0
+    revoked_at: float | None = None
+    revoked_reason: str = ""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A broker signing key. ``private_key`` is the KEK-encrypted private key, never plain."""
+
+    kid: str
+    algorithm: str
+    private_key: bytes
+    public_jwk: Mapping[str, Any]
+    created_at: float
+    retired_at: float | None = None  # no longer signs after this time
+    expires_at: float | None = None  # removed from the JWKS after this time
+
+
+@dataclass(frozen=True)
+class RoleRecord:
+    name: str
+    description: str
+    trust_policy: Mapping[str, Any]
+    policies: Sequence[Mapping[str, Any]]
+    permissions_boundary: Mapping[str, Any] | None
+    max_session_duration: float
+    source: str = "api"  # "config" roles are reconciled at start-up and read-only through the API
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    time: float
+    action: str  # e.g. "login", "login.failure", "role.choose", "logout", "keys.rotate"
+    outcome: str  # "success" | "failure" | "denied"
+    request_id: str = ""
+    principal: str = ""  # an ARN or provider/subject
+    reason: str = ""
+    source_ip: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    id: int | None = None  # set by the store
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A revocation the hot path must know about: one session, one user, or a role before T."""
+
+    kind: str  # "session" | "user" | "role"
+    target: str  # session id, user id or role ARN
+    before: float  # tokens issued before this time are void (for sessions: revocation time)
+    created_at: float
+    id: int | None = None
+
+
+class Store(Protocol):
+    """What every backend provides. ``broker.storage.open_store(url)`` picks the backend."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise ``StoreError`` unless the store answers."""
+
+    # users
+    async def create_user(self, user: User) -> User: ...
+    async def get_user(self, user_id: str) -> User: ...
+    async def find_user(self, provider: str, subject: str) -> User | None: ...
+    async def upsert_federated_user(
+        self,
+        provider: str,
+        subject: str,
+        *,
+        name: str,
+        email: str,
+        groups: Sequence[str],
+        now: float,
+    ) -> User:
+        """Create the user on first login or update email/groups; sets first/last login times."""
+
+    async def record_login(self, user_id: str, now: float) -> None: ...
+    async def set_password(
+        self, user_id: str, password_hash: str, *, must_change: bool
+    ) -> None: ...
+    async def count_users(self) -> int: ...
+    async def list_users(self) -> list[User]: ...
+
+    # login state (single use)
+    async def put_login_state(self, state: LoginState) -> None: ...
+    async def consume_login_state(
+        self, state: str, *, browser_binding: str, now: float
+    ) -> LoginState | None:
+        """Atomically delete and return the state if it exists, matches the binding and has not
+        expired; otherwise change nothing and return None. Of N concurrent callers, one wins."""
+
+    async def purge_login_states(self, now: float) -> int: ...
+
+    # sessions
+    async def create_session(self, session: Session) -> None: ...
+    async def get_session(self, session_id: str) -> Session | None: ...
+    async def touch_sessions(self, last_seen: Mapping[str, float]) -> None:
+        """Batched last-seen bookkeeping: session id -> time."""
+
+    async def revoke_session(self, session_id: str, *, now: float, reason: str) -> bool: ...
+    async def revoke_user_sessions(self, user_id: str, *, now: float, reason: str) -> int: ...
+    async def add_revocation(self, revocation: Revocation) -> Revocation: ...
+    async def revocations_since(self, after_id: int) -> list[Revocation]:
+        """Revocations with id > after_id, in id order (for the in-memory revocation state)."""
+
+    async def purge_sessions(self, now: float) -> int: ...
+
+    # signing keys
+    async def add_signing_key(self, key: SigningKey) -> None: ...
+    async def list_signing_keys(self) -> list[SigningKey]: ...
+    async def update_signing_key(
+        self, kid: str, *, retired_at: float | None, expires_at: float | None
+    ) -> None: ...
+    async def delete_signing_key(self, kid: str) -> None: ...
+
+    # roles
+    async def put_role(self, role: RoleRecord) -> None:
+        """Create or replace the role of that name."""
+
+    async def get_role(self, name: str) -> RoleRecord | None: ...
+    async def list_roles(self) -> list[RoleRecord]: ...
+    async def delete_role(self, name: str) -> None: ...
+
+    # audit (append-only)
+    async def append_audit(self, event: AuditEvent) -> None: ...
+    async def list_audit(
+        self, *, limit: int = 100, action: str | None = None, since: float | None = None
+    ) -> list[AuditEvent]:
+        """Newest first."""
+
+    # small key/value settings (bootstrap done, schema facts)
+    async def get_meta(self, key: str) -> str | None: ...
+    async def set_meta(self, key: str, value: str) -> None: ...

@@ -1,0 +1,137 @@
+"""The SQL schema behind ``SqlStore``, as SQLAlchemy Core metadata (SQLite and PostgreSQL).
+
+This is the *current* shape of the database. The migrations in ``migrations/versions`` build it
+step by step and never import this module; ``tests/storage/test_migrations.py`` checks that the
+two agree (alembic autogenerate reports no difference).
+
+Conventions: times are float seconds since the epoch (``Double``); lists and documents are
+``JSON``; identifiers are ``String`` without a length (``VARCHAR`` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# an autoincrementing 64-bit id; on SQLite a plain INTEGER PRIMARY KEY (the rowid alias)
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("provider", sa.String(), nullable=False),
+    sa.Column("subject", sa.String(), nullable=False),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("email", sa.String(), nullable=False),
+    sa.Column("groups", sa.JSON(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("first_login_at", sa.Double(), nullable=True),
+    sa.Column("last_login_at", sa.Double(), nullable=True),
+    sa.Column("password_hash", sa.Text(), nullable=True),
+    sa.Column("must_change_password", sa.Boolean(), nullable=False),
+    sa.Column("disabled", sa.Boolean(), nullable=False),
+    sa.UniqueConstraint("provider", "subject"),
+)
+
+login_states = sa.Table(
+    "login_states",
+    metadata,
+    sa.Column("state", sa.String(), primary_key=True),
+    sa.Column("provider", sa.String(), nullable=False),
+    sa.Column("browser_binding", sa.String(), nullable=False),
+    sa.Column("nonce", sa.String(), nullable=False),
+    sa.Column("code_verifier", sa.String(), nullable=False),
+    sa.Column("redirect_after", sa.Text(), nullable=False),
+    sa.Column("role", sa.String(), nullable=True),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("expires_at", sa.Double(), nullable=False, index=True),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    # no foreign key to users: sessions may come from principals without a user record
+    sa.Column("user_id", sa.String(), nullable=False, index=True),
+    sa.Column("provider", sa.String(), nullable=False),
+    sa.Column("subject", sa.String(), nullable=False),
+    sa.Column("role_arn", sa.String(), nullable=False),
+    sa.Column("email", sa.String(), nullable=False),
+    sa.Column("groups", sa.JSON(), nullable=False),
+    sa.Column("mfa", sa.Boolean(), nullable=False),
+    sa.Column("tags", sa.JSON(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("expires_at", sa.Double(), nullable=False, index=True),
+    sa.Column("idle_timeout", sa.Double(), nullable=False),
+    sa.Column("last_seen_at", sa.Double(), nullable=False),
+    sa.Column("revoked_at", sa.Double(), nullable=True),
+    sa.Column("revoked_reason", sa.Text(), nullable=False),
+)
+
+revocations = sa.Table(
+    "revocations",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("target", sa.String(), nullable=False),
+    # ``before`` in ``Revocation``; BEFORE is an SQL keyword
+    sa.Column("issued_before", sa.Double(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+)
+
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("kid", sa.String(), primary_key=True),
+    sa.Column("algorithm", sa.String(), nullable=False),
+    sa.Column("private_key", sa.LargeBinary(), nullable=False),
+    sa.Column("public_jwk", sa.JSON(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("retired_at", sa.Double(), nullable=True),
+    sa.Column("expires_at", sa.Double(), nullable=True),
+)
+
+roles = sa.Table(
+    "roles",
+    metadata,
+    sa.Column("name", sa.String(), primary_key=True),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("trust_policy", sa.JSON(), nullable=False),
+    sa.Column("policies", sa.JSON(), nullable=False),
+    sa.Column("permissions_boundary", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("max_session_duration", sa.Double(), nullable=False),
+    sa.Column("source", sa.String(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("time", sa.Double(), nullable=False, index=True),
+    sa.Column("action", sa.String(), nullable=False, index=True),
+    sa.Column("outcome", sa.String(), nullable=False),
+    sa.Column("request_id", sa.String(), nullable=False),
+    sa.Column("principal", sa.String(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("source_ip", sa.String(), nullable=False),
+    sa.Column("details", sa.JSON(), nullable=False),
+)
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+)

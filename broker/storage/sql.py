@@ -1,0 +1,914 @@
+"""``SqlStore``: the ``Store`` protocol on SQLAlchemy Core (asyncio), for SQLite and PostgreSQL.
+
+One implementation serves both databases; where they differ (upserts, locking) the code says so.
+
+URLs are the configuration's form:
+
+- ``sqlite:///absolute/path/broker.db`` (driver ``aiosqlite``). Every connection runs with
+  ``journal_mode=WAL``, ``busy_timeout``, ``foreign_keys=ON``. Write transactions start with
+  ``BEGIN IMMEDIATE`` (so two writers queue on the busy timeout instead of failing half-way),
+  read transactions with a plain deferred ``BEGIN``. SQLite ≥ 3.35 is required (``RETURNING``).
+  In-memory databases are refused: every pooled connection would see a different database.
+- ``postgresql://user:password@host:5432/db`` (driver ``asyncpg``; ``postgres://`` is accepted
+  too). Extra query parameters go to ``asyncpg.connect`` (``sslmode=`` is passed as ``ssl=``).
+
+**Schemas (PostgreSQL only).** ``open_store(url, schema="name")`` — or ``?schema=name`` in the
+URL — sets the connections' ``search_path`` to that schema, so every table lives there;
+``broker.storage.migrate`` creates the schema if it is missing. Several brokers (or test runs)
+can share one database this way.
+
+Errors: unique clashes raise ``AlreadyExists``, missing rows ``RecordNotFound``, and every other
+database failure (unreachable server, locked file, bad credentials) ``StoreError`` whose reason
+names the operation and the driver's message — never the password or the statement parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from broker.errors import AlreadyExists, BrokerError, RecordNotFound, StoreError
+from broker.storage import schema as t
+from broker.storage.base import (
+    AuditEvent,
+    LoginState,
+    Revocation,
+    RoleRecord,
+    Session,
+    SigningKey,
+    User,
+)
+
+__all__ = [
+    "SqlStore",
+    "StoreUrl",
+    "create_engine",
+    "map_errors",
+    "open_store",
+    "parse_store_url",
+    "sqlite_enable_wal",
+]
+
+MIN_SQLITE_VERSION: Final = (3, 35, 0)  # DELETE/INSERT ... RETURNING
+SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
+PG_CONNECT_TIMEOUT: Final = 10.0
+PG_COMMAND_TIMEOUT: Final = 60.0
+
+# Taken (transaction-scoped) before a revocation row gets its id on PostgreSQL, so that ids
+# become visible in id order and ``revocations_since(last_seen_id)`` never skips one.
+_REVOCATION_LOCK: Final = 0x62726F6B65720002
+# connection execution option: this connection only reads (SQLite: deferred BEGIN)
+_READ_ONLY: Final = "broker_read_only"
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+# SQLite (extended) result codes (sqlite3.Error.sqlite_errorcode)
+_SQLITE_BUSY: Final = 5
+_SQLITE_LOCKED: Final = 6
+_SQLITE_CONSTRAINT_FOREIGNKEY: Final = 787
+_SQLITE_CONSTRAINT_PRIMARYKEY: Final = 1555
+_SQLITE_CONSTRAINT_UNIQUE: Final = 2067
+# PostgreSQL SQLSTATEs
+_PG_UNIQUE_VIOLATION: Final = "23505"
+_PG_FOREIGN_KEY_VIOLATION: Final = "23503"
+
+_DB_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    sa_exc.SQLAlchemyError,
+    sqlite3.Error,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,  # connection refused, unreachable host, missing directory
+    TimeoutError,
+)
+
+
+# --- URLs and engines ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreUrl:
+    """A store URL resolved to its async driver."""
+
+    url: URL  # with the async driver, e.g. ``sqlite+aiosqlite`` / ``postgresql+asyncpg``
+    dialect: str  # "sqlite" | "postgresql"
+    schema: str | None  # PostgreSQL search_path schema, or None for the default
+
+    @property
+    def display(self) -> str:
+        """The URL with its password masked, for messages and logs."""
+        return self.url.render_as_string(hide_password=True)
+
+
+def parse_store_url(url: str, *, schema: str | None = None) -> StoreUrl:
+    """Resolve a configuration URL (``sqlite:///...`` or ``postgresql://...``) to its driver."""
+    try:
+        parsed = make_url(url)
+    except (sa_exc.ArgumentError, ValueError):
+        # the text may hold a password: do not echo it
+        raise StoreError(
+            "store url is not a database URL (expected sqlite:///PATH or postgresql://...)"
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    query = dict(parsed.query)
+    url_schema = query.pop("schema", None)
+    if isinstance(url_schema, tuple):
+        raise StoreError("store url: give ?schema= at most once")
+    if schema is not None and url_schema is not None and schema != url_schema:
+        raise StoreError("store url: ?schema= and the schema argument disagree")
+    schema = schema if schema is not None else url_schema
+
+    if backend == "sqlite":
+        if driver not in ("", "pysqlite", "aiosqlite"):
+            raise StoreError(f"store url: unsupported SQLite driver {driver!r}")
+        database = parsed.database or ""
+        if database in ("", ":memory:") or database.startswith("file::memory:"):
+            raise StoreError("store url: in-memory SQLite is not supported; give a file path")
+        if schema is not None:
+            raise StoreError("store url: a schema is only supported on PostgreSQL")
+        if sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
+            raise StoreError(
+                f"SQLite {sqlite3.sqlite_version} is too old; the store needs 3.35 or newer"
+            )
+        resolved = parsed.set(drivername="sqlite+aiosqlite", query=query)
+        return StoreUrl(url=resolved, dialect="sqlite", schema=None)
+
+    if backend in ("postgresql", "postgres"):
+        if driver not in ("", "asyncpg", "psycopg2", "psycopg"):
+            raise StoreError(f"store url: unsupported PostgreSQL driver {driver!r}")
+        if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+            raise StoreError(f"store url: schema {schema!r} is not a plain SQL identifier")
+        if "sslmode" in query and "ssl" not in query:
+            query["ssl"] = query.pop("sslmode")
+        resolved = parsed.set(drivername="postgresql+asyncpg", query=query)
+        return StoreUrl(url=resolved, dialect="postgresql", schema=schema)
+
+    raise StoreError(
+        f"store url: unsupported database {backend!r} (expected sqlite:/// or postgresql://)"
+    )
+
+
+def create_engine(target: StoreUrl, *, pooled: bool = True) -> AsyncEngine:
+    """An async engine for ``target`` with the broker's connection settings.
+
+    ``pooled=False`` gives a ``NullPool`` engine for one-off work (migrations)."""
+    kwargs: dict[str, Any] = {"hide_parameters": True}
+    if not pooled:
+        kwargs["poolclass"] = NullPool
+    if target.dialect == "sqlite":
+        if pooled:
+            kwargs.update(pool_size=5, max_overflow=10, pool_timeout=30)
+        engine = create_async_engine(target.url, **kwargs)
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+        return engine
+    server_settings = {"application_name": "broker"}
+    if target.schema is not None:
+        server_settings["search_path"] = target.schema
+    kwargs["connect_args"] = {
+        "timeout": PG_CONNECT_TIMEOUT,
+        "command_timeout": PG_COMMAND_TIMEOUT,
+        "server_settings": server_settings,
+    }
+    if pooled:
+        kwargs.update(
+            pool_size=10, max_overflow=10, pool_timeout=30, pool_recycle=1800, pool_pre_ping=True
+        )
+    return create_async_engine(target.url, **kwargs)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module; ``_sqlite_on_begin`` emits BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        # WAL is a property of the database file: once set (by ``migrate``, which retries
+        # until it succeeds) every connection uses it. Switching needs an exclusive lock and
+        # SQLite answers "database is locked" at once (no busy wait) while another connection
+        # holds one, so here a failed switch is left to ``migrate`` instead of failing.
+        cursor.execute("PRAGMA journal_mode")
+        row = cursor.fetchone()
+        if row is None or str(row[0]).lower() != "wal":
+            try:
+                cursor.execute("PRAGMA journal_mode = WAL")
+            except Exception as e:
+                if not _sqlite_busy(e):
+                    raise
+    finally:
+        cursor.close()
+
+
+def _sqlite_busy(error: BaseException) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+
+
+async def sqlite_enable_wal(conn: AsyncConnection) -> None:
+    """Switch the SQLite database to WAL (outside any transaction), waiting out other writers."""
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection  # an aiosqlite.Connection
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor = await driver.execute("PRAGMA journal_mode = WAL")
+            await cursor.close()
+            return
+        except sqlite3.OperationalError as e:
+            if not _sqlite_busy(e) or loop.time() > deadline:
+                raise
+        await asyncio.sleep(0.02)
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    # IMMEDIATE takes the write lock up front (waiting up to busy_timeout) so that a
+    # read-then-write transaction cannot fail half-way with SQLITE_BUSY_SNAPSHOT.
+    read_only = connection.get_execution_options().get(_READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def _describe(error: BaseException, secret: str | None) -> str:
+    """A one-line description of a driver error, without statement, parameters or password."""
+    inner: BaseException = error
+    if isinstance(error, sa_exc.DBAPIError) and error.orig is not None:
+        inner = error.orig
+        if inner.__cause__ is not None:  # asyncpg errors come wrapped by SQLAlchemy's adapter
+            inner = inner.__cause__
+    message = str(inner).strip().splitlines()[0] if str(inner).strip() else ""
+    if secret:
+        message = message.replace(secret, "***")
+    name = type(inner).__name__
+    return f"{name}: {message}" if message else name
+
+
+def _integrity_kind(error: sa_exc.IntegrityError) -> str:
+    """ "unique", "foreign_key" or "other", from the driver's error code (never its text)."""
+    orig: Any = error.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        if code in (_SQLITE_CONSTRAINT_UNIQUE, _SQLITE_CONSTRAINT_PRIMARYKEY):
+            return "unique"
+        return "foreign_key" if code == _SQLITE_CONSTRAINT_FOREIGNKEY else "other"
+    state = getattr(orig, "sqlstate", None) or getattr(orig.__cause__, "sqlstate", None)
+    if state == _PG_UNIQUE_VIOLATION:
+        return "unique"
+    return "foreign_key" if state == _PG_FOREIGN_KEY_VIOLATION else "other"
+
+
+@contextlib.contextmanager
+def map_errors(what: str, *, secret: str | None = None) -> Iterator[None]:
+    """Turn database exceptions raised inside into the broker's ``StoreError`` family."""
+    try:
+        yield
+    except BrokerError:
+        raise
+    except sa_exc.IntegrityError as e:
+        kind = _integrity_kind(e)
+        if kind == "unique":
+            raise AlreadyExists(f"{what}: already exists") from e
+        if kind == "foreign_key":
+            raise RecordNotFound(f"{what}: a referenced record does not exist") from e
+        raise StoreError(f"{what}: {_describe(e, secret)}") from e
+    except _DB_ERRORS as e:
+        raise StoreError(f"{what} failed: {_describe(e, secret)}") from e
+
+
+# --- rows ----------------------------------------------------------------------------------
+
+
+def _user(row: sa.Row[Any]) -> User:
+    m = row._mapping
+    return User(
+        id=m["id"],
+        provider=m["provider"],
+        subject=m["subject"],
+        name=m["name"],
+        email=m["email"],
+        groups=tuple(m["groups"]),
+        created_at=m["created_at"],
+        first_login_at=m["first_login_at"],
+        last_login_at=m["last_login_at"],
+        password_hash=m["password_hash"],
+        must_change_password=bool(m["must_change_password"]),
+        disabled=bool(m["disabled"]),
+    )
+
+
+def _login_state(row: sa.Row[Any]) -> LoginState:
+    m = row._mapping
+    return LoginState(
+        state=m["state"],
+        provider=m["provider"],
+        browser_binding=m["browser_binding"],
+        nonce=m["nonce"],
+        code_verifier=m["code_verifier"],
+        redirect_after=m["redirect_after"],
+        role=m["role"],
+        created_at=m["created_at"],
+        expires_at=m["expires_at"],
+    )
+
+
+def _session(row: sa.Row[Any]) -> Session:
+    m = row._mapping
+    return Session(
+        id=m["id"],
+        user_id=m["user_id"],
+        provider=m["provider"],
+        subject=m["subject"],
+        role_arn=m["role_arn"],
+        email=m["email"],
+        groups=tuple(m["groups"]),
+        mfa=bool(m["mfa"]),
+        tags=dict(m["tags"]),
+        created_at=m["created_at"],
+        expires_at=m["expires_at"],
+        idle_timeout=m["idle_timeout"],
+        last_seen_at=m["last_seen_at"],
+        revoked_at=m["revoked_at"],
+        revoked_reason=m["revoked_reason"],
+    )
+
+
+def _revocation(row: sa.Row[Any]) -> Revocation:
+    m = row._mapping
+    return Revocation(
+        kind=m["kind"],
+        target=m["target"],
+        before=m["issued_before"],
+        created_at=m["created_at"],
+        id=int(m["id"]),
+    )
+
+
+def _signing_key(row: sa.Row[Any]) -> SigningKey:
+    m = row._mapping
+    return SigningKey(
+        kid=m["kid"],
+        algorithm=m["algorithm"],
+        private_key=bytes(m["private_key"]),
+        public_jwk=dict(m["public_jwk"]),
+        created_at=m["created_at"],
+        retired_at=m["retired_at"],
+        expires_at=m["expires_at"],
+    )
+
+
+def _role(row: sa.Row[Any]) -> RoleRecord:
+    m = row._mapping
+    boundary = m["permissions_boundary"]
+    return RoleRecord(
+        name=m["name"],
+        description=m["description"],
+        trust_policy=dict(m["trust_policy"]),
+        policies=list(m["policies"]),
+        permissions_boundary=dict(boundary) if boundary is not None else None,
+        max_session_duration=m["max_session_duration"],
+        source=m["source"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _audit_event(row: sa.Row[Any]) -> AuditEvent:
+    m = row._mapping
+    return AuditEvent(
+        time=m["time"],
+        action=m["action"],
+        outcome=m["outcome"],
+        request_id=m["request_id"],
+        principal=m["principal"],
+        reason=m["reason"],
+        source_ip=m["source_ip"],
+        details=dict(m["details"]),
+        id=int(m["id"]),
+    )
+
+
+def _user_values(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "provider": user.provider,
+        "subject": user.subject,
+        "name": user.name,
+        "email": user.email,
+        "groups": list(user.groups),
+        "created_at": user.created_at,
+        "first_login_at": user.first_login_at,
+        "last_login_at": user.last_login_at,
+        "password_hash": user.password_hash,
+        "must_change_password": user.must_change_password,
+        "disabled": user.disabled,
+    }
+
+
+# --- the store -----------------------------------------------------------------------------
+
+
+class SqlStore:
+    """The ``Store`` protocol on one SQLAlchemy async engine (SQLite or PostgreSQL).
+
+    Open it with ``open_store(url)`` after ``broker.storage.migrate(url)``; ``close()`` disposes
+    of the connection pool. Safe to share between tasks; several instances (processes, broker
+    replicas) may use the same database at once.
+    """
+
+    def __init__(self, target: StoreUrl, engine: AsyncEngine) -> None:
+        self._target = target
+        self._engine = engine
+        self._secret = target.url.password
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._target.dialect
+
+    @property
+    def url(self) -> str:
+        """The store's URL with the password masked."""
+        return self._target.display
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.url!r})"
+
+    # -- plumbing
+
+    @contextlib.asynccontextmanager
+    async def _write(self, what: str) -> AsyncIterator[AsyncConnection]:
+        """One write transaction; commits when the block ends normally."""
+        with map_errors(what, secret=self._secret):
+            async with self._engine.begin() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def _read(self, what: str) -> AsyncIterator[AsyncConnection]:
+        """One read-only transaction (rolled back at the end)."""
+        with map_errors(what, secret=self._secret):
+            async with self._engine.connect() as conn:
+                await conn.execution_options(**{_READ_ONLY: True})
+                yield conn
+
+    def _upsert(
+        self,
+        table: sa.Table,
+        values: Mapping[str, Any],
+        *,
+        key: Sequence[str],
+        update: Mapping[str, Any] | None = None,
+    ) -> sa.Insert:
+        """``INSERT ... ON CONFLICT (key) DO UPDATE``. ``update`` maps a column to a value or to
+        a function of the ``excluded`` (proposed) row; by default every non-key column takes
+        the proposed value (replace)."""
+        stmt: pg_dialect.Insert | sqlite_dialect.Insert
+        if self._target.dialect == "postgresql":
+            stmt = pg_dialect.insert(table).values(**values)
+        else:
+            stmt = sqlite_dialect.insert(table).values(**values)
+        if update is None:
+            update = {c: stmt.excluded[c] for c in values if c not in key}
+        else:
+            update = {c: (v(stmt.excluded) if callable(v) else v) for c, v in update.items()}
+        return stmt.on_conflict_do_update(index_elements=list(key), set_=dict(update))
+
+    async def _lock_revocations(self, conn: AsyncConnection) -> None:
+        if self._target.dialect == "postgresql":
+            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_REVOCATION_LOCK)))
+
+    async def _insert_revocation(self, conn: AsyncConnection, revocation: Revocation) -> int:
+        await self._lock_revocations(conn)
+        result = await conn.execute(
+            sa.insert(t.revocations)
+            .values(
+                kind=revocation.kind,
+                target=revocation.target,
+                issued_before=revocation.before,
+                created_at=revocation.created_at,
+            )
+            .returning(t.revocations.c.id)
+        )
+        return int(result.scalar_one())
+
+    # -- lifecycle
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def ping(self) -> None:
+        async with self._read("ping") as conn:
+            await conn.execute(sa.select(sa.literal(1)))
+
+    # -- users
+
+    async def create_user(self, user: User) -> User:
+        async with self._write(f"create user {user.id!r}") as conn:
+            await conn.execute(sa.insert(t.users).values(**_user_values(user)))
+        return user
+
+    async def get_user(self, user_id: str) -> User:
+        async with self._read("get user") as conn:
+            row = (await conn.execute(sa.select(t.users).where(t.users.c.id == user_id))).first()
+        if row is None:
+            raise RecordNotFound(f"user {user_id!r} not found")
+        return _user(row)
+
+    async def find_user(self, provider: str, subject: str) -> User | None:
+        async with self._read("find user") as conn:
+            row = (
+                await conn.execute(
+                    sa.select(t.users).where(
+                        t.users.c.provider == provider, t.users.c.subject == subject
+                    )
+                )
+            ).first()
+        return _user(row) if row is not None else None
+
+    async def upsert_federated_user(
+        self,
+        provider: str,
+        subject: str,
+        *,
+        name: str,
+        email: str,
+        groups: Sequence[str],
+        now: float,
+    ) -> User:
+        """Create the user on first login (new id, ``first_login_at = now``) or update email,
+        groups and ``last_login_at`` (the name and id of an existing user are kept)."""
+        values = {
+            "id": str(uuid.uuid4()),
+            "provider": provider,
+            "subject": subject,
+            "name": name,
+            "email": email,
+            "groups": list(groups),
+            "created_at": now,
+            "first_login_at": now,
+            "last_login_at": now,
+            "password_hash": None,
+            "must_change_password": False,
+            "disabled": False,
+        }
+        stmt = self._upsert(
+            t.users,
+            values,
+            key=("provider", "subject"),
+            update={
+                "email": lambda x: x.email,
+                "groups": lambda x: x.groups,
+                "last_login_at": lambda x: x.last_login_at,
+                "first_login_at": lambda x: sa.func.coalesce(
+                    t.users.c.first_login_at, x.first_login_at
+                ),
+            },
+        ).returning(*t.users.c)
+        async with self._write("upsert federated user") as conn:
+            row = (await conn.execute(stmt)).one()
+        return _user(row)
+
+    async def record_login(self, user_id: str, now: float) -> None:
+        async with self._write("record login") as conn:
+            result = await conn.execute(
+                sa.update(t.users)
+                .where(t.users.c.id == user_id)
+                .values(
+                    last_login_at=now,
+                    first_login_at=sa.func.coalesce(t.users.c.first_login_at, now),
+                )
+            )
+            if result.rowcount == 0:
+                raise RecordNotFound(f"user {user_id!r} not found")
+
+    async def set_password(self, user_id: str, password_hash: str, *, must_change: bool) -> None:
+        async with self._write("set password") as conn:
+            result = await conn.execute(
+                sa.update(t.users)
+                .where(t.users.c.id == user_id)
+                .values(password_hash=password_hash, must_change_password=must_change)
+            )
+            if result.rowcount == 0:
+                raise RecordNotFound(f"user {user_id!r} not found")
+
+    async def count_users(self) -> int:
+        async with self._read("count users") as conn:
+            result = await conn.execute(sa.select(sa.func.count()).select_from(t.users))
+            return int(result.scalar_one())
+
+    async def list_users(self) -> list[User]:
+        async with self._read("list users") as conn:
+            rows = await conn.execute(
+                sa.select(t.users).order_by(t.users.c.created_at, t.users.c.id)
+            )
+            return [_user(r) for r in rows]
+
+    # -- login state
+
+    async def put_login_state(self, state: LoginState) -> None:
+        async with self._write("put login state") as conn:
+            await conn.execute(
+                sa.insert(t.login_states).values(
+                    state=state.state,
+                    provider=state.provider,
+                    browser_binding=state.browser_binding,
+                    nonce=state.nonce,
+                    code_verifier=state.code_verifier,
+                    redirect_after=state.redirect_after,
+                    role=state.role,
+                    created_at=state.created_at,
+                    expires_at=state.expires_at,
+                )
+            )
+
+    async def consume_login_state(
+        self, state: str, *, browser_binding: str, now: float
+    ) -> LoginState | None:
+        # One statement: the row is deleted and returned only if all three conditions hold,
+        # so concurrent consumers race on the row lock and exactly one gets it back.
+        stmt = (
+            sa.delete(t.login_states)
+            .where(
+                t.login_states.c.state == state,
+                t.login_states.c.browser_binding == browser_binding,
+                t.login_states.c.expires_at > now,
+            )
+            .returning(*t.login_states.c)
+        )
+        async with self._write("consume login state") as conn:
+            row = (await conn.execute(stmt)).first()
+        return _login_state(row) if row is not None else None
+
+    async def purge_login_states(self, now: float) -> int:
+        async with self._write("purge login states") as conn:
+            result = await conn.execute(
+                sa.delete(t.login_states).where(t.login_states.c.expires_at <= now)
+            )
+            return result.rowcount
+
+    # -- sessions
+
+    async def create_session(self, session: Session) -> None:
+        async with self._write(f"create session {session.id!r}") as conn:
+            await conn.execute(
+                sa.insert(t.sessions).values(
+                    id=session.id,
+                    user_id=session.user_id,
+                    provider=session.provider,
+                    subject=session.subject,
+                    role_arn=session.role_arn,
+                    email=session.email,
+                    groups=list(session.groups),
+                    mfa=session.mfa,
+                    tags=dict(session.tags),
+                    created_at=session.created_at,
+                    expires_at=session.expires_at,
+                    idle_timeout=session.idle_timeout,
+                    last_seen_at=session.last_seen_at,
+                    revoked_at=session.revoked_at,
+                    revoked_reason=session.revoked_reason,
+                )
+            )
+
+    async def get_session(self, session_id: str) -> Session | None:
+        async with self._read("get session") as conn:
+            row = (
+                await conn.execute(sa.select(t.sessions).where(t.sessions.c.id == session_id))
+            ).first()
+        return _session(row) if row is not None else None
+
+    async def touch_sessions(self, last_seen: Mapping[str, float]) -> None:
+        """One batched UPDATE; a session's ``last_seen_at`` only moves forward; unknown ids
+        are ignored."""
+        if not last_seen:
+            return
+        stmt = (
+            sa.update(t.sessions)
+            .where(
+                t.sessions.c.id == sa.bindparam("b_id"),
+                t.sessions.c.last_seen_at < sa.bindparam("b_seen"),
+            )
+            .values(last_seen_at=sa.bindparam("b_seen"))
+        )
+        # a fixed order keeps concurrent batches from deadlocking on PostgreSQL row locks
+        params = [{"b_id": sid, "b_seen": seen} for sid, seen in sorted(last_seen.items())]
+        async with self._write("touch sessions") as conn:
+            await conn.execute(stmt, params)
+
+    async def revoke_session(self, session_id: str, *, now: float, reason: str) -> bool:
+        """Revoke one live session and record a ``session`` revocation; False if the session is
+        unknown or already revoked (nothing changes then)."""
+        async with self._write("revoke session") as conn:
+            result = await conn.execute(
+                sa.update(t.sessions)
+                .where(t.sessions.c.id == session_id, t.sessions.c.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=reason)
+            )
+            if result.rowcount == 0:
+                return False
+            await self._insert_revocation(
+                conn, Revocation(kind="session", target=session_id, before=now, created_at=now)
+            )
+        return True
+
+    async def revoke_user_sessions(self, user_id: str, *, now: float, reason: str) -> int:
+        """Revoke the user's live sessions and always record one ``user`` revocation (which
+        also voids credentials that have no session row); returns how many were revoked."""
+        async with self._write("revoke user sessions") as conn:
+            result = await conn.execute(
+                sa.update(t.sessions)
+                .where(
+                    t.sessions.c.user_id == user_id,
+                    t.sessions.c.revoked_at.is_(None),
+                    t.sessions.c.expires_at > now,
+                )
+                .values(revoked_at=now, revoked_reason=reason)
+            )
+            await self._insert_revocation(
+                conn, Revocation(kind="user", target=user_id, before=now, created_at=now)
+            )
+            return result.rowcount
+
+    async def add_revocation(self, revocation: Revocation) -> Revocation:
+        async with self._write("add revocation") as conn:
+            new_id = await self._insert_revocation(conn, revocation)
+        return replace(revocation, id=new_id)
+
+    async def revocations_since(self, after_id: int) -> list[Revocation]:
+        async with self._read("list revocations") as conn:
+            rows = await conn.execute(
+                sa.select(t.revocations)
+                .where(t.revocations.c.id > after_id)
+                .order_by(t.revocations.c.id)
+            )
+            return [_revocation(r) for r in rows]
+
+    async def purge_sessions(self, now: float) -> int:
+        """Delete sessions past their absolute end or idle for longer than their idle timeout
+        (idle time counts from ``last_seen_at``, or ``created_at`` if never seen)."""
+        s = t.sessions
+        seen = sa.case((s.c.last_seen_at > s.c.created_at, s.c.last_seen_at), else_=s.c.created_at)
+        async with self._write("purge sessions") as conn:
+            result = await conn.execute(
+                sa.delete(s).where(
+                    sa.or_(
+                        s.c.expires_at <= now,
+                        sa.and_(s.c.idle_timeout > 0, seen + s.c.idle_timeout <= now),
+                    )
+                )
+            )
+            return result.rowcount
+
+    # -- signing keys
+
+    async def add_signing_key(self, key: SigningKey) -> None:
+        async with self._write(f"add signing key {key.kid!r}") as conn:
+            await conn.execute(
+                sa.insert(t.signing_keys).values(
+                    kid=key.kid,
+                    algorithm=key.algorithm,
+                    private_key=bytes(key.private_key),
+                    public_jwk=dict(key.public_jwk),
+                    created_at=key.created_at,
+                    retired_at=key.retired_at,
+                    expires_at=key.expires_at,
+                )
+            )
+
+    async def list_signing_keys(self) -> list[SigningKey]:
+        """Oldest first."""
+        async with self._read("list signing keys") as conn:
+            rows = await conn.execute(
+                sa.select(t.signing_keys).order_by(
+                    t.signing_keys.c.created_at, t.signing_keys.c.kid
+                )
+            )
+            return [_signing_key(r) for r in rows]
+
+    async def update_signing_key(
+        self, kid: str, *, retired_at: float | None, expires_at: float | None
+    ) -> None:
+        async with self._write("update signing key") as conn:
+            result = await conn.execute(
+                sa.update(t.signing_keys)
+                .where(t.signing_keys.c.kid == kid)
+                .values(retired_at=retired_at, expires_at=expires_at)
+            )
+            if result.rowcount == 0:
+                raise RecordNotFound(f"signing key {kid!r} not found")
+
+    async def delete_signing_key(self, kid: str) -> None:
+        async with self._write("delete signing key") as conn:
+            result = await conn.execute(
+                sa.delete(t.signing_keys).where(t.signing_keys.c.kid == kid)
+            )
+            if result.rowcount == 0:
+                raise RecordNotFound(f"signing key {kid!r} not found")
+
+    # -- roles
+
+    async def put_role(self, role: RoleRecord) -> None:
+        """Create or replace (every field, including ``created_at``) the role of that name."""
+        values = {
+            "name": role.name,
+            "description": role.description,
+            "trust_policy": dict(role.trust_policy),
+            "policies": [dict(p) for p in role.policies],
+            "permissions_boundary": (
+                dict(role.permissions_boundary) if role.permissions_boundary is not None else None
+            ),
+            "max_session_duration": role.max_session_duration,
+            "source": role.source,
+            "created_at": role.created_at,
+            "updated_at": role.updated_at,
+        }
+        async with self._write(f"put role {role.name!r}") as conn:
+            await conn.execute(self._upsert(t.roles, values, key=("name",)))
+
+    async def get_role(self, name: str) -> RoleRecord | None:
+        async with self._read("get role") as conn:
+            row = (await conn.execute(sa.select(t.roles).where(t.roles.c.name == name))).first()
+        return _role(row) if row is not None else None
+
+    async def list_roles(self) -> list[RoleRecord]:
+        """By name."""
+        async with self._read("list roles") as conn:
+            rows = await conn.execute(sa.select(t.roles).order_by(t.roles.c.name))
+            return [_role(r) for r in rows]
+
+    async def delete_role(self, name: str) -> None:
+        async with self._write("delete role") as conn:
+            result = await conn.execute(sa.delete(t.roles).where(t.roles.c.name == name))
+            if result.rowcount == 0:
+                raise RecordNotFound(f"role {name!r} not found")
+
+    # -- audit
+
+    async def append_audit(self, event: AuditEvent) -> None:
+        async with self._write("append audit event") as conn:
+            await conn.execute(
+                sa.insert(t.audit_events).values(
+                    time=event.time,
+                    action=event.action,
+                    outcome=event.outcome,
+                    request_id=event.request_id,
+                    principal=event.principal,
+                    reason=event.reason,
+                    source_ip=event.source_ip,
+                    details=dict(event.details),
+                )
+            )
+
+    async def list_audit(
+        self, *, limit: int = 100, action: str | None = None, since: float | None = None
+    ) -> list[AuditEvent]:
+        """Newest first (by time, then by insertion); ``action`` matches exactly, ``since``
+        keeps events at or after that time."""
+        a = t.audit_events
+        stmt = sa.select(a).order_by(a.c.time.desc(), a.c.id.desc()).limit(max(limit, 0))
+        if action is not None:
+            stmt = stmt.where(a.c.action == action)
+        if since is not None:
+            stmt = stmt.where(a.c.time >= since)
+        async with self._read("list audit events") as conn:
+            return [_audit_event(r) for r in await conn.execute(stmt)]
+
+    # -- meta
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self._read("get meta") as conn:
+            result = await conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == key))
+            value = result.scalar_one_or_none()
+        return str(value) if value is not None else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        async with self._write("set meta") as conn:
+            await conn.execute(self._upsert(t.meta, {"key": key, "value": value}, key=("key",)))
+
+
+def open_store(url: str, *, schema: str | None = None) -> SqlStore:
+    """Open the store at ``url`` (``sqlite:///PATH`` or ``postgresql://...``).
+
+    Connects lazily: a bad URL raises ``StoreError`` here, an unreachable database on first use
+    (call ``ping()`` to find out at start-up). Does not migrate: run
+    ``broker.storage.migrate(url)`` first. ``schema`` (PostgreSQL only) — see the module doc."""
+    target = parse_store_url(url, schema=schema)
+    return SqlStore(target, create_engine(target))

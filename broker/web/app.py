@@ -1,0 +1,89 @@
+"""``create_app(settings)``: the aiohttp application, its routes and its resources."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from broker.clock import Clock
+from broker.config import Settings
+from broker.service.container import Broker
+from broker.web import ops, pages, wellknown
+from broker.web.cookies import Cookies
+from broker.web.keys import BROKER, METRICS, RENDERER, SETTINGS
+from broker.web.middleware import request_context
+from broker.web.render import Renderer
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    app = web.Application(middlewares=[request_context, pages.refreshed_cookie])
+    app[SETTINGS] = settings
+    app[RENDERER] = Renderer()
+    app[METRICS] = Counter()
+    app[pages.COOKIES] = Cookies(settings)
+
+    async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            broker = await Broker.open(settings, http=http, clock=clock)
+            app[BROKER] = broker
+            if broker.bootstrap_password:
+                announce_bootstrap(broker.bootstrap_password, settings)
+            stop = asyncio.Event()
+            task = asyncio.create_task(broker.run_periodic(stop))
+            try:
+                yield
+            finally:
+                stop.set()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await broker.close()
+
+    app.cleanup_ctx.append(broker_ctx)
+
+    r = app.router
+    r.add_get("/", pages.index)
+    r.add_get("/.well-known/openid-configuration", wellknown.openid_configuration)
+    r.add_get("/.well-known/jwks.json", wellknown.jwks)
+    r.add_get("/login", pages.login_page)
+    r.add_get("/login/{provider}", pages.login_start)
+    r.add_post("/login/{provider}", pages.local_login_post)
+    r.add_get("/callback/{provider}", pages.callback)
+    r.add_get("/password", pages.password_get)
+    r.add_post("/password", pages.password_post)
+    r.add_get("/roles", pages.roles_get)
+    r.add_post("/roles", pages.roles_post)
+    r.add_get("/session", pages.session_get)
+    r.add_get("/logout", pages.logout_get)
+    r.add_post("/logout", pages.logout_post)
+    r.add_get("/healthz", ops.healthz)
+    r.add_get("/readyz", ops.readyz)
+    r.add_get("/metrics", ops.metrics)
+    r.add_static("/static", STATIC, append_version=False)
+    return app
+
+
+def announce_bootstrap(password: str, settings: Settings) -> None:
+    """Printed once, to the console only (never to the log stream or the audit log)."""
+    import sys
+
+    local = next(n for n, p in settings.providers.items() if p.type == "local")
+    print(
+        "\n"
+        "  First start: created the user 'admin' with a one-time password:\n\n"
+        f"      {password}\n\n"
+        f"  Sign in at {settings.server.public_url}/login/{local} and choose a new password.\n"
+        "  This password is not shown again.\n",
+        file=sys.stdout,
+        flush=True,
+    )

@@ -1,0 +1,37 @@
+"""Cookie names and attributes: HttpOnly, SameSite=Lax, and Secure + ``__Host-`` on https."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broker.config import Settings
+
+LOGIN_COOKIE = "broker_login"  # binds a pending authorization-code flow to this browser
+PENDING_COOKIE = "broker_pending"  # identity waiting for a role choice
+PASSWORD_COOKIE = "broker_password"  # local user who must set a new password
+CSRF_COOKIE = "broker_csrf"  # binds pre-login forms (local password form) to this browser
+
+
+class Cookies:
+    def __init__(self, settings: Settings) -> None:
+        self.secure = settings.server.secure
+        self._prefix = "__Host-" if self.secure else ""
+        self.session = self._prefix + settings.session.cookie_name
+        self.login = self._prefix + LOGIN_COOKIE
+        self.pending = self._prefix + PENDING_COOKIE
+        self.password = self._prefix + PASSWORD_COOKIE
+        self.csrf = self._prefix + CSRF_COOKIE
+
+    def set(self, resp: web.StreamResponse, name: str, value: str, *, max_age: float) -> None:
+        resp.set_cookie(
+            name,
+            value,
+            max_age=int(max_age),
+            path="/",
+            secure=self.secure,
+            httponly=True,
+            samesite="Lax",
+        )
+
+    def clear(self, resp: web.StreamResponse, name: str) -> None:
+        resp.del_cookie(name, path="/", secure=self.secure, httponly=True, samesite="Lax")

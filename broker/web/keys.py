@@ -1,0 +1,16 @@
+"""Typed application keys (no string keys, no module-level state)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from aiohttp import web
+
+from broker.config import Settings
+from broker.service.container import Broker
+from broker.web.render import Renderer
+
+SETTINGS = web.AppKey("settings", Settings)
+BROKER = web.AppKey("broker", Broker)
+RENDERER = web.AppKey("renderer", Renderer)
+METRICS = web.AppKey("metrics", Counter[str])

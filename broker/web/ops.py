@@ -1,0 +1,35 @@
+"""Operator endpoints: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broker.errors import StoreError
+from broker.web.keys import BROKER, METRICS
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    """Ready when the store answers, a signing key is loaded and revocations are current."""
+    b = request.app[BROKER]
+    checks: dict[str, str] = {}
+    try:
+        await b.store.ping()
+        checks["store"] = "ok"
+    except StoreError as e:
+        checks["store"] = f"failing: {e.reason}"
+    checks["keys"] = "ok" if b.keyring.jwks().get("keys") else "failing: no signing key"
+    checks["revocations"] = "ok" if b.revocations.healthy else "failing: not current"
+    ok = all(v == "ok" for v in checks.values())
+    return web.json_response(
+        {"status": "ready" if ok else "not ready", "checks": checks}, status=200 if ok else 503
+    )
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    lines = ["# TYPE broker_http_requests_total counter"]
+    lines += [f"{k} {v}" for k, v in sorted(request.app[METRICS].items())]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")

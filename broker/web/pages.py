@@ -1,0 +1,394 @@
+"""Pages for people: sign in (any provider or the local one), choose a role, see and end a session."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from broker.errors import (
+    BrokerError,
+    CsrfError,
+    InvalidCredentials,
+    InvalidRequest,
+    InvalidState,
+    NotFound,
+    Unauthenticated,
+)
+from broker.service.container import Broker
+from broker.service.login import PENDING_LIFETIME, LoginOutcome
+from broker.service.passwords import MIN_PASSWORD_LENGTH
+from broker.service.sessions import SessionContext
+from broker.web.cookies import Cookies
+from broker.web.csrf import check_csrf, csrf_token
+from broker.web.keys import BROKER, RENDERER
+from broker.web.render import wants_json
+from broker.web.request_info import request_info
+
+COOKIES = web.AppKey("cookies", Cookies)
+NEW_SESSION_TOKEN = "broker.new_session_token"
+
+
+def redirect(location: str, *, status: int = 303) -> web.Response:
+    """A redirect we can still set cookies on (raising HTTPException would drop them)."""
+    return web.Response(status=status, headers={"Location": location})
+
+
+def _broker(request: web.Request) -> Broker:
+    return request.app[BROKER]
+
+
+def _info(request: web.Request):  # type: ignore[no-untyped-def]
+    return request_info(request, _broker(request).settings.server.trusted_proxies)
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+async def current_session(request: web.Request) -> SessionContext | None:
+    """The verified session of this browser, refreshing its token when due; None if none."""
+    token = request.cookies.get(request.app[COOKIES].session)
+    if not token:
+        return None
+    try:
+        ctx, new = await _broker(request).sessions.resume(token)
+    except Unauthenticated:
+        return None
+    if new is not None:
+        request[NEW_SESSION_TOKEN] = (new, ctx.session_expires_at)
+    return ctx
+
+
+@web.middleware
+async def refreshed_cookie(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """Set the session cookie again when a handler's ``current_session`` refreshed its token."""
+    resp: web.StreamResponse = await handler(request)
+    new = request.get(NEW_SESSION_TOKEN)
+    if new is not None and resp.status < 400:
+        token, expires_at = new
+        now = _broker(request).clock.now()
+        request.app[COOKIES].set(resp, request.app[COOKIES].session, token, max_age=expires_at - now)
+    return resp
+
+
+def _session_json(ctx: SessionContext) -> dict[str, object]:
+    return {
+        "role": ctx.role_arn,
+        "role_name": ctx.role_name,
+        "provider": ctx.provider,
+        "subject": ctx.subject,
+        "email": ctx.email,
+        "groups": list(ctx.groups),
+        "user_id": ctx.user_id,
+        "session_id": ctx.session_id,
+        "mfa": ctx.mfa,
+        "expires_at": datetime.fromtimestamp(ctx.session_expires_at, UTC).isoformat(),
+    }
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    if await current_session(request) is not None:
+        raise web.HTTPSeeOther("/session")
+    raise web.HTTPSeeOther("/login")
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    b = _broker(request)
+    params = {k: v for k in ("rd", "role") if (v := request.query.get(k))}
+    query = ("?" + urlencode(params)) if params else ""
+    providers = list(b.settings.providers.values())
+    return request.app[RENDERER].page("login.html", providers=providers, query=query)
+
+
+async def login_start(request: web.Request) -> web.StreamResponse:
+    b = _broker(request)
+    provider = request.match_info["provider"]
+    pconf = b.settings.providers.get(provider)
+    if pconf is None:
+        raise NotFound(f"unknown_provider:{provider}", public_message="Unknown provider.")
+    if pconf.type == "local":
+        return _local_form(request, provider)
+    url, binding = await b.login.start(
+        provider,
+        rd=request.query.get("rd"),
+        role=request.query.get("role"),
+        req=_info(request),
+    )
+    resp = redirect(url, status=302)
+    c = request.app[COOKIES]
+    c.set(resp, c.login, binding, max_age=b.settings.login.state_ttl)
+    return resp
+
+
+def _local_form(
+    request: web.Request,
+    provider: str,
+    *,
+    error: str = "",
+    username: str = "",
+    rd: str | None = None,
+    role: str | None = None,
+    status: int = 200,
+) -> web.StreamResponse:
+    c = request.app[COOKIES]
+    b = _broker(request)
+    binding = request.cookies.get(c.csrf) or ""
+    new_binding = None
+    if not binding:
+        import secrets
+
+        new_binding = binding = secrets.token_urlsafe(24)
+    resp = request.app[RENDERER].page(
+        "local_login.html",
+        status=status,
+        provider=provider,
+        error=error,
+        username=username,
+        rd=rd if rd is not None else request.query.get("rd", ""),
+        role=role if role is not None else request.query.get("role", ""),
+        csrf=csrf_token(b.csrf_key, "local-login", binding),
+    )
+    if new_binding:
+        c.set(resp, c.csrf, new_binding, max_age=3600)
+    return resp
+
+
+async def local_login_post(request: web.Request) -> web.StreamResponse:
+    b = _broker(request)
+    provider = request.match_info["provider"]
+    pconf = b.settings.providers.get(provider)
+    if pconf is None or pconf.type != "local":
+        raise web.HTTPMethodNotAllowed("POST", ["GET"])
+    form = await request.post()
+    c = request.app[COOKIES]
+    info = _info(request)
+    try:
+        check_csrf(
+            request,
+            str(form.get("csrf", "")),
+            key=b.csrf_key,
+            purpose="local-login",
+            binding=request.cookies.get(c.csrf, ""),
+            public_url=b.settings.server.public_url,
+        )
+    except CsrfError as e:
+        await b.auditor.record("login", "failure", req=info, principal=provider, reason=e.reason)
+        raise
+    username = str(form.get("username", ""))[:128]
+    rd, role = str(form.get("rd", "")), str(form.get("role", ""))
+    try:
+        user, safe_rd, role_name = await b.login.local_login(
+            username, str(form.get("password", ""))[:1024], rd=rd, role=role or None, req=info
+        )
+    except InvalidCredentials as e:
+        return _local_form(
+            request, provider, error=e.public_message, username=username, rd=rd, role=role,
+            status=401,
+        )
+    if user.must_change_password:
+        token = b.login.password_change_token(user, rd=safe_rd, role=role_name)
+        resp = redirect("/password")
+        c.set(resp, c.password, token, max_age=PENDING_LIFETIME)
+        return resp
+    outcome = await b.login.local_outcome(user, rd=safe_rd, role=role_name, req=info)
+    return await _after_outcome(request, outcome)
+
+
+async def password_get(request: web.Request) -> web.StreamResponse:
+    b = _broker(request)
+    token = request.cookies.get(request.app[COOKIES].password, "")
+    b.login.read_password_change_token(token)  # raises InvalidState when missing or stale
+    return request.app[RENDERER].page(
+        "password.html",
+        error="",
+        min_length=MIN_PASSWORD_LENGTH,
+        csrf=csrf_token(b.csrf_key, "password", _digest(token)),
+    )
+
+
+async def password_post(request: web.Request) -> web.StreamResponse:
+    b = _broker(request)
+    c = request.app[COOKIES]
+    info = _info(request)
+    token = request.cookies.get(c.password, "")
+    user_id, rd, role = b.login.read_password_change_token(token)
+    form = await request.post()
+    check_csrf(
+        request,
+        str(form.get("csrf", "")),
+        key=b.csrf_key,
+        purpose="password",
+        binding=_digest(token),
+        public_url=b.settings.server.public_url,
+    )
+    try:
+        user = await b.login.change_password(
+            user_id,
+            str(form.get("new_password", ""))[:2048],
+            str(form.get("confirm", ""))[:2048],
+            req=info,
+        )
+    except InvalidRequest as e:
+        return request.app[RENDERER].page(
+            "password.html",
+            status=400,
+            error=e.public_message,
+            min_length=MIN_PASSWORD_LENGTH,
+            csrf=csrf_token(b.csrf_key, "password", _digest(token)),
+        )
+    outcome = await b.login.local_outcome(user, rd=rd, role=role, req=info)
+    resp = await _after_outcome(request, outcome)
+    c.clear(resp, c.password)
+    return resp
+
+
+async def callback(request: web.Request) -> web.StreamResponse:
+    b = _broker(request)
+    provider = request.match_info["provider"]
+    c = request.app[COOKIES]
+    outcome = await b.login.finish(
+        provider,
+        dict(request.query),
+        binding_raw=request.cookies.get(c.login),
+        req=_info(request),
+    )
+    resp = await _after_outcome(request, outcome)
+    c.clear(resp, c.login)
+    return resp
+
+
+async def _after_outcome(request: web.Request, outcome: LoginOutcome) -> web.StreamResponse:
+    """One role (or the one asked for): issue the session. Several: the chooser."""
+    b = _broker(request)
+    c = request.app[COOKIES]
+    names = [x.role.name for x in outcome.candidates]
+    chosen = outcome.requested_role or (names[0] if len(names) == 1 else None)
+    if chosen is None:
+        resp = redirect("/roles")
+        c.set(resp, c.pending, b.login.pending_token(outcome), max_age=PENDING_LIFETIME)
+        return resp
+    done = await b.login.complete(
+        outcome.identity, chosen, names, rd=outcome.redirect_after, req=_info(request)
+    )
+    resp = redirect(done.redirect_after)
+    c.set(resp, c.session, done.token, max_age=done.session.expires_at - b.clock.now())
+    return resp
+
+
+async def roles_get(request: web.Request) -> web.StreamResponse:
+    b = _broker(request)
+    token = request.cookies.get(request.app[COOKIES].pending, "")
+    if not token:
+        ctx = await current_session(request)
+        if ctx is None:
+            raise web.HTTPSeeOther("/login")
+        raise InvalidState(
+            "no_pending_choice",
+            public_message=(
+                f"You hold the role {ctx.role_name}. To take another role, sign in again "
+                "and choose it."
+            ),
+        )
+    identity, allowed, _ = b.login.read_pending(token)
+    roles = {r.name: r for r in await b.store.list_roles()}
+    return request.app[RENDERER].page(
+        "roles.html",
+        name=identity.name,
+        provider=identity.provider,
+        roles=[roles[n] for n in allowed if n in roles],
+        csrf=csrf_token(b.csrf_key, "roles", _digest(token)),
+    )
+
+
+async def roles_post(request: web.Request) -> web.StreamResponse:
+    b = _broker(request)
+    c = request.app[COOKIES]
+    info = _info(request)
+    token = request.cookies.get(c.pending, "")
+    identity, allowed, rd = b.login.read_pending(token)
+    form = await request.post()
+    try:
+        check_csrf(
+            request,
+            str(form.get("csrf", "")),
+            key=b.csrf_key,
+            purpose="roles",
+            binding=_digest(token),
+            public_url=b.settings.server.public_url,
+        )
+    except CsrfError as e:
+        await b.auditor.record(
+            "role.choose", "failure", req=info,
+            principal=f"{identity.provider}/{identity.subject}", reason=e.reason,
+        )
+        raise
+    done = await b.login.complete(
+        identity, str(form.get("role", "")), allowed, rd=rd, req=info
+    )
+    resp = redirect(done.redirect_after)
+    c.set(resp, c.session, done.token, max_age=done.session.expires_at - b.clock.now())
+    c.clear(resp, c.pending)
+    return resp
+
+
+async def session_get(request: web.Request) -> web.StreamResponse:
+    ctx = await current_session(request)
+    if ctx is None:
+        if wants_json(request):
+            raise Unauthenticated("no_session")
+        raise web.HTTPSeeOther("/login?" + urlencode({"rd": "/session"}))
+    data = _session_json(ctx)
+    if wants_json(request):
+        return web.json_response(data, headers={"Cache-Control": "no-store"})
+    b = _broker(request)
+    return request.app[RENDERER].page(
+        "session.html",
+        s=data,
+        csrf=csrf_token(b.csrf_key, "logout", ctx.session_id),
+    )
+
+
+async def logout_get(request: web.Request) -> web.StreamResponse:
+    ctx = await current_session(request)
+    b = _broker(request)
+    csrf = csrf_token(b.csrf_key, "logout", ctx.session_id) if ctx else ""
+    return request.app[RENDERER].page("logout.html", signed_out=False, csrf=csrf)
+
+
+async def logout_post(request: web.Request) -> web.StreamResponse:
+    b = _broker(request)
+    c = request.app[COOKIES]
+    info = _info(request)
+    ctx = await current_session(request)
+    if ctx is None:
+        raise Unauthenticated("no_session", public_message="You are not signed in.")
+    form = await request.post()
+    try:
+        check_csrf(
+            request,
+            str(form.get("csrf", "")),
+            key=b.csrf_key,
+            purpose="logout",
+            binding=ctx.session_id,
+            public_url=b.settings.server.public_url,
+        )
+    except BrokerError as e:
+        await b.auditor.record(
+            "logout", "failure", req=info, principal=ctx.role_arn, reason=e.reason
+        )
+        raise
+    await b.sessions.end(ctx, reason="logout")
+    await b.auditor.record(
+        "logout", "success", req=info, principal=f"{ctx.provider}/{ctx.subject}",
+        details={"session": ctx.session_id, "role": ctx.role_arn},
+    )
+    request.pop(NEW_SESSION_TOKEN, None)
+    resp = request.app[RENDERER].page("logout.html", signed_out=True, csrf="")
+    c.clear(resp, c.session)
+    return resp

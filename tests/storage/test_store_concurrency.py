@@ -1,0 +1,140 @@
+"""Concurrency suite: what must hold when several connections (or brokers) race on one store.
+
+Every test runs on each backend; the racers use two ``SqlStore`` instances (two connection
+pools) on the same database, as two broker processes would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+
+from broker.storage import current_revision, head_revision
+from broker.storage.base import LoginState, Revocation, Session
+
+if TYPE_CHECKING:
+    from tests.storage.conftest import Database, StoreFactory
+
+T0 = 1_700_000_000.0
+RACERS = 20
+
+
+async def test_one_of_many_concurrent_consumers_wins_the_login_state(
+    store_factory: StoreFactory,
+) -> None:
+    stores = [await store_factory(), await store_factory()]
+    for n in range(3):  # a few rounds: one lucky ordering proves nothing
+        state = LoginState(
+            state=f"race-{n}",
+            provider="google",
+            browser_binding="b",
+            nonce="n",
+            code_verifier="v",
+            redirect_after="/",
+            role=None,
+            created_at=T0,
+            expires_at=T0 + 600,
+        )
+        await stores[0].put_login_state(state)
+        results = await asyncio.gather(
+            *(
+                stores[i % 2].consume_login_state(state.state, browser_binding="b", now=T0)
+                for i in range(RACERS)
+            )
+        )
+        assert [r for r in results if r is not None] == [state]
+
+
+async def test_concurrent_consumers_with_the_wrong_binding_never_win(
+    store_factory: StoreFactory,
+) -> None:
+    stores = [await store_factory(), await store_factory()]
+    state = LoginState("s", "google", "right", "n", "v", "/", None, T0, T0 + 600)
+    await stores[0].put_login_state(state)
+    results = await asyncio.gather(
+        *(
+            stores[i % 2].consume_login_state(
+                "s", browser_binding="right" if i == RACERS - 1 else f"wrong-{i}", now=T0
+            )
+            for i in range(RACERS)
+        )
+    )
+    assert results == [None] * (RACERS - 1) + [state]
+
+
+async def test_concurrent_first_logins_create_one_user(store_factory: StoreFactory) -> None:
+    stores = [await store_factory(), await store_factory()]
+    users = await asyncio.gather(
+        *(
+            stores[i % 2].upsert_federated_user(
+                "google", "sub-1", name="Ada", email=f"ada{i}@example.com", groups=[], now=T0 + i
+            )
+            for i in range(RACERS)
+        )
+    )
+    assert len({u.id for u in users}) == 1
+    assert await stores[0].count_users() == 1
+    # whoever inserted first set first_login_at; everyone after kept it
+    assert len({u.first_login_at for u in users}) == 1
+    assert users[0].first_login_at in {u.last_login_at for u in users}
+
+
+async def test_concurrent_revocations_get_distinct_increasing_ids(
+    store_factory: StoreFactory,
+) -> None:
+    stores = [await store_factory(), await store_factory()]
+    added = await asyncio.gather(
+        *(stores[i % 2].add_revocation(Revocation("role", f"r{i}", T0, T0)) for i in range(RACERS))
+    )
+    listed = await stores[0].revocations_since(0)
+    assert sorted(r.id or 0 for r in added) == [r.id for r in listed]
+    assert len({r.id for r in listed}) == RACERS
+
+
+async def test_concurrent_touches_and_revocations_do_not_deadlock(
+    store_factory: StoreFactory,
+) -> None:
+    stores = [await store_factory(), await store_factory()]
+    ids = [f"s{n:02d}" for n in range(10)]
+    for sid in ids:
+        await stores[0].create_session(Session(sid, "u1", "p", "s", "r", expires_at=T0 + 9999))
+
+    async def touch(i: int) -> None:
+        order = ids if i % 2 else ids[::-1]
+        await stores[i % 2].touch_sessions({sid: T0 + i for sid in order})
+
+    await asyncio.gather(
+        *(touch(i) for i in range(RACERS)),
+        stores[0].revoke_user_sessions("u1", now=T0, reason="race"),
+        stores[1].revoke_session("s00", now=T0, reason="race"),
+    )
+    sessions = [await stores[0].get_session(sid) for sid in ids]
+    assert all(s is not None and s.revoked_at == T0 for s in sessions)
+    assert all(s is not None and s.last_seen_at == T0 + RACERS - 1 for s in sessions)
+
+
+async def test_concurrent_migrations_of_a_fresh_database_succeed(database: Database) -> None:
+    results = await asyncio.gather(*(database.migrate() for _ in range(4)), return_exceptions=True)
+    assert [r for r in results if r is not None] == []
+    assert await current_revision(database.url, schema=database.schema) == head_revision()
+    store = database.open()
+    try:
+        assert await store.count_users() == 0
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("stores", [2, 4], ids=["two-stores", "four-stores"])
+async def test_many_writers_do_not_fail_with_busy_errors(
+    store_factory: StoreFactory, stores: int
+) -> None:
+    opened = [await store_factory() for _ in range(stores)]
+    await asyncio.gather(
+        *(
+            opened[i % stores].set_meta(f"k{i % 5}", str(i))
+            for i in range(RACERS * 3)  # more than the pools hold: callers queue, none fail
+        )
+    )
+    assert await opened[0].get_meta("k0") is not None

@@ -1,0 +1,762 @@
+"""The key ring: signing, verification with a specific reason per failed check, rotation, JWKS,
+keys at rest under the KEK. A tiny in-memory store stands in for the SQL backend (tested by the
+storage conformance suite)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hashlib
+import hmac
+import json
+import stat
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from joserfc import jwt as jose_jwt
+from joserfc.errors import BadSignatureError, SecurityWarning
+from joserfc.jwk import KeySet
+
+from broker.clock import FrozenClock
+from broker.config import Algorithm
+from broker.errors import ExpiredToken, InvalidToken, KeyRingError, RecordNotFound
+from broker.signing import (
+    RETIRE_LEEWAY,
+    KeyRing,
+    decode_kek,
+    generate_kek,
+    load_or_create_kek_file,
+)
+from broker.storage.base import SigningKey
+
+ALGS: list[Algorithm] = ["EdDSA", "ES256", "RS256"]
+ISSUER = "https://broker.example.com"
+TYP = "broker-session+jwt"
+AUD = "https://broker.example.com"
+LIFETIME = 900.0
+ROTATE = 7 * 86400.0
+T0 = 1_700_000_000.0
+KEK = bytes(range(32))
+
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+class FakeStore:
+    """Just the signing-key methods of ``Store``, in memory. ``calls`` counts store access."""
+
+    def __init__(self, keys: dict[str, SigningKey] | None = None) -> None:
+        self.keys: dict[str, SigningKey] = dict(keys or {})
+        self.calls = 0
+        self.down = False
+
+    def _touch(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise AssertionError("the store was used on the hot path")
+
+    async def add_signing_key(self, key: SigningKey) -> None:
+        self._touch()
+        assert key.kid not in self.keys
+        self.keys[key.kid] = key
+
+    async def list_signing_keys(self) -> list[SigningKey]:
+        self._touch()
+        return list(self.keys.values())
+
+    async def update_signing_key(
+        self, kid: str, *, retired_at: float | None, expires_at: float | None
+    ) -> None:
+        self._touch()
+        if kid not in self.keys:
+            raise RecordNotFound(kid)
+        self.keys[kid] = dataclasses.replace(
+            self.keys[kid], retired_at=retired_at, expires_at=expires_at
+        )
+
+    async def delete_signing_key(self, kid: str) -> None:
+        self._touch()
+        if kid not in self.keys:
+            raise RecordNotFound(kid)
+        del self.keys[kid]
+
+
+def make_ring(
+    store: FakeStore,
+    clock: FrozenClock,
+    alg: Algorithm = "EdDSA",
+    *,
+    kek: bytes = KEK,
+) -> KeyRing:
+    return KeyRing(
+        store,  # type: ignore[arg-type]  # only the signing-key part of Store
+        algorithm=alg,
+        kek=kek,
+        rotate_every=ROTATE,
+        max_token_lifetime=LIFETIME,
+        issuer=ISSUER,
+        clock=clock,
+    )
+
+
+@pytest.fixture(scope="module")
+def seeded() -> dict[str, dict[str, SigningKey]]:
+    """One stored key per algorithm, made once (RSA-3072 generation is slow)."""
+
+    async def seed(alg: Algorithm) -> dict[str, SigningKey]:
+        store = FakeStore()
+        await make_ring(store, FrozenClock(T0), alg).load()
+        return store.keys
+
+    return {alg: asyncio.run(seed(alg)) for alg in ALGS}
+
+
+@dataclasses.dataclass
+class Env:
+    alg: Algorithm
+    store: FakeStore
+    clock: FrozenClock
+    ring: KeyRing
+
+    @property
+    def key(self) -> PrivateKey:
+        return private_key_of(self.store.keys[self.ring.current_kid])
+
+    def claims(self, **overrides: Any) -> dict[str, Any]:
+        now = int(self.clock.now())
+        c: dict[str, Any] = {
+            "iss": ISSUER,
+            "sub": "user-1",
+            "aud": AUD,
+            "iat": now,
+            "nbf": now,
+            "exp": now + int(LIFETIME),
+            "jti": "jti-1",
+            "sid": "session-1",
+        }
+        c.update(overrides)
+        return {k: v for k, v in c.items() if v is not None}
+
+
+@pytest.fixture(params=ALGS)
+async def env(request: pytest.FixtureRequest, seeded: dict[str, dict[str, SigningKey]]) -> Env:
+    alg: Algorithm = request.param
+    store = FakeStore(seeded[alg])
+    clock = FrozenClock(T0 + 60)
+    ring = make_ring(store, clock, alg)
+    await ring.load()
+    return Env(alg, store, clock, ring)
+
+
+@pytest.fixture
+async def ed_env(seeded: dict[str, dict[str, SigningKey]]) -> Env:
+    store = FakeStore(seeded["EdDSA"])
+    clock = FrozenClock(T0 + 60)
+    ring = make_ring(store, clock, "EdDSA")
+    await ring.load()
+    return Env("EdDSA", store, clock, ring)
+
+
+def private_key_of(record: SigningKey, kek: bytes = KEK) -> PrivateKey:
+    """Open a stored key by the documented format: b"v1:" + 12-byte nonce + AES-GCM(kid as AAD)."""
+    blob = record.private_key
+    assert blob.startswith(b"v1:")
+    der = AESGCM(kek).decrypt(blob[3:15], blob[15:], record.kid.encode())
+    key = serialization.load_der_private_key(der, password=None)
+    assert isinstance(
+        key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    )
+    return key
+
+
+def b64(data: bytes | dict[str, Any]) -> str:
+    raw = json.dumps(data).encode() if isinstance(data, dict) else data
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def compact(
+    header: dict[str, Any],
+    claims: dict[str, Any],
+    key: PrivateKey | None,
+    sign_alg: str | None = None,
+) -> str:
+    """A compact JWS with exactly this header, signed with ``key`` by ``sign_alg`` (default:
+    the header's ``alg``)."""
+    signing_input = f"{b64(header)}.{b64(claims)}"
+    if key is None:
+        return signing_input + "."
+    alg = jwt.get_algorithm_by_name(sign_alg or header["alg"])
+    return signing_input + "." + b64(alg.sign(signing_input.encode(), key))
+
+
+def header_of(token: str) -> dict[str, Any]:
+    return jwt.get_unverified_header(token)
+
+
+# --- sign / verify ---------------------------------------------------------------------------
+
+
+async def test_sign_verify_roundtrip(env: Env) -> None:
+    claims = env.claims(groups=["dev", "ops"], tags={"team": "a"})
+    token = env.ring.sign(claims, typ=TYP)
+    assert header_of(token) == {"alg": env.alg, "kid": env.ring.current_kid, "typ": TYP}
+    assert env.ring.verify(token, typ=TYP, audience=AUD) == claims
+
+
+async def test_sign_adds_no_claims(ed_env: Env) -> None:
+    token = ed_env.ring.sign({"a": 1}, typ=TYP)
+    assert jwt.decode(token, options={"verify_signature": False}) == {"a": 1}
+
+
+async def test_independent_library_verifies_against_jwks(env: Env) -> None:
+    """joserfc, given only the published JWKS, accepts the token and agrees on the kid."""
+    claims = env.claims()
+    token = env.ring.sign(claims, typ=TYP)
+    jwks = env.ring.jwks()
+    with warnings.catch_warnings():
+        # joserfc flags "EdDSA" as deprecated by RFC 9864 (in favour of "Ed25519")
+        warnings.simplefilter("ignore", SecurityWarning)
+        key_set = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
+        decoded = jose_jwt.decode(token, key_set, algorithms=[env.alg])
+        assert decoded.claims == claims
+        assert decoded.header["kid"] == env.ring.current_kid
+        # the kid is the RFC 7638 thumbprint
+        assert key_set.keys[0].thumbprint() == env.ring.current_kid
+        other = KeySet.generate_key_set(
+            {"EdDSA": "OKP", "ES256": "EC", "RS256": "RSA"}[env.alg],
+            {"EdDSA": "Ed25519", "ES256": "P-256", "RS256": 2048}[env.alg],  # type: ignore[arg-type]
+            count=1,
+            private=False,
+        )
+        for k in other.keys:
+            k.ensure_kid()
+            k.dict_value["kid"] = env.ring.current_kid
+        with pytest.raises(BadSignatureError):
+            jose_jwt.decode(token, other, algorithms=[env.alg])
+
+
+async def test_jwks_members(env: Env) -> None:
+    [jwk] = env.ring.jwks()["keys"]
+    expected = {
+        "EdDSA": {"kty", "crv", "x"},
+        "ES256": {"kty", "crv", "x", "y"},
+        "RS256": {"kty", "n", "e"},
+    }[env.alg]
+    assert set(jwk) == expected | {"kid", "alg", "use"}
+    assert jwk["alg"] == env.alg
+    assert jwk["use"] == "sig"
+    assert jwk["kid"] == env.ring.current_kid
+    if env.alg == "RS256":
+        n = int.from_bytes(base64.urlsafe_b64decode(jwk["n"] + "=="), "big")
+        assert n.bit_length() == 3072
+
+
+@pytest.mark.parametrize(
+    ("audience", "token_aud"),
+    [
+        (AUD, AUD),
+        (["https://other", AUD], AUD),
+        (AUD, ["https://other", AUD]),
+        (None, AUD),
+        (None, None),
+    ],
+    ids=["str", "list-expected", "list-in-token", "unchecked", "unchecked-absent"],
+)
+async def test_audience_accepted(
+    ed_env: Env, audience: str | list[str] | None, token_aud: str | list[str] | None
+) -> None:
+    token = ed_env.ring.sign(ed_env.claims(aud=token_aud), typ=TYP)
+    ed_env.ring.verify(token, typ=TYP, audience=audience)
+
+
+async def test_leeway(ed_env: Env) -> None:
+    token = ed_env.ring.sign(ed_env.claims(), typ=TYP)
+    ed_env.clock.advance(LIFETIME + 10)
+    with pytest.raises(ExpiredToken):
+        ed_env.ring.verify(token, typ=TYP, audience=AUD)
+    assert ed_env.ring.verify(token, typ=TYP, audience=AUD, leeway=30)["jti"] == "jti-1"
+
+
+async def test_typ_compared_as_a_media_type(ed_env: Env) -> None:
+    token = ed_env.ring.sign(ed_env.claims(), typ="application/" + TYP.upper())
+    ed_env.ring.verify(token, typ=TYP, audience=AUD)
+
+
+# --- rejections ------------------------------------------------------------------------------
+
+Forge = Callable[[Env], str]
+
+
+def _signed(header: dict[str, Any] | None = None, **claims: Any) -> Forge:
+    """A token signed by the ring's current key with the default header plus ``header``."""
+
+    def forge(e: Env) -> str:
+        h = {"alg": e.alg, "kid": e.ring.current_kid, "typ": TYP, **(header or {})}
+        header_ = {k: v for k, v in h.items() if v is not None}
+        return compact(header_, e.claims(**claims), e.key, e.alg)
+
+    return forge
+
+
+def _payload_list(e: Env) -> str:
+    header = {"alg": e.alg, "kid": e.ring.current_kid, "typ": TYP}
+    signing_input = f"{b64(header)}.{b64(b'[1, 2]')}"
+    sig = jwt.get_algorithm_by_name(e.alg).sign(signing_input.encode(), e.key)
+    return signing_input + "." + b64(sig)
+
+
+def _alg_none(e: Env) -> str:
+    return compact({"alg": "none", "kid": e.ring.current_kid, "typ": TYP}, e.claims(), None)
+
+
+def _hs256_with_public_key(e: Env) -> str:
+    """The classic confusion: HMAC keyed with the (public) verification key's PEM or JWK."""
+    pem = e.key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"alg": "HS256", "kid": e.ring.current_kid, "typ": TYP}
+    signing_input = f"{b64(header)}.{b64(e.claims())}"
+    mac = hmac.new(pem, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + b64(mac)
+
+
+def _other_alg_header(e: Env) -> str:
+    """The header names another asymmetric algorithm (for RSA: PS256, the same key's family)."""
+    other = {"EdDSA": "ES256", "ES256": "ES384", "RS256": "PS256"}[e.alg]
+    header = {"alg": other, "kid": e.ring.current_kid, "typ": TYP}
+    return compact(header, e.claims(), e.key, "PS256" if e.alg == "RS256" else e.alg)
+
+
+def _tampered_payload(e: Env) -> str:
+    token = e.ring.sign(e.claims(), typ=TYP)
+    h, _, s = token.split(".")
+    return f"{h}.{b64(e.claims(sub='admin'))}.{s}"
+
+
+def _tampered_signature(e: Env) -> str:
+    token = e.ring.sign(e.claims(), typ=TYP)
+    h, p, s = token.split(".")
+    sig = bytearray(base64.urlsafe_b64decode(s + "=="))
+    sig[len(sig) // 2] ^= 1
+    return f"{h}.{p}.{b64(bytes(sig))}"
+
+
+def _foreign_key_same_kid(e: Env) -> str:
+    key: PrivateKey
+    if e.alg == "EdDSA":
+        key = ed25519.Ed25519PrivateKey.generate()
+    elif e.alg == "ES256":
+        key = ec.generate_private_key(ec.SECP256R1())
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return compact({"alg": e.alg, "kid": e.ring.current_kid, "typ": TYP}, e.claims(), key)
+
+
+REJECTIONS: list[tuple[str, Forge, str, type[InvalidToken]]] = [
+    ("garbage", lambda e: "not-a-token", "malformed", InvalidToken),
+    ("two-parts", lambda e: "eyJhbGciOiJFZERTQSJ9.e30", "malformed", InvalidToken),
+    ("header-not-json", lambda e: f"{b64(b'xx')}.{b64({})}.sig", "malformed", InvalidToken),
+    ("header-a-list", lambda e: f"{b64(b'[1]')}.{b64({})}.sig", "malformed", InvalidToken),
+    ("too-long", lambda e: "a" * 20000 + ".b.c", "malformed", InvalidToken),
+    ("payload-not-object", _payload_list, "malformed", InvalidToken),
+    ("wrong-typ", lambda e: e.ring.sign(e.claims(), typ="broker-access+jwt"), "typ_mismatch",
+     InvalidToken),
+    ("no-typ", _signed({"typ": None}), "typ_mismatch", InvalidToken),
+    ("wrong-aud", _signed(aud="https://evil.example.com"), "aud_mismatch", InvalidToken),
+    ("no-aud", _signed(aud=None), "missing_claim:aud", InvalidToken),
+    ("wrong-iss", _signed(iss="https://evil.example.com"), "iss_mismatch", InvalidToken),
+    ("no-iss", _signed(iss=None), "missing_claim:iss", InvalidToken),
+    ("no-exp", _signed(exp=None), "missing_claim:exp", InvalidToken),
+    ("no-iat", _signed(iat=None), "missing_claim:iat", InvalidToken),
+    ("no-jti", _signed(jti=None), "missing_claim:jti", InvalidToken),
+    ("jti-not-string", _signed(jti=5), "invalid_claim:jti", InvalidToken),
+    ("exp-not-number", _signed(exp="tomorrow"), "invalid_claim:exp", InvalidToken),
+    ("exp-bool", _signed(exp=True), "invalid_claim:exp", InvalidToken),
+    ("expired", _signed(exp=int(T0)), "expired", ExpiredToken),
+    ("expired-exactly-now", _signed(exp=int(T0) + 60), "expired", ExpiredToken),
+    ("nbf-future", _signed(nbf=int(T0) + 3600), "not_yet_valid", InvalidToken),
+    ("iat-future", _signed(iat=int(T0) + 3600), "not_yet_valid", InvalidToken),
+    ("alg-none", _alg_none, "alg_mismatch", InvalidToken),
+    ("hs256-public-key", _hs256_with_public_key, "alg_mismatch", InvalidToken),
+    ("other-asymmetric-alg", _other_alg_header, "alg_mismatch", InvalidToken),
+    ("no-alg", _signed({"alg": None}), "alg_mismatch", InvalidToken),
+    ("tampered-payload", _tampered_payload, "bad_signature", InvalidToken),
+    ("tampered-signature", _tampered_signature, "bad_signature", InvalidToken),
+    ("foreign-key-same-kid", _foreign_key_same_kid, "bad_signature", InvalidToken),
+    ("unknown-kid", _signed({"kid": "no-such-key"}), "unknown_kid", InvalidToken),
+    ("no-kid", _signed({"kid": None}), "missing_kid", InvalidToken),
+    ("kid-not-string", _signed({"kid": 7}), "missing_kid", InvalidToken),
+    ("jku", _signed({"jku": "https://evil.example.com/jwks"}), "forbidden_header:jku",
+     InvalidToken),
+    ("x5u", _signed({"x5u": "https://evil.example.com/cert"}), "forbidden_header:x5u",
+     InvalidToken),
+    ("jwk", _signed({"jwk": {"kty": "OKP", "crv": "Ed25519", "x": "AA"}}),
+     "forbidden_header:jwk", InvalidToken),
+    ("x5c", _signed({"x5c": ["MIIB"]}), "forbidden_header:x5c", InvalidToken),
+    ("crit", _signed({"crit": ["exp"], "exp": 1}), "forbidden_header:crit", InvalidToken),
+    ("crit-b64", _signed({"crit": ["b64"], "b64": False}), "forbidden_header:crit",
+     InvalidToken),
+    ("unexpected-header", _signed({"zzz": 1}), "unexpected_header", InvalidToken),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("forge", "reason", "error"),
+    [pytest.param(f, r, err, id=i) for i, f, r, err in REJECTIONS],
+)
+async def test_rejected_with_reason(
+    env: Env, forge: Forge, reason: str, error: type[InvalidToken]
+) -> None:
+    token = forge(env)
+    with pytest.raises(error) as info:
+        env.ring.verify(token, typ=TYP, audience=AUD)
+    assert type(info.value) is error
+    assert info.value.reason == reason
+
+
+async def test_forge_helper_makes_valid_tokens(ed_env: Env) -> None:
+    """The good-path helper really produces valid tokens (the table above is meaningful)."""
+    assert ed_env.ring.verify(_signed()(ed_env), typ=TYP, audience=AUD)["sub"] == "user-1"
+
+
+# --- rotation and the JWKS -------------------------------------------------------------------
+
+
+async def test_rotation_keeps_old_tokens_verifiable(env: Env) -> None:
+    old_kid = env.ring.current_kid
+    old_token = env.ring.sign(env.claims(), typ=TYP)
+    env.clock.advance(100)
+    new = await env.ring.rotate()
+    assert new.kid != old_kid
+    assert new.algorithm == env.alg
+    assert env.ring.current_kid == new.kid
+    new_token = env.ring.sign(env.claims(), typ=TYP)
+    assert header_of(new_token)["kid"] == new.kid
+    for token in (old_token, new_token):
+        env.ring.verify(token, typ=TYP, audience=AUD)
+    assert [k["kid"] for k in env.ring.jwks()["keys"]] == [new.kid, old_kid]
+    retired = env.store.keys[old_kid]
+    assert retired.retired_at == env.clock.now()
+    assert retired.expires_at == env.clock.now() + LIFETIME + RETIRE_LEEWAY
+    assert env.store.keys[new.kid].retired_at is None
+
+
+async def test_expired_retired_key_leaves_jwks_and_store(ed_env: Env) -> None:
+    e = ed_env
+    old_kid = e.ring.current_kid
+    old_token = e.ring.sign(e.claims(), typ=TYP)
+    await e.ring.rotate()
+    e.clock.advance(LIFETIME + RETIRE_LEEWAY - 1)
+    assert old_kid in {k["kid"] for k in e.ring.jwks()["keys"]}
+    e.ring.verify(old_token, typ=TYP, audience=AUD, leeway=RETIRE_LEEWAY)
+    e.clock.advance(1)
+    assert [k["kid"] for k in e.ring.jwks()["keys"]] == [e.ring.current_kid]
+    with pytest.raises(InvalidToken) as info:
+        e.ring.verify(old_token, typ=TYP, audience=AUD, leeway=10 * LIFETIME)
+    assert info.value.reason == "unknown_kid"
+    assert old_kid in e.store.keys  # purged at the next rotation
+    await e.ring.rotate()
+    assert old_kid not in e.store.keys
+    assert len(e.store.keys) == 2
+
+
+async def test_jwks_never_empty() -> None:
+    store, clock = FakeStore(), FrozenClock(T0)
+    ring = make_ring(store, clock)
+    assert ring.jwks() == {"keys": []}  # nothing published before load
+    with pytest.raises(KeyRingError) as info:
+        ring.sign({}, typ=TYP)
+    assert info.value.reason.startswith("not_loaded")
+    await ring.load()  # empty store: a key is made
+    assert len(ring.jwks()["keys"]) == 1
+    first = ring.current_kid
+
+    store.keys.clear()  # the store lost every key: refresh makes one rather than go empty
+    await ring.refresh()
+    assert ring.current_kid != first
+    assert len(ring.jwks()["keys"]) == 1
+
+    # every key retired and expired (nobody rotated for a long time): load makes a new one
+    kid = ring.current_kid
+    await store.update_signing_key(kid, retired_at=clock.now(), expires_at=clock.now() + 1)
+    clock.advance(10)
+    ring2 = make_ring(store, clock)
+    await ring2.load()
+    assert ring2.current_kid != kid
+    assert [k["kid"] for k in ring2.jwks()["keys"]] == [ring2.current_kid]
+
+
+async def test_retired_only_store_gets_a_current_key(ed_env: Env) -> None:
+    kid = ed_env.ring.current_kid
+    now = ed_env.clock.now()
+    await ed_env.store.update_signing_key(kid, retired_at=now, expires_at=now + 100)
+    await ed_env.ring.refresh()
+    assert ed_env.ring.current_kid != kid
+    assert {k["kid"] for k in ed_env.ring.jwks()["keys"]} == {kid, ed_env.ring.current_kid}
+
+
+async def test_maybe_rotate(ed_env: Env) -> None:
+    e = ed_env
+    first = e.ring.current_kid
+    e.clock.advance(ROTATE - 120)
+    assert await e.ring.maybe_rotate() is False
+    assert e.ring.current_kid == first
+    e.clock.advance(120)
+    assert await e.ring.maybe_rotate() is True
+    assert e.ring.current_kid != first
+    assert await e.ring.maybe_rotate() is False
+
+
+async def test_two_instances_converge(ed_env: Env) -> None:
+    e = ed_env
+    other = make_ring(e.store, e.clock)
+    await other.load()
+    assert other.current_kid == e.ring.current_kid
+
+    e.clock.advance(10)
+    await other.rotate()
+    token = other.sign(e.claims(), typ=TYP)
+    with pytest.raises(InvalidToken) as info:  # no DB access on verify: unseen until refresh
+        e.ring.verify(token, typ=TYP, audience=AUD)
+    assert info.value.reason == "unknown_kid"
+    await e.ring.refresh()
+    assert e.ring.current_kid == other.current_kid
+    e.ring.verify(token, typ=TYP, audience=AUD)
+    assert e.ring.jwks() == other.jwks()
+
+
+async def test_concurrent_rotations_settle_on_one_current_key(ed_env: Env) -> None:
+    e = ed_env
+    other = make_ring(e.store, e.clock)
+    await other.load()
+    e.clock.advance(ROTATE)
+    rotated = await asyncio.gather(e.ring.maybe_rotate(), other.maybe_rotate())
+    assert list(rotated) == [True, True]  # both saw an old key
+    await e.ring.refresh()
+    await other.refresh()
+    assert e.ring.current_kid == other.current_kid
+    e.clock.advance(1)
+    assert await e.ring.maybe_rotate() is False  # tidies up: the losing key is retired
+    unretired = [k for k in e.store.keys.values() if k.retired_at is None]
+    assert [k.kid for k in unretired] == [e.ring.current_kid]
+    assert all(k.expires_at is not None for k in e.store.keys.values() if k.retired_at)
+
+
+async def test_rotate_same_instant_new_key_wins() -> None:
+    store, clock = FakeStore(), FrozenClock(T0)
+    ring = make_ring(store, clock)
+    await ring.load()
+    for _ in range(5):
+        new = await ring.rotate()
+        assert ring.current_kid == new.kid
+    assert sum(k.retired_at is None for k in store.keys.values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("EdDSA", "ES256"), ("ES256", "RS256"), ("RS256", "EdDSA")],
+    ids=["EdDSA-to-ES256", "ES256-to-RS256", "RS256-to-EdDSA"],
+)
+async def test_algorithm_change_in_config(
+    seeded: dict[str, dict[str, SigningKey]], before: Algorithm, after: Algorithm
+) -> None:
+    store, clock = FakeStore(seeded[before]), FrozenClock(T0 + 60)
+    old_ring = make_ring(store, clock, before)
+    await old_ring.load()
+    old_kid = old_ring.current_kid
+    old_token = old_ring.sign(Env(before, store, clock, old_ring).claims(), typ=TYP)
+
+    clock.advance(60)
+    ring = make_ring(store, clock, after)  # restarted with the new [keys].algorithm
+    await ring.load()
+    assert ring.current_kid != old_kid
+    assert header_of(ring.sign({}, typ=TYP))["alg"] == after
+    assert ring.verify(old_token, typ=TYP, audience=AUD)["jti"] == "jti-1"
+    assert [(k["kid"], k["alg"]) for k in ring.jwks()["keys"]] == [
+        (ring.current_kid, after),
+        (old_kid, before),
+    ]
+    clock.advance(LIFETIME + RETIRE_LEEWAY)
+    assert [k["alg"] for k in ring.jwks()["keys"]] == [after]
+
+    # a restart with the same setting does not rotate again
+    again = make_ring(store, clock, after)
+    await again.load()
+    assert again.current_kid == ring.current_kid
+
+
+async def test_keys_parsed_once_and_hot_path_uses_no_store(
+    ed_env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    e = ed_env
+    parsed: list[str] = []
+    original = KeyRing._parse
+
+    def counting(self: KeyRing, record: SigningKey) -> Any:
+        parsed.append(record.kid)
+        return original(self, record)
+
+    monkeypatch.setattr(KeyRing, "_parse", counting)
+    other = make_ring(e.store, e.clock)
+    await other.load()
+    await other.rotate()
+    await e.ring.refresh()
+    await e.ring.refresh()
+    await e.ring.refresh()
+    first_kid = next(k for k in e.store.keys if k != e.ring.current_kid)
+    # other parsed the stored key (its own new key needs no parsing); e parsed the new key once
+    assert parsed == [first_kid, e.ring.current_kid]
+
+    e.store.down = True
+    token = e.ring.sign(e.claims(), typ=TYP)
+    for _ in range(3):
+        e.ring.verify(token, typ=TYP, audience=AUD)
+    e.ring.jwks()
+    assert e.ring.current_kid
+
+
+# --- keys at rest ----------------------------------------------------------------------------
+
+
+async def test_wrong_kek(ed_env: Env) -> None:
+    ring = make_ring(ed_env.store, ed_env.clock, kek=generate_kek())
+    with pytest.raises(KeyRingError) as info:
+        await ring.load()
+    kid = next(iter(ed_env.store.keys))
+    assert str(info.value) == f"kek_mismatch: the configured [keys].kek cannot decrypt key {kid}"
+    with pytest.raises(KeyRingError, match="kek_mismatch"):
+        await ring.rotate()
+    assert list(ed_env.store.keys) == [kid]  # nothing was created over the unreadable key
+
+
+async def test_stored_key_bound_to_its_kid(ed_env: Env) -> None:
+    """The kid is the AEAD associated data: a ciphertext moved to another record fails."""
+    e = ed_env
+    await e.ring.rotate()
+    a, b = e.store.keys.values()
+    e.store.keys[b.kid] = dataclasses.replace(b, private_key=a.private_key)
+    with pytest.raises(KeyRingError, match="kek_mismatch"):
+        await make_ring(e.store, e.clock).load()
+
+
+async def test_stored_public_jwk_must_match(ed_env: Env) -> None:
+    e = ed_env
+    kid, record = next(iter(e.store.keys.items()))
+    forged = ed25519.Ed25519PrivateKey.generate().public_key()
+    x = b64(forged.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    e.store.keys[kid] = dataclasses.replace(record, public_jwk={**record.public_jwk, "x": x})
+    with pytest.raises(KeyRingError, match="corrupt_key"):
+        await make_ring(e.store, e.clock).load()
+
+
+async def test_private_key_never_stored_in_plain(env: Env) -> None:
+    record = env.store.keys[env.ring.current_kid]
+    key = private_key_of(record)
+    forms = [
+        key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    ]
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        forms.append(
+            key.private_bytes(
+                serialization.Encoding.Raw,
+                serialization.PrivateFormat.Raw,
+                serialization.NoEncryption(),
+            )
+        )
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        forms.append(key.private_numbers().private_value.to_bytes(32, "big"))
+    else:
+        nums = key.private_numbers()
+        forms += [nums.d.to_bytes(384, "big"), nums.p.to_bytes(192, "big")]
+    stored = record.private_key + json.dumps(record.public_jwk).encode() + repr(record).encode()
+    for form in forms:
+        assert form not in stored
+        assert form[8:40] not in stored  # not even a window of it
+        assert b64(form).encode()[4:40] not in stored
+    assert b"PRIVATE KEY" not in stored
+    assert "d" not in record.public_jwk
+    assert "p" not in record.public_jwk
+    assert not any("d" in k for k in env.ring.jwks()["keys"])
+
+
+# --- the KEK ---------------------------------------------------------------------------------
+
+
+def test_kek_file_created_0600_and_reused(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "broker.kek"
+    kek, created = load_or_create_kek_file(path)
+    assert created is True
+    assert len(kek) == 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert base64.b64decode(path.read_text().strip()) == kek
+    assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
+    again, created_again = load_or_create_kek_file(path)
+    assert (again, created_again) == (kek, False)
+
+
+def test_kek_file_bad_content(tmp_path: Path) -> None:
+    path = tmp_path / "broker.kek"
+    path.write_text("not base64 of 32 bytes\n")
+    with pytest.raises(KeyRingError, match="bad_kek_file"):
+        load_or_create_kek_file(path)
+    assert path.read_text() == "not base64 of 32 bytes\n"  # never overwritten
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        (base64.b64encode(KEK).decode(), True),
+        (" " + base64.b64encode(KEK).decode() + "\n", True),
+        (base64.b64encode(KEK[:16]).decode(), False),
+        ("!!!not-base64!!!", False),
+        ("", False),
+    ],
+    ids=["good", "whitespace", "short", "not-base64", "empty"],
+)
+def test_decode_kek(text: str, ok: bool) -> None:
+    if ok:
+        assert decode_kek(text) == KEK
+    else:
+        with pytest.raises(KeyRingError, match="bad_kek"):
+            decode_kek(text)
+
+
+def test_generate_kek() -> None:
+    a, b = generate_kek(), generate_kek()
+    assert len(a) == 32
+    assert a != b
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"kek": b"short"}, {"algorithm": "HS256"}, {"issuer": ""}, {"rotate_every": 0}],
+    ids=["short-kek", "hmac-alg", "no-issuer", "no-rotation"],
+)
+def test_bad_construction(kwargs: dict[str, Any]) -> None:
+    args: dict[str, Any] = {
+        "algorithm": "EdDSA",
+        "kek": KEK,
+        "rotate_every": ROTATE,
+        "max_token_lifetime": LIFETIME,
+        "issuer": ISSUER,
+        "clock": FrozenClock(),
+        **kwargs,
+    }
+    with pytest.raises(KeyRingError):
+        KeyRing(FakeStore(), **args)  # type: ignore[arg-type]
