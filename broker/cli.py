@@ -59,8 +59,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         create_app(settings),
         host=s.listen_host,
         port=s.listen_port,
-        print=lambda _: print(f"broker listening on {s.listen_host}:{s.listen_port}; "
-                              f"public URL {s.public_url}", flush=True),
+        print=lambda _: print(
+            f"broker listening on {s.listen_host}:{s.listen_port}; public URL {s.public_url}",
+            flush=True,
+        ),
         access_log=None,
     )
     return 0
@@ -104,8 +106,12 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         return str(await broker.rotate_keys(reason="cli"))
 
     kid = asyncio.run(_with_broker(_settings(args), run))
-    _out(args, {"kid": kid}, f"new signing key {kid}; the previous key stays in the JWKS until "
-                             "the tokens it signed expire")
+    _out(
+        args,
+        {"kid": kid},
+        f"new signing key {kid}; the previous key stays in the JWKS until "
+        "the tokens it signed expire",
+    )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Typed configuration (contract C1): one TOML file, loaded once, validated with every problem listed.
+"""Typed configuration (contract C1): one TOML file, loaded once, every problem listed.
 
 ``load_settings(path)`` returns a frozen ``Settings`` or raises ``ConfigError`` whose ``problems``
 name each bad key by its dotted path. ``${ENV_VAR}`` inside any string is replaced from the
@@ -76,7 +76,7 @@ def parse_duration(text: str) -> float:
 
 @dataclass(frozen=True)
 class RedirectRule:
-    """One entry of ``allowed_redirect_domains``: ``host``, ``.domain`` (and subdomains), optional port."""
+    """One ``allowed_redirect_domains`` entry: ``host`` or ``.domain`` (with subdomains), port."""
 
     host: str  # lower-case, without the leading dot
     subdomains: bool
@@ -101,6 +101,18 @@ class ServerConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     url: str = "sqlite:///broker.db"
+
+    def __repr__(self) -> str:
+        return f"StoreConfig(url={redact_url(self.url)!r})"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for logs and messages."""
+    u = urlsplit(url)
+    if u.password is None:
+        return url
+    netloc = u.netloc.replace(f":{u.password}@", ":****@", 1)
+    return u._replace(netloc=netloc).geturl()
 
 
 @dataclass(frozen=True)
@@ -217,7 +229,10 @@ def substitute_env(value: Any, where: str, problems: _Problems, env: Mapping[str
 
         return _ENV.sub(repl, value)
     if isinstance(value, dict):
-        return {k: substitute_env(v, f"{where}.{k}", problems, env) for k, v in value.items()}
+        return {
+            k: substitute_env(v, f"{where}.{k}" if where else k, problems, env)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [substitute_env(v, f"{where}[{i}]", problems, env) for i, v in enumerate(value)]
     return value
@@ -255,12 +270,15 @@ class _Table:
             return default
         return v
 
-    def num(self, key: str, default: float, *, minimum: float = 0) -> float:
+    def num(self, key: str, default: float, *, minimum: float = 0, integer: bool = False) -> float:
         v = self._get(key)
         if v is None:
             return default
         if isinstance(v, bool) or not isinstance(v, int | float):
             self.problems.add(self.path(key), "must be a number")
+            return default
+        if integer and not isinstance(v, int):
+            self.problems.add(self.path(key), "must be a whole number")
             return default
         if v < minimum:
             self.problems.add(self.path(key), f"must be at least {minimum}")
@@ -318,8 +336,8 @@ def _parse_redirect_rule(text: str, where: str, problems: _Problems) -> Redirect
             problems.add(where, f"{text!r}: the port must be a number or '*'")
             return None
     subdomains = host.startswith(".")
-    host = host.lstrip(".")
-    if not host or not re.fullmatch(r"[a-z0-9.-]+", host) or ".." in host:
+    host = host[1:] if subdomains else host
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", host) or ".." in host:
         problems.add(where, f"{text!r} is not a host name")
         return None
     return RedirectRule(host=host, subdomains=subdomains, port=port, any_port=any_port)
@@ -391,7 +409,9 @@ def _store(t: _Table, base: Path) -> StoreConfig:
     url = t.string("url", "sqlite:///broker.db")
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
-        if path and path != ":memory:" and not Path(path).is_absolute():
+        if not path or path == ":memory:":
+            t.problems.add(t.path("url"), "an in-memory or empty SQLite path cannot hold the store")
+        elif not Path(path).is_absolute():
             url = "sqlite:///" + str((base / path).resolve())
     elif not url.startswith(("postgresql://", "postgres://")):
         t.problems.add(t.path("url"), "must start with sqlite:/// or postgresql://")
@@ -442,8 +462,10 @@ def _session(t: _Table) -> SessionConfig:
 def _login(t: _Table) -> LoginConfig:
     c = LoginConfig(
         state_ttl=t.duration("state_ttl", 600),
-        max_failures_per_user=int(t.num("max_failures_per_user", 5, minimum=1)),
-        max_failures_per_address=int(t.num("max_failures_per_address", 20, minimum=1)),
+        max_failures_per_user=int(t.num("max_failures_per_user", 5, minimum=1, integer=True)),
+        max_failures_per_address=int(
+            t.num("max_failures_per_address", 20, minimum=1, integer=True)
+        ),
         failure_window=t.duration("failure_window", 900),
     )
     t.check_unknown()
@@ -554,7 +576,9 @@ def parse_settings(
         if p:
             providers[name] = p
     if not providers:
-        problems.add("providers", "at least one provider is required (for example [providers.local])")
+        problems.add(
+            "providers", "at least one provider is required (for example [providers.local])"
+        )
 
     roles: dict[str, RoleConfig] = {}
     rtable = root.table("roles")

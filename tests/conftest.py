@@ -46,7 +46,10 @@ def trust(provider: str, condition: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+ALLOW_ALL = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+}
 
 # Roles of the end-to-end tests, by what the test accounts carry:
 #   corp alice (groups admins, dev) -> admin, dev (the chooser); corp bob (dev) -> dev only;

@@ -57,8 +57,10 @@ def safe_redirect(
     if u.fragment and "#" in u.fragment:
         return fallback
     # A redirect must not carry another redirect ("nested rd"): it would be followed blindly.
-    if any(k.lower() in ("rd", "redirect", "redirect_uri", "return_to", "next")
-           for k, _ in parse_qsl(u.query, keep_blank_values=True)):
+    if any(
+        k.lower() in ("rd", "redirect", "redirect_uri", "return_to", "next")
+        for k, _ in parse_qsl(u.query, keep_blank_values=True)
+    ):
         return fallback
     if not u.scheme and not u.netloc:
         if not rd.startswith("/") or rd.startswith("//"):

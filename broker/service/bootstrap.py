@@ -6,9 +6,9 @@ import uuid
 
 from broker.clock import Clock
 from broker.config import Settings
+from broker.errors import AlreadyExists
 from broker.service.audit import Auditor
 from broker.service.passwords import hash_password, one_time_password
-from broker.errors import AlreadyExists
 from broker.storage.base import Store, User
 
 BOOTSTRAP_USER = "admin"
@@ -29,16 +29,16 @@ async def bootstrap_admin(
     now = clock.now()
     try:
         await store.create_user(
-        User(
-            id=str(uuid.uuid4()),
-            provider=local,
-            subject=BOOTSTRAP_USER,
-            name=BOOTSTRAP_USER,
-            created_at=now,
-            password_hash=hash_password(password),
-            must_change_password=True,
+            User(
+                id=str(uuid.uuid4()),
+                provider=local,
+                subject=BOOTSTRAP_USER,
+                name=BOOTSTRAP_USER,
+                created_at=now,
+                password_hash=hash_password(password),
+                must_change_password=True,
+            )
         )
-    )
     except AlreadyExists:
         return None  # another instance bootstrapped first
     await auditor.record("user.bootstrap", "success", principal=f"{local}/{BOOTSTRAP_USER}")

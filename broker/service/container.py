@@ -8,6 +8,7 @@ polling, batched last-seen writes, key rotation, purges) that the web layer sche
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -111,7 +112,10 @@ class Broker:
         try:
             auditor = Auditor(store, clock)
             max_token = max(
-                [settings.session.lifetime, *(r.max_session_duration for r in settings.roles.values())]
+                [
+                    settings.session.lifetime,
+                    *(r.max_session_duration for r in settings.roles.values()),
+                ]
             )
             keyring = KeyRing(
                 store,
@@ -133,12 +137,8 @@ class Broker:
                 for name, p in settings.providers.items()
                 if p.type != "local"
             }
-            login = LoginService(
-                settings, store, clients, roles, sessions, keyring, auditor, clock
-            )
-            password = (
-                await bootstrap_admin(settings, store, auditor, clock) if bootstrap else None
-            )
+            login = LoginService(settings, store, clients, roles, sessions, keyring, auditor, clock)
+            password = await bootstrap_admin(settings, store, auditor, clock) if bootstrap else None
         except BaseException:
             await store.close()
             raise
@@ -183,7 +183,9 @@ class Broker:
             await self.keyring.refresh()
             if await self.keyring.maybe_rotate():
                 await self.auditor.record(
-                    "keys.rotate", "success", principal=self.keyring.current_kid,
+                    "keys.rotate",
+                    "success",
+                    principal=self.keyring.current_kid,
                     reason="scheduled",
                 )
         if now - self._last["purge"] >= PURGE_SECONDS:
@@ -200,7 +202,5 @@ class Broker:
                 log.warning("periodic work failed: %s", e.reason)
             except Exception:
                 log.exception("periodic work failed")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=REVOCATION_POLL_SECONDS)
-            except TimeoutError:
-                pass

@@ -218,9 +218,11 @@ class LoginService:
         if not isinstance(email, str) or claims.get("email_verified") is False:
             email = ""
         raw_groups = claims.get("groups", [])
-        groups = tuple(g for g in raw_groups if isinstance(g, str)) if isinstance(
-            raw_groups, list
-        ) else ()
+        groups = (
+            tuple(g for g in raw_groups if isinstance(g, str))
+            if isinstance(raw_groups, list)
+            else ()
+        )
         name = next(
             (
                 str(claims[k])
@@ -285,7 +287,10 @@ class LoginService:
         ip_key = f"ip:{req.source_ip}"
         if self._user_limiter.blocked(user_key) or self._ip_limiter.blocked(ip_key):
             await self._audit.record(
-                "login", "failure", req=req, principal=f"{provider}/{username}",
+                "login",
+                "failure",
+                req=req,
+                principal=f"{provider}/{username}",
                 reason="rate_limited",
             )
             raise RateLimited("too_many_failures")
@@ -295,7 +300,10 @@ class LoginService:
             self._user_limiter.fail(user_key)
             self._ip_limiter.fail(ip_key)
             reason = (
-                "unknown_user" if user is None else "user_disabled" if user.disabled and ok
+                "unknown_user"
+                if user is None
+                else "user_disabled"
+                if user.disabled and ok
                 else "wrong_password"
             )
             await self._audit.record(
@@ -328,7 +336,10 @@ class LoginService:
             return await self._outcome(identity, rd, role, req)
         except BrokerError as e:
             await self._audit.record(
-                "login", "failure", req=req, principal=f"{user.provider}/{user.subject}",
+                "login",
+                "failure",
+                req=req,
+                principal=f"{user.provider}/{user.subject}",
                 reason=e.reason,
             )
             raise
@@ -351,25 +362,33 @@ class LoginService:
 
     def read_password_change_token(self, token: str) -> tuple[str, str, str | None]:
         try:
-            c = self._keys.verify(token, typ=PASSWORD_TYP, audience=self._settings.server.public_url)
+            c = self._keys.verify(
+                token, typ=PASSWORD_TYP, audience=self._settings.server.public_url
+            )
         except InvalidToken as e:
             raise InvalidState(f"password_change_token:{e.reason}") from e
         role = c.get("role")
-        return str(c["sub"]), str(c.get("rd") or "/session"), role if isinstance(role, str) else None
+        return (
+            str(c["sub"]),
+            str(c.get("rd") or "/session"),
+            role if isinstance(role, str) else None,
+        )
 
     async def change_password(
         self, user_id: str, new_password: str, confirm: str, *, req: RequestInfo
     ) -> User:
         user = await self._store.get_user(user_id)
         if new_password != confirm:
-            raise InvalidRequest("password_confirmation_mismatch",
-                                 public_message="The two passwords differ.")
+            raise InvalidRequest(
+                "password_confirmation_mismatch", public_message="The two passwords differ."
+            )
         problem = password_problem(new_password, username=user.name)
         if problem:
             raise InvalidRequest("weak_password", public_message=problem)
         if verify_password(user.password_hash, new_password):
-            raise InvalidRequest("password_reused",
-                                 public_message="Choose a password other than the one-time one.")
+            raise InvalidRequest(
+                "password_reused", public_message="Choose a password other than the one-time one."
+            )
         await self._store.set_password(user.id, hash_password(new_password), must_change=False)
         await self._audit.record(
             "user.password_change", "success", req=req, principal=f"{user.provider}/{user.subject}"
@@ -431,11 +450,15 @@ class LoginService:
         principal = f"{identity.provider}/{identity.subject}"
         if role_name not in allowed:
             await self._audit.record(
-                "role.choose", "denied", req=req, principal=principal,
+                "role.choose",
+                "denied",
+                req=req,
+                principal=principal,
                 reason=f"role_not_allowed:{role_name}",
             )
-            raise AccessDenied(f"role_not_allowed:{role_name}",
-                               public_message="That role is not available to you.")
+            raise AccessDenied(
+                f"role_not_allowed:{role_name}", public_message="That role is not available to you."
+            )
         role = await self._store.get_role(role_name)
         if role is None:
             await self._audit.record(
@@ -450,7 +473,10 @@ class LoginService:
             "role.choose", "success", req=req, principal=principal, details={"role": arn}
         )
         await self._audit.record(
-            "login", "success", req=req, principal=principal,
+            "login",
+            "success",
+            req=req,
+            principal=principal,
             details={"role": arn, "session": session.id},
         )
         return Completed(session=session, token=token, redirect_after=rd)

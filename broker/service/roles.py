@@ -116,7 +116,11 @@ class RoleCatalog:
                 continue
             arn = self.arn(role.name)
             d = evaluate_trust(
-                trust, principal=principal, action=WEB_IDENTITY_ACTION, context=context, resource=arn
+                trust,
+                principal=principal,
+                action=WEB_IDENTITY_ACTION,
+                context=context,
+                resource=arn,
             )
             if d.decision == "allowed":
                 out.append(Candidate(role=role, arn=arn, decision=d))

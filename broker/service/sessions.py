@@ -161,7 +161,7 @@ class SessionService:
         return now >= ctx.issued_at + half and ctx.token_expires_at < ctx.session_expires_at
 
     async def refresh(self, ctx: SessionContext) -> str:
-        """A new token for a live session; enforces revocation and the idle timeout from the store."""
+        """A new token for a live session; enforces revocation and idle timeout from the store."""
         now = self._clock.now()
         s = await self._store.get_session(ctx.session_id)
         if s is None or s.revoked_at is not None:

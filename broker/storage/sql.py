@@ -29,8 +29,9 @@ import contextlib
 import re
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
@@ -174,6 +175,7 @@ def create_engine(target: StoreUrl, *, pooled: bool = True) -> AsyncEngine:
         if pooled:
             kwargs.update(pool_size=5, max_overflow=10, pool_timeout=30)
         engine = create_async_engine(target.url, **kwargs)
+        event.listen(engine.sync_engine, "do_connect", _sqlite_check_directory(target))
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
         return engine
@@ -190,6 +192,21 @@ def create_engine(target: StoreUrl, *, pooled: bool = True) -> AsyncEngine:
             pool_size=10, max_overflow=10, pool_timeout=30, pool_recycle=1800, pool_pre_ping=True
         )
     return create_async_engine(target.url, **kwargs)
+
+
+def _sqlite_check_directory(target: StoreUrl) -> Callable[..., None]:
+    """A ``do_connect`` hook: refuse a database whose directory is missing with a clear message
+    (and before aiosqlite starts a worker thread for a connection that cannot open)."""
+    database = target.url.database or ""
+    directory = None if database.startswith("file:") else Path(database).parent
+
+    def check(*_args: Any) -> None:
+        if directory is not None and not directory.is_dir():
+            raise sqlite3.OperationalError(
+                f"unable to open database file: directory {directory} does not exist"
+            )
+
+    return check
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

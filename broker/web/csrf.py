@@ -20,13 +20,23 @@ def csrf_token(key: bytes, purpose: str, binding: str) -> str:
 
 
 def check_csrf(
-    request: web.Request, form_value: str, *, key: bytes, purpose: str, binding: str,
+    request: web.Request,
+    form_value: str,
+    *,
+    key: bytes,
+    purpose: str,
+    binding: str,
     public_url: str,
 ) -> None:
     origin = request.headers.get("Origin")
     if origin is not None:
         own = urlsplit(public_url)
-        if origin != f"{own.scheme}://{own.netloc}":
+        # Browsers send "null" under strict referrer policies; trust it only when the browser
+        # itself says the request is same-origin (sandboxed frames send "null" too).
+        same_origin_null = (
+            origin == "null" and request.headers.get("Sec-Fetch-Site") == "same-origin"
+        )
+        if origin != f"{own.scheme}://{own.netloc}" and not same_origin_null:
             raise CsrfError("origin_mismatch")
     if not binding or not form_value:
         raise CsrfError("csrf_missing")

@@ -1,4 +1,4 @@
-"""Pages for people: sign in (any provider or the local one), choose a role, see and end a session."""
+"""Pages for people: sign in (any provider or the local one), choose a role, see and end it."""
 
 from __future__ import annotations
 
@@ -70,7 +70,9 @@ async def refreshed_cookie(request: web.Request, handler):  # type: ignore[no-un
     if new is not None and resp.status < 400:
         token, expires_at = new
         now = _broker(request).clock.now()
-        request.app[COOKIES].set(resp, request.app[COOKIES].session, token, max_age=expires_at - now)
+        request.app[COOKIES].set(
+            resp, request.app[COOKIES].session, token, max_age=expires_at - now
+        )
     return resp
 
 
@@ -188,7 +190,12 @@ async def local_login_post(request: web.Request) -> web.StreamResponse:
         )
     except InvalidCredentials as e:
         return _local_form(
-            request, provider, error=e.public_message, username=username, rd=rd, role=role,
+            request,
+            provider,
+            error=e.public_message,
+            username=username,
+            rd=rd,
+            role=role,
             status=401,
         )
     if user.must_change_password:
@@ -324,13 +331,14 @@ async def roles_post(request: web.Request) -> web.StreamResponse:
         )
     except CsrfError as e:
         await b.auditor.record(
-            "role.choose", "failure", req=info,
-            principal=f"{identity.provider}/{identity.subject}", reason=e.reason,
+            "role.choose",
+            "failure",
+            req=info,
+            principal=f"{identity.provider}/{identity.subject}",
+            reason=e.reason,
         )
         raise
-    done = await b.login.complete(
-        identity, str(form.get("role", "")), allowed, rd=rd, req=info
-    )
+    done = await b.login.complete(identity, str(form.get("role", "")), allowed, rd=rd, req=info)
     resp = redirect(done.redirect_after)
     c.set(resp, c.session, done.token, max_age=done.session.expires_at - b.clock.now())
     c.clear(resp, c.pending)
@@ -385,7 +393,10 @@ async def logout_post(request: web.Request) -> web.StreamResponse:
         raise
     await b.sessions.end(ctx, reason="logout")
     await b.auditor.record(
-        "logout", "success", req=info, principal=f"{ctx.provider}/{ctx.subject}",
+        "logout",
+        "success",
+        req=info,
+        principal=f"{ctx.provider}/{ctx.subject}",
         details={"session": ctx.session_id, "role": ctx.role_arn},
     )
     request.pop(NEW_SESSION_TOKEN, None)

@@ -17,7 +17,7 @@ SECURITY_HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # same-site form POSTs must carry a real Origin
     "Cache-Control": "no-store",
 }
 
@@ -31,9 +31,7 @@ class Renderer:
         )
 
     def page(self, template: str, *, status: int = 200, **context: Any) -> web.Response:
-        body = self._env.get_template(template).render(
-            request_id=request_id_var.get(), **context
-        )
+        body = self._env.get_template(template).render(request_id=request_id_var.get(), **context)
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
     def error(self, request: web.Request, err: BrokerError) -> web.Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -16,6 +17,7 @@ import jwt
 import pytest
 from yarl import URL
 
+from broker.storage.base import AuditEvent
 from tests.conftest import E2E_ROLES, BrokerFactory, RunningBroker
 from tests.support.login_driver import follow_login, parse_forms
 from tests.support.oidc_server import OidcServer
@@ -57,18 +59,20 @@ async def login(
     return r.status, r.url, r.text
 
 
-async def session_json(s: aiohttp.ClientSession, b: RunningBroker) -> tuple[int, dict[str, object]]:
+async def session_json(s: aiohttp.ClientSession, b: RunningBroker) -> tuple[int, dict[str, Any]]:
     async with s.get(f"{b.url}/session", headers={"Accept": "application/json"}) as r:
         return r.status, await r.json()
 
 
-async def choose(s: aiohttp.ClientSession, b: RunningBroker, html: str, role: str) -> aiohttp.ClientResponse:
+async def choose(
+    s: aiohttp.ClientSession, b: RunningBroker, html: str, role: str
+) -> aiohttp.ClientResponse:
     form = parse_forms(html)[0]
     data = [(k, v) for k, v in form.fields] + [("role", role)]
     return await s.post(f"{b.url}/roles", data=data, allow_redirects=True)
 
 
-async def audit(b: RunningBroker, action: str) -> list[object]:
+async def audit(b: RunningBroker, action: str) -> list[AuditEvent]:
     return list(await b.broker.store.list_audit(limit=200, action=action))
 
 
@@ -76,12 +80,15 @@ async def test_single_role_goes_straight_to_session(
     browser_session: aiohttp.ClientSession, broker: RunningBroker, oidc_server: OidcServer
 ) -> None:
     status, url, _ = await login(browser_session, broker, oidc_server, "corp", "bob")
-    assert status == 200 and url == f"{broker.url}/session"
+    assert status == 200
+    assert url == f"{broker.url}/session"
     code, data = await session_json(browser_session, broker)
     assert code == 200
     assert data["role"] == "arn:broker:iam::000000000000:role/dev"
-    assert data["provider"] == "corp" and data["subject"] == "bob"
-    assert data["email"] == "bob@example.com" and data["groups"] == ["dev"]
+    assert data["provider"] == "corp"
+    assert data["subject"] == "bob"
+    assert data["email"] == "bob@example.com"
+    assert data["groups"] == ["dev"]
     assert "expires_at" in data
 
 
@@ -89,11 +96,15 @@ async def test_several_roles_show_the_chooser(
     browser_session: aiohttp.ClientSession, broker: RunningBroker, oidc_server: OidcServer
 ) -> None:
     status, url, html = await login(browser_session, broker, oidc_server, "corp", "alice")
-    assert url == f"{broker.url}/roles" and status == 200
-    assert 'value="admin"' in html and 'value="dev"' in html and 'value="viewer"' not in html
+    assert url == f"{broker.url}/roles"
+    assert status == 200
+    assert 'value="admin"' in html
+    assert 'value="dev"' in html
+    assert 'value="viewer"' not in html
     assert session_cookie(browser_session, broker) is None
     async with await choose(browser_session, broker, html, "admin") as r:
-        assert r.status == 200 and str(r.url) == f"{broker.url}/session"
+        assert r.status == 200
+        assert str(r.url) == f"{broker.url}/session"
     _, data = await session_json(browser_session, broker)
     assert data["role"] == "arn:broker:iam::000000000000:role/admin"
 
@@ -105,16 +116,16 @@ async def test_chooser_refuses_a_role_not_offered(
     async with await choose(browser_session, broker, html, "viewer") as r:
         assert r.status == 403
     assert session_cookie(browser_session, broker) is None
-    assert any(e.reason == "role_not_allowed:viewer" for e in await audit(broker, "role.choose"))  # type: ignore[attr-defined]
+    assert any(e.reason == "role_not_allowed:viewer" for e in await audit(broker, "role.choose"))
 
 
 async def test_role_parameter_goes_straight_to_that_role(
     browser_session: aiohttp.ClientSession, broker: RunningBroker, oidc_server: OidcServer
 ) -> None:
-    status, url, _ = await login(browser_session, broker, oidc_server, "corp", "alice", "?role=dev")
+    _, url, _ = await login(browser_session, broker, oidc_server, "corp", "alice", "?role=dev")
     assert url == f"{broker.url}/session"
     _, data = await session_json(browser_session, broker)
-    assert data["role"].endswith(":role/dev")  # type: ignore[union-attr]
+    assert data["role"].endswith(":role/dev")
 
 
 async def test_two_providers_at_once(
@@ -122,7 +133,8 @@ async def test_two_providers_at_once(
 ) -> None:
     await login(browser_session, broker, oidc_server, "partner", "alice")
     _, data = await session_json(browser_session, broker)
-    assert data["role"].endswith(":role/viewer") and data["provider"] == "partner"  # type: ignore[union-attr]
+    assert data["role"].endswith(":role/viewer")
+    assert data["provider"] == "partner"
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
         await login(other, broker, oidc_server, "corp", "bob")
         _, data2 = await session_json(other, broker)
@@ -134,10 +146,11 @@ async def test_two_providers_at_once(
 async def test_no_role_is_a_403_and_no_session(
     browser_session: aiohttp.ClientSession, broker: RunningBroker, oidc_server: OidcServer
 ) -> None:
-    status, url, html = await login(browser_session, broker, oidc_server, "corp", "carol")
-    assert status == 403 and "no role is available" in html
+    status, _url, html = await login(browser_session, broker, oidc_server, "corp", "carol")
+    assert status == 403
+    assert "no role is available" in html
     assert session_cookie(browser_session, broker) is None
-    assert any(e.reason == "no_role_trusts_identity" for e in await audit(broker, "login"))  # type: ignore[attr-defined]
+    assert any(e.reason == "no_role_trusts_identity" for e in await audit(broker, "login"))
 
 
 async def test_redirect_after_login_is_kept_and_checked(
@@ -176,10 +189,13 @@ async def test_state_replay_and_other_browser(
     callback = r.url
     assert callback.startswith(f"{broker.url}/callback/corp?")
     # Another browser (no login cookie) cannot use it, and does not burn it.
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as attacker:
-        async with attacker.get(callback, allow_redirects=False) as resp:
-            assert resp.status == 400
-            assert "broker_session" not in resp.cookies
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with (
+        aiohttp.ClientSession(cookie_jar=jar) as attacker,
+        attacker.get(callback, allow_redirects=False) as resp,
+    ):
+        assert resp.status == 400
+        assert "broker_session" not in resp.cookies
     # The right browser can, once; a replay, even with the login cookie put back, cannot.
     login_cookie = browser_session.cookie_jar.filter_cookies(URL(broker.url))["broker_login"].value
     async with browser_session.get(callback, allow_redirects=False) as resp:
@@ -189,7 +205,7 @@ async def test_state_replay_and_other_browser(
     async with browser_session.get(callback, allow_redirects=False) as resp:
         assert resp.status == 400
         assert "broker_session" not in resp.cookies
-    reasons = [e.reason for e in await audit(broker, "login")]  # type: ignore[attr-defined]
+    reasons = [e.reason for e in await audit(broker, "login")]
     assert "login_cookie_missing" in reasons
     assert "state_unknown_used_expired_or_other_browser" in reasons
 
@@ -213,7 +229,7 @@ async def test_missing_state_and_provider_error(
         assert resp.status == 400
         assert "<b>" not in await resp.text()
         assert "broker_session" not in resp.cookies
-    reasons = [e.reason for e in await audit(broker, "login")]  # type: ignore[attr-defined]
+    reasons = [e.reason for e in await audit(broker, "login")]
     assert "state_missing" in reasons
     assert any(r.startswith("provider_error") for r in reasons)
 
@@ -221,10 +237,13 @@ async def test_missing_state_and_provider_error(
 async def test_session_fixation_and_logout(
     browser_session: aiohttp.ClientSession, broker: RunningBroker, oidc_server: OidcServer
 ) -> None:
-    browser_session.cookie_jar.update_cookies({"broker_session": "planted-by-attacker"}, URL(broker.url))
+    browser_session.cookie_jar.update_cookies(
+        {"broker_session": "planted-by-attacker"}, URL(broker.url)
+    )
     await login(browser_session, broker, oidc_server, "corp", "bob")
     token = session_cookie(browser_session, broker)
-    assert token and token != "planted-by-attacker"
+    assert token
+    assert token != "planted-by-attacker"
     async with browser_session.get(f"{broker.url}/logout") as r:
         html = await r.text()
     form = parse_forms(html)[0]
@@ -239,7 +258,7 @@ async def test_session_fixation_and_logout(
         replay.cookie_jar.update_cookies({"broker_session": token}, URL(broker.url))
         status, _ = await session_json(replay, broker)
         assert status == 401
-    assert [e.outcome for e in await audit(broker, "logout")] == ["success", "failure"]  # type: ignore[attr-defined]
+    assert [e.outcome for e in await audit(broker, "logout")] == ["success", "failure"]
 
 
 @pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
@@ -263,13 +282,18 @@ async def test_broker_token_verifies_offline_with_the_jwks(
     assert decoded.header["typ"] == "broker-session+jwt"
     assert decoded.header["kid"] in {k["kid"] for k in jwks["keys"]}
     claims = decoded.claims
-    assert claims["iss"] == broker.url and claims["role"].endswith(":role/dev")
-    assert claims["idp"] == "corp" and claims["idp_sub"] == "bob"
+    assert claims["iss"] == broker.url
+    assert claims["role"].endswith(":role/dev")
+    assert claims["idp"] == "corp"
+    assert claims["idp_sub"] == "bob"
     assert {"sub", "aud", "exp", "iat", "nbf", "jti", "sid"} <= set(claims)
     # and with PyJWT's JWKS client too
     # (PyJWKClient fetches synchronously: off the event loop that serves the broker)
     key = await asyncio.to_thread(jwt.PyJWKClient(meta["jwks_uri"]).get_signing_key_from_jwt, token)
-    assert jwt.decode(token, key.key, algorithms=["EdDSA"], audience=broker.url)["sid"] == claims["sid"]
+    assert (
+        jwt.decode(token, key.key, algorithms=["EdDSA"], audience=broker.url)["sid"]
+        == claims["sid"]
+    )
 
 
 async def test_rotation_keeps_old_tokens_valid(
@@ -279,10 +303,10 @@ async def test_rotation_keeps_old_tokens_valid(
     old = session_cookie(browser_session, broker)
     old_kid = jwt.get_unverified_header(old or "")["kid"]
     await broker.broker.rotate_keys(reason="test")
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"{broker.url}/.well-known/jwks.json") as r:
-            kids = {k["kid"] for k in (await r.json())["keys"]}
-    assert old_kid in kids and len(kids) == 2
+    async with aiohttp.ClientSession() as s, s.get(f"{broker.url}/.well-known/jwks.json") as r:
+        kids = {k["kid"] for k in (await r.json())["keys"]}
+    assert old_kid in kids
+    assert len(kids) == 2
     assert (await session_json(browser_session, broker))[0] == 200
     assert [e.outcome for e in await audit(broker, "keys.rotate")] == ["success"]
 
@@ -292,7 +316,8 @@ async def test_local_admin_first_login_must_change_password(
 ) -> None:
     b = await broker_factory(oidc=None, roles={"local-admin": E2E_ROLES["local-admin"]})
     otp = b.broker.bootstrap_password
-    assert otp and re.fullmatch(r"[A-Za-z0-9]{6}(-[A-Za-z0-9]{6}){3}", otp)
+    assert otp
+    assert re.fullmatch(r"[A-Za-z0-9]{6}(-[A-Za-z0-9]{6}){3}", otp)
     async with browser_session.get(f"{b.url}/login/local") as r:
         form = parse_forms(await r.text())[0]
     fields = dict(form.fields)
@@ -300,13 +325,15 @@ async def test_local_admin_first_login_must_change_password(
     async with browser_session.post(
         f"{b.url}/login/local", data={**fields, "username": "admin", "password": "wrong"}
     ) as r:
-        assert r.status == 401 and "Wrong user name or password" in await r.text()
+        assert r.status == 401
+        assert "Wrong user name or password" in await r.text()
     async with browser_session.post(
         f"{b.url}/login/local",
         data={**fields, "username": "admin", "password": otp},
         allow_redirects=False,
     ) as r:
-        assert r.status == 303 and r.headers["Location"] == "/password"
+        assert r.status == 303
+        assert r.headers["Location"] == "/password"
     assert session_cookie(browser_session, b) is None
     async with browser_session.get(f"{b.url}/password") as r:
         pform = dict(parse_forms(await r.text())[0].fields)
@@ -318,9 +345,11 @@ async def test_local_admin_first_login_must_change_password(
     async with browser_session.post(
         f"{b.url}/password", data={**pform, "new_password": new, "confirm": new}
     ) as r:
-        assert r.status == 200 and str(r.url) == f"{b.url}/session"
+        assert r.status == 200
+        assert str(r.url) == f"{b.url}/session"
     _, data = await session_json(browser_session, b)
-    assert data["role"].endswith(":role/local-admin") and data["subject"] == "admin"  # type: ignore[union-attr]
+    assert data["role"].endswith(":role/local-admin")
+    assert data["subject"] == "admin"
     # the one-time password is spent
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as again:
         async with again.get(f"{b.url}/login/local") as r:
@@ -329,5 +358,5 @@ async def test_local_admin_first_login_must_change_password(
             f"{b.url}/login/local", data={**f2, "username": "admin", "password": otp}
         ) as r:
             assert r.status == 401
-    reasons = [e.reason for e in await audit(b, "login")]  # type: ignore[attr-defined]
+    reasons = [e.reason for e in await audit(b, "login")]
     assert "wrong_password" in reasons

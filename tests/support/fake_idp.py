@@ -17,6 +17,9 @@ Typical use, with pytest-aiohttp::
     idp.gates["jwks"] = asyncio.Event()             # ... or one that answers when you say so
     idp.overrides["token"] = Override(500, b"oops", "text/plain")
     idp.hits["jwks"]                                # how many times each endpoint was called
+    idp.id_token_factory = lambda nonce: idp.mint({"nonce": nonce}, alg="none")
+                                                    # the token endpoint's next ID tokens
+    idp.nonces, idp.issued_id_tokens                # nonces seen at /authorize; ID tokens issued
 
 Endpoint names (for ``hits``, ``gates``, ``delays``, ``overrides``): ``discovery``, ``jwks``,
 ``authorize``, ``token``. Times come from the ``clock`` shared with the code under test.
@@ -31,7 +34,7 @@ import hmac
 import json
 import secrets
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -197,6 +200,11 @@ class FakeIdP:
     )
     overrides: dict[str, Override] = field(default_factory=dict)
     token_requests: list[TokenRequest] = field(default_factory=list)
+    # When set, the token endpoint answers with the ID token this returns, given the nonce of the
+    # authorization request the code came from (None when it had none), instead of minting one.
+    id_token_factory: Callable[[str | None], str] | None = None
+    nonces: list[str | None] = field(default_factory=list)  # as received at /authorize, in order
+    issued_id_tokens: list[str] = field(default_factory=list)  # as returned by /token, in order
     _grants: dict[str, _Grant] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -348,6 +356,7 @@ class FakeIdP:
                 code_challenge=q["code_challenge"],
                 nonce=q.get("nonce"),
             )
+            self.nonces.append(q.get("nonce"))
             params["code"] = code
         if self.iss_parameter:
             params["iss"] = self.issuer
@@ -385,15 +394,20 @@ class FakeIdP:
             return error("invalid_grant")
         if s256(form.get("code_verifier", "")) != grant.code_challenge:
             return error("invalid_grant")
-        extra = dict(self.id_token_claims)
-        if grant.nonce is not None:
-            extra.setdefault("nonce", grant.nonce)
+        if self.id_token_factory is not None:
+            id_token = self.id_token_factory(grant.nonce)
+        else:
+            extra = dict(self.id_token_claims)
+            if grant.nonce is not None:
+                extra.setdefault("nonce", grant.nonce)
+            id_token = self.mint(extra)
+        self.issued_id_tokens.append(id_token)
         return web.json_response(
             {
                 "access_token": secrets.token_urlsafe(16),
                 "token_type": "Bearer",
                 "expires_in": 3600,
                 "scope": "openid email profile",
-                "id_token": self.mint(extra),
+                "id_token": id_token,
             }
         )
