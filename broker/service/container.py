@@ -23,7 +23,9 @@ from broker.config import Settings
 from broker.errors import ConfigError, StoreError
 from broker.idp import OIDCClient
 from broker.service.audit import Auditor
+from broker.service.authorize import Authorizer
 from broker.service.bootstrap import bootstrap_admin
+from broker.service.credentials import CredentialVerifier
 from broker.service.login import LoginService
 from broker.service.revocation import RevocationState
 from broker.service.roles import RoleCatalog, policy_problems
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 
 REVOCATION_POLL_SECONDS = 1.0  # contract C4: revocations reach every instance within 2 s
 LAST_SEEN_FLUSH_SECONDS = 5.0
-KEY_CHECK_SECONDS = 60.0
+KEY_CHECK_SECONDS = 10.0  # picks up rotations made by other instances or the CLI
 PURGE_SECONDS = 3600.0
 
 
@@ -86,6 +88,8 @@ class Broker:
     revocations: RevocationState
     sessions: SessionService
     roles: RoleCatalog
+    authorizer: Authorizer
+    credentials: CredentialVerifier
     login: LoginService
     auditor: Auditor
     clock: Clock
@@ -131,6 +135,8 @@ class Broker:
             await revocations.poll()
             roles = RoleCatalog(settings, store, clock)
             await roles.reconcile()
+            authorizer = Authorizer(settings, store, clock)
+            await authorizer.refresh()
             sessions = SessionService(settings, store, keyring, revocations, clock)
             clients = {
                 name: OIDCClient(p, http, clock=clock)
@@ -150,6 +156,8 @@ class Broker:
             revocations=revocations,
             sessions=sessions,
             roles=roles,
+            authorizer=authorizer,
+            credentials=CredentialVerifier(sessions, revocations, clock),
             login=login,
             auditor=auditor,
             clock=clock,
@@ -181,6 +189,7 @@ class Broker:
         if now - self._last["keys"] >= KEY_CHECK_SECONDS:
             self._last["keys"] = now
             await self.keyring.refresh()
+            await self.authorizer.refresh()
             if await self.keyring.maybe_rotate():
                 await self.auditor.record(
                     "keys.rotate",

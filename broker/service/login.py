@@ -204,7 +204,7 @@ class LoginService:
         id_token = await client.verify_id_token(
             token_set.id_token,
             nonce=state.nonce,
-            max_age=self._settings.login.state_ttl + self._settings.providers[provider].leeway,
+            max_age=self._settings.login.state_ttl,  # the verifier adds the provider's leeway
         )
         identity = await self._federated_identity(provider, id_token.claims, now)
         return await self._outcome(identity, state.redirect_after, state.role, req)

@@ -26,6 +26,9 @@ from broker.storage.base import Revocation, Session, Store
 
 log = logging.getLogger(__name__)
 
+# A flood of tokens with made-up kids must not turn into a flood of store reads.
+KEY_REFRESH_COOLDOWN = 5.0
+
 
 @dataclass(frozen=True)
 class SessionContext:
@@ -66,6 +69,7 @@ class SessionService:
         self._clock = clock
         self._issuer = settings.server.public_url
         self._pending_touch: dict[str, float] = {}
+        self._last_key_refresh = float("-inf")
 
     # --- issuing ---------------------------------------------------------------------------
 
@@ -152,8 +156,12 @@ class SessionService:
             issued_at=ctx.issued_at,
         ):
             raise Unauthenticated("session_revoked")
-        self._pending_touch[ctx.session_id] = self._clock.now()
+        self.note_seen(ctx.session_id, self._clock.now())
         return ctx
+
+    def note_seen(self, session_id: str, now: float) -> None:
+        """Last-seen bookkeeping, batched: written by ``flush_last_seen``."""
+        self._pending_touch[session_id] = now
 
     def needs_refresh(self, ctx: SessionContext) -> bool:
         now = self._clock.now()
@@ -179,6 +187,8 @@ class SessionService:
         try:
             ctx = self.verify(token)
         except Unauthenticated as e:
+            if e.reason == "invalid_token:unknown_kid" and await self._refresh_keys():
+                return await self.resume(token)  # another instance rotated: now we know the key
             if e.reason != "token_expired":
                 raise
             # An expired token may still name a live session: one store read decides.
@@ -189,6 +199,15 @@ class SessionService:
             new = await self.refresh(ctx)
             return self.verify(new), new
         return ctx, None
+
+    async def _refresh_keys(self) -> bool:
+        """Re-read the key ring after an unknown ``kid``, at most once per cooldown."""
+        now = self._clock.now()
+        if now - self._last_key_refresh < KEY_REFRESH_COOLDOWN:
+            return False
+        self._last_key_refresh = now
+        await self._keys.refresh()
+        return True
 
     def _verify_expired(self, token: str) -> SessionContext:
         try:

@@ -101,7 +101,12 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
+    """The provider list; a browser that still has a live session goes straight on to ``rd``
+    (this is where forward-auth's 401 sends people, and where an expired token is renewed)."""
     b = _broker(request)
+    if "rd" in request.query and "role" not in request.query:
+        if await current_session(request) is not None:
+            return redirect(b.login.safe_rd(request.query["rd"]))
     params = {k: v for k in ("rd", "role") if (v := request.query.get(k))}
     query = ("?" + urlencode(params)) if params else ""
     providers = list(b.settings.providers.values())

@@ -135,3 +135,24 @@ async def test_token_of_another_type_or_audience_is_refused(broker: Broker) -> N
     )
     with pytest.raises(Unauthenticated, match="aud_mismatch"):
         broker.sessions.verify(forged_aud)
+
+
+async def test_a_key_rotated_by_another_instance_is_picked_up_on_first_sight(
+    broker: Broker, clock: FrozenClock
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        other = await Broker.open(broker.settings, http=http, clock=clock)
+        try:
+            await other.rotate_keys(reason="test")
+            user = await other.store.find_user("local", "admin")
+            assert user is not None
+            identity = Identity(provider="local", subject="admin", name="admin", user_id=user.id)
+            _, token = await other.sessions.create(
+                identity, other.roles.arn("local-admin"), max_session_duration=3600
+            )
+            with pytest.raises(Unauthenticated, match="unknown_kid"):
+                broker.sessions.verify(token)
+            ctx, _ = await broker.sessions.resume(token)
+            assert ctx.user_id == user.id
+        finally:
+            await other.close()

@@ -1,0 +1,134 @@
+"""Permission decisions for a credential: the role's identity policies, its permissions
+boundary, and any session policies, evaluated in memory.
+
+Roles are compiled once (``refresh`` re-reads the store when roles change); deciding a request
+touches no database and parses nothing. Used by forward-auth, ``/v1/authorize`` and STS.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from broker.clock import Clock
+from broker.config import Settings
+from broker.domain.claims import ContextValue, global_context
+from broker.policy import Decision, Policy, PolicyError, evaluate, parse_policy
+from broker.storage.base import RoleRecord, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CompiledRole:
+    name: str
+    arn: str
+    identity: tuple[Policy, ...]
+    boundary: Policy | None
+    max_session_duration: float
+    updated_at: float
+    broken: bool = False  # a policy failed to parse: the role allows nothing
+
+
+@dataclass(frozen=True)
+class Principal:
+    """What a verified credential says about its holder, for policy context keys."""
+
+    role_arn: str
+    user_id: str = ""
+    username: str = ""
+    provider: str = ""
+    subject: str = ""
+    mfa: bool = False
+    tags: Mapping[str, str] | None = None
+    issued_at: float | None = None
+    session_name: str = ""
+    source_identity: str = ""
+
+
+def compile_role(role: RoleRecord, arn: str) -> CompiledRole:
+    try:
+        identity = tuple(
+            parse_policy(dict(doc), name=f"{role.name}/policy[{i}]")
+            for i, doc in enumerate(role.policies)
+        )
+        boundary = (
+            parse_policy(dict(role.permissions_boundary), name=f"{role.name}/boundary")
+            if role.permissions_boundary
+            else None
+        )
+    except PolicyError as e:
+        log.error("role %s has an invalid permission policy (it allows nothing): %s", role.name, e)
+        return CompiledRole(
+            role.name, arn, (), None, role.max_session_duration, role.updated_at, True
+        )
+    return CompiledRole(
+        role.name, arn, identity, boundary, role.max_session_duration, role.updated_at
+    )
+
+
+class Authorizer:
+    def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+        self._roles: dict[str, CompiledRole] = {}
+
+    def role_arn(self, name: str) -> str:
+        return self._settings.arn("role", name)
+
+    async def refresh(self) -> None:
+        """Recompile roles that changed in the store; drop deleted ones."""
+        records = await self._store.list_roles()
+        fresh: dict[str, CompiledRole] = {}
+        for r in records:
+            arn = self.role_arn(r.name)
+            old = self._roles.get(arn)
+            fresh[arn] = old if old and old.updated_at == r.updated_at else compile_role(r, arn)
+        self._roles = fresh
+
+    def role(self, arn: str) -> CompiledRole | None:
+        return self._roles.get(arn)
+
+    def context_for(
+        self, p: Principal, *, source_ip: str, extra: Mapping[str, ContextValue] | None = None
+    ) -> dict[str, ContextValue]:
+        """The global condition keys of a request by ``p`` (``broker:`` names)."""
+        ctx = global_context(
+            now=self._clock.now(), source_ip=source_ip, mfa=p.mfa, token_issued_at=p.issued_at
+        )
+        ctx["broker:PrincipalArn"] = p.role_arn
+        if p.username:
+            ctx["broker:username"] = p.username
+        if p.user_id:
+            ctx["broker:userid"] = p.user_id
+        if p.source_identity:
+            ctx["broker:SourceIdentity"] = p.source_identity
+        for k, v in (p.tags or {}).items():
+            ctx[f"broker:PrincipalTag/{k}"] = v
+        if extra:
+            ctx.update(extra)
+        return ctx
+
+    def decide(
+        self,
+        p: Principal,
+        *,
+        action: str,
+        resource: str,
+        context: Mapping[str, ContextValue],
+        session_policies: Sequence[Policy] = (),
+    ) -> Decision:
+        """Deny when unsure: an unknown or broken role allows nothing (implicit deny)."""
+        role = self._roles.get(p.role_arn)
+        if role is None or role.broken:
+            return Decision(decision="implicitDeny", matched_statements=())
+        return evaluate(
+            action=action,
+            resource=resource,
+            context=context,
+            identity=role.identity,
+            boundary=role.boundary,
+            session=session_policies,
+        )

@@ -1,0 +1,149 @@
+"""Bearer credentials on the hot path: broker tokens verified once, then served from a bounded
+cache that still honours expiry and revocation on every hit.
+
+A cache hit is a dict lookup plus the in-memory revocation check: no signature verification,
+no key parsing, no database. Forward-auth and ``/v1/authorize`` use this.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.clock import Clock
+from broker.domain import tokens
+from broker.errors import Unauthenticated
+from broker.policy import Policy
+from broker.service.authorize import Principal
+from broker.service.revocation import RevocationState
+from broker.service.sessions import SessionContext, SessionService
+
+DEFAULT_CACHE_ENTRIES = 50_000
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A verified broker credential, whatever token type carried it."""
+
+    kind: str  # "session" (browser sessions) | "access" (STS / token exchange)
+    session_id: str
+    user_id: str
+    provider: str
+    subject: str
+    role_arn: str
+    email: str
+    groups: tuple[str, ...]
+    mfa: bool
+    issued_at: float
+    expires_at: float
+    tags: Mapping[str, str] = field(default_factory=dict)
+    session_policies: tuple[Policy, ...] = ()
+    session_name: str = ""
+    source_identity: str = ""
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def role_name(self) -> str:
+        return self.role_arn.rsplit("/", 1)[-1]
+
+    @property
+    def principal(self) -> Principal:
+        return Principal(
+            role_arn=self.role_arn,
+            user_id=self.user_id,
+            username=self.subject,
+            provider=self.provider,
+            subject=self.subject,
+            mfa=self.mfa,
+            tags=self.tags,
+            issued_at=self.issued_at,
+            session_name=self.session_name,
+            source_identity=self.source_identity,
+        )
+
+
+def credential_from_session(ctx: SessionContext) -> Credential:
+    return Credential(
+        kind="session",
+        session_id=ctx.session_id,
+        user_id=ctx.user_id,
+        provider=ctx.provider,
+        subject=ctx.subject,
+        role_arn=ctx.role_arn,
+        email=ctx.email,
+        groups=ctx.groups,
+        mfa=ctx.mfa,
+        issued_at=ctx.issued_at,
+        expires_at=ctx.token_expires_at,
+        tags=ctx.tags,
+        claims=ctx.claims,
+    )
+
+
+def peek_typ(token: str) -> str:
+    """The ``typ`` of a compact JWS header, unverified (only to pick the verifier)."""
+    head = token.split(".", 1)[0]
+    if not head or len(head) > 1024:
+        return ""
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    typ = header.get("typ") if isinstance(header, dict) else None
+    return typ.lower() if isinstance(typ, str) else ""
+
+
+class CredentialVerifier:
+    def __init__(
+        self,
+        sessions: SessionService,
+        revocations: RevocationState,
+        clock: Clock,
+        *,
+        max_entries: int = DEFAULT_CACHE_ENTRIES,
+    ) -> None:
+        self._sessions = sessions
+        self._revocations = revocations
+        self._clock = clock
+        self._max = max_entries
+        self._cache: OrderedDict[str, Credential] = OrderedDict()
+        # Other token types (STS access tokens) register their verifier here.
+        self.verifiers: dict[str, Any] = {tokens.SESSION_TYP: self._verify_session}
+
+    def _verify_session(self, token: str) -> Credential:
+        return credential_from_session(self._sessions.verify(token))
+
+    def verify(self, token: str) -> Credential:
+        """Raises ``Unauthenticated`` with the failed check as its reason."""
+        now = self._clock.now()
+        hit = self._cache.get(token)
+        if hit is not None:
+            if now >= hit.expires_at:
+                del self._cache[token]
+                raise Unauthenticated("token_expired")
+            if self._revocations.is_revoked(
+                session_id=hit.session_id,
+                user_id=hit.user_id,
+                role_arn=hit.role_arn,
+                issued_at=hit.issued_at,
+            ):
+                del self._cache[token]
+                raise Unauthenticated("session_revoked")
+            self._cache.move_to_end(token)
+            self._sessions.note_seen(hit.session_id, now)
+            return hit
+        verify = self.verifiers.get(peek_typ(token))
+        if verify is None:
+            raise Unauthenticated("invalid_token:typ_mismatch")
+        cred: Credential = verify(token)
+        self._cache[token] = cred
+        if len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return cred
+
+    def __len__(self) -> int:
+        return len(self._cache)
