@@ -176,3 +176,170 @@ class KeyRingError(BrokerError):
     code = "key_error"
     status = 503
     public_message = "The broker's signing keys are unavailable."
+
+
+# --- STS (the AWS Query protocol) ----------------------------------------------------------
+
+
+class StsError(BrokerError):
+    """An error of the AWS-compatible STS API, rendered as ``ErrorResponse/Error{Type,Code,
+    Message}``. ``code`` is AWS's error code and ``status`` its HTTP status; ``sts_type`` is
+    ``Sender`` (the caller's fault) or ``Receiver`` (ours). The ``public_message`` is the
+    ``Message`` element: it never carries the ``reason``, which goes to the audit log."""
+
+    sts_type: str = "Sender"
+    code = "InvalidRequest"
+    status = 400
+
+
+class StsInvalidIdentityToken(StsError):
+    """The web identity token could not be validated (signature, issuer, audience, type)."""
+
+    code = "InvalidIdentityToken"
+    public_message = "The web identity token that was passed could not be validated by the broker."
+
+
+class StsExpiredTokenException(StsError):
+    """The web identity token has expired."""
+
+    code = "ExpiredTokenException"
+    public_message = "The web identity token that was passed is expired or is not valid."
+
+
+class StsIDPCommunicationError(StsError):
+    """The token's identity provider (discovery or JWKS) could not be reached."""
+
+    code = "IDPCommunicationError"
+    public_message = "The broker could not communicate with the identity provider. Try again."
+
+
+class StsIDPRejectedClaim(StsError):
+    """The token is genuine but one of its claims cannot be used (e.g. malformed session tags)."""
+
+    code = "IDPRejectedClaim"
+    status = 403
+    public_message = "A claim of the web identity token was rejected."
+
+
+class StsAccessDenied(StsError):
+    """The trust policy (or the caller's own permissions) does not allow the request."""
+
+    code = "AccessDenied"
+    status = 403
+    public_message = "Not authorized to perform this operation."
+
+
+class StsMalformedPolicyDocument(StsError):
+    code = "MalformedPolicyDocument"
+    public_message = "The session policy document is malformed."
+
+
+class StsPackedPolicyTooLarge(StsError):
+    code = "PackedPolicyTooLarge"
+    public_message = "The session policies and session tags, packed, exceed the size limit."
+
+
+class StsValidationError(StsError):
+    """A parameter broke a constraint; the message names it (it is the caller's own input)."""
+
+    code = "ValidationError"
+
+
+class StsMissingParameter(StsError):
+    code = "MissingParameter"
+
+
+class StsInvalidParameterValue(StsError):
+    code = "InvalidParameterValue"
+
+
+class StsInvalidClientTokenId(StsError):
+    """The access key id or the security token of a signed request is not valid."""
+
+    code = "InvalidClientTokenId"
+    status = 403
+    public_message = "The security token included in the request is invalid."
+
+
+class StsSignatureDoesNotMatch(StsError):
+    code = "SignatureDoesNotMatch"
+    status = 403
+    public_message = (
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your AWS Secret Access Key and signing method."
+    )
+
+
+class StsIncompleteSignature(StsError):
+    code = "IncompleteSignature"
+    public_message = "The request signature does not conform to AWS standards."
+
+
+class StsMissingAuthenticationToken(StsError):
+    code = "MissingAuthenticationToken"
+    status = 403
+    public_message = "Request is missing Authentication Token"
+
+
+class StsExpiredToken(StsError):
+    """The security token (SessionToken) of a signed request has expired."""
+
+    code = "ExpiredToken"
+    public_message = "The security token included in the request is expired"
+
+
+class StsInvalidAction(StsError):
+    code = "InvalidAction"
+
+
+class StsServiceUnavailable(StsError):
+    sts_type = "Receiver"
+    code = "ServiceUnavailable"
+    status = 503
+    public_message = "The broker is unavailable. Try again later."
+
+
+# --- OAuth 2.0 (RFC 6749 §5.2, RFC 8693 §2.2.2, RFC 7009 §2.2.1) ---------------------------
+
+
+class OAuthError(BrokerError):
+    """Rendered as ``{"error": code, "error_description": public_message}``."""
+
+    status = 400
+
+
+class InvalidGrant(OAuthError):
+    """RFC 6749 §5.2 ``invalid_grant``: the subject token is invalid, expired or revoked."""
+
+    code = "invalid_grant"
+    public_message = "The subject token is not valid."
+
+
+class InvalidTarget(OAuthError):
+    """RFC 8693 §2.2.2 ``invalid_target``: "the authorization server is unwilling or unable to
+    issue a token for any target service indicated by the resource or audience parameters"."""
+
+    code = "invalid_target"
+    public_message = "A token for the requested resource cannot be issued to this subject."
+
+
+class UnsupportedGrantType(OAuthError):
+    """RFC 6749 §5.2 ``unsupported_grant_type``."""
+
+    code = "unsupported_grant_type"
+    public_message = "The grant type is not supported."
+
+
+class InvalidClient(OAuthError):
+    """RFC 6749 §5.2 ``invalid_client``: the caller did not authenticate (401)."""
+
+    code = "invalid_client"
+    status = 401
+    public_message = "Authenticate with a broker credential (Authorization: Bearer)."
+
+
+class UnsupportedTokenType(OAuthError):
+    """RFC 7009 §2.2.1 ``unsupported_token_type``."""
+
+    code = "unsupported_token_type"
+    public_message = "Tokens of this type cannot be revoked here."

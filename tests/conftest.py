@@ -70,13 +70,14 @@ def write_config(
     store_url: str | None = None,
     roles: dict[str, dict[str, Any]] | None = None,
     extra: str = "",
+    public_url: str | None = None,
 ) -> Path:
     """A broker.toml for tests; role documents are written as JSON files beside it."""
     directory.mkdir(parents=True, exist_ok=True)
     lines = [
         "[server]",
         f'listen = "127.0.0.1:{port}"',
-        f'public_url = "http://127.0.0.1:{port}"',
+        f'public_url = "{public_url or f"http://127.0.0.1:{port}"}"',
         'allowed_redirect_domains = [".example.com"]',
         "[store]",
         f'url = "{store_url or "sqlite:///broker.db"}"',

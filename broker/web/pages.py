@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from broker.errors import (
     BrokerError,
@@ -17,6 +19,7 @@ from broker.errors import (
     NotFound,
     Unauthenticated,
 )
+from broker.service.audit import RequestInfo
 from broker.service.container import Broker
 from broker.service.login import PENDING_LIFETIME, LoginOutcome
 from broker.service.passwords import MIN_PASSWORD_LENGTH
@@ -40,7 +43,7 @@ def _broker(request: web.Request) -> Broker:
     return request.app[BROKER]
 
 
-def _info(request: web.Request):  # type: ignore[no-untyped-def]
+def _info(request: web.Request) -> RequestInfo:
     return request_info(request, _broker(request).settings.server.trusted_proxies)
 
 
@@ -63,7 +66,7 @@ async def current_session(request: web.Request) -> SessionContext | None:
 
 
 @web.middleware
-async def refreshed_cookie(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def refreshed_cookie(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Set the session cookie again when a handler's ``current_session`` refreshed its token."""
     resp: web.StreamResponse = await handler(request)
     new = request.get(NEW_SESSION_TOKEN)
@@ -104,9 +107,9 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     """The provider list; a browser that still has a live session goes straight on to ``rd``
     (this is where forward-auth's 401 sends people, and where an expired token is renewed)."""
     b = _broker(request)
-    if "rd" in request.query and "role" not in request.query:
-        if await current_session(request) is not None:
-            return redirect(b.login.safe_rd(request.query["rd"]))
+    wants_rd = "rd" in request.query and "role" not in request.query
+    if wants_rd and await current_session(request) is not None:
+        return redirect(b.login.safe_rd(request.query["rd"]))
     params = {k: v for k in ("rd", "role") if (v := request.query.get(k))}
     query = ("?" + urlencode(params)) if params else ""
     providers = list(b.settings.providers.values())
@@ -148,8 +151,6 @@ def _local_form(
     binding = request.cookies.get(c.csrf) or ""
     new_binding = None
     if not binding:
-        import secrets
-
         new_binding = binding = secrets.token_urlsafe(24)
     resp = request.app[RENDERER].page(
         "local_login.html",

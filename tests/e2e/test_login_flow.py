@@ -360,3 +360,18 @@ async def test_local_admin_first_login_must_change_password(
             assert r.status == 401
     reasons = [e.reason for e in await audit(b, "login")]
     assert "wrong_password" in reasons
+
+
+async def test_login_with_a_live_session_goes_straight_to_rd(
+    browser_session: aiohttp.ClientSession, broker: RunningBroker, oidc_server: OidcServer
+) -> None:
+    await login(browser_session, broker, oidc_server, "corp", "bob")
+    async with browser_session.get(
+        f"{broker.url}/login?rd=/session%3Fz%3D1", allow_redirects=False
+    ) as r:
+        assert r.status == 303
+        assert r.headers["Location"] == "/session?z=1"
+    async with browser_session.get(
+        f"{broker.url}/login?rd=https://evil.test/", allow_redirects=False
+    ) as r:
+        assert r.headers["Location"] == "/session"

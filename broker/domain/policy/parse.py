@@ -56,7 +56,56 @@ _STATEMENT_KEYS = (
 _EFFECTS: tuple[Effect, ...] = ("Allow", "Deny")
 _KINDS: tuple[PolicyKind, ...] = ("identity", "resource")
 
-Errors = list[tuple[str, str]]
+
+_NEEDS_FIX = {
+    "Action": 'Add "Action": "service:Action" (or a list of actions).',
+    "Resource": 'Add "Resource": "*" or the ARNs/URLs the statement is about.',
+    "Principal": 'Add "Principal", e.g. {"Federated": "google"}.',
+}
+
+
+def operator_fix(name: str) -> str:
+    """A one-line fix for an unknown or misused condition operator."""
+    if name.startswith("Null") and name != "Null":
+        return 'Write "Null" alone: it takes neither IfExists nor a set qualifier.'
+    for qualifier in ("ForAnyValue", "ForAllValues"):
+        if name.lower().startswith(qualifier.lower()) and not name.startswith(qualifier + ":"):
+            return f"Write the qualifier as {qualifier}:<Operator>, with a colon."
+    return (
+        "Use an IAM operator such as StringEquals, StringLike, NumericLessThan, DateGreaterThan,"
+        " Bool, IpAddress, ArnLike or Null (optionally with IfExists / ForAnyValue: /"
+        " ForAllValues:)."
+    )
+
+
+def value_fix(base_operator: str) -> str:
+    """A one-line fix for a condition value the operator cannot read."""
+    if base_operator.startswith("Numeric"):
+        return 'Write a number, e.g. "10" or "2.5".'
+    if base_operator.startswith("Date"):
+        return 'Write an ISO 8601 date ("2025-01-31T00:00:00Z") or epoch seconds.'
+    if base_operator in ("Bool", "Null"):
+        return 'Write "true" or "false".'
+    if base_operator == "BinaryEquals":
+        return "Write the bytes in base64."
+    if base_operator.endswith("IpAddress"):
+        return 'Write an IPv4 or IPv6 address or CIDR block, e.g. "10.0.0.0/8".'
+    return "Close each ${ with }, e.g. ${aws:username}; write a literal $ as ${$}."
+
+
+class Errors(list[tuple[str, str]]):
+    """``(path, message)`` problems in document order, each with a one-line fix (maybe "")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fixes: list[str] = []
+
+    def add(self, path: str, message: str, fix: str = "") -> None:
+        self.append((path, message))
+        self.fixes.append(fix)
+
+    def fix_list(self) -> list[str]:
+        return self.fixes + [""] * (len(self) - len(self.fixes))
 
 
 def _describe(value: object) -> str:
@@ -75,6 +124,9 @@ def _describe(value: object) -> str:
 
 
 # --- JSON text ---------------------------------------------------------------------------------
+
+
+_JSON_FIX = "Fix the JSON syntax at that line and column (a JSON linter shows it)."
 
 
 class _JsonProblem(ValueError):
@@ -99,14 +151,18 @@ def _load(doc: object) -> Mapping[Any, Any]:
         try:
             doc = json.loads(doc, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
         except _JsonProblem as exc:
-            raise PolicyError("", str(exc)) from None
+            raise PolicyError("", str(exc), fixes=["Give each key once."]) from None
         except json.JSONDecodeError as exc:
             message = f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-            raise PolicyError("", message) from None
+            raise PolicyError("", message, fixes=[_JSON_FIX]) from None
         except (ValueError, RecursionError):
-            raise PolicyError("", "not valid JSON") from None
+            raise PolicyError("", "not valid JSON", fixes=[_JSON_FIX]) from None
     if not isinstance(doc, Mapping):
-        raise PolicyError("", f"a policy document must be a JSON object, not {_describe(doc)}")
+        raise PolicyError(
+            "",
+            f"a policy document must be a JSON object, not {_describe(doc)}",
+            fixes=['Write {"Version": "2012-10-17", "Statement": [...]}.'],
+        )
     return doc
 
 
@@ -119,18 +175,22 @@ def _string_list(value: object, path: str, errors: Errors) -> list[tuple[str, st
         items: list[tuple[str, object]] = [(path, value)]
     elif isinstance(value, list | tuple):
         if not value:
-            errors.append((path, "must not be an empty list"))
+            errors.add(path, "must not be an empty list", "Give at least one value, or remove it.")
             return []
         items = [(f"{path}[{i}]", item) for i, item in enumerate(value)]
     else:
-        errors.append((path, f"must be a string or a list of strings, not {_describe(value)}"))
+        errors.add(
+            path,
+            f"must be a string or a list of strings, not {_describe(value)}",
+            'Write one string, or a list of strings such as ["a", "b"].',
+        )
         return []
     found: list[tuple[str, str]] = []
     for item_path, item in items:
         if not isinstance(item, str):
-            errors.append((item_path, f"must be a string, not {_describe(item)}"))
+            errors.add(item_path, f"must be a string, not {_describe(item)}", "Quote the value.")
         elif not item:
-            errors.append((item_path, "must not be empty"))
+            errors.add(item_path, "must not be empty", "Remove the empty string.")
         else:
             found.append((item_path, item))
     return found
@@ -142,7 +202,11 @@ def _action_set(value: object, path: str, negated: bool, errors: Errors) -> Acti
     for item_path, text in _string_list(value, path, errors):
         prefix, colon, name = text.partition(":")
         if text != "*" and (not colon or not prefix or not name or ":" in name):
-            errors.append((item_path, f"an action is written service:Action or *, not {text!r}"))
+            errors.add(
+                item_path,
+                f"an action is written service:Action or *, not {text!r}",
+                'Write the action as service:Action, e.g. "s3:GetObject" or "http:GET".',
+            )
             continue
         lowered = text.lower()
         patterns.append(Glob.of(lowered))
@@ -163,7 +227,9 @@ def _resource_set(
         try:
             patterns.append(GlobTemplate(text, variables=variables))
         except ValueError as exc:
-            errors.append((item_path, str(exc)))
+            errors.add(
+                item_path, str(exc), "Close each ${ with }, e.g. ${aws:username}, or use ${$}."
+            )
     return ResourceSet(tuple(patterns), negated)
 
 
@@ -171,19 +237,25 @@ def _principal_set(value: object, path: str, negated: bool, errors: Errors) -> P
     if value == "*":
         return PrincipalSet(everyone=True, by_type=(), negated=negated)
     if not isinstance(value, Mapping):
-        errors.append(
-            (path, f'must be "*" or an object of principal types, not {_describe(value)}')
+        errors.add(
+            path,
+            f'must be "*" or an object of principal types, not {_describe(value)}',
+            'Write e.g. {"Federated": "google"} or {"AWS": "arn:broker:iam::<account>:role/x"}.',
         )
         return PrincipalSet(everyone=False, by_type=(), negated=negated)
     if not value:
-        errors.append((path, "must name at least one principal"))
+        errors.add(path, "must name at least one principal", 'Add e.g. "Federated": "google".')
     everyone = False
     by_type: list[tuple[str, tuple[Glob, ...]]] = []
     for kind, names in value.items():
         kind_path = f"{path}.{kind}"
         if kind not in PRINCIPAL_TYPES:
             known = ", ".join(PRINCIPAL_TYPES)
-            errors.append((kind_path, f"unknown principal type {_describe(kind)} (use {known})"))
+            errors.add(
+                kind_path,
+                f"unknown principal type {_describe(kind)} (use {known})",
+                f"Use one of {known} (spelled exactly).",
+            )
             continue
         texts = [text for _, text in _string_list(names, kind_path, errors)]
         if kind == "AWS" and "*" in texts:
@@ -209,30 +281,46 @@ def _condition_value_text(value: object) -> str | None:
 
 def _conditions(value: object, path: str, variables: bool, errors: Errors) -> list[Condition]:
     if not isinstance(value, Mapping):
-        errors.append((path, f"must be an object of condition operators, not {_describe(value)}"))
+        errors.add(
+            path,
+            f"must be an object of condition operators, not {_describe(value)}",
+            'Write {"Operator": {"key": "value"}}, e.g. {"StringEquals": {"aws:username": "a"}}.',
+        )
         return []
     conditions: list[Condition] = []
     for op_name, block in value.items():
         op_path = f"{path}.{op_name}"
         if not isinstance(op_name, str):
-            errors.append((op_path, "a condition operator must be a string"))
+            errors.add(op_path, "a condition operator must be a string", "Name an operator.")
             continue
         try:
             parsed = parse_operator(op_name)
         except ValueError as exc:
-            errors.append((op_path, str(exc)))
+            errors.add(op_path, str(exc), operator_fix(op_name))
             continue
         if not isinstance(block, Mapping) or not block:
-            errors.append((op_path, f"must be an object of condition keys, not {_describe(block)}"))
+            errors.add(
+                op_path,
+                f"must be an object of condition keys, not {_describe(block)}",
+                f'Write {{"{op_name}": {{"<condition key>": "<value>"}}}}.',
+            )
             continue
         for key, raw in block.items():
             key_path = f"{op_path}.{key}"
             if not isinstance(key, str) or not key.strip():
-                errors.append((key_path, "a condition key must be a non-empty string"))
+                errors.add(
+                    key_path,
+                    "a condition key must be a non-empty string",
+                    "Name a condition key, e.g. aws:SourceIp or google:email.",
+                )
                 continue
             if isinstance(raw, list | tuple):
                 if not raw:
-                    errors.append((key_path, "must have at least one value"))
+                    errors.add(
+                        key_path,
+                        "must have at least one value",
+                        "Give at least one value, or remove the key.",
+                    )
                     continue
                 items = [(f"{key_path}[{i}]", v) for i, v in enumerate(raw)]
             else:
@@ -242,12 +330,16 @@ def _conditions(value: object, path: str, variables: bool, errors: Errors) -> li
                 text = _condition_value_text(item)
                 if text is None:
                     message = "a condition value must be a string, number or boolean"
-                    errors.append((item_path, f"{message}, not {_describe(item)}"))
+                    errors.add(
+                        item_path,
+                        f"{message}, not {_describe(item)}",
+                        "Write the value as a string.",
+                    )
                     continue
                 try:
                     matchers.append(parsed.spec.factory(text, variables))
                 except ValueError as exc:
-                    errors.append((item_path, str(exc)))
+                    errors.add(item_path, str(exc), value_fix(parsed.spec.name))
             if len(matchers) == len(items):
                 conditions.append(
                     Condition(op_name, key, canonical_key(key), parsed, tuple(matchers))
@@ -265,11 +357,15 @@ def _exactly_one(
 ) -> tuple[str, object] | None:
     present = [n for n in names if n in statement]
     if len(present) == 2:
-        errors.append((path, f"has both {names[0]} and {names[1]}; use one"))
+        errors.add(
+            path,
+            f"has both {names[0]} and {names[1]}; use one",
+            f"Remove {names[0]} or {names[1]}.",
+        )
         return None
     if not present:
         if required:
-            errors.append((path, f"needs {names[0]} or {names[1]}"))
+            errors.add(path, f"needs {names[0]} or {names[1]}", _NEEDS_FIX[names[0]])
         return None
     return present[0], statement[present[0]]
 
@@ -284,27 +380,43 @@ def _statement(
     errors: Errors,
 ) -> Statement | None:
     if not isinstance(raw, Mapping):
-        errors.append((path, f"a statement must be an object, not {_describe(raw)}"))
+        errors.add(
+            path,
+            f"a statement must be an object, not {_describe(raw)}",
+            'Write the statement as {"Effect": ..., "Action": ..., "Resource": ...}.',
+        )
         return None
     before = len(errors)
     for key in raw:
         if key not in _STATEMENT_KEYS:
-            errors.append((f"{path}.{key}", "unknown key in a statement"))
+            errors.add(
+                f"{path}.{key}",
+                "unknown key in a statement",
+                "Remove it, or fix its spelling: " + ", ".join(_STATEMENT_KEYS) + ".",
+            )
 
     sid = raw.get("Sid")
     if "Sid" in raw:
         if not isinstance(sid, str):
-            errors.append((f"{path}.Sid", f"must be a string, not {_describe(sid)}"))
+            errors.add(f"{path}.Sid", f"must be a string, not {_describe(sid)}", "Quote the Sid.")
         elif sid in sids:
-            errors.append((f"{path}.Sid", f"duplicate Sid {sid!r} (also {sids[sid]})"))
+            errors.add(
+                f"{path}.Sid",
+                f"duplicate Sid {sid!r} (also {sids[sid]})",
+                "Give every statement its own Sid.",
+            )
         else:
             sids[sid] = path
 
     effect = raw.get("Effect")
     if "Effect" not in raw:
-        errors.append((f"{path}.Effect", "is required"))
+        errors.add(f"{path}.Effect", "is required", 'Add "Effect": "Allow" or "Effect": "Deny".')
     elif effect not in _EFFECTS:
-        errors.append((f"{path}.Effect", f'must be "Allow" or "Deny", not {_describe(effect)}'))
+        errors.add(
+            f"{path}.Effect",
+            f'must be "Allow" or "Deny", not {_describe(effect)}',
+            'Write "Allow" or "Deny" (capitalised).',
+        )
 
     actions: ActionSet | None = None
     found = _exactly_one(raw, ("Action", "NotAction"), path, errors, required=True)
@@ -325,7 +437,11 @@ def _statement(
     if kind == "identity":
         for name in ("Principal", "NotPrincipal"):
             if name in raw:
-                errors.append((f"{path}.{name}", "is not allowed in an identity policy"))
+                errors.add(
+                    f"{path}.{name}",
+                    "is not allowed in an identity policy",
+                    f"Remove {name}: an identity policy applies to whoever it is attached to.",
+                )
     else:
         found = _exactly_one(raw, ("Principal", "NotPrincipal"), path, errors, required=True)
         if found is not None:
@@ -367,34 +483,46 @@ def parse_policy(
     if kind not in _KINDS:
         raise ValueError(f"kind must be 'identity' or 'resource', not {kind!r}")
     document = _load(doc)
-    errors: Errors = []
+    errors = Errors()
 
     for key in document:
         if key not in _TOP_KEYS:
-            errors.append((str(key), "unknown key in a policy document"))
+            errors.add(
+                str(key),
+                "unknown key in a policy document",
+                "Remove it; a policy document has only Version, Id and Statement.",
+            )
 
     version = document.get("Version")
     if "Version" in document and version not in VERSIONS:
         allowed = " or ".join(f'"{v}"' for v in VERSIONS)
-        errors.append(("Version", f"must be {allowed}, not {_describe(version)}"))
+        errors.add(
+            "Version",
+            f"must be {allowed}, not {_describe(version)}",
+            'Set "Version": "2012-10-17".',
+        )
     policy_id = document.get("Id")
     if "Id" in document and not isinstance(policy_id, str):
-        errors.append(("Id", f"must be a string, not {_describe(policy_id)}"))
+        errors.add("Id", f"must be a string, not {_describe(policy_id)}", "Quote the Id.")
 
     variables = version == VARIABLES_VERSION
     statements: list[Statement] = []
     raw_statements: Sequence[tuple[str, object]] = []
     body = document.get("Statement")
     if "Statement" not in document:
-        errors.append(("Statement", "is required"))
+        errors.add("Statement", "is required", 'Add "Statement": [{"Effect": ..., ...}].')
     elif isinstance(body, Mapping):
         raw_statements = [("Statement", body)]
     elif isinstance(body, list | tuple):
         if not body:
-            errors.append(("Statement", "must have at least one statement"))
+            errors.add("Statement", "must have at least one statement", "Add a statement.")
         raw_statements = [(f"Statement[{i}]", s) for i, s in enumerate(body)]
     else:
-        errors.append(("Statement", f"must be an object or a list, not {_describe(body)}"))
+        errors.add(
+            "Statement",
+            f"must be an object or a list, not {_describe(body)}",
+            "Give one statement object or a list of them.",
+        )
 
     sids: dict[str, str] = {}
     for index, (path, raw) in enumerate(raw_statements):
@@ -403,7 +531,7 @@ def parse_policy(
             statements.append(statement)
 
     if errors:
-        raise PolicyError.collected(errors)
+        raise PolicyError.collected(errors, errors.fix_list())
     if name is None:
         name = policy_id if isinstance(policy_id, str) and policy_id else "inline"
     return Policy(
