@@ -53,6 +53,28 @@ class SessionContext:
         return self.role_arn.rsplit("/", 1)[-1]
 
 
+def _context(c: Mapping[str, Any]) -> SessionContext:
+    """A verified token's claims as a ``SessionContext``; a missing claim is an invalid token."""
+    try:
+        return SessionContext(
+            session_id=str(c[tokens.CLAIM_SID]),
+            user_id=str(c["sub"]),
+            provider=str(c[tokens.CLAIM_PROVIDER]),
+            subject=str(c[tokens.CLAIM_SUBJECT]),
+            role_arn=str(c[tokens.CLAIM_ROLE]),
+            email=str(c.get(tokens.CLAIM_EMAIL, "")),
+            groups=tuple(str(g) for g in c.get(tokens.CLAIM_GROUPS, [])),
+            mfa=bool(c.get(tokens.CLAIM_MFA, False)),
+            tags={str(k): str(v) for k, v in dict(c.get(tokens.CLAIM_TAGS, {})).items()},
+            issued_at=float(c["iat"]),
+            token_expires_at=float(c["exp"]),
+            session_expires_at=float(c.get("session_exp", c["exp"])),
+            claims=c,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise Unauthenticated("invalid_token:missing_claim") from e
+
+
 class SessionService:
     def __init__(
         self,
@@ -131,31 +153,7 @@ class SessionService:
             raise Unauthenticated("token_expired") from e
         except InvalidToken as e:
             raise Unauthenticated(f"invalid_token:{e.reason}") from e
-        try:
-            ctx = SessionContext(
-                session_id=str(c[tokens.CLAIM_SID]),
-                user_id=str(c["sub"]),
-                provider=str(c[tokens.CLAIM_PROVIDER]),
-                subject=str(c[tokens.CLAIM_SUBJECT]),
-                role_arn=str(c[tokens.CLAIM_ROLE]),
-                email=str(c.get(tokens.CLAIM_EMAIL, "")),
-                groups=tuple(str(g) for g in c.get(tokens.CLAIM_GROUPS, [])),
-                mfa=bool(c.get(tokens.CLAIM_MFA, False)),
-                tags={str(k): str(v) for k, v in dict(c.get(tokens.CLAIM_TAGS, {})).items()},
-                issued_at=float(c["iat"]),
-                token_expires_at=float(c["exp"]),
-                session_expires_at=float(c.get("session_exp", c["exp"])),
-                claims=c,
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise Unauthenticated("invalid_token:missing_claim") from e
-        if self._revocations.is_revoked(
-            session_id=ctx.session_id,
-            user_id=ctx.user_id,
-            role_arn=ctx.role_arn,
-            issued_at=ctx.issued_at,
-        ):
-            raise Unauthenticated("session_revoked")
+        ctx = self._not_revoked(_context(c))
         self.note_seen(ctx.session_id, self._clock.now())
         return ctx
 
@@ -219,28 +217,17 @@ class SessionService:
             )
         except InvalidToken as e:
             raise Unauthenticated(f"invalid_token:{e.reason}") from e
+        return self._not_revoked(_context(c))
+
+    def _not_revoked(self, ctx: SessionContext) -> SessionContext:
         if self._revocations.is_revoked(
-            session_id=str(c.get(tokens.CLAIM_SID, "")),
-            user_id=str(c.get("sub", "")),
-            role_arn=str(c.get(tokens.CLAIM_ROLE, "")),
-            issued_at=float(c.get("iat", 0)),
+            session_id=ctx.session_id,
+            user_id=ctx.user_id,
+            role_arn=ctx.role_arn,
+            issued_at=ctx.issued_at,
         ):
             raise Unauthenticated("session_revoked")
-        return SessionContext(
-            session_id=str(c[tokens.CLAIM_SID]),
-            user_id=str(c["sub"]),
-            provider=str(c[tokens.CLAIM_PROVIDER]),
-            subject=str(c[tokens.CLAIM_SUBJECT]),
-            role_arn=str(c[tokens.CLAIM_ROLE]),
-            email=str(c.get(tokens.CLAIM_EMAIL, "")),
-            groups=tuple(str(g) for g in c.get(tokens.CLAIM_GROUPS, [])),
-            mfa=bool(c.get(tokens.CLAIM_MFA, False)),
-            tags={},
-            issued_at=float(c["iat"]),
-            token_expires_at=float(c["exp"]),
-            session_expires_at=float(c.get("session_exp", c["exp"])),
-            claims=c,
-        )
+        return ctx
 
     # --- ending ----------------------------------------------------------------------------
 

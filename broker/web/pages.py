@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
@@ -11,7 +12,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from broker.errors import (
-    BrokerError,
     CsrfError,
     InvalidCredentials,
     InvalidRequest,
@@ -77,6 +77,29 @@ async def refreshed_cookie(request: web.Request, handler: Handler) -> web.Stream
             resp, request.app[COOKIES].session, token, max_age=expires_at - now
         )
     return resp
+
+
+async def _checked_form(
+    request: web.Request, *, purpose: str, binding: str, action: str, principal: str
+) -> Mapping[str, object]:
+    """The posted form, once its CSRF token (bound to ``binding``) checks out; else audited 403."""
+    b = _broker(request)
+    form = await request.post()
+    try:
+        check_csrf(
+            request,
+            str(form.get("csrf", "")),
+            key=b.csrf_key,
+            purpose=purpose,
+            binding=binding,
+            public_url=b.settings.server.public_url,
+        )
+    except CsrfError as e:
+        await b.auditor.record(
+            action, "failure", req=_info(request), principal=principal, reason=e.reason
+        )
+        raise
+    return form
 
 
 def _session_json(ctx: SessionContext) -> dict[str, object]:
@@ -173,21 +196,15 @@ async def local_login_post(request: web.Request) -> web.StreamResponse:
     pconf = b.settings.providers.get(provider)
     if pconf is None or pconf.type != "local":
         raise web.HTTPMethodNotAllowed("POST", ["GET"])
-    form = await request.post()
     c = request.app[COOKIES]
     info = _info(request)
-    try:
-        check_csrf(
-            request,
-            str(form.get("csrf", "")),
-            key=b.csrf_key,
-            purpose="local-login",
-            binding=request.cookies.get(c.csrf, ""),
-            public_url=b.settings.server.public_url,
-        )
-    except CsrfError as e:
-        await b.auditor.record("login", "failure", req=info, principal=provider, reason=e.reason)
-        raise
+    form = await _checked_form(
+        request,
+        purpose="local-login",
+        binding=request.cookies.get(c.csrf, ""),
+        action="login",
+        principal=provider,
+    )
     username = str(form.get("username", ""))[:128]
     rd, role = str(form.get("rd", "")), str(form.get("role", ""))
     try:
@@ -231,14 +248,12 @@ async def password_post(request: web.Request) -> web.StreamResponse:
     info = _info(request)
     token = request.cookies.get(c.password, "")
     user_id, rd, role = b.login.read_password_change_token(token)
-    form = await request.post()
-    check_csrf(
+    form = await _checked_form(
         request,
-        str(form.get("csrf", "")),
-        key=b.csrf_key,
         purpose="password",
         binding=_digest(token),
-        public_url=b.settings.server.public_url,
+        action="user.password_change",
+        principal=user_id,
     )
     try:
         user = await b.login.change_password(
@@ -325,25 +340,13 @@ async def roles_post(request: web.Request) -> web.StreamResponse:
     info = _info(request)
     token = request.cookies.get(c.pending, "")
     identity, allowed, rd = b.login.read_pending(token)
-    form = await request.post()
-    try:
-        check_csrf(
-            request,
-            str(form.get("csrf", "")),
-            key=b.csrf_key,
-            purpose="roles",
-            binding=_digest(token),
-            public_url=b.settings.server.public_url,
-        )
-    except CsrfError as e:
-        await b.auditor.record(
-            "role.choose",
-            "failure",
-            req=info,
-            principal=f"{identity.provider}/{identity.subject}",
-            reason=e.reason,
-        )
-        raise
+    form = await _checked_form(
+        request,
+        purpose="roles",
+        binding=_digest(token),
+        action="role.choose",
+        principal=f"{identity.provider}/{identity.subject}",
+    )
     done = await b.login.complete(identity, str(form.get("role", "")), allowed, rd=rd, req=info)
     resp = redirect(done.redirect_after)
     c.set(resp, c.session, done.token, max_age=done.session.expires_at - b.clock.now())
@@ -382,21 +385,13 @@ async def logout_post(request: web.Request) -> web.StreamResponse:
     ctx = await current_session(request)
     if ctx is None:
         raise Unauthenticated("no_session", public_message="You are not signed in.")
-    form = await request.post()
-    try:
-        check_csrf(
-            request,
-            str(form.get("csrf", "")),
-            key=b.csrf_key,
-            purpose="logout",
-            binding=ctx.session_id,
-            public_url=b.settings.server.public_url,
-        )
-    except BrokerError as e:
-        await b.auditor.record(
-            "logout", "failure", req=info, principal=ctx.role_arn, reason=e.reason
-        )
-        raise
+    await _checked_form(
+        request,
+        purpose="logout",
+        binding=ctx.session_id,
+        action="logout",
+        principal=f"{ctx.provider}/{ctx.subject}",
+    )
     await b.sessions.end(ctx, reason="logout")
     await b.auditor.record(
         "logout",
