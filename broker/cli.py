@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker.config import DEFAULT_CONFIG_PATH, Settings, load_settings
-from broker.errors import BrokerError, ConfigError
+from broker.errors import BrokerError, ConfigError, InvalidRequest
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
@@ -75,16 +75,27 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     problems = startup_problems(settings)
     if problems:
         raise ConfigError(problems)
+    from broker.service.roles import policy_warnings, trust_policy_warnings
+
+    warnings = policy_warnings(settings) + trust_policy_warnings(settings)
+    data: dict[str, Any] = {
+        "ok": True,
+        "providers": sorted(settings.providers),
+        "roles": sorted(settings.roles),
+        "policies": sorted(settings.policies),
+    }
+    if warnings:
+        data["warnings"] = warnings
     _out(
         args,
-        {
-            "ok": True,
-            "providers": sorted(settings.providers),
-            "roles": sorted(settings.roles),
-            "policies": sorted(settings.policies),
-        },
-        f"{args.config}: OK ({len(settings.providers)} providers, {len(settings.roles)} roles, "
-        f"{len(settings.policies)} policies)",
+        data,
+        "\n".join(
+            [
+                f"{args.config}: OK ({len(settings.providers)} providers, "
+                f"{len(settings.roles)} roles, {len(settings.policies)} policies)",
+                *(f"  warning: {w}" for w in warnings),
+            ]
+        ),
     )
     return 0
 
@@ -142,6 +153,107 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_policy_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise InvalidRequest(
+            "unreadable_file", public_message=f"cannot read {path}: {e.strerror or e}"
+        ) from None
+    except UnicodeDecodeError:
+        raise InvalidRequest(
+            "unreadable_file", public_message=f"{path} is not UTF-8 text"
+        ) from None
+
+
+def _context_args(pairs: Sequence[str]) -> dict[str, str | list[str]]:
+    """``key=value`` pairs; a key given more than once becomes a list of its values."""
+    context: dict[str, str | list[str]] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise InvalidRequest(
+                "bad_context", public_message=f"--context wants key=value, not {pair!r}"
+            )
+        key = key.strip()
+        old = context.get(key)
+        if old is None:
+            context[key] = value
+        else:
+            context[key] = [*([old] if isinstance(old, str) else old), value]
+    return context
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from broker.service.simulate import Simulation, Simulator, parse_documents
+
+    policies = parse_documents(
+        [_read_policy_file(f) for f in args.policy], "policy", names=list(args.policy)
+    )
+    sessions = parse_documents(
+        [_read_policy_file(f) for f in args.session_policy],
+        "session-policy",
+        names=list(args.session_policy),
+    )
+    boundary = (
+        parse_documents([_read_policy_file(args.boundary)], "boundary", names=[args.boundary])[0]
+        if args.boundary
+        else None
+    )
+    context = _context_args(args.context)
+    token = os.environ.get("BROKER_TOKEN", "") if args.token == "-" else args.token
+
+    async def run(broker: Any) -> Simulation:
+        credential = broker.credentials.verify(token) if token else None
+        return Simulator(broker.authorizer).simulate(
+            action=args.action,
+            resource=args.resource,
+            principal=args.principal,
+            credential=credential,
+            context=context,
+            policies=policies,
+            boundary=boundary,
+            session_policies=sessions,
+        )
+
+    if args.principal is None and not token:
+        from broker.service.simulate import simulate_documents
+
+        result = simulate_documents(
+            action=args.action,
+            resource=args.resource,
+            context=context,
+            policies=policies,
+            boundary=boundary,
+            session_policies=sessions,
+        )
+    else:
+        result = asyncio.run(_with_broker(_settings(args), run))
+    d = result.decision
+    lines = [d.decision] + [
+        f"  {m.effect:<5} {m.policy} {m.sid if m.sid else f'statement {m.index}'}"
+        for m in d.matched_statements
+    ]
+    _out(args, d.to_dict(), "\n".join(lines))
+    return 0
+
+
+def cmd_policies_validate(args: argparse.Namespace) -> int:
+    from broker.policy import validate_policy
+    from broker.service.simulate import guess_kind
+
+    text = _read_policy_file(args.file)
+    kind = guess_kind(text) if args.kind == "auto" else args.kind
+    report = validate_policy(text, kind="resource" if kind == "trust" else "identity")
+    data = {"file": args.file, "kind": kind, **report.to_dict()}
+    lines = [f"{args.file}: {f}" for f in report.findings]
+    n_err, n_warn = len(report.errors), len(report.warnings)
+    lines.append(f"{args.file}: {n_err} error(s), {n_warn} warning(s) ({kind} policy)")
+    _out(args, data, "\n".join(lines))
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="broker", description="A federated identity token broker."
@@ -175,6 +287,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--action", help="only this action, e.g. login")
     p.set_defaults(fn=cmd_audit_list)
+
+    p = sub.add_parser(
+        "simulate",
+        help="may this principal do this action on this resource? (the policy simulator)",
+        description="Evaluate a request against a role's policies (--principal), a broker "
+        "credential's (--token), or policy files given directly (--policy), and print "
+        "allowed / explicitDeny / implicitDeny with the statements that decided it.",
+    )
+    _config_arg(p)
+    p.add_argument("--principal", help="a role name, role ARN or assumed-role ARN")
+    p.add_argument(
+        "--token",
+        help="a broker token to simulate (its role and session policies); '-' reads $BROKER_TOKEN",
+    )
+    p.add_argument("--action", required=True, help="e.g. http:GET, s3:GetObject, iam:CreateUser")
+    p.add_argument("--resource", required=True, help="e.g. https://app.example.com/x or an ARN")
+    p.add_argument(
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a condition key (repeatable; repeat a key for a list), e.g. aws:SourceIp=10.0.0.1",
+    )
+    p.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an identity policy to add (repeatable)",
+    )
+    p.add_argument("--boundary", metavar="FILE", help="a permissions boundary to use")
+    p.add_argument(
+        "--session-policy",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a session policy (repeatable)",
+    )
+    p.set_defaults(fn=cmd_simulate)
+
+    admin = sub.add_parser("admin", help="administer the broker").add_subparsers(
+        dest="admin_noun", required=True, metavar="NOUN"
+    )
+    policies = admin.add_parser("policies", help="policy documents").add_subparsers(
+        dest="policies_verb", required=True, metavar="VERB"
+    )
+    p = policies.add_parser(
+        "validate",
+        help="list every error and warning of a policy file, with paths and fixes",
+        description="Exits 1 when the policy has errors (warnings alone exit 0).",
+    )
+    p.add_argument("file", metavar="FILE", help="a JSON policy document")
+    p.add_argument(
+        "--kind",
+        choices=["auto", "identity", "trust"],
+        default="auto",
+        help="trust: a role trust policy (needs Principal); auto: trust if any statement has "
+        "Principal or NotPrincipal (default)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(fn=cmd_policies_validate)
     return parser
 
 

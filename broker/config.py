@@ -128,6 +128,7 @@ class SessionConfig:
     lifetime: float = 8 * 3600
     idle_timeout: float = 3600
     token_lifetime: float = 900  # the JWT in the cookie is short-lived and re-issued while in use
+    cookie_domain: str = ""  # "" = host-only; ".example.com" lets apps on sibling hosts see it
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,13 @@ class PublicRoute:
 
 
 @dataclass(frozen=True)
+class ProxyConfig:
+    """Forward-auth (``/auth``) options besides the public routes."""
+
+    assertion_lifetime: float = 60  # X-Auth-Request-Assertion JWTs
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -186,6 +194,7 @@ class Settings:
     roles: Mapping[str, RoleConfig] = field(default_factory=dict)
     policies: Mapping[str, ManagedPolicyConfig] = field(default_factory=dict)
     public_routes: tuple[PublicRoute, ...] = ()
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
     config_path: Path | None = None
     log_level: str = "INFO"
 
@@ -454,9 +463,22 @@ def _session(t: _Table) -> SessionConfig:
         lifetime=t.duration("lifetime", 8 * 3600),
         idle_timeout=t.duration("idle_timeout", 3600),
         token_lifetime=t.duration("token_lifetime", 900),
+        cookie_domain=_cookie_domain(t),
     )
     t.check_unknown()
     return s
+
+
+def _cookie_domain(t: _Table) -> str:
+    domain = t.string("cookie_domain", "").strip().lower()
+    if domain and (
+        not re.fullmatch(r"\.?[a-z0-9]([a-z0-9.-]*[a-z0-9])?", domain)
+        or ".." in domain
+        or "." not in domain.lstrip(".")
+    ):
+        t.problems.add(t.path("cookie_domain"), f"{domain!r} must be a domain like '.example.com'")
+        return ""
+    return domain
 
 
 def _login(t: _Table) -> LoginConfig:
@@ -617,9 +639,19 @@ def parse_settings(
             problems.add(t.path("url"), f"{url!r} must be an absolute http(s) URL")
         t.check_unknown()
         public.append(PublicRoute(url=url))
+    proxy_config = ProxyConfig(assertion_lifetime=proxy.duration("assertion_lifetime", 60))
+    if proxy_config.assertion_lifetime > 3600:
+        problems.add("proxy.assertion_lifetime", "must be at most 1h")
     proxy.check_unknown()
     root.check_unknown()
 
+    if session.cookie_domain:
+        public_host = (urlsplit(server.public_url).hostname or "").lower()
+        if not ("." + public_host).endswith("." + session.cookie_domain.lstrip(".")):
+            problems.add(
+                "session.cookie_domain",
+                f"must be the host of public_url ({public_host}) or a parent domain of it",
+            )
     if session.idle_timeout > session.lifetime:
         problems.add("session.idle_timeout", "must not be longer than session.lifetime")
     if problems.items:
@@ -634,6 +666,7 @@ def parse_settings(
         roles=roles,
         policies=policies,
         public_routes=tuple(public),
+        proxy=proxy_config,
         log_level=log_level,
     )
 

@@ -343,3 +343,18 @@ class UnsupportedTokenType(OAuthError):
 
     code = "unsupported_token_type"
     public_message = "Tokens of this type cannot be revoked here."
+
+
+class InvalidScope(OAuthError):
+    """RFC 6749 §5.2 ``invalid_scope``: a scope the broker does not know (only ``role:<name>``)."""
+
+    code = "invalid_scope"
+    public_message = "The requested scope is invalid; name a role as scope=role:<name>."
+
+
+class TemporarilyUnavailable(OAuthError):
+    """RFC 6749 §4.1.2.1 ``temporarily_unavailable``: the identity provider or store is down."""
+
+    code = "temporarily_unavailable"
+    status = 503
+    public_message = "The broker cannot complete the request now; try again later."

@@ -26,10 +26,12 @@ from broker.service.audit import Auditor
 from broker.service.authorize import Authorizer
 from broker.service.bootstrap import bootstrap_admin
 from broker.service.credentials import CredentialVerifier
+from broker.service.forward_auth import ForwardAuth
 from broker.service.login import LoginService
 from broker.service.revocation import RevocationState
-from broker.service.roles import RoleCatalog, policy_problems
+from broker.service.roles import RoleCatalog, policy_problems, trust_policy_warnings
 from broker.service.sessions import SessionService
+from broker.service.sts import StsService
 from broker.signing import KeyRing, decode_kek, load_or_create_kek_file
 from broker.storage import migrate, open_store
 from broker.storage.base import Store
@@ -94,6 +96,8 @@ class Broker:
     auditor: Auditor
     clock: Clock
     clients: Mapping[str, OIDCClient]
+    forward_auth: ForwardAuth
+    sts: StsService
     csrf_key: bytes = b""
     bootstrap_password: str | None = None
     _last: dict[str, float] = field(default_factory=dict)
@@ -107,6 +111,8 @@ class Broker:
         problems = startup_problems(settings)
         if problems:
             raise ConfigError(problems)
+        for warning in trust_policy_warnings(settings):
+            log.warning("%s", warning)
         kek = resolve_kek(settings)
         db = settings.sqlite_path
         if db is not None:
@@ -148,6 +154,32 @@ class Broker:
         except BaseException:
             await store.close()
             raise
+        credentials = CredentialVerifier(sessions, revocations, clock)
+        try:
+            forward_auth = ForwardAuth(
+                settings,
+                credentials=credentials,
+                authorizer=authorizer,
+                keyring=keyring,
+                auditor=auditor,
+                clock=clock,
+            )
+            sts = StsService(
+                settings,
+                store=store,
+                keyring=keyring,
+                clients=clients,
+                authorizer=authorizer,
+                credentials=credentials,
+                revocations=revocations,
+                auditor=auditor,
+                clock=clock,
+                secret_key=derive_key(kek, b"broker/sts-secret"),
+            )
+            await sts.refresh()
+        except BaseException:
+            await store.close()
+            raise
         now = clock.now()
         return cls(
             settings=settings,
@@ -157,11 +189,13 @@ class Broker:
             sessions=sessions,
             roles=roles,
             authorizer=authorizer,
-            credentials=CredentialVerifier(sessions, revocations, clock),
+            credentials=credentials,
             login=login,
             auditor=auditor,
             clock=clock,
             clients=clients,
+            forward_auth=forward_auth,
+            sts=sts,
             csrf_key=derive_key(kek, b"broker/csrf"),
             bootstrap_password=password,
             _last={"keys": now, "purge": now, "flush": now},
@@ -172,6 +206,7 @@ class Broker:
             await self.sessions.flush_last_seen()
         except StoreError:
             log.exception("could not write last-seen times at shutdown")
+        await self.forward_auth.flush()  # the auditor logs (never raises) on a store error
         await self.store.close()
 
     async def rotate_keys(self, *, reason: str) -> str:
@@ -183,6 +218,7 @@ class Broker:
         """One round of periodic work; each part runs when its interval has passed."""
         now = self.clock.now()
         await self.revocations.poll()
+        await self.forward_auth.flush()
         if now - self._last["flush"] >= LAST_SEEN_FLUSH_SECONDS:
             self._last["flush"] = now
             await self.sessions.flush_last_seen()
@@ -190,6 +226,7 @@ class Broker:
             self._last["keys"] = now
             await self.keyring.refresh()
             await self.authorizer.refresh()
+            await self.sts.refresh()
             if await self.keyring.maybe_rotate():
                 await self.auditor.record(
                     "keys.rotate",

@@ -15,7 +15,14 @@ from typing import Any, Literal
 from broker.clock import Clock
 from broker.config import Settings
 from broker.domain.claims import Identity, claims_to_context, federated_principal, global_context
-from broker.policy import Decision, Policy, PolicyError, evaluate_trust, parse_policy
+from broker.policy import (
+    Decision,
+    Policy,
+    PolicyError,
+    evaluate_trust,
+    parse_policy,
+    validate_policy,
+)
 from broker.storage.base import RoleRecord, Store
 
 log = logging.getLogger(__name__)
@@ -50,6 +57,72 @@ def policy_problems(settings: Settings) -> list[str]:
     for name, mp in settings.policies.items():
         check(mp.document, f"policies.{name}.document", "identity")
     return problems
+
+
+def policy_warnings(settings: Settings) -> list[str]:
+    """Every validation finding of the config's policies that does not stop start-up (see
+    :func:`broker.policy.validate_policy`), by config path, with its fix."""
+    warnings: list[str] = []
+
+    def check(doc: Mapping[str, Any], where: str, kind: Literal["identity", "resource"]) -> None:
+        report = validate_policy(dict(doc), kind=kind)
+        if report.policy is None:
+            return  # a parse error: policy_problems reports it
+        for f in report.findings:
+            if f.code == "FEDERATED_TRUST_WITHOUT_SUB_OR_AUD":
+                continue  # trust_policy_warnings reports it (and logs it at start-up)
+            where_path = f"{where}: {f.path}" if f.path else where
+            warnings.append(f"{where_path}: {f.message} [{f.code}] (fix: {f.fix})")
+
+    for name, r in settings.roles.items():
+        check(r.trust_policy, f"roles.{name}.trust_policy", "resource")
+        for i, p in enumerate(r.policies):
+            check(p, f"roles.{name}.policies[{i}]", "identity")
+        if r.permissions_boundary is not None:
+            check(r.permissions_boundary, f"roles.{name}.permissions_boundary", "identity")
+    for name, mp in settings.policies.items():
+        check(mp.document, f"policies.{name}.document", "identity")
+    return warnings
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def trust_policy_warnings(settings: Settings) -> list[str]:
+    """Risky-but-valid trust policies: a statement that lets a federated principal assume the
+    role without a condition on ``<provider>:sub`` or ``<provider>:aud`` (any operator). Such a
+    role admits every identity the provider vouches for -- for a CI or Kubernetes issuer, every
+    workload of every tenant. Reported at start-up (logged) and by ``broker check-config``."""
+    warnings: list[str] = []
+    for name, r in settings.roles.items():
+        statements = r.trust_policy.get("Statement", [])
+        for i, st in enumerate(_as_list(statements)):
+            if not isinstance(st, Mapping) or st.get("Effect") != "Allow":
+                continue
+            principal = st.get("Principal")
+            if not isinstance(principal, Mapping) or "Federated" not in principal:
+                continue
+            actions = [a.lower() for a in _as_list(st.get("Action", [])) if isinstance(a, str)]
+            if not any(a in ("*", "sts:*", WEB_IDENTITY_ACTION.lower()) for a in actions):
+                continue
+            keys: set[str] = set()
+            condition = st.get("Condition", {})
+            if isinstance(condition, Mapping):
+                for block in condition.values():
+                    if isinstance(block, Mapping):
+                        keys.update(str(k).lower() for k in block)
+            for provider in _as_list(principal["Federated"]):
+                if not isinstance(provider, str):
+                    continue
+                short = provider.rsplit("/", 1)[-1].lower()
+                if f"{short}:sub" not in keys and f"{short}:aud" not in keys:
+                    warnings.append(
+                        f"roles.{name}.trust_policy: Statement[{i}] lets every identity of "
+                        f"{provider!r} assume the role: add a condition on {short}:sub or "
+                        f"{short}:aud"
+                    )
+    return warnings
 
 
 class RoleCatalog:

@@ -15,11 +15,12 @@ from aiohttp import web
 from broker.clock import Clock
 from broker.config import Settings
 from broker.service.container import Broker
-from broker.web import ops, pages, wellknown
+from broker.web import authorize_api, forward_auth, oauth, ops, pages, sts, wellknown
 from broker.web.cookies import Cookies
 from broker.web.keys import BROKER, METRICS, RENDERER, SETTINGS
 from broker.web.middleware import request_context
 from broker.web.render import Renderer
+from broker.web.simulate import simulate as simulate_api
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -53,6 +54,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 
     r = app.router
     r.add_get("/", pages.index)
+    r.add_post("/", sts.query)  # the AWS Query protocol (STS)
     r.add_get("/.well-known/openid-configuration", wellknown.openid_configuration)
     r.add_get("/.well-known/jwks.json", wellknown.jwks)
     r.add_get("/login", pages.login_page)
@@ -66,6 +68,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     r.add_get("/session", pages.session_get)
     r.add_get("/logout", pages.logout_get)
     r.add_post("/logout", pages.logout_post)
+    r.add_route("*", "/auth", forward_auth.auth)
+    r.add_route("*", "/auth/{tail:.*}", forward_auth.auth)  # Envoy ext_authz path_prefix
+    r.add_post("/v1/simulate", simulate_api)
+    r.add_post("/v1/authorize", authorize_api.authorize)
+    r.add_post("/oauth2/token", oauth.token)
+    r.add_post("/oauth2/introspect", oauth.introspect)
+    r.add_post("/oauth2/revoke", oauth.revoke)
     r.add_get("/healthz", ops.healthz)
     r.add_get("/readyz", ops.readyz)
     r.add_get("/metrics", ops.metrics)

@@ -1,4 +1,9 @@
-"""Cookie names and attributes: HttpOnly, SameSite=Lax, and Secure + ``__Host-`` on https."""
+"""Cookie names and attributes: HttpOnly, SameSite=Lax, and Secure + ``__Host-`` on https.
+
+With ``[session] cookie_domain`` set, the session cookie carries ``Domain=`` so that apps on
+sibling hosts behind forward-auth receive it; its prefix is then ``__Secure-`` (``__Host-``
+forbids a domain). The other cookies stay host-only.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,9 @@ class Cookies:
     def __init__(self, settings: Settings) -> None:
         self.secure = settings.server.secure
         self._prefix = "__Host-" if self.secure else ""
-        self.session = self._prefix + settings.session.cookie_name
+        self.domain = settings.session.cookie_domain or None
+        session_prefix = "__Secure-" if self.secure and self.domain else self._prefix
+        self.session = session_prefix + settings.session.cookie_name
         self.login = self._prefix + LOGIN_COOKIE
         self.pending = self._prefix + PENDING_COOKIE
         self.password = self._prefix + PASSWORD_COOKIE
@@ -28,10 +35,18 @@ class Cookies:
             value,
             max_age=int(max_age),
             path="/",
+            domain=self.domain if name == self.session else None,
             secure=self.secure,
             httponly=True,
             samesite="Lax",
         )
 
     def clear(self, resp: web.StreamResponse, name: str) -> None:
-        resp.del_cookie(name, path="/", secure=self.secure, httponly=True, samesite="Lax")
+        resp.del_cookie(
+            name,
+            path="/",
+            domain=self.domain if name == self.session else None,
+            secure=self.secure,
+            httponly=True,
+            samesite="Lax",
+        )

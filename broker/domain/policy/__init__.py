@@ -17,20 +17,25 @@ Modules:
     principals  ``Principal``/``NotPrincipal`` matching for resource-based policies
     parse       parse_policy
     evaluate    evaluate, evaluate_trust
+    validate    validate_policy: errors and warnings (Access Analyzer style) with paths and fixes
 """
 
 from broker.domain.policy.errors import PolicyError
 from broker.domain.policy.evaluate import evaluate, evaluate_trust
 from broker.domain.policy.model import Decision, MatchedStatement, Policy, Statement
 from broker.domain.policy.parse import parse_policy
+from broker.domain.policy.validate import Finding, ValidationReport, validate_policy
 
 __all__ = [
     "Decision",
+    "Finding",
     "MatchedStatement",
     "Policy",
     "PolicyError",
     "Statement",
+    "ValidationReport",
     "evaluate",
     "evaluate_trust",
     "parse_policy",
+    "validate_policy",
 ]

@@ -22,6 +22,7 @@ from broker.domain.policy.model import (
     Decision,
     MatchedStatement,
     Policy,
+    Statement,
 )
 from broker.domain.policy.principals import Caller, CallerInput, normalise_caller
 
@@ -52,6 +53,92 @@ def _require_kind(policies: Iterable[Policy], kind: str, role: str) -> None:
             raise ValueError(f"{role} policy {policy.name!r} is a {policy.kind} policy")
 
 
+Found = tuple[tuple[str, Statement], ...]  # (policy name, statement) that may match an action
+
+
+class _Plan:
+    """The statements of a policy set whose Action/NotAction matches one action, by role."""
+
+    __slots__ = ("boundary_allows", "denies", "identity_allows", "session_allows")
+
+    def __init__(self, policies: _PolicySet, action_lower: str) -> None:
+        def pick(group: Iterable[Policy], effect: str) -> Found:
+            return tuple(
+                (policy.name, statement)
+                for policy in group
+                for statement in policy.candidates(action_lower)
+                if statement.effect == effect and statement.actions.matches(action_lower)
+            )
+
+        every = (*policies.identity, *policies.boundaries, *policies.session)
+        self.denies = pick(every, "Deny")
+        self.identity_allows = pick(policies.identity, "Allow")
+        self.boundary_allows = pick(policies.boundaries, "Allow")
+        self.session_allows = pick(policies.session, "Allow")
+
+
+class _PolicySet:
+    """Identity, boundary and session policies compiled together: per action (memoised, up to
+    ``MAX_ACTIONS``), only the statements whose action matches are ever looked at again."""
+
+    MAX_ACTIONS = 8192
+    __slots__ = ("_plans", "boundaries", "identity", "session")
+
+    def __init__(
+        self, identity: Sequence[Policy], boundary: Policy | None, session: Sequence[Policy]
+    ) -> None:
+        self.identity = identity
+        self.boundaries: tuple[Policy, ...] = () if boundary is None else (boundary,)
+        self.session = session
+        self._plans: dict[str, _Plan] = {}
+
+    def plan(self, action_lower: str) -> _Plan:
+        found = self._plans.get(action_lower)
+        if found is None:
+            if len(self._plans) >= self.MAX_ACTIONS:
+                self._plans.clear()
+            found = self._plans[action_lower] = _Plan(self, action_lower)
+        return found
+
+
+#: Compiled sets for policy tuples evaluated repeatedly (the Authorizer passes a role's tuple
+#: and a credential's session tuple, the same objects every time). Keyed by the tuples' ids
+#: and checked by identity, so a new tuple never sees another's plan. Bounded.
+_SETS: dict[tuple[int, int, int], _PolicySet] = {}
+_MAX_SETS = 4096
+
+
+def _policy_set(
+    identity: Sequence[Policy], boundary: Policy | None, session: Sequence[Policy]
+) -> _PolicySet:
+    if not isinstance(identity, tuple) or not isinstance(session, tuple):
+        return _PolicySet(identity, boundary, session)  # a mutable list: compile afresh
+    key = (id(identity), id(boundary), id(session))
+    found = _SETS.get(key)
+    if (
+        found is None
+        or found.identity is not identity
+        or found.session is not session
+        or (found.boundaries[0] if found.boundaries else None) is not boundary
+    ):
+        if len(_SETS) >= _MAX_SETS:
+            _SETS.clear()
+        found = _SETS[key] = _PolicySet(identity, boundary, session)
+    return found
+
+
+def _applying(found: Found, resource: str, context: RequestContext) -> list[MatchedStatement]:
+    out: list[MatchedStatement] = []
+    for name, statement in found:
+        resources = statement.resources
+        if resources is not None and not resources.matches(resource, context):
+            continue
+        if statement.conditions and not all(c.holds(context) for c in statement.conditions):
+            continue
+        out.append(MatchedStatement(name, statement.sid, statement.index, statement.effect))
+    return out
+
+
 def evaluate(
     action: str,
     resource: str,
@@ -66,28 +153,28 @@ def evaluate(
     ``context`` maps condition keys to strings or lists of strings (keys are case-insensitive;
     ``aws:X`` and ``broker:X`` are one key).
     """
-    boundaries = () if boundary is None else (boundary,)
-    _require_kind(identity, "identity", "an identity")
-    _require_kind(boundaries, "identity", "a boundary")
-    _require_kind(session, "identity", "a session")
-    action_lower = action.lower()
+    policies = _policy_set(identity, boundary, session)
+    if not policies._plans:  # checked once per compiled set
+        _require_kind(identity, "identity", "an identity")
+        _require_kind(policies.boundaries, "identity", "a boundary")
+        _require_kind(session, "identity", "a session")
+    plan = policies.plan(action.lower())
     ctx = RequestContext(context)
-    every = (*identity, *boundaries, *session)
 
-    denies = _matching(every, "Deny", action_lower, resource, ctx)
+    denies = _applying(plan.denies, resource, ctx)
     if denies:
         return Decision(EXPLICIT_DENY, tuple(denies))
 
-    allows = _matching(identity, "Allow", action_lower, resource, ctx)
+    allows = _applying(plan.identity_allows, resource, ctx)
     if not allows:
         return Decision(IMPLICIT_DENY)
     if boundary is not None:
-        boundary_allows = _matching(boundaries, "Allow", action_lower, resource, ctx)
+        boundary_allows = _applying(plan.boundary_allows, resource, ctx)
         if not boundary_allows:
             return Decision(IMPLICIT_DENY)
         allows += boundary_allows
     if session:
-        session_allows = _matching(session, "Allow", action_lower, resource, ctx)
+        session_allows = _applying(plan.session_allows, resource, ctx)
         if not session_allows:
             return Decision(IMPLICIT_DENY)
         allows += session_allows

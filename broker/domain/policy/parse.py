@@ -19,12 +19,13 @@ Unknown keys are errors, as are duplicate keys in JSON text and duplicate Sids.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
-from broker.domain.policy.conditions import Condition, ValueMatcher, parse_operator
+from broker.domain.policy.conditions import OPERATORS, Condition, ValueMatcher, parse_operator
 from broker.domain.policy.context import canonical_key
 from broker.domain.policy.errors import PolicyError
 from broker.domain.policy.model import (
@@ -66,11 +67,17 @@ _NEEDS_FIX = {
 
 def operator_fix(name: str) -> str:
     """A one-line fix for an unknown or misused condition operator."""
-    if name.startswith("Null") and name != "Null":
+    if name != "Null" and (name.startswith("Null") or name.endswith(":Null")):
         return 'Write "Null" alone: it takes neither IfExists nor a set qualifier.'
-    for qualifier in ("ForAnyValue", "ForAllValues"):
-        if name.lower().startswith(qualifier.lower()) and not name.startswith(qualifier + ":"):
-            return f"Write the qualifier as {qualifier}:<Operator>, with a colon."
+    prefix, colon, base = name.rpartition(":")
+    qualifiers = ("ForAnyValue", "ForAllValues")
+    if colon and prefix not in qualifiers:
+        close = difflib.get_close_matches(prefix, qualifiers, 1)
+        return f"Did you mean {close[0] if close else 'ForAnyValue or ForAllValues'}:{base}?"
+    names = [*OPERATORS, *(f"{o}IfExists" for o in OPERATORS if o != "Null")]
+    close = difflib.get_close_matches(base, names, 1)
+    if close and close[0] != base:
+        return f"Did you mean {prefix}{colon}{close[0]}?"
     return (
         "Use an IAM operator such as StringEquals, StringLike, NumericLessThan, DateGreaterThan,"
         " Bool, IpAddress, ArnLike or Null (optionally with IfExists / ForAnyValue: /"

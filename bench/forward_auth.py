@@ -1,0 +1,332 @@
+"""Benchmark of forward-auth's hot path (not a test): ``/auth`` next to bare aiohttp handlers.
+
+Run (needs ``wrk``: ``apt-get install wrk``; everything stays on 127.0.0.1)::
+
+    .venv/bin/python bench/forward_auth.py [--duration 10] [--connections 32]
+
+One server process hosts, on three loopback ports, the broker's real application (SQLite store,
+its periodic tick running), a bare aiohttp handler that returns 200, and a bare handler that
+does one raw Ed25519 signature verification of the bearer token it is sent. ``wrk`` (one
+thread, in its own process) loads each in turn, for the same duration, and the script prints
+requests/s, p50 and p99 latency, and the ratios:
+
+1. ``/auth`` with a valid session cookie (an allowed request: cache hit, policy decision,
+   identity headers, a cached assertion) vs the bare 200 handler. Goal: >= 0.9x.
+2. ``/auth`` with a bearer token never seen before on every request (a full verification: JOSE
+   header, signature, claims, revocation state, then the decision) vs the bare handler doing one
+   raw signature verification. Goal: >= 0.8x.
+
+The server process logs at WARNING (as with ``log_level = "WARNING"``), so the per-request access
+log line is not part of what is measured. It is bounded in time: two warm-ups of 2 s, four runs
+of ``--duration`` seconds, plus start-up and token generation (a few seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+APP_URL = "https://app.example.com/dashboards/1"
+POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Action": "http:*", "Resource": "https://app.example.com/*"},
+        {"Effect": "Deny", "Action": "http:*", "Resource": "https://app.example.com/admin/*"},
+    ],
+}
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Federated": "local"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {"local:sub": "bench"}},
+        }
+    ],
+}
+FRESH_LUA = """
+local tokens = {}
+for line in io.lines(os.getenv("BENCH_TOKENS")) do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", "/auth", {
+    ["X-Original-Method"] = "GET",
+    ["X-Original-URL"] = "APP_URL",
+    ["Authorization"] = "Bearer " .. tokens[((i - 1) % #tokens) + 1],
+  })
+end
+done = function(summary, latency, requests)
+  io.write(string.format("BENCH_TOKENS_USED %d of %d\\n", i, #tokens))
+end
+""".replace("APP_URL", APP_URL)
+
+
+def write_config(directory: Path) -> Path:
+    (directory / "trust.json").write_text(json.dumps(TRUST))
+    (directory / "access.json").write_text(json.dumps(POLICY))
+    kek = base64.b64encode(secrets.token_bytes(32)).decode()
+    path = directory / "broker.toml"
+    path.write_text(
+        f"""log_level = "WARNING"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://broker.example.com"
+trusted_proxies = ["127.0.0.1/32"]
+[store]
+url = "sqlite:///broker.db"
+[keys]
+kek = "{kek}"
+[providers.local]
+type = "local"
+[roles.app]
+trust_policy = "trust.json"
+policies = ["access.json"]
+[[proxy.public]]
+url = "https://app.example.com/healthz"
+"""
+    )
+    return path
+
+
+# --- the server process ----------------------------------------------------------------------
+
+
+async def serve(directory: Path, fresh: int) -> None:
+    from aiohttp import web
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from broker.config import load_settings
+    from broker.domain import tokens
+    from broker.domain.claims import Identity
+    from broker.web.app import create_app
+    from broker.web.keys import BROKER
+    from broker.web.pages import COOKIES
+
+    logging.basicConfig(level=logging.WARNING)
+    settings = load_settings(directory / "broker.toml")
+    app = create_app(settings)
+    runners = []
+
+    async def start(application: web.Application) -> int:
+        runner = web.AppRunner(application, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        return int(runner.addresses[0][1])
+
+    broker_port = await start(app)
+    broker = app[BROKER]
+
+    async def bare(request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    bare_app = web.Application()
+    bare_app.router.add_route("*", "/auth", bare)
+    bare_port = await start(bare_app)
+
+    jwk = broker.keyring.jwks()["keys"][0]
+    public = ed25519.Ed25519PublicKey.from_public_bytes(
+        base64.urlsafe_b64decode(jwk["x"] + "=" * (-len(jwk["x"]) % 4))
+    )
+
+    async def bare_verify(request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization", "")[len("Bearer ") :]
+        signing_input, _, sig = token.rpartition(".")
+        public.verify(base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4)), signing_input.encode())
+        return web.Response(status=200)
+
+    verify_app = web.Application()
+    verify_app.router.add_route("*", "/auth", bare_verify)
+    verify_port = await start(verify_app)
+
+    now = broker.clock.now()
+    user = await broker.store.upsert_federated_user(
+        "local", "bench", name="bench", email="bench@example.com", groups=["dev"], now=now
+    )
+    identity = Identity("local", "bench", "bench", "bench@example.com", ("dev",), user_id=user.id)
+    _, token = await broker.sessions.create(
+        identity, broker.roles.arn("app"), max_session_duration=3600
+    )
+    base = broker.sessions.verify(token).claims
+    tokens_file = directory / "fresh-tokens.txt"
+    with tokens_file.open("w") as f:
+        for _ in range(fresh):
+            claims = {**base, "jti": secrets.token_urlsafe(16)}
+            f.write(broker.keyring.sign(claims, typ=tokens.SESSION_TYP) + "\n")
+    cookie = f"{app[COOKIES].session}={token}"
+    print(
+        json.dumps(
+            {
+                "broker": broker_port,
+                "bare": bare_port,
+                "verify": verify_port,
+                "cookie": cookie,
+                "tokens": str(tokens_file),
+            }
+        ),
+        flush=True,
+    )
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
+    for r in reversed(runners):
+        await r.cleanup()
+
+
+# --- the load generator ----------------------------------------------------------------------
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+
+def wrk(
+    url: str, *, duration: int, connections: int, headers: dict[str, str], script: Path | None
+) -> dict[str, Any]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    out = subprocess.run(
+        [*cmd, url], capture_output=True, text=True, check=True, timeout=duration + 60
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    used = re.search(r"BENCH_TOKENS_USED (\d+) of (\d+)", out)
+    return {
+        "rps": rps,
+        "p50": p50,
+        "p99": p99,
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+        "tokens_used": (int(used.group(1)), int(used.group(2))) if used else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--fresh-tokens", type=int, default=120_000)
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve, args.fresh_tokens))
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("bench/forward_auth.py needs wrk on PATH (apt-get install wrk)")
+    with tempfile.TemporaryDirectory(prefix="broker-bench-") as tmp:
+        directory = Path(tmp)
+        write_config(directory)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                str(directory),
+                "--fresh-tokens",
+                str(args.fresh_tokens),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        try:
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            while line and not line.startswith("{"):  # the first-start announcement
+                line = server.stdout.readline()
+            ready = json.loads(line)
+            lua = directory / "fresh.lua"
+            lua.write_text(FRESH_LUA)
+            os.environ["BENCH_TOKENS"] = ready["tokens"]
+            session_headers = {
+                "X-Original-Method": "GET",
+                "X-Original-URL": APP_URL,
+                "Cookie": ready["cookie"],
+            }
+            d, c = args.duration, args.connections
+            base = "http://127.0.0.1:{}/auth"
+            for port in (ready["broker"], ready["bare"]):  # warm up
+                wrk(
+                    base.format(port),
+                    duration=2,
+                    connections=c,
+                    headers=session_headers,
+                    script=None,
+                )
+            results = {
+                "auth, valid session": wrk(
+                    base.format(ready["broker"]),
+                    duration=d,
+                    connections=c,
+                    headers=session_headers,
+                    script=None,
+                ),
+                "bare aiohttp 200": wrk(
+                    base.format(ready["bare"]),
+                    duration=d,
+                    connections=c,
+                    headers=session_headers,
+                    script=None,
+                ),
+                "auth, never-seen token": wrk(
+                    base.format(ready["broker"]),
+                    duration=d,
+                    connections=c,
+                    headers={},
+                    script=lua,
+                ),
+                "bare raw signature check": wrk(
+                    base.format(ready["verify"]),
+                    duration=d,
+                    connections=c,
+                    headers={},
+                    script=lua,
+                ),
+            }
+        finally:
+            if server.stdin:
+                server.stdin.close()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    print(f"wrk -t1 -c{args.connections} -d{args.duration}s, loopback, {os.cpu_count()} CPUs")
+    print(f"{'scenario':28} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    for name, r in results.items():
+        print(f"{name:28} {r['rps']:10.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:8d}")
+        if r["tokens_used"] and r["tokens_used"][0] > r["tokens_used"][1]:
+            print(f"  (tokens wrapped around: {r['tokens_used']}; raise --fresh-tokens)")
+    s = results["auth, valid session"]["rps"] / results["bare aiohttp 200"]["rps"]
+    f = results["auth, never-seen token"]["rps"] / results["bare raw signature check"]["rps"]
+    print(f"ratio valid session / bare 200:              {s:.2f}x (goal >= 0.9x)")
+    print(f"ratio never-seen token / bare signature:     {f:.2f}x (goal >= 0.8x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+"""Forward-auth (contract C3): decide a request a reverse proxy is about to forward.
+
+``ForwardAuth.decide`` is the hot path and is synchronous: a public-route check, the credential
+(``CredentialVerifier``: a cache hit is a dict lookup plus the in-memory revocation state), the
+policy decision (``Authorizer``: compiled roles in memory), and identity headers with an assertion
+JWT that is signed at most once per (session, origin) per half its lifetime. No database, no key
+parsing, no awaits.
+
+Auditing without I/O on the hot path: every denial is queued with its reason and written by
+``flush`` (the periodic tick); allows are counted per (session, role, origin, method) and written
+as one event per key and flush. The queue is bounded: past ``MAX_QUEUED_DENIALS`` further denials
+are folded into one summary event per reason, so a flood cannot exhaust memory and is still on
+record.
+
+Statuses: 200 (allowed or public), 401 (no valid credential; ``login_url`` carries the original
+URL), 403 (signed in but not allowed, or the original request is missing, ambiguous, from an
+untrusted peer or malformed). The web layer adds nothing but headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import Counter, OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from broker.clock import Clock
+from broker.config import Settings
+from broker.domain import tokens
+from broker.domain.urls import OriginalRequest, PublicPattern, UrlRejected, public_pattern
+from broker.errors import ConfigError, Unauthenticated
+from broker.policy import Decision
+from broker.service.audit import Auditor, RequestInfo
+from broker.service.authorize import Authorizer
+from broker.service.credentials import Credential, CredentialVerifier
+from broker.signing import KeyRing
+
+log = logging.getLogger(__name__)
+
+AUDIT_ACTION = "forward_auth"
+MAX_QUEUED_DENIALS = 10_000
+MAX_ALLOW_KEYS = 10_000
+MAX_ASSERTIONS = 50_000
+MAX_MEMO = 10_000
+
+# Header names (C3). The web layer strips nothing: it only ever sets these.
+H_USER = "X-Auth-Request-User"
+H_EMAIL = "X-Auth-Request-Email"
+H_GROUPS = "X-Auth-Request-Groups"
+H_ROLE = "X-Auth-Request-Role"
+H_SESSION = "X-Auth-Request-Session"
+H_ASSERTION = "X-Auth-Request-Assertion"
+H_REDIRECT = "X-Auth-Request-Redirect"
+IDENTITY_HEADERS = (H_USER, H_EMAIL, H_GROUPS, H_ROLE, H_SESSION, H_ASSERTION)
+# Public routes answer with the identity headers present and empty: proxies that copy the
+# broker's headers only when present (Caddy 2.6 copies a literal placeholder when absent) then
+# still overwrite whatever a client sent under those names.
+NO_IDENTITY: Mapping[str, str] = dict.fromkeys(IDENTITY_HEADERS, "")
+
+_CONTROL = {c: None for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)}
+
+
+def header_safe(value: str, *, limit: int = 1024) -> str:
+    """A header value without control characters (CR, LF, NUL, C1, line separators)."""
+    if value.isascii() and value.isprintable():
+        return value[:limit]
+    return value.translate(_CONTROL)[:limit]
+
+
+def groups_header(groups: Sequence[str]) -> str:
+    """Comma-joined; a group whose name contains a comma is left out (it would read as two)."""
+    return ",".join(g for g in (header_safe(g, limit=256) for g in groups) if g and "," not in g)
+
+
+def user_name(cred: Credential) -> str:
+    """``<provider>/<subject>``: unique across providers (two IdPs may both have an ``alice``)."""
+    return f"{cred.provider}/{cred.subject}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: int  # 200 | 401 | 403 only
+    reason: str  # for the audit log and operators; never sent to the client
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Denial:
+    time: float
+    status: int
+    reason: str
+    principal: str
+    method: str
+    resource: str
+    req: RequestInfo
+
+
+class ForwardAuth:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        credentials: CredentialVerifier,
+        authorizer: Authorizer,
+        keyring: KeyRing,
+        auditor: Auditor,
+        clock: Clock,
+    ) -> None:
+        self._settings = settings
+        self._credentials = credentials
+        self._authorizer = authorizer
+        self._keys = keyring
+        self._auditor = auditor
+        self._clock = clock
+        self._issuer = settings.server.public_url
+        self._login = settings.server.public_url + "/login?rd="
+        self.assertion_lifetime = settings.proxy.assertion_lifetime
+        self.public: tuple[PublicPattern, ...] = compile_public_routes(
+            [r.url for r in settings.public_routes]
+        )
+        self._assertions: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
+        self._denials: list[_Denial] = []
+        self._overflow: Counter[str] = Counter()
+        self._allows: Counter[tuple[str, str, str, str, str]] = Counter()
+        self._memo: dict[tuple[int, int, str, str, str], tuple[Credential, Any, Decision]] = {}
+        self._memo_second = 0
+
+    # --- the hot path ---------------------------------------------------------------------
+
+    def login_url(self, original_url: str) -> str:
+        return self._login + quote(original_url, safe="")
+
+    def is_public(self, resource: str) -> bool:
+        return any(p.matches(resource) for p in self.public)
+
+    def decide(
+        self,
+        original: OriginalRequest | UrlRejected,
+        tokens_: Sequence[str],
+        req: RequestInfo,
+    ) -> Verdict:
+        """``tokens_``: the credentials presented, in order of preference (cookie, bearer)."""
+        if isinstance(original, UrlRejected):
+            return self._deny(403, original.reason, req)
+        if self.public and self.is_public(original.resource):
+            return Verdict(200, "public_route", NO_IDENTITY)
+        cred: Credential | None = None
+        why = "no_credential"
+        for token in tokens_:
+            try:
+                cred = self._credentials.verify(token)
+                break
+            except Unauthenticated as e:
+                why = e.reason
+        if cred is None:
+            return self._deny(
+                401,
+                why,
+                req,
+                original=original,
+                headers={H_REDIRECT: self.login_url(original.url)},
+            )
+        decision = self._decision(cred, original, req.source_ip)
+        if not decision.allowed:
+            sids = ",".join(m.sid or f"#{m.index}" for m in decision.matched_statements)
+            reason = decision.decision + (f":{sids}" if sids else "")
+            return self._deny(403, reason, req, original=original, cred=cred)
+        key = (cred.session_id, cred.role_arn, original.origin, original.method, req.source_ip)
+        if key in self._allows or len(self._allows) < MAX_ALLOW_KEYS:
+            self._allows[key] += 1
+        return Verdict(200, "allowed", self._identity_headers(cred, original.origin))
+
+    def _decision(self, cred: Credential, original: OriginalRequest, source_ip: str) -> Decision:
+        """The policy decision, memoised within one clock second.
+
+        The request context has one-second resolution (``CurrentTime``, ``EpochTime``), so the
+        same credential, role version, method, URL and source address within the same second
+        always get the same decision: the memo is exact, not an approximation. It is dropped
+        when the second changes.
+        """
+        second = int(self._clock.now())
+        if second != self._memo_second:
+            self._memo.clear()
+            self._memo_second = second
+        role = self._authorizer.role(cred.role_arn)
+        key = (id(cred), id(role), original.method, original.resource, source_ip)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is cred and hit[1] is role:
+            return hit[2]
+        principal = cred.principal
+        context = self._authorizer.context_for(principal, source_ip=source_ip)
+        action = "http:" + original.method
+        decision = self._authorizer.decide(
+            principal,
+            action=action,
+            resource=original.resource,
+            context=context,
+            session_policies=cred.session_policies,
+        )
+        if decision.allowed and original.path != original.path.lower():
+            # Many upstreams match paths case-insensitively: an explicit Deny written in lower
+            # case also applies to /ADMIN/.
+            lowered = self._authorizer.decide(
+                principal,
+                action=action,
+                resource=original.origin + original.path.lower(),
+                context=context,
+                session_policies=cred.session_policies,
+            )
+            if lowered.decision == "explicitDeny":
+                decision = lowered
+        if len(self._memo) < MAX_MEMO:
+            self._memo[key] = (cred, role, decision)
+        return decision
+
+    def _identity_headers(self, cred: Credential, origin: str) -> dict[str, str]:
+        return {
+            H_USER: header_safe(user_name(cred)),
+            H_EMAIL: header_safe(cred.email, limit=320),
+            H_GROUPS: groups_header(cred.groups),
+            H_ROLE: header_safe(cred.role_arn),
+            H_SESSION: header_safe(cred.session_id, limit=128),
+            H_ASSERTION: self.assertion(cred, origin),
+        }
+
+    def assertion(self, cred: Credential, audience: str) -> str:
+        """A JWT for the upstream (``aud`` = its origin); reused for half its lifetime."""
+        now = self._clock.now()
+        key = (cred.session_id, cred.role_arn, audience)
+        hit = self._assertions.get(key)
+        if hit is not None and now < hit[1]:
+            return hit[0]
+        exp = min(now + self.assertion_lifetime, cred.expires_at)
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "sub": cred.user_id,
+            "aud": audience,
+            "iat": int(now),
+            "nbf": int(now),
+            "exp": int(exp),
+            "jti": secrets.token_urlsafe(12),
+            "user": user_name(cred),
+            tokens.CLAIM_EMAIL: cred.email,
+            tokens.CLAIM_GROUPS: list(cred.groups),
+            tokens.CLAIM_ROLE: cred.role_arn,
+            tokens.CLAIM_SID: cred.session_id,
+            tokens.CLAIM_PROVIDER: cred.provider,
+            tokens.CLAIM_SUBJECT: cred.subject,
+        }
+        token = self._keys.sign(claims, typ=tokens.ASSERTION_TYP)
+        reuse_until = now + (exp - now) / 2
+        self._assertions[key] = (token, reuse_until)
+        self._assertions.move_to_end(key)
+        if len(self._assertions) > MAX_ASSERTIONS:
+            self._assertions.popitem(last=False)
+        return token
+
+    def _deny(
+        self,
+        status: int,
+        reason: str,
+        req: RequestInfo,
+        *,
+        original: OriginalRequest | None = None,
+        cred: Credential | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Verdict:
+        self.record_denial(
+            status,
+            reason,
+            req,
+            principal=f"{cred.provider}/{cred.subject}" if cred else "",
+            method=original.method if original else "",
+            resource=original.resource if original else "",
+        )
+        return Verdict(status, reason, headers or {})
+
+    def record_denial(
+        self,
+        status: int,
+        reason: str,
+        req: RequestInfo,
+        *,
+        principal: str = "",
+        method: str = "",
+        resource: str = "",
+    ) -> None:
+        """Queue a denial for the audit log (written by ``flush``); never blocks, never fails."""
+        if len(self._denials) >= MAX_QUEUED_DENIALS:
+            self._overflow[f"{status}:{reason}"] += 1
+            return
+        self._denials.append(
+            _Denial(self._clock.now(), status, reason, principal, method, resource[:2048], req)
+        )
+
+    # --- off the hot path -----------------------------------------------------------------
+
+    async def flush(self) -> int:
+        """Write the queued denials and the counted allows to the audit log; returns events."""
+        denials, self._denials = self._denials, []
+        overflow, self._overflow = self._overflow, Counter()
+        allows, self._allows = self._allows, Counter()
+        for d in denials:
+            await self._auditor.record(
+                AUDIT_ACTION,
+                "failure",
+                req=d.req,
+                principal=d.principal,
+                reason=d.reason,
+                details={"status": d.status, "method": d.method, "resource": d.resource},
+            )
+        for reason, count in overflow.items():
+            await self._auditor.record(
+                AUDIT_ACTION,
+                "failure",
+                reason="denials_over_queue_limit",
+                details={"status_reason": reason, "count": count},
+            )
+        for (sid, role, origin, method, ip), count in allows.items():
+            await self._auditor.record(
+                AUDIT_ACTION,
+                "success",
+                req=RequestInfo(source_ip=ip),
+                principal=role,
+                details={"session": sid, "origin": origin, "method": method, "count": count},
+            )
+        return len(denials) + len(overflow) + len(allows)
+
+
+def compile_public_routes(urls: Sequence[str]) -> tuple[PublicPattern, ...]:
+    patterns: list[PublicPattern] = []
+    problems: list[str] = []
+    for i, url in enumerate(urls):
+        try:
+            patterns.append(public_pattern(url))
+        except UrlRejected as e:
+            problems.append(f"proxy.public[{i}].url: {url!r} cannot be normalised ({e.reason})")
+    if problems:
+        raise ConfigError(problems)
+    return tuple(patterns)

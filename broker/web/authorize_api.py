@@ -1,0 +1,112 @@
+"""``POST /v1/authorize`` (C3): "may this credential do action A on resource R?".
+
+The credential is the ``Authorization: Bearer`` token (a browser session token or an STS
+SessionToken); the JSON body is ``{"action": ..., "resource": ..., "context": {...}}``; the answer
+is ``{"decision", "matched_statements"}`` as in C6, decided by the role's identity policies, its
+permissions boundary and the credential's session policies, in memory. Whoever holds a credential
+may ask about it.
+
+Context keys the broker derives from the credential itself (``PrincipalArn``, ``PrincipalTag/*``,
+``userid``, ``username``, ``SourceIdentity``, ``TokenIssueTime``, ``MultiFactorAuth*``) cannot be
+supplied by the caller: that would let a caller forge its own attributes (400).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from broker.domain.claims import ContextValue
+from broker.errors import Unauthenticated
+from broker.service.credentials import Credential
+from broker.web.keys import BROKER
+from broker.web.oauth import NO_STORE, bearer
+from broker.web.request_info import client_ip
+
+MAX_BODY = 64 * 1024
+MAX_CONTEXT_KEYS = 100
+_RESERVED = (
+    "principalarn",
+    "principaltag/",
+    "userid",
+    "username",
+    "sourceidentity",
+    "tokenissuetime",
+    "multifactorauth",
+)
+
+
+def _error(status: int, code: str, description: str) -> web.Response:
+    headers = dict(NO_STORE)
+    if status == 401:
+        headers["WWW-Authenticate"] = f'Bearer realm="broker", error="{code}"'
+    return web.json_response(
+        {"error": code, "error_description": description}, status=status, headers=headers
+    )
+
+
+def _context(raw: Any) -> dict[str, ContextValue] | str:
+    """The caller's context, or the problem with it."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        return "context must be an object"
+    if len(raw) > MAX_CONTEXT_KEYS:
+        return f"context may hold at most {MAX_CONTEXT_KEYS} keys"
+    out: dict[str, ContextValue] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not key or len(key) > 256 or ":" not in key:
+            return "context keys are 'prefix:Name' strings"
+        name = key.split(":", 1)[1].lower()
+        if key.split(":", 1)[0].lower() in ("aws", "broker") and name.startswith(_RESERVED):
+            return f"context key {key} is set by the broker from the credential"
+        if isinstance(value, str):
+            out[key] = value
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            out[key] = list(value)
+        else:
+            return f"context value of {key} must be a string or a list of strings"
+    return out
+
+
+async def authorize(request: web.Request) -> web.Response:
+    b = request.app[BROKER]
+    token = bearer(request)
+    if token is None:
+        return _error(401, "invalid_token", "Send the credential as Authorization: Bearer.")
+    try:
+        cred: Credential = b.credentials.verify(token)
+    except Unauthenticated:
+        return _error(401, "invalid_token", "The credential is not valid.")
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return _error(413, "invalid_request", "The body is too large.")
+    try:
+        doc = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "invalid_request", "The body must be a JSON object.")
+    if not isinstance(doc, dict):
+        return _error(400, "invalid_request", "The body must be a JSON object.")
+    action, resource = doc.get("action"), doc.get("resource")
+    if not isinstance(action, str) or ":" not in action or len(action) > 256:
+        return _error(400, "invalid_request", "action must be a 'service:Action' string.")
+    if not isinstance(resource, str) or not resource or len(resource) > 2048:
+        return _error(400, "invalid_request", "resource must be a non-empty string.")
+    extra = _context(doc.get("context"))
+    if isinstance(extra, str):
+        return _error(400, "invalid_request", extra)
+    principal = cred.principal
+    context = b.authorizer.context_for(
+        principal,
+        source_ip=client_ip(request, b.settings.server.trusted_proxies),
+        extra=extra,
+    )
+    d = b.authorizer.decide(
+        principal,
+        action=action,
+        resource=resource,
+        context=context,
+        session_policies=cred.session_policies,
+    )
+    return web.json_response(d.to_dict(), headers=NO_STORE)

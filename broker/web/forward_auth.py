@@ -1,0 +1,164 @@
+"""``/auth`` (contract C3): the endpoint reverse proxies call before forwarding a request.
+
+Any method, at ``/auth`` (nginx ``auth_request``, Traefik ForwardAuth, Caddy ``forward_auth``)
+and under ``/auth/`` (Envoy HTTP ``ext_authz`` with ``path_prefix: /auth``, which appends the
+original path). It answers only 200, 401 or 403:
+
+- 200 with ``X-Auth-Request-User``, ``-Email``, ``-Groups``, ``-Role``, ``-Session`` and
+  ``-Assertion`` (on a public route they are present and empty: no identity);
+- 401 when no valid credential came with the request, with ``X-Auth-Request-Redirect`` and
+  ``Location`` = ``<public_url>/login?rd=<original URL>``, and a tiny HTML page that refreshes to
+  the same URL (Traefik, Caddy and Envoy hand a denial's body to the browser as it is);
+- 403 when signed in but not allowed, and when the original request is missing, ambiguous,
+  malformed or comes from a peer not in ``[server] trusted_proxies`` (a 401 there would send the
+  browser round a login loop). An internal error is a 403 too.
+
+The original request is read only from trusted peers (``broker.domain.urls``); the credential is
+the session cookie, then ``Authorization: Bearer``. The decision never looks at the User-Agent
+or at any ``X-Auth-Request-*`` header the client sent. Every denial is audited (batched).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+from broker.domain.urls import (
+    OriginalRequest,
+    UrlRejected,
+    from_envoy,
+    from_forwarded,
+    from_original_url,
+)
+from broker.logs import request_id_var
+from broker.service.audit import RequestInfo
+from broker.service.forward_auth import H_REDIRECT, Verdict
+from broker.web.keys import BROKER
+from broker.web.pages import COOKIES
+from broker.web.request_info import Network, client_ip, peer_is_trusted
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/auth"
+_FORBIDDEN_BODY = "Forbidden\n"
+_NGINX = ("X-Original-URL", "X-Original-Method")
+_FORWARDED = ("X-Forwarded-Uri", "X-Forwarded-Method")
+
+
+def _one(headers: CIMultiDictProxy[str], name: str) -> str:
+    values = headers.getall(name, ())
+    if not values:
+        raise UrlRejected(f"missing_header:{name.lower()}")
+    if len(values) > 1:
+        raise UrlRejected(f"duplicate_header:{name.lower()}")
+    return values[0]
+
+
+_TRUST_MEMO: dict[tuple[str, tuple[Network, ...]], bool] = {}
+
+
+def _trusted(peer: str | None, trusted: tuple[Network, ...]) -> bool:
+    """``peer_is_trusted``, remembered per peer address (proxies are few; the memo is bounded)."""
+    if not peer:
+        return False
+    key = (peer, trusted)
+    hit = _TRUST_MEMO.get(key)
+    if hit is None:
+        hit = peer_is_trusted(peer, trusted)
+        if len(_TRUST_MEMO) >= 4096:
+            _TRUST_MEMO.clear()
+        _TRUST_MEMO[key] = hit
+    return hit
+
+
+def _client_ip(request: web.Request, trusted: tuple[Network, ...]) -> str:
+    peer = request.remote or ""
+    if not _trusted(peer, trusted) or "X-Forwarded-For" not in request.headers:
+        return peer
+    return client_ip(request, trusted)
+
+
+def read_original(request: web.Request, trusted: tuple[Network, ...]) -> OriginalRequest:
+    """The proxied request, from the headers of the one proxy style present (trusted peers)."""
+    if not _trusted(request.remote, trusted):
+        raise UrlRejected("untrusted_peer")
+    h = request.headers
+    raw = request.raw_path
+    envoy = raw.startswith(PREFIX + "/")
+    nginx = any(n in h for n in _NGINX)
+    forwarded = any(n in h for n in _FORWARDED)
+    if envoy + nginx + forwarded > 1:
+        raise UrlRejected("ambiguous_original_request")
+    if nginx:
+        return from_original_url(_one(h, "X-Original-Method"), _one(h, "X-Original-URL"))
+    if forwarded:
+        return from_forwarded(
+            _one(h, "X-Forwarded-Method"),
+            _one(h, "X-Forwarded-Proto"),
+            _one(h, "X-Forwarded-Host"),
+            _one(h, "X-Forwarded-Uri"),
+        )
+    if envoy:
+        proto = _one(h, "X-Forwarded-Proto") if "X-Forwarded-Proto" in h else None
+        return from_envoy(request.method, proto, _one(h, "Host"), raw[len(PREFIX) :])
+    raise UrlRejected("missing_original_request")
+
+
+def presented_tokens(request: web.Request, cookie_name: str) -> list[str]:
+    """The session cookie, then a Bearer token: the first that verifies is used."""
+    found: list[str] = []
+    if "Cookie" in request.headers:
+        cookie = request.cookies.get(cookie_name)
+        if cookie:
+            found.append(cookie)
+    auth = request.headers.get("Authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        found.append(value.strip())
+    return found
+
+
+def respond(verdict: Verdict) -> web.Response:
+    if verdict.status == 200:
+        return web.Response(status=200, headers=verdict.headers)
+    if verdict.status == 401:
+        login = verdict.headers.get(H_REDIRECT)
+        if login is None:  # cannot happen: a 401 always knows the original URL
+            return web.Response(status=401, text="Unauthorized\n")
+        target = html.escape(login, quote=True)
+        body = (
+            '<!doctype html><meta charset="utf-8">'
+            f'<meta http-equiv="refresh" content="0;url={target}">'
+            f'<title>Sign in</title><a href="{target}">Sign in</a>\n'
+        )
+        return web.Response(
+            status=401,
+            headers={H_REDIRECT: login, "Location": login},
+            text=body,
+            content_type="text/html",
+        )
+    return web.Response(status=403, text=_FORBIDDEN_BODY)
+
+
+async def auth(request: web.Request) -> web.StreamResponse:
+    broker = request.app[BROKER]
+    fa = broker.forward_auth
+    trusted = broker.settings.server.trusted_proxies
+    info = RequestInfo(request_id=request_id_var.get(), source_ip=request.remote or "")
+    try:
+        info = RequestInfo(request_id=info.request_id, source_ip=_client_ip(request, trusted))
+        try:
+            original: OriginalRequest | UrlRejected = read_original(request, trusted)
+        except UrlRejected as e:
+            original = e
+        tokens = presented_tokens(request, request.app[COOKIES].session)
+        verdict = fa.decide(original, tokens, info)
+        return respond(verdict)
+    except Exception:
+        # Deny when unsure: never a 500 to the proxy, whatever broke.
+        log.exception("forward-auth failed; denying")
+        fa.record_denial(403, "internal_error", info)
+        return web.Response(status=403, text=_FORBIDDEN_BODY)

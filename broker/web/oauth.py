@@ -1,0 +1,241 @@
+"""OAuth 2.0 endpoints for broker tokens: RFC 8693 token exchange (``POST /oauth2/token``), RFC 7662
+introspection (``POST /oauth2/introspect``) and RFC 7009 revocation (``POST /oauth2/revoke``).
+
+Errors are OAuth JSON (RFC 6749 §5.2): ``{"error", "error_description"}``, ``Cache-Control:
+no-store``. Who may call what:
+
+- token exchange needs no client authentication: the subject token is the proof, as for
+  ``AssumeRoleWithWebIdentity``; the role's trust policy decides.
+- introspection needs a broker credential in ``Authorization: Bearer`` (else 401
+  ``invalid_client``). A token is reported active only to its own holder, or to a caller whose
+  permissions allow ``sts:IntrospectToken`` on the token's role ARN; to anyone else it is
+  ``{"active": false}`` (RFC 7662 §2.2 permits this, and it stops token scanning).
+- revocation needs only the token: whoever holds a token may revoke it (RFC 7009 §2.1 allows
+  this for tokens not bound to a confidential client, and a holder could use it anyway).
+  Invalid or unknown tokens get 200 (§2.2); an IdP's token gets ``unsupported_token_type``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from broker.domain import sts as rules
+from broker.errors import (
+    BrokerError,
+    InvalidClient,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    InvalidTarget,
+    OAuthError,
+    StsAccessDenied,
+    StsError,
+    StsIDPCommunicationError,
+    StsServiceUnavailable,
+    TemporarilyUnavailable,
+    Unauthenticated,
+    UnsupportedGrantType,
+    UnsupportedTokenType,
+)
+from broker.service.credentials import Credential, peek_typ
+from broker.service.sts import BROKER_TYPS
+from broker.web.keys import BROKER
+from broker.web.request_info import request_info
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+TT_ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"
+TT_JWT = "urn:ietf:params:oauth:token-type:jwt"
+TT_ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
+SUBJECT_TYPES = {TT_ID_TOKEN: "id_token", TT_JWT: "jwt", TT_ACCESS_TOKEN: "access_token"}
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_OAUTH_PARAMS = (
+    "grant_type",
+    "subject_token",
+    "subject_token_type",
+    "requested_token_type",
+    "actor_token",
+    "actor_token_type",
+    "scope",
+)
+
+
+def oauth_error(err: BrokerError) -> web.Response:
+    headers = dict(NO_STORE)
+    if isinstance(err, InvalidClient):
+        headers["WWW-Authenticate"] = 'Bearer realm="broker"'
+    return web.json_response(
+        {"error": err.code, "error_description": err.public_message},
+        status=err.status,
+        headers=headers,
+    )
+
+
+def as_oauth(err: BrokerError) -> BrokerError:
+    """An STS refusal in OAuth terms (RFC 8693 §2.2.2); OAuth errors pass through."""
+    if isinstance(err, OAuthError | InvalidRequest):
+        return err
+    if isinstance(err, StsAccessDenied):
+        return InvalidTarget(err.reason)
+    if isinstance(err, StsIDPCommunicationError | StsServiceUnavailable) or err.status >= 500:
+        return TemporarilyUnavailable(err.reason)
+    if isinstance(err, StsError) and err.code in (
+        "ValidationError",
+        "MissingParameter",
+        "InvalidParameterValue",
+        "MalformedPolicyDocument",
+        "PackedPolicyTooLarge",
+    ):
+        return InvalidRequest(err.reason, public_message=err.public_message)
+    return InvalidGrant(err.reason)
+
+
+def _single(form: MultiDictProxy[str | Any], name: str) -> str | None:
+    values = form.getall(name, [])
+    if len(values) > 1:
+        raise InvalidRequest(f"repeated:{name}", public_message=f"{name} is repeated.")
+    if not values:
+        return None
+    value = values[0]
+    if not isinstance(value, str):
+        raise InvalidRequest(f"not_text:{name}")
+    return value
+
+
+def _invalid_request(reason: str, message: str) -> InvalidRequest:
+    return InvalidRequest(reason, public_message=message)
+
+
+def _target_role(form: MultiDictProxy[str | Any], account_id: str, public_url: str) -> str:
+    """The one role ARN named by ``resource`` (RFC 8707) and/or ``scope=role:<name>``."""
+    roles: set[str] = set()
+    for value in form.getall("resource", []):
+        if not isinstance(value, str):
+            raise _invalid_request("resource_not_text", "resource must be text.")
+        try:
+            name = rules.parse_role_arn(value, account_id)
+        except StsError as e:
+            raise InvalidTarget(f"resource:{e.reason}") from e
+        roles.add(rules.role_arn(account_id, name))
+    scope = _single(form, "scope")
+    for item in (scope or "").split():
+        if not item.startswith("role:") or len(item) > 69:
+            raise InvalidScope(f"scope:{item[:64]}")
+        roles.add(rules.role_arn(account_id, item[len("role:") :]))
+    for value in form.getall("audience", []):
+        if value != public_url:
+            raise InvalidTarget("audience_not_broker")
+    if not roles:
+        raise _invalid_request(
+            "no_target", "Name the role with resource=<role ARN> or scope=role:<name>."
+        )
+    if len(roles) > 1:
+        raise InvalidTarget("several_roles")
+    return roles.pop()
+
+
+async def token(request: web.Request) -> web.Response:
+    """RFC 8693 §2.1 token exchange."""
+    b = request.app[BROKER]
+    req = request_info(request, b.settings.server.trusted_proxies)
+    try:
+        form = await request.post()
+        try:
+            grant_type = _single(form, "grant_type")
+            if grant_type is None:
+                raise _invalid_request("missing:grant_type", "grant_type is required.")
+            if grant_type != TOKEN_EXCHANGE:
+                raise UnsupportedGrantType(f"grant_type:{grant_type[:80]}")
+            for name in _OAUTH_PARAMS:
+                _single(form, name)
+            subject_token = _single(form, "subject_token")
+            subject_type = _single(form, "subject_token_type")
+            if not subject_token or not subject_type:
+                raise _invalid_request(
+                    "missing:subject_token", "subject_token and subject_token_type are required."
+                )
+            kind = SUBJECT_TYPES.get(subject_type)
+            if kind is None:
+                raise _invalid_request(
+                    f"subject_token_type:{subject_type[:80]}",
+                    "subject_token_type must be the id_token, jwt or access_token type.",
+                )
+            if form.get("actor_token") is not None:
+                raise _invalid_request("actor_token", "Delegation (actor_token) is not supported.")
+            requested = _single(form, "requested_token_type")
+            if requested not in (None, TT_ACCESS_TOKEN, TT_JWT):
+                raise _invalid_request(
+                    "requested_token_type", "Only access tokens (JWTs) can be issued."
+                )
+            role_arn = _target_role(
+                form, b.settings.server.account_id, b.settings.server.public_url
+            )
+        except BrokerError as e:
+            await b.auditor.record("oauth2.token_exchange", "failure", req=req, reason=e.reason)
+            raise
+        issued = await b.sts.exchange(subject_token, kind, role_arn, req)
+    except BrokerError as e:
+        return oauth_error(as_oauth(e))
+    return web.json_response(
+        {
+            "access_token": issued.session_token,
+            "issued_token_type": requested or TT_ACCESS_TOKEN,
+            "token_type": "Bearer",
+            "expires_in": int(issued.expiration - issued.issued_at),
+            "scope": f"role:{issued.role_arn.rsplit('/', 1)[-1]}",
+        },
+        headers=NO_STORE,
+    )
+
+
+def bearer(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _caller(request: web.Request) -> Credential:
+    value = bearer(request)
+    if value is None:
+        raise InvalidClient("no_bearer")
+    try:
+        cred: Credential = request.app[BROKER].credentials.verify(value)
+    except Unauthenticated as e:
+        raise InvalidClient(f"bearer:{e.reason}") from e
+    return cred
+
+
+async def introspect(request: web.Request) -> web.Response:
+    """RFC 7662 §2."""
+    b = request.app[BROKER]
+    try:
+        caller = _caller(request)
+        form = await request.post()
+        value = _single(form, "token")
+        if not value:
+            raise _invalid_request("missing:token", "token is required.")
+    except BrokerError as e:
+        return oauth_error(as_oauth(e))
+    return web.json_response(b.sts.introspect(caller, value), headers=NO_STORE)
+
+
+async def revoke(request: web.Request) -> web.Response:
+    """RFC 7009 §2."""
+    b = request.app[BROKER]
+    req = request_info(request, b.settings.server.trusted_proxies)
+    try:
+        form = await request.post()
+        value = _single(form, "token")
+        if not value:
+            raise _invalid_request("missing:token", "token is required.")
+        typ = peek_typ(value)
+        if typ and typ not in BROKER_TYPS:
+            raise UnsupportedTokenType(f"typ:{typ[:40]}")
+        await b.sts.revoke(value, req)
+    except BrokerError as e:
+        return oauth_error(as_oauth(e))
+    return web.Response(status=200, headers=NO_STORE)

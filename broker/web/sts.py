@@ -1,0 +1,225 @@
+"""The AWS Query protocol for STS at ``POST /`` (``Action=...&Version=2011-06-15``).
+
+Responses are shaped exactly as AWS STS's: ``<{Action}Response xmlns="https://sts.amazonaws.com/
+doc/2011-06-15/"><{Action}Result>...</{Action}Result><ResponseMetadata><RequestId>`` and, for
+errors, ``<ErrorResponse><Error><Type/><Code/><Message/></Error><RequestId/></ErrorResponse>``
+with AWS's codes and HTTP statuses. Every request gets a fresh UUID ``RequestId`` (also in the
+``x-amzn-RequestId`` header). Errors never leave this surface as HTML or JSON: every
+``BrokerError`` is rendered here, every refusal is audited with its reason.
+
+Actions: ``AssumeRoleWithWebIdentity`` (unsigned), ``AssumeRole`` and ``GetCallerIdentity``
+(SigV4-signed with broker credentials: ``Authorization`` header form).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+
+from broker.domain import sts as rules
+from broker.errors import (
+    BrokerError,
+    StsError,
+    StsInvalidAction,
+    StsInvalidParameterValue,
+    StsServiceUnavailable,
+)
+from broker.service.sts import AssumeParams, IssuedCredentials, StsService
+from broker.web.keys import BROKER
+from broker.web.request_info import request_info
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("AssumeRoleWithWebIdentity", "AssumeRole", "GetCallerIdentity")
+SIGNED = frozenset({"AssumeRole", "GetCallerIdentity"})
+MAX_PARAMS = 500
+
+
+def _xml(status: int, body: str, request_id: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=('<?xml version="1.0" encoding="UTF-8"?>\n' + body).encode("utf-8"),
+        content_type="text/xml",
+        headers={"x-amzn-RequestId": request_id},
+    )
+
+
+def error_response(err: BrokerError, request_id: str) -> web.Response:
+    if not isinstance(err, StsError):
+        if err.status >= 500:
+            err = StsServiceUnavailable(err.reason)
+        else:
+            err = StsInvalidParameterValue(err.reason, public_message=err.public_message)
+    body = (
+        f'<ErrorResponse xmlns="{rules.NAMESPACE}">'
+        f"<Error><Type>{escape(err.sts_type)}</Type><Code>{escape(err.code)}</Code>"
+        f"<Message>{escape(err.public_message)}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    )
+    return _xml(err.status, body, request_id)
+
+
+def _result(action: str, inner: str, request_id: str) -> web.Response:
+    body = (
+        f'<{action}Response xmlns="{rules.NAMESPACE}"><{action}Result>{inner}</{action}Result>'
+        f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
+        f"</{action}Response>"
+    )
+    return _xml(200, body, request_id)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _el(name: str, value: str | int | None) -> str:
+    if value is None or value == "":
+        return ""
+    return f"<{name}>{escape(str(value))}</{name}>"
+
+
+def _credentials_xml(c: IssuedCredentials) -> str:
+    return (
+        "<Credentials>"
+        f"{_el('AccessKeyId', c.access_key_id)}{_el('SecretAccessKey', c.secret_access_key)}"
+        f"{_el('SessionToken', c.session_token)}{_el('Expiration', _iso(c.expiration))}"
+        "</Credentials>"
+        "<AssumedRoleUser>"
+        f"{_el('AssumedRoleId', c.assumed_role_id)}{_el('Arn', c.assumed_role_arn)}"
+        "</AssumedRoleUser>"
+        f"{_el('PackedPolicySize', c.packed_policy_size)}"
+    )
+
+
+def parse_params(query: Mapping[str, str], body: bytes) -> dict[str, str]:
+    """The request's parameters: the query string and the form body together, each name once."""
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_PARAMS)
+    except (UnicodeDecodeError, ValueError):
+        raise StsInvalidParameterValue(
+            "malformed_form", public_message="The request body is not a valid form."
+        ) from None
+    params: dict[str, str] = {}
+    for k, v in [*query.items(), *pairs]:
+        if k in params:
+            raise StsInvalidParameterValue(
+                f"repeated_parameter:{k[:64]}", public_message=f"Parameter {k[:64]} is repeated."
+            )
+        params[k] = v
+    return params
+
+
+def assume_params(params: Mapping[str, str], *, signed: bool) -> AssumeParams:
+    role_arn = rules.require(params, "RoleArn")
+    session_name = rules.require(params, "RoleSessionName")
+    tags: tuple[tuple[str, str], ...] = ()
+    transitive: tuple[str, ...] = ()
+    if signed:
+        tags = tuple(rules.tag_pairs(params))
+        transitive = tuple(rules.member_list(params, "TransitiveTagKeys"))
+        if params.get("SerialNumber") or params.get("TokenCode"):
+            raise StsInvalidParameterValue(
+                "mfa_parameters_unsupported",
+                public_message="SerialNumber and TokenCode are not supported by this broker.",
+            )
+    return AssumeParams(
+        role_arn=role_arn,
+        session_name=session_name,
+        duration=params.get("DurationSeconds"),
+        policy=params.get("Policy"),
+        policy_arns=tuple(rules.member_list(params, "PolicyArns", ".arn")),
+        tags=tags,
+        transitive_tag_keys=transitive,
+        external_id=params.get("ExternalId") if signed else None,
+        source_identity=params.get("SourceIdentity") if signed else None,
+    )
+
+
+def _headers(request: web.Request) -> dict[str, Sequence[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in request.headers.items():
+        out.setdefault(name.lower(), []).append(value)
+    return dict(out)
+
+
+async def query(request: web.Request) -> web.Response:
+    """``POST /``: one STS action."""
+    request_id = str(uuid.uuid4())
+    try:
+        return await _handle(request, request_id)
+    except BrokerError as e:
+        return error_response(e, request_id)
+    except Exception:
+        log.exception("STS request failed")
+        return error_response(StsServiceUnavailable("unhandled"), request_id)
+
+
+async def _handle(request: web.Request, request_id: str) -> web.Response:
+    b = request.app[BROKER]
+    service: StsService = b.sts
+    req = request_info(request, b.settings.server.trusted_proxies)
+    body = await request.read()
+    action = "?"
+    try:
+        params = parse_params(request.query, body)
+        action = params.get("Action", "")
+        version = params.get("Version", "")
+        if action not in ACTIONS or version != rules.API_VERSION:
+            raise StsInvalidAction(
+                f"invalid_action:{action[:64]}:{version[:16]}",
+                public_message=f"Could not find operation {action[:64]} for version {version[:16]}",
+            )
+        cred = None
+        if action in SIGNED:
+            path, _, raw_query = request.raw_path.partition("?")
+            cred = service.authenticate(
+                method=request.method,
+                raw_path=path,
+                raw_query=raw_query,
+                headers=_headers(request),
+                body=body,
+            )
+        p = assume_params(params, signed=True) if action == "AssumeRole" else None
+        token = ""
+        if action == "AssumeRoleWithWebIdentity":
+            p = assume_params(params, signed=False)
+            token = rules.require(params, "WebIdentityToken")
+    except BrokerError as e:
+        await b.auditor.record(
+            f"sts.{action if action in ACTIONS else 'Unknown'}",
+            "failure",
+            req=req,
+            reason=e.reason,
+            details={"request_id": request_id},
+        )
+        raise
+
+    if action == "GetCallerIdentity":
+        assert cred is not None
+        ident = service.caller_identity(cred)
+        inner = (
+            f"{_el('Arn', ident.arn)}{_el('UserId', ident.user_id)}{_el('Account', ident.account)}"
+        )
+        return _result(action, inner, request_id)
+    assert p is not None
+    if action == "AssumeRole":
+        assert cred is not None
+        issued = await service.assume_role(cred, p, req)
+        inner = _credentials_xml(issued) + _el("SourceIdentity", issued.source_identity)
+        return _result(action, inner, request_id)
+    issued = await service.assume_role_with_web_identity(token, p, req)
+    inner = (
+        _credentials_xml(issued)
+        + _el("SubjectFromWebIdentityToken", issued.subject)
+        + _el("Provider", issued.provider)
+        + _el("Audience", issued.audience)
+        + _el("SourceIdentity", issued.source_identity)
+    )
+    return _result(action, inner, request_id)

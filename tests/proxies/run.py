@@ -1,0 +1,159 @@
+"""Render the proxy configs in this directory and run real nginx and Caddy on them.
+
+The site templates (``nginx-site.conf``, ``Caddyfile-site``) are the configs the docs show
+(``tests/forward_auth/test_docs.py`` checks that); the wrappers here add only what a test run
+needs: a private prefix, free ports, logs in files, no admin endpoint, no automatic HTTPS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NGINX_SITE = HERE / "nginx-site.conf"
+CADDY_SITE = HERE / "Caddyfile-site"
+
+
+def render(template: Path, values: Mapping[str, str]) -> str:
+    text = template.read_text(encoding="utf-8")
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", value)
+    if "{{" in text:
+        raise ValueError(f"{template.name}: unfilled placeholder in {text!r}")
+    return text
+
+
+@dataclass
+class Proxy:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 15
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"exited with {process.returncode}: {log.read_text(errors='replace')}"
+            )
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open: {log.read_text(errors='replace')}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def nginx(workdir: Path, *, port: int, broker: str, upstream: str) -> Iterator[Proxy]:
+    """nginx in the foreground (``daemon off``) with its own prefix under ``workdir``."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    prefix = workdir / "nginx"
+    (prefix / "logs").mkdir(parents=True, exist_ok=True)
+    site = prefix / "site.conf"
+    site.write_text(
+        render(
+            NGINX_SITE,
+            {
+                "listen": f"127.0.0.1:{port}",
+                "server_name": "127.0.0.1",
+                "broker": broker,
+                "upstream": upstream,
+            },
+        )
+    )
+    error_log = prefix / "logs" / "error.log"
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"""
+pid {prefix}/nginx.pid;
+error_log {error_log} info;
+worker_processes 1;
+events {{ worker_connections 256; }}
+http {{
+    access_log {prefix}/logs/access.log;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {site};
+}}
+"""
+    )
+    with open(prefix / "logs" / "stderr.log", "wb") as out:
+        process = subprocess.Popen(
+            [binary, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, process, error_log)
+        yield Proxy("nginx", f"http://127.0.0.1:{port}", process, error_log)
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def caddy(workdir: Path, *, port: int, broker: str, upstream: str) -> Iterator[Proxy]:
+    """``caddy run`` with the admin endpoint off, no automatic HTTPS, state under ``workdir``."""
+    binary = shutil.which("caddy") or "/usr/bin/caddy"
+    home = workdir / "caddy"
+    home.mkdir(parents=True, exist_ok=True)
+    site = home / "site.caddy"
+    site.write_text(
+        render(
+            CADDY_SITE,
+            {
+                "site": f"http://127.0.0.1:{port}",
+                "host": f"127.0.0.1:{port}",
+                "broker": broker,
+                "upstream": upstream,
+            },
+        )
+    )
+    caddyfile = home / "Caddyfile"
+    caddyfile.write_text("{\n\tadmin off\n\tauto_https off\n}\n\nimport " + str(site) + "\n")
+    log = home / "caddy.log"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_DATA_HOME": str(home / "data"),
+    }
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [binary, "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        wait_for_port(port, process, log)
+        yield Proxy("caddy", f"http://127.0.0.1:{port}", process, log)
+    finally:
+        _stop(process)
