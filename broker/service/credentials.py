@@ -117,6 +117,18 @@ class CredentialVerifier:
     def _verify_session(self, token: str) -> Credential:
         return credential_from_session(self._sessions.verify(token))
 
+    def still_valid(self, cred: Credential, now: float) -> bool:
+        """Not expired and not revoked: what a cache hit must re-check every time."""
+        return now < cred.expires_at and not self._revocations.is_revoked(
+            session_id=cred.session_id,
+            user_id=cred.user_id,
+            role_arn=cred.role_arn,
+            issued_at=cred.issued_at,
+        )
+
+    def note_seen(self, cred: Credential, now: float) -> None:
+        self._sessions.note_seen(cred.session_id, now)
+
     def verify(self, token: str) -> Credential:
         """Raises ``Unauthenticated`` with the failed check as its reason."""
         now = self._clock.now()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import Counter, OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -87,6 +87,17 @@ class Verdict:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+_AllowKey = tuple[str, str, str, str, str]  # session, role, origin, method, source address
+
+
+@dataclass(frozen=True)
+class _Allowed:
+    verdict: Verdict
+    cred: Credential
+    role: Any  # the CompiledRole the decision was made with (identity, not equality)
+    allow_key: _AllowKey
+
+
 @dataclass(frozen=True)
 class _Denial:
     time: float
@@ -124,9 +135,12 @@ class ForwardAuth:
         self._assertions: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
         self._denials: list[_Denial] = []
         self._overflow: Counter[str] = Counter()
-        self._allows: Counter[tuple[str, str, str, str, str]] = Counter()
+        self._allows: Counter[_AllowKey] = Counter()
         self._memo: dict[tuple[int, int, str, str, str], tuple[Credential, Any, Decision]] = {}
         self._memo_second = 0
+        # Allowed verdicts by the exact raw request (see ``cached``), for the current second.
+        self._verdicts: dict[Hashable, _Allowed] = {}
+        self._verdicts_second = 0
 
     # --- the hot path ---------------------------------------------------------------------
 
@@ -136,13 +150,43 @@ class ForwardAuth:
     def is_public(self, resource: str) -> bool:
         return any(p.matches(resource) for p in self.public)
 
+    def cached(self, raw: Hashable) -> Verdict | None:
+        """The allowed verdict for a byte-identical request seen earlier in this clock second.
+
+        ``raw`` is the whole request as received (peer, method, raw path, every raw header), so
+        everything ``decide`` reads is the same; the decision's time inputs have one-second
+        resolution, so within the second only state can differ, and that is re-checked here:
+        the credential's expiry and revocation, and the role's compiled version. Denials are
+        never cached (each one is audited).
+        """
+        now = self._clock.now()
+        if int(now) != self._verdicts_second:
+            return None
+        hit = self._verdicts.get(raw)
+        if hit is None:
+            return None
+        if (
+            not self._credentials.still_valid(hit.cred, now)
+            or self._authorizer.role(hit.cred.role_arn) is not hit.role
+        ):
+            del self._verdicts[raw]
+            return None
+        self._allows[hit.allow_key] += 1
+        self._credentials.note_seen(hit.cred, now)
+        return hit.verdict
+
     def decide(
         self,
         original: OriginalRequest | UrlRejected,
         tokens_: Sequence[str],
         req: RequestInfo,
+        *,
+        raw: Hashable | None = None,
     ) -> Verdict:
-        """``tokens_``: the credentials presented, in order of preference (cookie, bearer)."""
+        """``tokens_``: the credentials presented, in order of preference (cookie, bearer).
+
+        With ``raw`` (the request as received, see ``cached``), an allowed verdict is remembered
+        for the rest of the clock second."""
         if isinstance(original, UrlRejected):
             return self._deny(403, original.reason, req)
         if self.public and self.is_public(original.resource):
@@ -171,7 +215,21 @@ class ForwardAuth:
         key = (cred.session_id, cred.role_arn, original.origin, original.method, req.source_ip)
         if key in self._allows or len(self._allows) < MAX_ALLOW_KEYS:
             self._allows[key] += 1
-        return Verdict(200, "allowed", self._identity_headers(cred, original.origin))
+        verdict = Verdict(200, "allowed", self._identity_headers(cred, original.origin))
+        if raw is not None:
+            self._remember(raw, verdict, cred, key)
+        return verdict
+
+    def _remember(
+        self, raw: Hashable, verdict: Verdict, cred: Credential, allow_key: _AllowKey
+    ) -> None:
+        second = int(self._clock.now())
+        if second != self._verdicts_second:
+            self._verdicts.clear()
+            self._verdicts_second = second
+        if len(self._verdicts) < MAX_MEMO:
+            role = self._authorizer.role(cred.role_arn)
+            self._verdicts[raw] = _Allowed(verdict, cred, role, allow_key)
 
     def _decision(self, cred: Credential, original: OriginalRequest, source_ip: str) -> Decision:
         """The policy decision, memoised within one clock second.
@@ -299,34 +357,47 @@ class ForwardAuth:
     # --- off the hot path -----------------------------------------------------------------
 
     async def flush(self) -> int:
-        """Write the queued denials and the counted allows to the audit log; returns events."""
+        """Hand the queued denials and the counted allows to the auditor's batch (one
+        transaction, not one per event) and wait until they are committed; returns how many
+        events were handed over. If the store refuses, ``StoreError`` is raised and the auditor
+        keeps the events and retries them. While the auditor is backlogged nothing is handed
+        over: the events wait here, where the queue is bounded and folds a flood into summaries
+        (so this never blocks the periodic tick)."""
+        if self._auditor.backlogged:
+            return 0
         denials, self._denials = self._denials, []
         overflow, self._overflow = self._overflow, Counter()
         allows, self._allows = self._allows, Counter()
+        record = self._auditor.record_batched
         for d in denials:
-            await self._auditor.record(
+            await record(
                 AUDIT_ACTION,
                 "failure",
                 req=d.req,
                 principal=d.principal,
                 reason=d.reason,
                 details={"status": d.status, "method": d.method, "resource": d.resource},
+                at=d.time,
+                wait=False,
             )
         for reason, count in overflow.items():
-            await self._auditor.record(
+            await record(
                 AUDIT_ACTION,
                 "failure",
                 reason="denials_over_queue_limit",
                 details={"status_reason": reason, "count": count},
+                wait=False,
             )
         for (sid, role, origin, method, ip), count in allows.items():
-            await self._auditor.record(
+            await record(
                 AUDIT_ACTION,
                 "success",
                 req=RequestInfo(source_ip=ip),
                 principal=role,
                 details={"session": sid, "origin": origin, "method": method, "count": count},
+                wait=False,
             )
+        await self._auditor.flush()
         return len(denials) + len(overflow) + len(allows)
 
 

@@ -27,7 +27,7 @@ STATIC = Path(__file__).parent / "static"
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
-    app = web.Application(middlewares=[request_context, pages.refreshed_cookie])
+    app = web.Application(middlewares=[request_context])
     app[SETTINGS] = settings
     app[RENDERER] = Renderer()
     app[METRICS] = Counter()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import logging
+import secrets
 
 from aiohttp import web
 from multidict import CIMultiDictProxy
@@ -146,8 +147,15 @@ def respond(verdict: Verdict) -> web.Response:
 async def auth(request: web.Request) -> web.StreamResponse:
     broker = request.app[BROKER]
     fa = broker.forward_auth
+    # The request exactly as received: a byte-identical repeat within the same second gets
+    # the same (re-checked) verdict without parsing anything again.
+    raw = (request.remote, request.method, request.raw_path, request.raw_headers)
+    hit = fa.cached(raw)
+    if hit is not None:
+        return web.Response(status=200, headers=hit.headers)
     trusted = broker.settings.server.trusted_proxies
-    info = RequestInfo(request_id=request_id_var.get(), source_ip=request.remote or "")
+    info = RequestInfo(request_id=secrets.token_hex(8), source_ip=request.remote or "")
+    request_id_var.set(info.request_id)  # this task's own context: log lines carry it
     try:
         info = RequestInfo(request_id=info.request_id, source_ip=_client_ip(request, trusted))
         try:
@@ -155,7 +163,7 @@ async def auth(request: web.Request) -> web.StreamResponse:
         except UrlRejected as e:
             original = e
         tokens = presented_tokens(request, request.app[COOKIES].session)
-        verdict = fa.decide(original, tokens, info)
+        verdict = fa.decide(original, tokens, info, raw=raw)
         return respond(verdict)
     except Exception:
         # Deny when unsure: never a 500 to the proxy, whatever broke.

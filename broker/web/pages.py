@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from broker.errors import (
     CsrfError,
@@ -65,10 +64,8 @@ async def current_session(request: web.Request) -> SessionContext | None:
     return ctx
 
 
-@web.middleware
-async def refreshed_cookie(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Set the session cookie again when a handler's ``current_session`` refreshed its token."""
-    resp: web.StreamResponse = await handler(request)
+def apply_refreshed_cookie(request: web.Request, resp: web.StreamResponse) -> None:
+    """Set the session cookie again when ``current_session`` refreshed its token."""
     new = request.get(NEW_SESSION_TOKEN)
     if new is not None and resp.status < 400:
         token, expires_at = new
@@ -76,7 +73,6 @@ async def refreshed_cookie(request: web.Request, handler: Handler) -> web.Stream
         request.app[COOKIES].set(
             resp, request.app[COOKIES].session, token, max_age=expires_at - now
         )
-    return resp
 
 
 async def _checked_form(
