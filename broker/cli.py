@@ -128,6 +128,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
 def cmd_audit_list(args: argparse.Namespace) -> int:
     async def run(broker: Any) -> Any:
+        await broker.auditor.flush()  # nothing batched in this process is left out
         return await broker.store.list_audit(limit=args.limit, action=args.action)
 
     events = asyncio.run(_with_broker(_settings(args), run))

@@ -22,7 +22,13 @@ more often than ``retire_leeway`` (default 5 minutes) so those tokens are covere
 The hot path. ``sign()``, ``verify()`` and ``jwks()`` are synchronous and touch no database:
 keys are decrypted and parsed once per ``kid`` and kept as ``cryptography`` objects. A token
 signed by a key this instance has not seen yet fails with ``unknown_kid``; callers may
-``refresh()`` (rate-limited) and try again.
+``refresh()`` (rate-limited) and try again. Compact JWS is handled here rather than by PyJWT:
+``verify`` sits on forward-auth's path for every never-seen token, where PyJWT's generic
+machinery (option merging, algorithm lookup, key preparation, its own header parse) cost about
+as much as the signature check itself. The JOSE header of a token that verified is remembered by
+its encoded form (all tokens of one key and ``typ`` share it), so the next token with that
+header skips its parse; the checks that depend on the ring's keys, the clock or the caller's
+``typ`` still run on every call.
 """
 
 from __future__ import annotations
@@ -30,25 +36,29 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import calendar
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import math
 import os
-import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import jwt
-import jwt.exceptions as jwt_errors
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from broker.clock import Clock
@@ -66,7 +76,8 @@ RSA_BITS = 3072
 _KEY_FORMAT = b"v1:"
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_HEADER_CACHE_SIZE = 1024  # distinct verified JOSE headers remembered (keys x typs in practice)
+_ES256_BYTES = 32  # RFC 7518 §3.4: an ES256 signature is r || s, each 32 bytes big-endian
 
 # RFC 8725 §3.10 / RFC 7515 §4.1: headers that would let a token name its own key or make us
 # process extensions we do not implement. Broker tokens carry exactly alg, kid and typ.
@@ -187,9 +198,17 @@ def _b64url(data: bytes) -> str:
 
 
 def _b64url_decode(text: str) -> bytes:
-    if not _B64URL.match(text) or len(text) % 4 == 1:
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict base64url (RFC 7515 §2): ``text`` must be exactly the unpadded, canonical encoding
+    of what it decodes to, else ``ValueError``.
+
+    Re-encoding and comparing rejects in one step everything the lenient decoder would let
+    through: ``=`` padding, characters outside the alphabet (silently dropped by it), ``+`` and
+    ``/``, a length of 4n+1, and non-zero trailing bits (so one signature has one spelling).
+    """
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))  # ValueError if not ASCII
+    if _b64url(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
 
 
 def _uint(n: int, length: int | None = None) -> str:
@@ -234,6 +253,65 @@ def _thumbprint(members: Mapping[str, str]) -> str:
     return _b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
+Signer = Callable[[bytes], bytes]  # signing input -> JWS signature bytes
+Verifier = Callable[[bytes, bytes], bool]  # (JWS signature bytes, signing input) -> valid?
+
+_SHA256 = hashes.SHA256()
+_ECDSA_SHA256 = ec.ECDSA(_SHA256)
+_PKCS1V15 = padding.PKCS1v15()
+
+
+def _signer(key: PrivateKey) -> Signer:
+    """RFC 7518 §3.3 (RS256), §3.4 (ES256: raw r || s, not DER), RFC 8037 §3.1 (EdDSA)."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+
+        def sign_es256(data: bytes) -> bytes:
+            r, s = decode_dss_signature(key.sign(data, _ECDSA_SHA256))
+            return r.to_bytes(_ES256_BYTES, "big") + s.to_bytes(_ES256_BYTES, "big")
+
+        return sign_es256
+    return functools.partial(key.sign, padding=_PKCS1V15, algorithm=_SHA256)
+
+
+def _verifier(key: PublicKey) -> Verifier:
+    """The signature check for this key's one algorithm (made once per key, not per token)."""
+    if isinstance(key, ed25519.Ed25519PublicKey):
+
+        def verify_eddsa(signature: bytes, data: bytes) -> bool:
+            try:
+                key.verify(signature, data)
+            except InvalidSignature:
+                return False
+            return True
+
+        return verify_eddsa
+    if isinstance(key, ec.EllipticCurvePublicKey):
+
+        def verify_es256(signature: bytes, data: bytes) -> bool:
+            if len(signature) != 2 * _ES256_BYTES:  # not r || s: no DER re-encoding guesswork
+                return False
+            r = int.from_bytes(signature[:_ES256_BYTES], "big")
+            s = int.from_bytes(signature[_ES256_BYTES:], "big")
+            try:
+                key.verify(encode_dss_signature(r, s), data, _ECDSA_SHA256)
+            except InvalidSignature:
+                return False
+            return True
+
+        return verify_es256
+
+    def verify_rs256(signature: bytes, data: bytes) -> bool:
+        try:  # a signature of the wrong length is an InvalidSignature too
+            key.verify(signature, data, _PKCS1V15, _SHA256)
+        except InvalidSignature:
+            return False
+        return True
+
+    return verify_rs256
+
+
 @dataclass(frozen=True, slots=True)
 class _Key:
     """A usable key: the stored record's dates plus the parsed key material."""
@@ -246,6 +324,8 @@ class _Key:
     created_at: float
     retired_at: float | None
     expires_at: float | None
+    sign: Signer = dataclasses.field(repr=False, compare=False)
+    verify: Verifier = dataclasses.field(repr=False, compare=False)
 
     def signs_at(self, now: float) -> bool:
         return self.retired_at is None or self.retired_at > now
@@ -257,7 +337,18 @@ class _Key:
 def _material(private_key: PrivateKey, algorithm: Algorithm, kid: str) -> _Key:
     public_key: PublicKey = private_key.public_key()
     jwk = {**_key_members(public_key), "kid": kid, "alg": algorithm, "use": "sig"}
-    return _Key(kid, algorithm, private_key, public_key, jwk, 0.0, None, None)
+    return _Key(
+        kid,
+        algorithm,
+        private_key,
+        public_key,
+        jwk,
+        0.0,
+        None,
+        None,
+        sign=_signer(private_key),
+        verify=_verifier(public_key),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,18 +359,16 @@ class _State:
 
 _EMPTY = _State(keys={}, current=None)
 
-_DECODE_OPTIONS_BASE: dict[str, Any] = {
-    "verify_signature": True,
-    # exp, nbf and iat are checked against the injected clock below, not the system time
-    "verify_exp": False,
-    "verify_nbf": False,
-    "verify_iat": False,
-    "verify_iss": True,
-    "verify_sub": True,
-    "verify_jti": True,
-    "require": ["exp", "iat", "iss", "jti"],
-    "strict_aud": False,
-}
+_REQUIRED_CLAIMS = ("exp", "iat", "iss", "jti")  # checked in this order; null counts as absent
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    """A JOSE header that passed the checks depending on it alone (see ``_check_header``)."""
+
+    kid: str
+    alg: object  # as the token says; compared with the key's algorithm on every use
+    typ: str | None  # normalized by ``_norm_typ``; None if absent or not a string
 
 
 class KeyRing:
@@ -316,7 +405,8 @@ class KeyRing:
         self._state = _EMPTY
         self._parsed: dict[str, _Key] = {}  # key material by kid, parsed once
         self._lock = asyncio.Lock()
-        self._jwt = jwt.PyJWT()
+        # encoded header segment -> its parse; only headers of tokens whose signature verified
+        self._headers: dict[str, _Header] = {}
 
     def __repr__(self) -> str:
         current = self._state.current
@@ -511,14 +601,25 @@ class KeyRing:
         return current
 
     def sign(self, claims: Mapping[str, Any], *, typ: str) -> str:
-        """A compact JWS of ``claims`` with header ``{alg, kid, typ}``; no claim is added."""
+        """A compact JWS of ``claims`` with header ``{alg, kid, typ}``; no claim is added.
+
+        Byte for byte what ``jwt.encode`` made (sorted header, compact JSON), without its
+        per-call algorithm lookup and key preparation; the header segment is made once per
+        (key, typ).
+        """
         key = self._current()
-        return jwt.encode(
-            dict(claims),
-            key.private_key,
-            algorithm=key.algorithm,
-            headers={"kid": key.kid, "typ": typ},
+        payload = dict(claims)
+        for name in ("exp", "iat", "nbf"):  # as PyJWT did: datetimes become NumericDates
+            if isinstance(payload.get(name), datetime):
+                payload[name] = calendar.timegm(payload[name].utctimetuple())
+        if "iss" in payload and not isinstance(payload["iss"], str):
+            raise TypeError("Issuer (iss) must be a string.")
+        signing_input = (
+            _header_segment(key.algorithm, key.kid, typ)
+            + "."
+            + _b64url(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
         )
+        return signing_input + "." + _b64url(key.sign(signing_input.encode("ascii")))
 
     def verify(
         self,
@@ -530,61 +631,43 @@ class KeyRing:
     ) -> dict[str, Any]:
         """The claims of a broker token, after every check; raises ``InvalidToken(reason)``.
 
-        Checks, in order: the header (parsable, no key-naming or critical headers), the ``kid``
-        (a key of this ring, not expired), the ``alg`` (exactly the key's own), the ``typ``,
-        the signature, ``iss`` = the issuer, ``exp``/``iat``/``jti`` present, ``aud`` (one of
-        ``audience``; ``None`` means the audience is not checked), then the times against the
-        clock with ``leeway``: ``exp`` (``ExpiredToken``, reason ``expired``), ``nbf`` and
-        ``iat`` (``not_yet_valid``).
+        Checks, in order: the form (three segments, at most ``MAX_TOKEN_LENGTH``), the header
+        (parsable, no key-naming or critical headers, only alg/kid/typ/cty), the ``kid`` (a key
+        of this ring, not expired), the ``alg`` (exactly the key's own), the ``typ``, the
+        payload and signature encodings, the signature, the payload (a JSON object), ``exp``,
+        ``iat``, ``iss``, ``jti`` present, ``iss`` = the issuer, ``aud`` (one of ``audience``;
+        ``None`` means the audience is not checked), ``sub`` and ``jti`` strings, then the times
+        against the clock with ``leeway``: ``exp`` (``ExpiredToken``, reason ``expired``),
+        ``nbf`` and ``iat`` (``not_yet_valid``).
         """
-        header = _parse_header(token)
-        for name in _FORBIDDEN_HEADERS:
-            if name in header:
-                raise InvalidToken(f"forbidden_header:{name}")
-        if not _ALLOWED_HEADERS.issuperset(header):
-            raise InvalidToken("unexpected_header")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise InvalidToken("missing_kid")
+        header_segment, payload_segment, signature_segment = _split(token)
+        header = self._headers.get(header_segment)
+        seen = header is not None
+        if header is None:
+            header = _check_header(header_segment)
+        # never cached: the ring's keys change on refresh and expire with the clock
         now = self._clock.now()
-        key = self._state.keys.get(kid)
+        key = self._state.keys.get(header.kid)
         if key is None or not key.live_at(now):
             raise InvalidToken("unknown_kid")
-        if header.get("alg") != key.algorithm:
+        if header.alg != key.algorithm:
             raise InvalidToken("alg_mismatch")
-        if not _typ_matches(header.get("typ"), typ):
+        if header.typ is None or header.typ != _norm_typ(typ):
             raise InvalidToken("typ_mismatch")
 
-        options: Any = {**_DECODE_OPTIONS_BASE, "verify_aud": audience is not None}
-        aud: str | list[str] | None = (
-            audience if audience is None or isinstance(audience, str) else list(audience)
-        )
         try:
-            claims = self._jwt.decode(
-                token,
-                key.public_key,
-                algorithms=[key.algorithm],
-                options=options,
-                audience=aud,
-                issuer=self._issuer,
-            )
-        except jwt_errors.InvalidSignatureError as e:
-            raise InvalidToken("bad_signature") from e
-        except jwt_errors.MissingRequiredClaimError as e:
-            raise InvalidToken(f"missing_claim:{e.claim}") from e
-        except jwt_errors.InvalidIssuerError as e:
-            raise InvalidToken("iss_mismatch") from e
-        except jwt_errors.InvalidAudienceError as e:
-            raise InvalidToken("aud_mismatch") from e
-        except jwt_errors.InvalidAlgorithmError as e:
-            raise InvalidToken("alg_mismatch") from e
-        except jwt_errors.InvalidSubjectError as e:
-            raise InvalidToken("invalid_claim:sub") from e
-        except jwt_errors.InvalidJTIError as e:
-            raise InvalidToken("invalid_claim:jti") from e
-        except jwt_errors.PyJWTError as e:
-            raise InvalidToken("malformed") from e
+            payload = _b64url_decode(payload_segment)
+            signature = _b64url_decode(signature_segment)
+        except ValueError:
+            raise InvalidToken("malformed") from None
+        signing_input = token[: len(header_segment) + 1 + len(payload_segment)]
+        if not key.verify(signature, signing_input.encode("ascii")):
+            raise InvalidToken("bad_signature")
+        if not seen:
+            self._remember(header_segment, header)
 
+        claims = _parse_payload(payload)
+        _check_claims(claims, issuer=self._issuer, audience=audience)
         exp = _time_claim(claims, "exp")
         iat = _time_claim(claims, "iat")
         nbf = _time_claim(claims, "nbf") if "nbf" in claims else None
@@ -593,6 +676,17 @@ class KeyRing:
         if (nbf is not None and nbf > now + leeway) or iat > now + leeway:
             raise InvalidToken("not_yet_valid")
         return claims
+
+    def _remember(self, header_segment: str, header: _Header) -> None:
+        """Cache a header, evicting the oldest entry when full.
+
+        Only called once a token with this header has a valid signature, so what is cached was
+        made by a holder of one of our keys: unauthenticated traffic can neither grow the cache
+        nor push the real headers out of it.
+        """
+        if len(self._headers) >= _HEADER_CACHE_SIZE:
+            del self._headers[next(iter(self._headers))]
+        self._headers[header_segment] = header
 
     def jwks(self) -> dict[str, Any]:
         """RFC 7517 §5 JWK Set: the current key first, then retired keys not yet expired."""
@@ -605,36 +699,103 @@ class KeyRing:
         return {"keys": [dict(k.public_jwk) for k in keys]}
 
 
-def _parse_header(token: str) -> dict[str, Any]:
-    """The JOSE header of a compact JWS (RFC 7515 §7.1), or ``InvalidToken("malformed")``."""
+@functools.lru_cache(maxsize=256)
+def _header_segment(alg: str, kid: str, typ: str) -> str:
+    """The encoded JOSE header ``sign`` uses: sorted keys, no whitespace, as ``jwt.encode``."""
+    header = {"alg": alg, "kid": kid, "typ": typ} if typ else {"alg": alg, "kid": kid}
+    return _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8"))
+
+
+def _split(token: str) -> tuple[str, str, str]:
+    """The three segments of a compact JWS (RFC 7515 §7.1), or ``InvalidToken("malformed")``."""
     if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken("malformed")
-    parts = token.split(".")
+    parts = token.split(".", 3)  # a fourth part is enough to reject
     if len(parts) != 3 or not parts[0] or not parts[1]:
         raise InvalidToken("malformed")
+    return parts[0], parts[1], parts[2]
+
+
+def _check_header(segment: str) -> _Header:
+    """Parse a JOSE header and check what depends on it alone: it is a JSON object, it names no
+    key and no extension (RFC 8725 §3.10), it has only the members broker tokens use, and a
+    ``kid``. The rest (kid known, alg, typ) depends on the ring and the caller: see ``verify``.
+    """
     try:
-        header = json.loads(_b64url_decode(parts[0]))
-    except (ValueError, RecursionError, UnicodeDecodeError):
+        header = json.loads(_b64url_decode(segment))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise InvalidToken("malformed") from None
     if not isinstance(header, dict):
         raise InvalidToken("malformed")
-    return header
+    for name in _FORBIDDEN_HEADERS:
+        if name in header:
+            raise InvalidToken(f"forbidden_header:{name}")
+    if not _ALLOWED_HEADERS.issuperset(header):
+        raise InvalidToken("unexpected_header")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidToken("missing_kid")
+    typ = header.get("typ")
+    return _Header(
+        kid=kid, alg=header.get("alg"), typ=_norm_typ(typ) if isinstance(typ, str) else None
+    )
 
 
-def _typ_matches(value: object, expected: str) -> bool:
-    """RFC 7515 §4.1.9: compared case-insensitively, ``application/`` may be left out."""
-    if not isinstance(value, str):
-        return False
+def _norm_typ(typ: str) -> str:
+    """RFC 7515 §4.1.9: ``typ`` compares case-insensitively and ``application/`` may be left out."""
+    typ = typ.lower()
+    return typ[len("application/") :] if typ.startswith("application/") else typ
 
-    def norm(t: str) -> str:
-        t = t.lower()
-        return t[len("application/") :] if t.startswith("application/") else t
 
-    return norm(value) == norm(expected)
+def _parse_payload(payload: bytes) -> dict[str, Any]:
+    """The JWT claims set: a JSON object (RFC 7519 §7.2 step 10), else ``malformed``."""
+    try:
+        claims = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise InvalidToken("malformed") from None
+    if not isinstance(claims, dict):
+        raise InvalidToken("malformed")
+    return claims
+
+
+def _check_claims(
+    claims: Mapping[str, Any], *, issuer: str, audience: str | Sequence[str] | None
+) -> None:
+    """The registered claims other than the times, with the reasons (and order) PyJWT's
+    validation gave: required claims, ``iss``, ``aud``, then ``sub`` and ``jti`` types."""
+    for name in _REQUIRED_CLAIMS:
+        if claims.get(name) is None:
+            raise InvalidToken(f"missing_claim:{name}")
+    iss = claims["iss"]
+    if not isinstance(iss, str) or iss != issuer:
+        raise InvalidToken("iss_mismatch")
+    if audience is not None:
+        _check_audience(claims.get("aud"), audience)
+    if "sub" in claims and not isinstance(claims["sub"], str):
+        raise InvalidToken("invalid_claim:sub")
+    if not isinstance(claims["jti"], str):
+        raise InvalidToken("invalid_claim:jti")
+
+
+def _check_audience(aud: object, audience: str | Sequence[str]) -> None:
+    """RFC 7519 §4.1.3: ``aud`` (a string or a list of strings) names one of ``audience``."""
+    if not aud:  # absent, null, "" or []
+        raise InvalidToken("missing_claim:aud")
+    named = [aud] if isinstance(aud, str) else aud
+    if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
+        raise InvalidToken("aud_mismatch")
+    expected = (audience,) if isinstance(audience, str) else audience
+    if not any(a in named for a in expected):
+        raise InvalidToken("aud_mismatch")
 
 
 def _time_claim(claims: Mapping[str, Any], name: str) -> float:
     value = claims[name]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidToken(f"invalid_claim:{name}")
+    try:
+        if not math.isfinite(value):
+            raise InvalidToken(f"invalid_claim:{name}")
+    except OverflowError:  # an integer no float can hold (JSON allows 10**400)
+        raise InvalidToken(f"invalid_claim:{name}") from None
     return float(value)

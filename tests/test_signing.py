@@ -10,13 +10,16 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import math
 import stat
 import warnings
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jwt
+import jwt.exceptions as jwt_errors
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -25,6 +28,7 @@ from joserfc import jwt as jose_jwt
 from joserfc.errors import BadSignatureError, SecurityWarning
 from joserfc.jwk import KeySet
 
+from broker import signing
 from broker.clock import FrozenClock
 from broker.config import Algorithm
 from broker.errors import ExpiredToken, InvalidToken, KeyRingError, RecordNotFound
@@ -760,3 +764,282 @@ def test_bad_construction(kwargs: dict[str, Any]) -> None:
     }
     with pytest.raises(KeyRingError):
         KeyRing(FakeStore(), **args)  # type: ignore[arg-type]
+
+
+# --- the lean JWS code against PyJWT -----------------------------------------------------------
+# ``sign`` and ``verify`` no longer go through PyJWT; these tests hold them to what it did.
+
+_REFERENCE_OPTIONS: Any = {
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "require": ["exp", "iat", "iss", "jti"],
+}
+
+
+def _outcome(verify: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
+    """The claims, or the exception's type and reason."""
+    try:
+        return verify(*args, **kwargs)
+    except InvalidToken as e:
+        return (type(e).__name__, e.reason)
+
+
+def _reference_verify(e: Env, token: str, audience: Any, leeway: float = 0) -> dict[str, Any]:
+    """The previous implementation past its header checks: ``jwt.decode`` with the options the
+    key ring passed, the same mapping of PyJWT's errors to reasons, then the clock checks."""
+    public_key = jwt.PyJWK(e.ring.jwks()["keys"][0]).key
+    aud = audience if audience is None or isinstance(audience, str) else list(audience)
+    options: Any = {**_REFERENCE_OPTIONS, "verify_aud": audience is not None}
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            public_key,
+            algorithms=[e.alg],
+            options=options,
+            audience=aud,
+            issuer=ISSUER,
+        )
+    except jwt_errors.InvalidSignatureError as err:
+        raise InvalidToken("bad_signature") from err
+    except jwt_errors.MissingRequiredClaimError as err:
+        raise InvalidToken(f"missing_claim:{err.claim}") from err
+    except jwt_errors.InvalidIssuerError as err:
+        raise InvalidToken("iss_mismatch") from err
+    except jwt_errors.InvalidAudienceError as err:
+        raise InvalidToken("aud_mismatch") from err
+    except jwt_errors.InvalidSubjectError as err:
+        raise InvalidToken("invalid_claim:sub") from err
+    except jwt_errors.InvalidJTIError as err:
+        raise InvalidToken("invalid_claim:jti") from err
+    except jwt_errors.PyJWTError as err:
+        raise InvalidToken("malformed") from err
+    for name in ("exp", "iat", *(["nbf"] if "nbf" in claims else [])):
+        value = claims[name]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise InvalidToken(f"invalid_claim:{name}")
+    now = e.clock.now()
+    if claims["exp"] <= now - leeway:
+        raise ExpiredToken("expired")
+    if claims.get("nbf", -math.inf) > now + leeway or claims["iat"] > now + leeway:
+        raise InvalidToken("not_yet_valid")
+    return claims
+
+
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_DROP = object()
+CLAIM_VARIANTS: list[dict[str, Any]] = [
+    {},
+    {"iss": 5}, {"iss": _DROP}, {"iss": None}, {"iss": ""}, {"iss": [ISSUER]},
+    {"aud": ""}, {"aud": []}, {"aud": [AUD, 5]}, {"aud": {"a": AUD}}, {"aud": 0}, {"aud": True},
+    {"aud": [AUD]}, {"aud": ["https://x", AUD]}, {"aud": ["https://x"]}, {"aud": None},
+    {"sub": 5}, {"sub": None}, {"sub": ""}, {"sub": _DROP},
+    {"jti": ""}, {"jti": 0}, {"jti": None}, {"jti": ["x"]},
+    {"exp": float(T0 + 61)}, {"exp": int(T0) + 60}, {"exp": "x"}, {"exp": None},
+    {"exp": float("nan")}, {"exp": float("inf")}, {"exp": 1e300},
+    {"nbf": None}, {"nbf": "x"}, {"nbf": int(T0) + 61}, {"nbf": _DROP}, {"nbf": float("-inf")},
+    {"iat": None}, {"iat": int(T0) + 61}, {"iat": True}, {"iat": 1.5},
+    {"exp": None, "iss": None}, {"jti": 5, "sub": 5, "aud": "https://x"},
+]  # fmt: skip
+
+
+def _variant_claims(e: Env, overrides: dict[str, Any]) -> dict[str, Any]:
+    c = e.claims()
+    for k, v in overrides.items():
+        if v is _DROP:
+            del c[k]
+        else:
+            c[k] = v
+    return c
+
+
+@pytest.mark.parametrize("audience", [AUD, None, ["https://x", AUD], ("https://x",)])
+async def test_claim_checks_agree_with_pyjwt(env: Env, audience: Any) -> None:
+    """Every claim variant gets the same verdict (claims, or exception type and reason)."""
+    header = {"alg": env.alg, "kid": env.ring.current_kid, "typ": TYP}
+    for overrides in CLAIM_VARIANTS:
+        claims = _variant_claims(env, overrides)
+        token = compact(header, claims, env.key)
+        for leeway in (0, 5):
+            new = _outcome(env.ring.verify, token, typ=TYP, audience=audience, leeway=leeway)
+            old = _outcome(_reference_verify, env, token, audience, leeway)
+            assert new == old, (overrides, leeway)
+
+
+def _signature_variants(token: str) -> dict[str, str]:
+    """The token with other spellings of, or damage to, its signature segment."""
+    h, p, s = token.split(".")
+    last = B64URL.index(s[-1])
+    same_bytes = B64URL[last | 1]
+    raw = base64.urlsafe_b64decode(s + "==")
+    return {
+        "padded": f"{h}.{p}.{s}{'=' * (-len(s) % 4)}",
+        "non-canonical": f"{h}.{p}.{s[:-1]}{same_bytes}",  # decodes to the same bytes
+        "standard-alphabet": f"{h}.{p}.{base64.b64encode(raw).decode().rstrip('=')}",
+        "junk-inside": f"{h}.{p}.{s[:10]}!{s[10:]}",
+        "one-char-more": f"{h}.{p}.{s}A",
+        "truncated": f"{h}.{p}.{s[:-4]}",
+        "empty": f"{h}.{p}.",
+        "prefixed": f"{h}.{p}.{b64(b'0D' + raw)}",  # as if DER-wrapped
+        "one-byte-more": f"{h}.{p}.{b64(raw + b'x')}",
+        "one-byte-less": f"{h}.{p}.{b64(raw[:-1])}",
+        "non-ascii": f"{h}.{p}.{s[:-1]}é",
+        "fourth-segment": f"{h}.{p}.{s}.{s}",
+    }
+
+
+async def test_signature_encodings_agree_with_pyjwt(env: Env) -> None:
+    token = env.ring.sign(env.claims(), typ=TYP)
+    variants = _signature_variants(token)
+    for name, forged in variants.items():
+        new = _outcome(env.ring.verify, forged, typ=TYP, audience=AUD)
+        old = _outcome(_reference_verify, env, forged, AUD)
+        if forged == token:
+            continue  # e.g. the signature needed no padding
+        if name == "padded":  # PyJWT tolerates '=' padding; RFC 7515 §2 has none: stricter now
+            assert new == ("InvalidToken", "malformed")
+            continue
+        assert new == old, name
+        assert isinstance(new, tuple), name  # each one is rejected
+
+
+def _resigned(e: Env, payload_segment: str) -> str:
+    h = b64({"alg": e.alg, "kid": e.ring.current_kid, "typ": TYP})
+    signing_input = f"{h}.{payload_segment}"
+    sig = jwt.get_algorithm_by_name(e.alg).sign(signing_input.encode(), e.key)
+    return f"{signing_input}.{b64(sig)}"
+
+
+async def test_payload_encodings_agree_with_pyjwt(env: Env) -> None:
+    """Payload segments that are validly signed but oddly encoded."""
+    claims_json = json.dumps(env.claims())
+    p = b64(claims_json.encode())
+    last = B64URL.index(p[-1])
+    variants = {
+        "junk-inside": p[:5] + "*" + p[5:],
+        "plus": p[:5] + "+" + p[6:],
+        "non-canonical": p[:-1] + B64URL[last | 1],
+        "not-utf8": b64(b"\xff\xfe{}"),
+        "utf16": b64(claims_json.encode("utf-16")),
+        "not-json": b64(b"{'a': 1}"),
+        "deep": b64(b"[" * 100_000 + b"]" * 100_000),
+        "number": b64(b"5"),
+        "duplicate-jti": b64(claims_json[:-1].encode() + b', "jti": "other"}'),
+        "bom": b64(b"\xef\xbb\xbf" + claims_json.encode()),
+    }  # fmt: skip
+    for name, segment in variants.items():
+        token = _resigned(env, segment)
+        if len(token) > 16 * 1024:
+            token = token[: 16 * 1024]  # the size limit; both reject
+        new = _outcome(env.ring.verify, token, typ=TYP, audience=AUD)
+        old = _outcome(_reference_verify, env, token, AUD)
+        if name == "deep":
+            assert new == ("InvalidToken", "malformed")
+            continue
+        assert new == old, name
+
+
+async def test_huge_integer_time_rejected(ed_env: Env) -> None:
+    """An integer beyond any float used to escape as OverflowError (only from a key holder)."""
+    token = ed_env.ring.sign(ed_env.claims(exp=10**400), typ=TYP)
+    with pytest.raises(InvalidToken) as info:
+        ed_env.ring.verify(token, typ=TYP, audience=AUD)
+    assert type(info.value) is InvalidToken
+    assert info.value.reason == "invalid_claim:exp"
+
+
+async def test_padded_payload_rejected(ed_env: Env) -> None:
+    """Stricter than PyJWT (which accepts '=' padding, as AWS ALB sends): RFC 7515 §2 has none,
+    and this broker only verifies tokens it made."""
+    segment = base64.urlsafe_b64encode(json.dumps(ed_env.claims()).encode()).decode()
+    assert segment.endswith("=")
+    token = _resigned(ed_env, segment)
+    assert jwt.decode(token, options={"verify_signature": False})["jti"] == "jti-1"
+    with pytest.raises(InvalidToken) as info:
+        ed_env.ring.verify(token, typ=TYP, audience=AUD)
+    assert info.value.reason == "malformed"
+
+
+@pytest.mark.parametrize("typ", [TYP, "application/Broker-Access+JWT", ""])
+async def test_sign_as_pyjwt_did(env: Env, typ: str) -> None:
+    """Same header and payload segments as ``jwt.encode``; the same token where the signature is
+    deterministic (EdDSA, RS256); PyJWT and joserfc (above) verify it."""
+    claims = env.claims(groups=["dev", "é"], tags={"team": "a"}, n=1.5)
+    token = env.ring.sign(claims, typ=typ)
+    headers = {"kid": env.ring.current_kid, "typ": typ}
+    expected = jwt.encode(claims, env.key, algorithm=env.alg, headers=headers)
+    if env.alg == "ES256":
+        assert token.split(".")[:2] == expected.split(".")[:2]
+    else:
+        assert token == expected
+    public_key = jwt.PyJWK(env.ring.jwks()["keys"][0]).key
+    times: Any = {"verify_exp": False, "verify_iat": False, "verify_nbf": False}  # system clock
+    assert jwt.decode(token, public_key, [env.alg], options=times, audience=AUD) == claims
+
+
+async def test_sign_checks_as_pyjwt_did(ed_env: Env) -> None:
+    with pytest.raises(TypeError):
+        ed_env.ring.sign({"iss": 5}, typ=TYP)
+    when = datetime.fromtimestamp(T0 + 900, tz=UTC)
+    token = ed_env.ring.sign({"exp": when}, typ=TYP)
+    assert jwt.decode(token, options={"verify_signature": False}) == {"exp": int(T0) + 900}
+
+
+# --- the header cache --------------------------------------------------------------------------
+
+
+async def test_header_cached_only_after_a_valid_signature(env: Env) -> None:
+    cache = env.ring._headers
+    header = {"alg": env.alg, "kid": env.ring.current_kid, "typ": TYP}
+    for i in range(5):  # forged: a fresh header each time, never a valid signature
+        forged = compact({**header, "cty": f"x{i}"}, env.claims(), None) + "AAAA"
+        with pytest.raises(InvalidToken):
+            env.ring.verify(forged, typ=TYP, audience=AUD)
+    with pytest.raises(InvalidToken):
+        env.ring.verify(_foreign_key_same_kid(env), typ=TYP, audience=AUD)
+    assert cache == {}
+    token = env.ring.sign(env.claims(), typ=TYP)
+    env.ring.verify(token, typ=TYP, audience=AUD)
+    assert list(cache) == [token.split(".")[0]]
+    for _ in range(3):
+        env.ring.verify(env.ring.sign(env.claims(), typ=TYP), typ=TYP, audience=AUD)
+    assert len(cache) == 1
+
+
+async def test_cached_header_still_checked_per_call(ed_env: Env) -> None:
+    """What depends on the caller, the clock or the ring is never taken from the cache."""
+    e = ed_env
+    token = e.ring.sign(e.claims(), typ=TYP)
+    e.ring.verify(token, typ=TYP, audience=AUD)
+    assert e.ring._headers
+    with pytest.raises(InvalidToken) as info:
+        e.ring.verify(token, typ="broker-access+jwt", audience=AUD)
+    assert info.value.reason == "typ_mismatch"
+    for forge, reason in [
+        (_tampered_signature, "bad_signature"),
+        (_tampered_payload, "bad_signature"),
+    ]:
+        with pytest.raises(InvalidToken) as info:
+            e.ring.verify(forge(e), typ=TYP, audience=AUD)
+        assert info.value.reason == reason
+    await e.ring.rotate()
+    e.clock.advance(LIFETIME + RETIRE_LEEWAY)
+    with pytest.raises(InvalidToken) as info:
+        e.ring.verify(token, typ=TYP, audience=AUD, leeway=10 * LIFETIME)
+    assert info.value.reason == "unknown_kid"
+
+
+async def test_header_cache_bounded(ed_env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(signing, "_HEADER_CACHE_SIZE", 8)
+    e = ed_env
+    header = {"alg": e.alg, "kid": e.ring.current_kid, "typ": TYP}
+    tokens = [compact({**header, "cty": f"c{i}"}, e.claims(), e.key) for i in range(20)]
+    for token in tokens:
+        e.ring.verify(token, typ=TYP, audience=AUD)
+    assert list(e.ring._headers) == [t.split(".")[0] for t in tokens[-8:]]  # oldest evicted
+    for token in tokens:  # evicted or not, every token still verifies
+        assert e.ring.verify(token, typ=TYP, audience=AUD)["jti"] == "jti-1"

@@ -2,7 +2,7 @@
 
 ``Broker.open`` migrates the store, loads the key ring, reconciles config roles, bootstraps the
 first admin, and primes the revocation state; ``Broker.tick`` runs the periodic work (revocation
-polling, batched last-seen writes, key rotation, purges) that the web layer schedules.
+polling, batched last-seen and audit writes, key rotation, purges) that the web layer schedules.
 """
 
 from __future__ import annotations
@@ -206,7 +206,10 @@ class Broker:
             await self.sessions.flush_last_seen()
         except StoreError:
             log.exception("could not write last-seen times at shutdown")
-        await self.forward_auth.flush()  # the auditor logs (never raises) on a store error
+        # a store error is logged by the auditor, which keeps the events for close() below
+        with contextlib.suppress(StoreError):
+            await self.forward_auth.flush()
+        await self.auditor.close()  # commits the batched events (retrying); never raises
         await self.store.close()
 
     async def rotate_keys(self, *, reason: str) -> str:
@@ -218,7 +221,7 @@ class Broker:
         """One round of periodic work; each part runs when its interval has passed."""
         now = self.clock.now()
         await self.revocations.poll()
-        await self.forward_auth.flush()
+        await self._flush_audit()
         if now - self._last["flush"] >= LAST_SEEN_FLUSH_SECONDS:
             self._last["flush"] = now
             await self.sessions.flush_last_seen()
@@ -238,6 +241,14 @@ class Broker:
             self._last["purge"] = now
             await self.store.purge_login_states(now)
             await self.store.purge_sessions(now)
+
+    async def _flush_audit(self) -> None:
+        """Forward-auth's queued verdicts and the auditor's batch, written now. A store that
+        refuses writes is logged by the auditor and retried by its writer (the events are kept);
+        it says nothing about the revocation state, so it does not fail the tick."""
+        with contextlib.suppress(StoreError):
+            await self.forward_auth.flush()
+            await self.auditor.flush()
 
     async def run_periodic(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

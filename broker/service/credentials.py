@@ -84,9 +84,15 @@ def credential_from_session(ctx: SessionContext) -> Credential:
     )
 
 
+_TYP_BY_HEADER: dict[str, str] = {}  # tokens of one key and type share one header segment
+
+
 def peek_typ(token: str) -> str:
     """The ``typ`` of a compact JWS header, unverified (only to pick the verifier)."""
     head = token.split(".", 1)[0]
+    hit = _TYP_BY_HEADER.get(head)
+    if hit is not None:
+        return hit
     if not head or len(head) > 1024:
         return ""
     try:
@@ -94,7 +100,11 @@ def peek_typ(token: str) -> str:
     except (ValueError, UnicodeDecodeError):
         return ""
     typ = header.get("typ") if isinstance(header, dict) else None
-    return typ.lower() if isinstance(typ, str) else ""
+    found = typ.lower() if isinstance(typ, str) else ""
+    if len(_TYP_BY_HEADER) >= 1024:  # made-up headers cannot grow it without bound
+        _TYP_BY_HEADER.clear()
+    _TYP_BY_HEADER[head] = found
+    return found
 
 
 class CredentialVerifier:

@@ -132,11 +132,13 @@ class ForwardAuth:
         self.public: tuple[PublicPattern, ...] = compile_public_routes(
             [r.url for r in settings.public_routes]
         )
-        self._assertions: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
+        self._assertions: OrderedDict[tuple[str, str, str], tuple[Mapping[str, str], float]] = (
+            OrderedDict()
+        )
         self._denials: list[_Denial] = []
         self._overflow: Counter[str] = Counter()
         self._allows: Counter[_AllowKey] = Counter()
-        self._memo: dict[tuple[int, int, str, str, str], tuple[Credential, Any, Decision]] = {}
+        self._memo: dict[tuple[Hashable, int, str, str, str], tuple[Credential, Any, Decision]] = {}
         self._memo_second = 0
         # Allowed verdicts by the exact raw request (see ``cached``), for the current second.
         self._verdicts: dict[Hashable, _Allowed] = {}
@@ -244,9 +246,9 @@ class ForwardAuth:
             self._memo.clear()
             self._memo_second = second
         role = self._authorizer.role(cred.role_arn)
-        key = (id(cred), id(role), original.method, original.resource, source_ip)
+        key = (_principal_key(cred), id(role), original.method, original.resource, source_ip)
         hit = self._memo.get(key)
-        if hit is not None and hit[0] is cred and hit[1] is role:
+        if hit is not None and hit[1] is role:
             return hit[2]
         principal = cred.principal
         context = self._authorizer.context_for(principal, source_ip=source_ip)
@@ -274,20 +276,14 @@ class ForwardAuth:
             self._memo[key] = (cred, role, decision)
         return decision
 
-    def _identity_headers(self, cred: Credential, origin: str) -> dict[str, str]:
-        return {
-            H_USER: header_safe(user_name(cred)),
-            H_EMAIL: header_safe(cred.email, limit=320),
-            H_GROUPS: groups_header(cred.groups),
-            H_ROLE: header_safe(cred.role_arn),
-            H_SESSION: header_safe(cred.session_id, limit=128),
-            H_ASSERTION: self.assertion(cred, origin),
-        }
+    def _identity_headers(self, cred: Credential, origin: str) -> Mapping[str, str]:
+        """The headers for the upstream, with its assertion JWT (``aud`` = its origin).
 
-    def assertion(self, cred: Credential, audience: str) -> str:
-        """A JWT for the upstream (``aud`` = its origin); reused for half its lifetime."""
+        Built and signed once per (session, role, origin) and reused for half the assertion's
+        lifetime, so the hot path neither signs nor re-sanitises on every request.
+        """
         now = self._clock.now()
-        key = (cred.session_id, cred.role_arn, audience)
+        key = (cred.session_id, cred.role_arn, origin)
         hit = self._assertions.get(key)
         if hit is not None and now < hit[1]:
             return hit[0]
@@ -295,7 +291,7 @@ class ForwardAuth:
         claims: dict[str, Any] = {
             "iss": self._issuer,
             "sub": cred.user_id,
-            "aud": audience,
+            "aud": origin,
             "iat": int(now),
             "nbf": int(now),
             "exp": int(exp),
@@ -308,13 +304,19 @@ class ForwardAuth:
             tokens.CLAIM_PROVIDER: cred.provider,
             tokens.CLAIM_SUBJECT: cred.subject,
         }
-        token = self._keys.sign(claims, typ=tokens.ASSERTION_TYP)
-        reuse_until = now + (exp - now) / 2
-        self._assertions[key] = (token, reuse_until)
+        headers = {
+            H_USER: header_safe(user_name(cred)),
+            H_EMAIL: header_safe(cred.email, limit=320),
+            H_GROUPS: groups_header(cred.groups),
+            H_ROLE: header_safe(cred.role_arn),
+            H_SESSION: header_safe(cred.session_id, limit=128),
+            H_ASSERTION: self._keys.sign(claims, typ=tokens.ASSERTION_TYP),
+        }
+        self._assertions[key] = (headers, now + (exp - now) / 2)
         self._assertions.move_to_end(key)
         if len(self._assertions) > MAX_ASSERTIONS:
             self._assertions.popitem(last=False)
-        return token
+        return headers
 
     def _deny(
         self,
@@ -350,6 +352,8 @@ class ForwardAuth:
         if len(self._denials) >= MAX_QUEUED_DENIALS:
             self._overflow[f"{status}:{reason}"] += 1
             return
+        if not req.request_id:  # the hot path makes ids only for what it records
+            req = RequestInfo(request_id=secrets.token_hex(8), source_ip=req.source_ip)
         self._denials.append(
             _Denial(self._clock.now(), status, reason, principal, method, resource[:2048], req)
         )
@@ -399,6 +403,25 @@ class ForwardAuth:
             )
         await self._auditor.flush()
         return len(denials) + len(overflow) + len(allows)
+
+
+def _principal_key(cred: Credential) -> Hashable:
+    """Everything about a credential that a policy decision can depend on (what
+    ``Authorizer.context_for`` and ``decide`` read), so that another token of the same session
+    within the same second shares the decision. Session policies are compared by identity: the
+    memo entry keeps the credential, and so its policies, alive while the key is in use."""
+    return (
+        cred.role_arn,
+        cred.user_id,
+        cred.subject,
+        cred.provider,
+        cred.mfa,
+        int(cred.issued_at),
+        cred.source_identity,
+        cred.session_name,
+        tuple(sorted(cred.tags.items())),
+        tuple(id(p) for p in cred.session_policies),
+    )
 
 
 def compile_public_routes(urls: Sequence[str]) -> tuple[PublicPattern, ...]:

@@ -5,7 +5,9 @@ One pipeline issues every role credential (``_assume``): find the role, check th
 (``broker.domain.sts``), parse session policies, evaluate the trust policy with the caller's
 claims or session as condition keys, and, for a chained request, the caller's own permissions;
 then sign the SessionToken and audit. Every refusal raises an ``StsError`` with a specific
-``reason`` and is audited with it; nothing is issued on a refusal.
+``reason`` and is audited with it; nothing is issued on a refusal. Issuance and refusal events
+go through the auditor's batch (``Auditor.record_batched``): a credential does not wait for a
+database commit, and every event is still written (see ``Auditor`` for the crash window).
 
 Credentials. ``AccessKeyId`` is ``ASIA`` + 16 random base32 characters. ``SecretAccessKey`` is
 *derived*, never stored: ``base64(HMAC-SHA256(K, AccessKeyId))[:40]`` with ``K`` derived from the
@@ -496,7 +498,7 @@ class StsService:
         except BrokerError as e:
             await self._refused(action, req, principal or p.role_arn[:200], e)
             raise
-        await self._audit.record(
+        await self._audit.record_batched(
             action,
             "success",
             req=req,
@@ -521,7 +523,9 @@ class StsService:
         return issued
 
     async def _refused(self, action: str, req: RequestInfo, principal: str, e: BrokerError) -> None:
-        await self._audit.record(action, "failure", req=req, principal=principal, reason=e.reason)
+        await self._audit.record_batched(
+            action, "failure", req=req, principal=principal, reason=e.reason
+        )
 
     # --- AssumeRoleWithWebIdentity ----------------------------------------------------------------
 

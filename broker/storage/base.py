@@ -190,6 +190,10 @@ class Store(Protocol):
 
     # audit (append-only)
     async def append_audit(self, event: AuditEvent) -> None: ...
+    async def append_audit_many(self, events: Sequence[AuditEvent]) -> None:
+        """Append the events in order, all in one transaction: every row or none. Ids follow
+        the sequence's order; an empty sequence does nothing."""
+
     async def list_audit(
         self, *, limit: int = 100, action: str | None = None, since: float | None = None
     ) -> list[AuditEvent]:

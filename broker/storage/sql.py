@@ -423,6 +423,19 @@ def _audit_event(row: sa.Row[Any]) -> AuditEvent:
     )
 
 
+def _audit_values(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "time": event.time,
+        "action": event.action,
+        "outcome": event.outcome,
+        "request_id": event.request_id,
+        "principal": event.principal,
+        "reason": event.reason,
+        "source_ip": event.source_ip,
+        "details": dict(event.details),
+    }
+
+
 def _user_values(user: User) -> dict[str, Any]:
     return {
         "id": user.id,
@@ -881,18 +894,15 @@ class SqlStore:
 
     async def append_audit(self, event: AuditEvent) -> None:
         async with self._write("append audit event") as conn:
-            await conn.execute(
-                sa.insert(t.audit_events).values(
-                    time=event.time,
-                    action=event.action,
-                    outcome=event.outcome,
-                    request_id=event.request_id,
-                    principal=event.principal,
-                    reason=event.reason,
-                    source_ip=event.source_ip,
-                    details=dict(event.details),
-                )
-            )
+            await conn.execute(sa.insert(t.audit_events).values(**_audit_values(event)))
+
+    async def append_audit_many(self, events: Sequence[AuditEvent]) -> None:
+        """One transaction, one ``executemany``; ids follow the order of ``events``."""
+        if not events:
+            return
+        rows = [_audit_values(e) for e in events]
+        async with self._write(f"append {len(rows)} audit events") as conn:
+            await conn.execute(sa.insert(t.audit_events), rows)
 
     async def list_audit(
         self, *, limit: int = 100, action: str | None = None, since: float | None = None

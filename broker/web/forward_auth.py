@@ -20,6 +20,7 @@ or at any ``X-Auth-Request-*`` header the client sent. Every denial is audited (
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import secrets
@@ -82,6 +83,13 @@ def _client_ip(request: web.Request, trusted: tuple[Network, ...]) -> str:
     return client_ip(request, trusted)
 
 
+# Normalisation is a pure function of the header values: proxies repeat the same URLs, so the
+# parsed result is remembered (failures are not: they raise and are audited every time).
+_from_original_url = functools.lru_cache(maxsize=4096)(from_original_url)
+_from_forwarded = functools.lru_cache(maxsize=4096)(from_forwarded)
+_from_envoy = functools.lru_cache(maxsize=4096)(from_envoy)
+
+
 def read_original(request: web.Request, trusted: tuple[Network, ...]) -> OriginalRequest:
     """The proxied request, from the headers of the one proxy style present (trusted peers)."""
     if not _trusted(request.remote, trusted):
@@ -94,9 +102,9 @@ def read_original(request: web.Request, trusted: tuple[Network, ...]) -> Origina
     if envoy + nginx + forwarded > 1:
         raise UrlRejected("ambiguous_original_request")
     if nginx:
-        return from_original_url(_one(h, "X-Original-Method"), _one(h, "X-Original-URL"))
+        return _from_original_url(_one(h, "X-Original-Method"), _one(h, "X-Original-URL"))
     if forwarded:
-        return from_forwarded(
+        return _from_forwarded(
             _one(h, "X-Forwarded-Method"),
             _one(h, "X-Forwarded-Proto"),
             _one(h, "X-Forwarded-Host"),
@@ -104,7 +112,7 @@ def read_original(request: web.Request, trusted: tuple[Network, ...]) -> Origina
         )
     if envoy:
         proto = _one(h, "X-Forwarded-Proto") if "X-Forwarded-Proto" in h else None
-        return from_envoy(request.method, proto, _one(h, "Host"), raw[len(PREFIX) :])
+        return _from_envoy(request.method, proto, _one(h, "Host"), raw[len(PREFIX) :])
     raise UrlRejected("missing_original_request")
 
 
@@ -154,10 +162,10 @@ async def auth(request: web.Request) -> web.StreamResponse:
     if hit is not None:
         return web.Response(status=200, headers=hit.headers)
     trusted = broker.settings.server.trusted_proxies
-    info = RequestInfo(request_id=secrets.token_hex(8), source_ip=request.remote or "")
-    request_id_var.set(info.request_id)  # this task's own context: log lines carry it
+    # A request id is made only when something is recorded (a denial, an error).
+    info = RequestInfo(source_ip=request.remote or "")
     try:
-        info = RequestInfo(request_id=info.request_id, source_ip=_client_ip(request, trusted))
+        info = RequestInfo(source_ip=_client_ip(request, trusted))
         try:
             original: OriginalRequest | UrlRejected = read_original(request, trusted)
         except UrlRejected as e:
@@ -167,6 +175,8 @@ async def auth(request: web.Request) -> web.StreamResponse:
         return respond(verdict)
     except Exception:
         # Deny when unsure: never a 500 to the proxy, whatever broke.
+        info = RequestInfo(request_id=secrets.token_hex(8), source_ip=info.source_ip)
+        request_id_var.set(info.request_id)  # this task's own context: the log line carries it
         log.exception("forward-auth failed; denying")
         fa.record_denial(403, "internal_error", info)
         return web.Response(status=403, text=_FORBIDDEN_BODY)

@@ -173,7 +173,9 @@ async def token(request: web.Request) -> web.Response:
                 form, b.settings.server.account_id, b.settings.server.public_url
             )
         except BrokerError as e:
-            await b.auditor.record("oauth2.token_exchange", "failure", req=req, reason=e.reason)
+            await b.auditor.record_batched(
+                "oauth2.token_exchange", "failure", req=req, reason=e.reason
+            )
             raise
         issued = await b.sts.exchange(subject_token, kind, role_arn, req)
     except BrokerError as e:

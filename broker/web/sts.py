@@ -192,7 +192,7 @@ async def _handle(request: web.Request, request_id: str) -> web.Response:
             p = assume_params(params, signed=False)
             token = rules.require(params, "WebIdentityToken")
     except BrokerError as e:
-        await b.auditor.record(
+        await b.auditor.record_batched(
             f"sts.{action if action in ACTIONS else 'Unknown'}",
             "failure",
             req=req,

@@ -576,4 +576,5 @@ async def test_allows_are_batched_and_denials_always_audited(b: RunningBroker, t
 def test_the_decision_is_synchronous() -> None:
     """No awaits on the hot path, so no database: the decision cannot do I/O."""
     assert not inspect.iscoroutinefunction(ForwardAuth.decide)
-    assert not inspect.iscoroutinefunction(ForwardAuth.assertion)
+    assert not inspect.iscoroutinefunction(ForwardAuth.cached)
+    assert not inspect.iscoroutinefunction(ForwardAuth._identity_headers)

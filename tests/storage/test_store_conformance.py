@@ -551,6 +551,53 @@ async def test_audit_events_at_the_same_time_newest_insert_first(store: Store) -
     assert [e.action for e in await store.list_audit()] == ["a2", "a1", "a0"]
 
 
+async def test_audit_many_appends_in_order_with_ids(store: Store) -> None:
+    events = [
+        AuditEvent(
+            time=T0,  # same time: the order comes from the ids
+            action=f"a{n}",
+            outcome="failure" if n % 2 else "success",
+            request_id=f"req-{n}",
+            principal=f"p{n}",
+            reason=f"r{n}",
+            source_ip="2001:db8::1",
+            details={"n": n, "nested": {"ok": True, "none": None}, "ü": "ß"},
+        )
+        for n in range(250)
+    ]
+    await store.append_audit_many(events)
+    listed = await store.list_audit(limit=1000)
+    assert [replace(e, id=None) for e in listed] == events[::-1]
+    ids = [e.id or 0 for e in listed]
+    assert ids == sorted(ids, reverse=True)
+    assert len(set(ids)) == 250
+
+
+async def test_audit_many_mixes_with_single_appends(store: Store) -> None:
+    await store.append_audit(AuditEvent(time=T0, action="one", outcome="success"))
+    await store.append_audit_many(
+        [AuditEvent(time=T0, action=a, outcome="success") for a in ("two", "three")]
+    )
+    await store.append_audit(AuditEvent(time=T0, action="four", outcome="success"))
+    assert [e.action for e in await store.list_audit()] == ["four", "three", "two", "one"]
+
+
+async def test_audit_many_of_nothing_does_nothing(store: Store) -> None:
+    await store.append_audit_many([])
+    assert await store.list_audit() == []
+
+
+async def test_audit_many_is_one_transaction(store: Store) -> None:
+    good = AuditEvent(time=T0, action="good", outcome="success")
+    # NOT NULL: the database itself refuses the third row, after inserting the first two
+    bad = AuditEvent(time=T0, action=None, outcome="success")  # type: ignore[arg-type]
+    with pytest.raises(StoreError):
+        await store.append_audit_many([good, good, bad])
+    assert await store.list_audit() == []  # neither row: all or nothing
+    await store.append_audit_many([good])
+    assert [e.action for e in await store.list_audit()] == ["good"]
+
+
 # --- meta ----------------------------------------------------------------------------------
 
 

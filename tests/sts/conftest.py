@@ -406,11 +406,13 @@ async def issue(env: Env, role: str = "ci", **claims: Any) -> tuple[str, str, st
 
 
 async def successes(env: Env) -> int:
+    await env.broker.broker.auditor.flush()  # STS events are batched
     events = await env.broker.broker.store.list_audit(limit=1000)
     return sum(1 for e in events if e.outcome == "success" and e.action.startswith("sts."))
 
 
 async def last_failure(env: Env) -> str:
+    await env.broker.broker.auditor.flush()
     events = await env.broker.broker.store.list_audit(limit=50)
     failures = sorted(
         (e for e in events if e.outcome == "failure"), key=lambda e: e.id or 0, reverse=True

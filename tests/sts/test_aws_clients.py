@@ -133,6 +133,7 @@ async def test_boto3_web_identity_returns_the_full_aws_result(
     d = await authorize(broker.url, creds["SessionToken"], "s3:PutObject")
     assert d["decision"] == "allowed"
 
+    await broker.broker.auditor.flush()  # STS events are batched
     events = await broker.broker.store.list_audit(action="sts.AssumeRoleWithWebIdentity")
     assert events[0].outcome == "success"
     assert events[0].details["access_key_id"] == creds["AccessKeyId"]
@@ -277,6 +278,7 @@ async def test_environment_variable_credential_flow_refreshes_by_itself(
     assert first.access_key != second.access_key
     me = await asyncio.to_thread(client.get_caller_identity)
     assert me["Arn"].endswith("/short/env-flow")
+    await broker.broker.auditor.flush()  # STS events are batched
     events = await broker.broker.store.list_audit(action="sts.AssumeRoleWithWebIdentity")
     assert sum(1 for e in events if e.outcome == "success") >= 2
 

@@ -161,6 +161,7 @@ async def test_token_exchange_errors(
     assert (got, body["error"]) == (status, error), body
     assert "access_token" not in body
     assert headers["Cache-Control"] == "no-store"
+    await env.broker.broker.auditor.flush()  # token exchange events are batched
     events = await env.broker.broker.store.list_audit(action="oauth2.token_exchange")
     assert events
     assert events[0].outcome == "failure"
