@@ -14,6 +14,11 @@ Semantics (AWS IAM, "Condition operators" and "Multivalued context keys"):
   makes the condition true when the key is absent. ``Null`` tests presence (no ``IfExists``).
 * A request value that cannot be read as the operator's type (a number, a date, an address)
   matches no policy value.
+
+Speed: a condition without a set qualifier whose values hold no policy variables (nearly all of
+them) is compiled to :attr:`Condition.check`, a closure over context-free value tests with fast
+paths for the common inputs (a plain decimal integer, a dotted-quad IPv4 address); anything
+else falls back to the general :meth:`Condition.holds`, so the semantics are those of ``holds``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import ipaddress
 import operator
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
@@ -41,6 +46,9 @@ from broker.domain.policy.variables import (
 )
 
 Qualifier = Literal["ForAnyValue", "ForAllValues"] | None
+
+#: Passed to matchers that need no context (they never read it).
+_NO_CONTEXT = RequestContext()
 _QUALIFIERS: tuple[Literal["ForAnyValue", "ForAllValues"], ...] = ("ForAnyValue", "ForAllValues")
 _IF_EXISTS = "IfExists"
 
@@ -52,6 +60,14 @@ class ValueMatcher(Protocol):
         """Whether one request value matches this policy value."""
         ...
 
+    def fixed_test(self) -> ValueTest | None:
+        """The same test without a context when it needs none (no variables), else None."""
+        ...
+
+
+#: Whether one request value matches one policy value, independent of the request.
+ValueTest = Callable[[str], bool]
+
 
 #: Builds a matcher from one policy value (already a string) and whether variables are on.
 #: Raises ValueError with a message for the policy author.
@@ -61,6 +77,10 @@ Factory = Callable[[str, bool], ValueMatcher]
 # --- value types -------------------------------------------------------------------------------
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+#: A dotted-quad IPv4 address exactly as ``ipaddress`` accepts it (ASCII digits, no leading
+#: zeros, each octet at most 255); anything else takes the ``ipaddress`` path.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(r"\.".join([_OCTET] * 4))
 _EPOCH = re.compile(r"[+-]?\d+(?:\.\d+)?")
 
 
@@ -133,6 +153,20 @@ class _StringEquals:
             return value.casefold() == expected.casefold()
         return value == expected
 
+    def fixed_test(self) -> ValueTest | None:
+        expected = self._template.fixed_text
+        if expected is None:
+            return None
+        if not self._fold:
+            return expected.__eq__
+        folded = expected.casefold()
+        return lambda value: value.casefold() == folded
+
+    @property
+    def exact(self) -> str | None:
+        """The value compared case-sensitively without variables, else None."""
+        return None if self._fold else self._template.fixed_text
+
 
 class _StringLike:
     __slots__ = ("_template",)
@@ -142,6 +176,12 @@ class _StringLike:
 
     def matches(self, value: str, context: RequestContext) -> bool:
         return self._template.matches(value, context)
+
+    def fixed_test(self) -> ValueTest | None:
+        glob = self._template.fixed
+        if glob is None:
+            return None
+        return glob.matches if glob.ignore_case else glob.test
 
 
 #: operator.eq/lt/le/gt/ge, applied to two numbers or two dates.
@@ -159,8 +199,18 @@ class _Numeric:
         self._compare = compare
 
     def matches(self, value: str, context: RequestContext) -> bool:
+        return self.test(value)
+
+    def test(self, value: str) -> bool:
+        if value.isdigit() and value.isascii() and len(value) <= 100:
+            # A plain decimal integer (the usual case): int and Decimal compare exactly, and
+            # parse_number would read the same number, only slower.
+            return self._compare(int(value), self._expected)
         number = parse_number(value)
         return number is not None and self._compare(number, self._expected)
+
+    def fixed_test(self) -> ValueTest | None:
+        return self.test
 
 
 class _Date:
@@ -177,6 +227,9 @@ class _Date:
         moment = parse_date(value)
         return moment is not None and self._compare(moment, self._expected)
 
+    def fixed_test(self) -> ValueTest | None:
+        return lambda value: self.matches(value, _NO_CONTEXT)
+
 
 class _Bool:
     __slots__ = ("_expected",)
@@ -189,6 +242,11 @@ class _Bool:
 
     def matches(self, value: str, context: RequestContext) -> bool:
         return parse_bool(value) is self._expected
+
+    def fixed_test(self) -> ValueTest | None:
+        spelled = "true" if self._expected else "false"
+        # The exact spelling first: parse_bool would strip and lower-case to get there.
+        return lambda value: value == spelled or parse_bool(value) is self._expected
 
 
 class _Binary:
@@ -203,17 +261,41 @@ class _Binary:
     def matches(self, value: str, context: RequestContext) -> bool:
         return parse_binary(value) == self._expected
 
+    def fixed_test(self) -> ValueTest | None:
+        return lambda value: parse_binary(value) == self._expected
+
 
 class _Ip:
-    __slots__ = ("_network",)
+    __slots__ = ("_bits", "_mask", "_network")
 
     def __init__(self, source: str) -> None:
         try:
             self._network: IpNetwork = ipaddress.ip_network(source.strip(), strict=False)
         except ValueError:
             raise ValueError(f"{source!r} is not an IP address or CIDR block") from None
+        # For the dotted-quad fast path: an IPv4 address is in an IPv4 network when its masked
+        # bits are the network's; it is never in an IPv6 network (mask None).
+        ipv4 = self._network.version == 4
+        self._mask = int(self._network.netmask) if ipv4 else None
+        self._bits = int(self._network.network_address)
 
     def matches(self, value: str, context: RequestContext) -> bool:
+        return self.test(value)
+
+    def fixed_test(self) -> ValueTest | None:
+        return self.test
+
+    def test(self, value: str) -> bool:
+        quad = _IPV4.fullmatch(value)
+        if quad is not None:
+            if self._mask is None:
+                return False
+            a, b, c, d = quad.groups()
+            address = (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+            return address & self._mask == self._bits
+        return self._matches_parsed(value)
+
+    def _matches_parsed(self, value: str) -> bool:
         address = parse_ip(value)
         if address is None:
             return False
@@ -258,6 +340,11 @@ class _Arn:
         if len(parts) != len(self._components):
             return False
         return all(p.matches(v, context) for p, v in zip(self._components, parts, strict=True))
+
+    def fixed_test(self) -> ValueTest | None:
+        if any(p.fixed is None for p in self._components):
+            return None
+        return lambda value: self.matches(value, _NO_CONTEXT)
 
 
 # --- the registry ------------------------------------------------------------------------------
@@ -364,6 +451,38 @@ class Condition:
     canonical_key: str
     parsed: ParsedOperator
     matchers: tuple[ValueMatcher, ...]
+    #: Whether the condition holds for a request: ``holds`` itself, or the same decision
+    #: compiled to context-free value tests when the condition allows it (module docstring).
+    check: Callable[[RequestContext], bool] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "check", self._compile())
+
+    def _compile(self) -> Callable[[RequestContext], bool]:
+        parsed = self.parsed
+        if parsed.spec.is_null or parsed.qualifier is not None:
+            return self.holds
+        tests = [m.fixed_test() for m in self.matchers]
+        if not tests or any(t is None for t in tests):
+            return self.holds
+        exact = [m.exact for m in self.matchers if isinstance(m, _StringEquals)]
+        test: ValueTest
+        if len(tests) == 1:
+            test = tests[0]  # type: ignore[assignment]  # not None: checked above
+        elif len(exact) == len(tests) and all(e is not None for e in exact):
+            test = frozenset(exact).__contains__
+        else:
+            alternatives = tuple(t for t in tests if t is not None)
+            test = lambda value: any(t(value) for t in alternatives)  # noqa: E731
+        key = self.canonical_key
+        negated = parsed.spec.negated
+        absent = True if parsed.if_exists else negated
+
+        def check(context: RequestContext) -> bool:
+            found = context.any_value(key, test)
+            return absent if found is None else found != negated
+
+        return check
 
     def holds(self, context: RequestContext) -> bool:
         values = context.values(self.canonical_key)

@@ -8,7 +8,7 @@ list is treated like an absent key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 _AWS = "aws:"
 _BROKER = "broker:"
@@ -35,34 +35,111 @@ def context_value_text(value: object) -> str:
 
 ContextInput = Mapping[str, object]
 
+#: Values that need no per-element check: one value each, converted when a condition reads it.
+_SCALARS = frozenset({str, bool, int, float})
+
+Value = tuple[str, ...] | str | bool | int | float  # a normalised tuple, or one value as given
+
+#: For each shape of context (its keys, in order, as given): canonical key -> key as given, or
+#: ``_MERGE`` when two keys are one key (their values must be merged). A deployment builds contexts
+#: of a handful of shapes (the same claims every time), so this saves lower-casing every key of
+#: every request. It holds key names only, never values. Bounded: cleared when full.
+_SHAPES: dict[tuple[str, ...], dict[str, str]] = {}
+_MAX_SHAPES = 1024
+_MERGE: dict[str, str] = {}  # the shape's map when two of its keys are one key
+
+
+def _learn_shape(keys: tuple[str, ...]) -> dict[str, str]:
+    canonical = {canonical_key(k): k for k in keys}
+    found = canonical if len(canonical) == len(keys) else _MERGE
+    if len(_SHAPES) >= _MAX_SHAPES:
+        _SHAPES.clear()
+    _SHAPES[keys] = found
+    return found
+
+
+def _normalised(context: ContextInput) -> dict[str, Value]:
+    """Every key canonical, every value a non-empty tuple of strings (empty lists dropped)."""
+    values: dict[str, Value] = {}
+    for key, raw in context.items():
+        if isinstance(raw, list | tuple | set | frozenset):
+            texts = tuple(context_value_text(v) for v in raw)
+        else:
+            texts = (context_value_text(raw),)
+        canonical = canonical_key(key)
+        previous = values.get(canonical)
+        if previous:  # the same key under aws: and broker: — keep every value once
+            assert isinstance(previous, tuple)
+            texts = previous + tuple(t for t in texts if t not in previous)
+        if texts:
+            values[canonical] = texts
+    return values
+
 
 class RequestContext:
-    """Canonical-key → tuple of string values. Absent keys and empty lists both read as None."""
+    """Canonical-key → tuple of string values. Absent keys and empty lists both read as None.
 
-    __slots__ = ("_values",)
+    Every value is checked when the context is built (a bad one raises TypeError at once). In
+    the common case — a dict, each key given once, every value a single string, number or
+    boolean — nothing is copied: values are read from the caller's dict (which must not change
+    during the evaluation) through the shape's canonical-key map, and turned into strings only
+    when a condition reads them; most statements read one or two of a request's keys.
+    """
+
+    __slots__ = ("_given", "_keys")
 
     def __init__(self, context: ContextInput | None = None) -> None:
-        values: dict[str, tuple[str, ...]] = {}
-        for key, raw in (context or {}).items():
-            if isinstance(raw, list | tuple | set | frozenset):
-                texts = tuple(context_value_text(v) for v in raw)
-            else:
-                texts = (context_value_text(raw),)
-            canonical = canonical_key(key)
-            previous = values.get(canonical)
-            if previous:  # the same key under aws: and broker: — keep every value once
-                texts = previous + tuple(t for t in texts if t not in previous)
-            if texts:
-                values[canonical] = texts
-        self._values = values
+        self._given: Mapping[str, Value]
+        self._keys: Mapping[str, str]  # canonical key -> key in _given
+        if not context:
+            self._given = self._keys = {}
+            return
+        if type(context) is dict and _SCALARS.issuperset(map(type, context.values())):
+            shape = tuple(context)
+            keys = _SHAPES.get(shape)
+            if keys is None:
+                keys = _learn_shape(shape)
+            if keys is not _MERGE:
+                self._given = context  # scalar values: checked above
+                self._keys = keys
+                return
+        normalised = _normalised(context)
+        self._given = normalised
+        self._keys = {k: k for k in normalised}
 
     def values(self, canonical: str) -> tuple[str, ...] | None:
         """Every value of a key (never empty), or None when the key is absent or empty."""
-        return self._values.get(canonical)
+        key = self._keys.get(canonical)
+        if key is None:
+            return None
+        found = self._given[key]
+        if type(found) is tuple:
+            return found
+        if type(found) is str:
+            return (found,)
+        return (context_value_text(found),)
+
+    def any_value(self, canonical: str, test: Callable[[str], bool]) -> bool | None:
+        """Whether any value of a key passes ``test``; None when the key is absent or empty.
+        (``values`` and a loop, without building a tuple for a single value.)"""
+        key = self._keys.get(canonical)
+        if key is None:
+            return None
+        found = self._given[key]
+        if type(found) is str:
+            return test(found)
+        if type(found) is tuple:
+            return any(map(test, found))
+        return test(context_value_text(found))
 
     def single(self, canonical: str) -> str | None:
         """The value of a single-valued key (used by policy variables), else None."""
-        found = self._values.get(canonical)
-        if found is None or len(found) != 1:
+        key = self._keys.get(canonical)
+        if key is None:
             return None
-        return found[0]
+        found = self._given[key]
+        if type(found) is str:
+            return found
+        if type(found) is tuple:
+            return found[0] if len(found) == 1 else None
+        return context_value_text(found)

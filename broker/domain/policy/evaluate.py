@@ -8,6 +8,16 @@ policies are given — at least one of them allows it; else ``implicitDeny``.
 Resource-based requests (:func:`evaluate_trust`, used for role assumption): the caller's
 principal must match a statement's ``Principal`` (or not match its ``NotPrincipal``); an explicit
 Deny wins, an Allow allows, nothing matching is ``implicitDeny``.
+
+How identity requests are decided quickly (each step keeps the semantics above exactly):
+
+* A policy set (the role's tuple, boundary and session tuple) is compiled once and, per action
+  (memoised), reduced to the statements whose Action matches, by role: a :class:`_Plan`.
+* Each statement is compiled once to an :class:`_Entry`: a specialised resource test, its
+  conditions' compiled checks, and the MatchedStatement/Decision it reports, pre-built.
+* A role's list of statements is indexed by the resource's literal prefix (:class:`_Statements`)
+  so a request fully matches only the few statements its resource could match.
+* The context is not copied in the common case (:class:`RequestContext`).
 """
 
 from __future__ import annotations
@@ -20,11 +30,14 @@ from broker.domain.policy.model import (
     EXPLICIT_DENY,
     IMPLICIT_DENY,
     Decision,
+    DecisionName,
     MatchedStatement,
     Policy,
+    ResourceSet,
     Statement,
 )
 from broker.domain.policy.principals import Caller, CallerInput, normalise_caller
+from broker.domain.policy.wildcard import Test
 
 
 def _matching(
@@ -53,28 +66,187 @@ def _require_kind(policies: Iterable[Policy], kind: str, role: str) -> None:
             raise ValueError(f"{role} policy {policy.name!r} is a {policy.kind} policy")
 
 
-Found = tuple[tuple[str, Statement], ...]  # (policy name, statement) that may match an action
+def _resource_test(resources: ResourceSet | None) -> tuple[Test | None, ResourceSet | None]:
+    """A statement's Resource element as (a test of the resource string, or None when any
+    resource matches; the element itself when its patterns hold variables, to be matched with
+    the request's context)."""
+    if resources is None:
+        return None, None
+    globs = [p.fixed for p in resources.patterns]
+    if any(g is None for g in globs):
+        return None, resources
+    fixed = [g for g in globs if g is not None]
+    if not resources.negated and any(g.is_universal for g in fixed):
+        return None, None
+    literals = [g.literal for g in fixed]
+    test: Test
+    if len(fixed) == 1:
+        test = fixed[0].test
+    elif all(text is not None for text in literals):
+        test = frozenset(literals).__contains__
+    else:
+        tests = tuple(g.test for g in fixed)
+        test = lambda resource: any(t(resource) for t in tests)  # noqa: E731
+    if resources.negated:
+        positive = test
+        test = lambda resource: not positive(resource)  # noqa: E731
+    return test, None
+
+
+class _Entry:
+    """One statement compiled for deciding: a resource test, condition checks, and the
+    (immutable) results it reports, built once rather than per request."""
+
+    __slots__ = ("checks", "decision", "deny", "match", "resource", "resource_set", "resources")
+
+    def __init__(self, policy: str, statement: Statement) -> None:
+        self.resources = statement.resources  # as written, for the resource index
+        self.resource, self.resource_set = _resource_test(statement.resources)
+        self.checks = tuple(c.check for c in statement.conditions)
+        self.match = MatchedStatement(policy, statement.sid, statement.index, statement.effect)
+        #: The decision when this is the only statement that decides a request.
+        self.deny = statement.effect == "Deny"
+        name = EXPLICIT_DENY if self.deny else ALLOWED
+        self.decision = Decision(name, (self.match,))
+
+
+class _Statements:
+    """The statements of one role (denies, identity allows, ...) for one action, in order.
+
+    Lists of a few statements or more are indexed by resource, with one dictionary probe: a
+    statement whose Resource patterns all start with at least ``length`` literal characters
+    (``arn:aws:s3:::bucket/*``, an exact ARN) is filed under those first ``length`` characters;
+    the others (``*``, NotResource, variables, a short literal prefix) are "unfiled" and go in
+    every bucket. A request then scans only ``buckets[resource[:length]]`` (or, when that is no
+    key, the unfiled statements), each bucket already in statement order. ``length`` is picked
+    per list to scan the fewest statements. The index only narrows: every candidate is still
+    fully matched, so decisions are exactly those of a full scan.
+    """
+
+    #: Below this many statements a plain scan is as cheap as probing an index.
+    INDEX_FROM = 3
+    #: An index holds at most this many statement references (buckets x unfiled statements).
+    MAX_INDEX_SIZE = 50_000
+
+    __slots__ = ("_buckets", "_length", "_unfiled", "entries")
+
+    def __init__(self, entries: Sequence[_Entry]) -> None:
+        self.entries = tuple(entries)
+        self._length = 0  # 0: not indexed, scan every statement
+        self._buckets: dict[str, tuple[_Entry, ...]] = {}
+        self._unfiled: tuple[_Entry, ...] = self.entries
+        if len(self.entries) >= self.INDEX_FROM:
+            self._build_index()
+
+    @classmethod
+    def of(cls, entries: Sequence[_Entry]) -> _Statements | None:
+        return cls(entries) if entries else None
+
+    def _build_index(self) -> None:
+        prefixes = [_literal_prefixes(entry.resources) for entry in self.entries]
+        lengths = {len(p) for found in prefixes if found for p in found}
+        # The probe (a slice and a dict lookup) costs about as much as testing one statement.
+        best_cost = float(len(self.entries) - 1)
+        best: tuple[int, dict[str, set[int]], list[int]] | None = None
+        for length in sorted(lengths):
+            buckets: dict[str, set[int]] = {}
+            unfiled: list[int] = []
+            for position, found in enumerate(prefixes):
+                if not found or min(map(len, found)) < length:
+                    unfiled.append(position)
+                    continue
+                for prefix in found:
+                    buckets.setdefault(prefix[:length], set()).add(position)
+            if not buckets:
+                continue
+            # Statements scanned per request: the unfiled ones, plus a bucket's on a hit.
+            cost = len(unfiled) + sum(map(len, buckets.values())) / len(buckets)
+            if cost < best_cost and len(buckets) * (len(unfiled) + 1) <= self.MAX_INDEX_SIZE:
+                best_cost, best = cost, (length, buckets, unfiled)
+        if best is None:
+            return
+        length, buckets, unfiled = best
+        entries = self.entries
+        self._length = length
+        self._buckets = {
+            key: tuple(entries[i] for i in sorted(filed.union(unfiled)))
+            for key, filed in buckets.items()
+        }
+        self._unfiled = tuple(entries[i] for i in unfiled)
+
+    def candidates(self, resource: str) -> tuple[_Entry, ...]:
+        """The statements that may match ``resource``, in order (all of them if unindexed)."""
+        if not self._length:
+            return self.entries
+        return self._buckets.get(resource[: self._length], self._unfiled)
+
+    def matching(self, resource: str, context: RequestContext) -> list[_Entry]:
+        """The statements that apply to the request, in order."""
+        found: list[_Entry] = []
+        length = self._length
+        for entry in (
+            self._buckets.get(resource[:length], self._unfiled) if length else self.entries
+        ):
+            # A statement applies when its resource test, then each condition, passes. Kept
+            # inline (no call per statement): this loop is the evaluator's hot path.
+            test = entry.resource
+            if test is not None and not test(resource):
+                continue
+            if entry.resource_set is not None and not entry.resource_set.matches(resource, context):
+                continue
+            for check in entry.checks:
+                if not check(context):
+                    break
+            else:
+                found.append(entry)
+        return found
+
+
+def _literal_prefixes(resources: ResourceSet | None) -> list[str] | None:
+    """The literal text that each Resource pattern's matches start with; None when some match
+    need not start with any (no Resource, NotResource, variables, a leading wildcard)."""
+    if resources is None or resources.negated:
+        return None
+    found: list[str] = []
+    for pattern in resources.patterns:
+        glob = pattern.fixed
+        if glob is None or not glob.prefix:
+            return None
+        found.append(glob.prefix)
+    return found
 
 
 class _Plan:
-    """The statements of a policy set whose Action/NotAction matches one action, by role."""
+    """The statements of a policy set whose Action/NotAction matches one action, by role
+    (None: no statement of that role matches the action).
 
-    __slots__ = ("boundary_allows", "denies", "identity_allows", "session_allows")
+    ``first`` holds what every request looks at, so that one index probe and one scan find
+    it: every Deny (the identity policies', the boundary's, the session policies', in that
+    order: the order they are reported in), then the identity policies' Allows. The boundary's
+    and session policies' Allows matter only once identity allows.
+    """
+
+    __slots__ = ("boundary_allows", "first", "session_allows")
 
     def __init__(self, policies: _PolicySet, action_lower: str) -> None:
-        def pick(group: Iterable[Policy], effect: str) -> Found:
-            return tuple(
-                (policy.name, statement)
-                for policy in group
-                for statement in policy.candidates(action_lower)
-                if statement.effect == effect and statement.actions.matches(action_lower)
-            )
-
-        every = (*policies.identity, *policies.boundaries, *policies.session)
-        self.denies = pick(every, "Deny")
-        self.identity_allows = pick(policies.identity, "Allow")
-        self.boundary_allows = pick(policies.boundaries, "Allow")
-        self.session_allows = pick(policies.session, "Allow")
+        denies: list[_Entry] = []
+        identity_allows: list[_Entry] = []
+        boundary_allows: list[_Entry] = []
+        session_allows: list[_Entry] = []
+        groups = (
+            (policies.identity, identity_allows),
+            (policies.boundaries, boundary_allows),
+            (policies.session, session_allows),
+        )
+        for group, allows in groups:
+            for policy in group:
+                for statement in policy.candidates(action_lower):
+                    if statement.actions.matches(action_lower):
+                        entry = policies.entry(policy, statement)
+                        (denies if entry.deny else allows).append(entry)
+        self.first = _Statements.of(denies + identity_allows)
+        self.boundary_allows = _Statements.of(boundary_allows)
+        self.session_allows = _Statements.of(session_allows)
 
 
 class _PolicySet:
@@ -82,15 +254,18 @@ class _PolicySet:
     ``MAX_ACTIONS``), only the statements whose action matches are ever looked at again."""
 
     MAX_ACTIONS = 8192
-    __slots__ = ("_plans", "boundaries", "identity", "session")
+    __slots__ = ("_entries", "_plans", "boundaries", "boundary", "identity", "session")
 
     def __init__(
         self, identity: Sequence[Policy], boundary: Policy | None, session: Sequence[Policy]
     ) -> None:
         self.identity = identity
+        self.boundary = boundary
         self.boundaries: tuple[Policy, ...] = () if boundary is None else (boundary,)
         self.session = session
         self._plans: dict[str, _Plan] = {}
+        #: Each statement compiled once, whatever the number of actions it matches.
+        self._entries: dict[tuple[int, int], _Entry] = {}
 
     def plan(self, action_lower: str) -> _Plan:
         found = self._plans.get(action_lower)
@@ -100,43 +275,44 @@ class _PolicySet:
             found = self._plans[action_lower] = _Plan(self, action_lower)
         return found
 
+    def entry(self, policy: Policy, statement: Statement) -> _Entry:
+        key = (id(policy), statement.index)  # the policies are held by this set: ids stay
+        found = self._entries.get(key)
+        if found is None:
+            found = self._entries[key] = _Entry(policy.name, statement)
+        return found
+
 
 #: Compiled sets for policy tuples evaluated repeatedly (the Authorizer passes a role's tuple
 #: and a credential's session tuple, the same objects every time). Keyed by the tuples' ids
 #: and checked by identity, so a new tuple never sees another's plan. Bounded.
-_SETS: dict[tuple[int, int, int], _PolicySet] = {}
+_SETS: dict[int | tuple[int, int, int], _PolicySet] = {}
 _MAX_SETS = 4096
 
 
 def _policy_set(
     identity: Sequence[Policy], boundary: Policy | None, session: Sequence[Policy]
 ) -> _PolicySet:
-    if not isinstance(identity, tuple) or not isinstance(session, tuple):
-        return _PolicySet(identity, boundary, session)  # a mutable list: compile afresh
-    key = (id(identity), id(boundary), id(session))
+    # Most requests have neither a boundary nor session policies: key those by one int.
+    key = (
+        id(identity)
+        if boundary is None and not session
+        else (id(identity), id(boundary), id(session))
+    )
     found = _SETS.get(key)
     if (
-        found is None
-        or found.identity is not identity
-        or found.session is not session
-        or (found.boundaries[0] if found.boundaries else None) is not boundary
+        found is not None
+        and found.identity is identity
+        and found.session is session
+        and found.boundary is boundary
     ):
-        if len(_SETS) >= _MAX_SETS:
-            _SETS.clear()
-        found = _SETS[key] = _PolicySet(identity, boundary, session)
+        return found
+    if not isinstance(identity, tuple) or not isinstance(session, tuple):
+        return _PolicySet(identity, boundary, session)  # a mutable list: compile afresh
+    if len(_SETS) >= _MAX_SETS:
+        _SETS.clear()
+    found = _SETS[key] = _PolicySet(identity, boundary, session)
     return found
-
-
-def _applying(found: Found, resource: str, context: RequestContext) -> list[MatchedStatement]:
-    out: list[MatchedStatement] = []
-    for name, statement in found:
-        resources = statement.resources
-        if resources is not None and not resources.matches(resource, context):
-            continue
-        if statement.conditions and not all(c.holds(context) for c in statement.conditions):
-            continue
-        out.append(MatchedStatement(name, statement.sid, statement.index, statement.effect))
-    return out
 
 
 def evaluate(
@@ -158,27 +334,36 @@ def evaluate(
         _require_kind(identity, "identity", "an identity")
         _require_kind(policies.boundaries, "identity", "a boundary")
         _require_kind(session, "identity", "a session")
-    plan = policies.plan(action.lower())
-    ctx = RequestContext(context)
+    lowered = action.lower()
+    plan = policies._plans.get(lowered) or policies.plan(lowered)
+    ctx = RequestContext(context)  # checks every value, even if no condition reads it
 
-    denies = _applying(plan.denies, resource, ctx)
-    if denies:
-        return Decision(EXPLICIT_DENY, tuple(denies))
-
-    allows = _applying(plan.identity_allows, resource, ctx)
+    if plan.first is None:
+        return _IMPLICIT_DENY
+    allows = plan.first.matching(resource, ctx)
     if not allows:
-        return Decision(IMPLICIT_DENY)
-    if boundary is not None:
-        boundary_allows = _applying(plan.boundary_allows, resource, ctx)
-        if not boundary_allows:
-            return Decision(IMPLICIT_DENY)
-        allows += boundary_allows
-    if session:
-        session_allows = _applying(plan.session_allows, resource, ctx)
-        if not session_allows:
-            return Decision(IMPLICIT_DENY)
-        allows += session_allows
-    return Decision(ALLOWED, tuple(allows))
+        return _IMPLICIT_DENY
+    if allows[0].deny:  # Denies come first: any that applies is at the front
+        return _decided(EXPLICIT_DENY, [e for e in allows if e.deny])
+    if boundary is not None or session:
+        # A boundary, or session policies: one of their Allows is needed too.
+        for limit, given in ((plan.boundary_allows, boundary), (plan.session_allows, session)):
+            if given:
+                also = limit.matching(resource, ctx) if limit is not None else None
+                if not also:
+                    return _IMPLICIT_DENY
+                allows += also
+    return _decided(ALLOWED, allows)
+
+
+#: Decisions are immutable values, so the ones that need no per-request data are shared.
+_IMPLICIT_DENY = Decision(IMPLICIT_DENY)
+
+
+def _decided(name: DecisionName, entries: list[_Entry]) -> Decision:
+    if len(entries) == 1:
+        return entries[0].decision  # built with the statement: its effect names the decision
+    return Decision(name, tuple(e.match for e in entries))
 
 
 def evaluate_trust(

@@ -119,6 +119,11 @@ class TextTemplate:
         if not _has_variables(self._tokens):
             self._fixed = "".join(t.value for t in self._tokens if not isinstance(t, Variable))
 
+    @property
+    def fixed_text(self) -> str | None:
+        """The value when there are no variables (the same for every request), else None."""
+        return self._fixed
+
     def resolve(self, context: RequestContext) -> str | None:
         if self._fixed is not None:
             return self._fixed
@@ -156,6 +161,11 @@ class GlobTemplate:
     @property
     def tokens(self) -> tuple[Token, ...]:
         return self._tokens
+
+    @property
+    def fixed(self) -> Glob | None:
+        """The compiled pattern when there are no variables (the same for every request)."""
+        return self._glob
 
     def matches(self, subject: str, context: RequestContext) -> bool:
         if self._glob is not None:

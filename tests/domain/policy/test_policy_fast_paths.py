@@ -1,0 +1,322 @@
+"""The evaluator's fast paths decide exactly as the plain semantics do.
+
+Each speed-up has a general counterpart that defines its meaning: the resource index narrows a
+full scan, :attr:`Condition.check` compiles :meth:`Condition.holds`, the shape-keyed context
+reads what full normalisation would produce, and specialised glob tests replace the segment
+loop. Here each is checked against its counterpart (the glob ones in ``test_policy_fuzz``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker.domain.policy.context import RequestContext
+from broker.domain.policy.evaluate import _Statements
+from broker.domain.policy.model import (
+    ALLOWED,
+    EXPLICIT_DENY,
+    IMPLICIT_DENY,
+    Decision,
+    MatchedStatement,
+    Policy,
+)
+from broker.domain.policy.wildcard import Glob
+from broker.policy import evaluate, parse_policy
+from tests.domain.policy.corpus import CASES, Case
+from tests.domain.policy.test_policy_corpus import decide as decide_case
+
+
+@pytest.fixture
+def index_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Index every statement list, however short (normally only lists of a few or more)."""
+    monkeypatch.setattr(_Statements, "INDEX_FROM", 1)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_corpus_with_every_list_indexed(case: Case, index_everything: None) -> None:
+    d = decide_case(case)
+    deciding = tuple(
+        f"{m.policy}#{m.sid if m.sid is not None else m.index}" for m in d.matched_statements
+    )
+    assert (d.decision, deciding) == (case.decision, case.deciding)
+
+
+# --- a reference evaluator: every statement, Statement.applies, Condition.holds ----------------
+
+
+def reference(
+    action: str,
+    resource: str,
+    context: dict[str, Any],
+    identity: Sequence[Policy],
+    boundary: Policy | None = None,
+    session: Sequence[Policy] = (),
+) -> Decision:
+    # A read-only mapping takes RequestContext's general normalisation path.
+    ctx = RequestContext(MappingProxyType(context))
+    lowered = action.lower()
+
+    def matching(policies: Sequence[Policy], effect: str) -> list[MatchedStatement]:
+        return [
+            MatchedStatement(p.name, s.sid, s.index, s.effect)
+            for p in policies
+            for s in p.statements
+            if s.effect == effect and s.applies(lowered, resource, ctx)
+        ]
+
+    boundaries = [boundary] if boundary is not None else []
+    denies = matching([*identity, *boundaries, *session], "Deny")
+    if denies:
+        return Decision(EXPLICIT_DENY, tuple(denies))
+    allows = matching(identity, "Allow")
+    for group in (boundaries, session):
+        if group and allows:
+            found = matching(group, "Allow")
+            allows = allows + found if found else []
+    return Decision(ALLOWED, tuple(allows)) if allows else Decision(IMPLICIT_DENY)
+
+
+RESOURCE_PATTERNS = [
+    "*",
+    "arn:aws:s3:::b1/*",
+    "arn:aws:s3:::b1/k",
+    "arn:aws:s3:::b12/*",
+    "arn:aws:s3:::b1*",
+    "arn:aws:s3:::b?/k",
+    "arn:aws:s3:::b1/*/logs/*",
+    "arn:aws:s3:::*/k",
+    "arn:aws:s3:::b2/${aws:username}",
+    "arn:aws:s3:::b2/${aws:username}/*",
+]
+RESOURCES = [
+    "arn:aws:s3:::b1/k",
+    "arn:aws:s3:::b1/a/logs/z",
+    "arn:aws:s3:::b12/k",
+    "arn:aws:s3:::b2/alice",
+    "arn:aws:s3:::b2/alice/x",
+    "arn:aws:s3:::b3/k",
+    "arn:aws:s3:::b1",
+    "arn",
+]
+CONDITIONS: list[dict[str, Any]] = [
+    {"StringEquals": {"k:env": ["prod", "dev"]}},
+    {"StringNotEquals": {"k:env": "prod"}},
+    {"StringEqualsIgnoreCase": {"k:env": "PROD"}},
+    {"StringLike": {"k:team": "team-a*"}},
+    {"NumericLessThan": {"k:level": "5"}},
+    {"NumericGreaterThanEqualsIfExists": {"k:level": "3"}},
+    {"IpAddress": {"aws:SourceIp": ["10.0.0.0/8", "2001:db8::/32"]}},
+    {"NotIpAddress": {"aws:SourceIp": "192.168.0.0/16"}},
+    {"Bool": {"aws:MultiFactorAuthPresent": "true"}},
+    {"ForAnyValue:StringEquals": {"k:tags": ["a", "b"]}},
+    {"Null": {"k:env": "false"}},
+    {"StringEquals": {"k:env": "${aws:username}"}},
+]
+CONTEXT = st.fixed_dictionaries(
+    {},
+    optional={
+        "k:env": st.sampled_from(["prod", "Prod", "dev", ""]),
+        "K:Team": st.sampled_from(["team-a1", "team-b", "ops"]),
+        "k:level": st.sampled_from(["0", "4", "5", "9", "05", "+3", "4.5", "x", "٣"])
+        | st.integers(0, 9),
+        "aws:SourceIp": st.sampled_from(
+            [
+                "10.1.2.3",
+                "010.1.2.3",
+                " 10.1.2.3",
+                "192.168.1.1",
+                "2001:db8::1",
+                "::ffff:10.0.0.1",
+                "x",
+            ]
+        ),
+        "broker:SourceIp": st.just("192.168.9.9"),
+        "aws:MultiFactorAuthPresent": st.sampled_from(["true", "TRUE", " true", "false"])
+        | st.booleans(),
+        "k:tags": st.lists(st.sampled_from(["a", "c"]), max_size=2),
+        "aws:username": st.sampled_from(["alice", "bob"]),
+    },
+)
+
+
+@st.composite
+def statement(draw: st.DrawFn) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "Effect": draw(st.sampled_from(["Allow", "Allow", "Deny"])),
+        "Action": draw(st.sampled_from(["s3:GetObject", "s3:Get*", "s3:*", "*"])),
+        draw(st.sampled_from(["Resource", "Resource", "Resource", "NotResource"])): draw(
+            st.lists(st.sampled_from(RESOURCE_PATTERNS), min_size=1, max_size=3)
+        ),
+    }
+    conditions = draw(st.lists(st.sampled_from(CONDITIONS), max_size=2))
+    if conditions:
+        found["Condition"] = {k: v for c in conditions for k, v in c.items()}
+    return found
+
+
+def policies(prefix: str, max_size: int) -> st.SearchStrategy[tuple[Policy, ...]]:
+    documents = st.lists(
+        st.lists(statement(), min_size=1, max_size=8), min_size=1, max_size=max_size
+    )
+    return documents.map(
+        lambda docs: tuple(
+            parse_policy({"Version": "2012-10-17", "Statement": d}, name=f"{prefix}{i}")
+            for i, d in enumerate(docs)
+        )
+    )
+
+
+@settings(max_examples=300)
+@given(
+    identity=policies("p", 4),
+    boundary=st.none() | policies("b", 1).map(lambda found: found[0]),
+    session=st.just(()) | policies("s", 2),
+    resource=st.sampled_from(RESOURCES),
+    context=CONTEXT,
+    index_from=st.sampled_from([1, 4, 10**9]),
+)
+def test_evaluate_agrees_with_the_reference(
+    identity: tuple[Policy, ...],
+    boundary: Policy | None,
+    session: tuple[Policy, ...],
+    resource: str,
+    context: dict[str, Any],
+    index_from: int,
+) -> None:
+    expected = reference("s3:GetObject", resource, context, identity, boundary, session)
+    saved = _Statements.INDEX_FROM
+    _Statements.INDEX_FROM = index_from
+    try:
+        got = evaluate("s3:GetObject", resource, context, identity, boundary, session)
+        again = evaluate("s3:GetObject", resource, context, identity, boundary, session)
+    finally:
+        _Statements.INDEX_FROM = saved
+    assert got == expected
+    assert again == expected  # the second time from the memoised plan
+
+
+def test_a_long_list_is_indexed_and_scans_few_statements() -> None:
+    statements = [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": f"arn:aws:s3:::bucket-{i}/*"}
+        for i in range(200)
+    ] + [{"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::bucket-7*"}]
+    policy = parse_policy({"Version": "2012-10-17", "Statement": statements}, name="p")
+    identity = (policy,)
+    d = evaluate("s3:GetObject", "arn:aws:s3:::bucket-7/k", {}, identity)
+    assert [m.index for m in d.matched_statements] == [7, 200]
+    d = evaluate("s3:GetObject", "arn:aws:s3:::bucket-77/k", {}, identity)
+    assert [m.index for m in d.matched_statements] == [77, 200]
+    assert not evaluate("s3:GetObject", "arn:aws:s3:::other/k", {}, identity).allowed
+
+    from broker.domain.policy.evaluate import _policy_set
+
+    plan = _policy_set(identity, None, ()).plan("s3:getobject")
+    assert plan.first is not None
+    assert len(plan.first.candidates("arn:aws:s3:::bucket-7/k")) <= 3
+
+
+# --- conditions: check against holds, on awkward values -----------------------------------------
+
+AWKWARD = [
+    "10.1.2.3", "10.1.2.300", "010.1.2.3", "10.1.2", " 10.1.2.3 ", "10.1.2.3/32", "::ffff:a01:203",
+    "2001:db8::1", "", "0", "05", "5", "-5", "+5", "5.0", "1e1", " 7 ", "٣", "1" * 101,
+    "true", "TRUE", " true", "false", "yes", "prod", "PROD", "Prod",
+]  # fmt: skip
+OPERATORS: list[tuple[str, list[str]]] = [
+    ("IpAddress", ["10.0.0.0/8"]),
+    ("NotIpAddress", ["10.0.0.0/8", "2001:db8::/32"]),
+    ("IpAddress", ["2001:db8::/32"]),
+    ("NumericLessThan", ["5"]),
+    ("NumericEquals", ["5", "1e1"]),
+    ("NumericNotEquals", ["5"]),
+    ("NumericGreaterThanIfExists", ["-1.5"]),
+    ("Bool", ["true"]),
+    ("Bool", ["false"]),
+    ("StringEquals", ["prod", "PROD"]),
+    ("StringNotEqualsIgnoreCase", ["prod"]),
+    ("StringLike", ["p*d", "?"]),
+    ("DateLessThan", ["2030-01-01"]),
+]
+
+
+@settings(max_examples=400)
+@given(
+    operator=st.sampled_from(OPERATORS),
+    values=st.none() | st.lists(st.sampled_from(AWKWARD) | st.text(max_size=6), max_size=3),
+)
+def test_compiled_conditions_agree_with_holds(
+    operator: tuple[str, list[str]], values: list[str] | None
+) -> None:
+    name, policy_values = operator
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": {
+            "Effect": "Allow",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {name: {"k:x": policy_values}},
+        },
+    }
+    (condition,) = parse_policy(doc).statements[0].conditions
+    assert condition.check is not condition.holds  # compiled
+    context = RequestContext({} if values is None else {"k:x": values})
+    assert condition.check(context) == condition.holds(context)
+    if values is not None and len(values) == 1:
+        single = RequestContext({"K:X": values[0]})  # the shape-keyed fast path
+        assert condition.check(single) == condition.holds(single)
+
+
+# --- the context: the fast path reads what full normalisation produces ---------------------------
+
+
+@settings(max_examples=300)
+@given(
+    context=st.dictionaries(
+        st.sampled_from(["k:a", "K:A", "aws:x", "broker:X", "AWS:y", "k:b"]),
+        st.sampled_from(["v", "", "w"])
+        | st.booleans()
+        | st.integers(-3, 3)
+        | st.floats(allow_nan=False, width=16)
+        | st.lists(st.sampled_from(["v", "w"]), max_size=2),
+        max_size=4,
+    )
+)
+def test_context_fast_path_reads_as_normalised(context: dict[str, Any]) -> None:
+    fast = RequestContext(context)
+    general = RequestContext(MappingProxyType(context))
+    for key in ("k:a", "broker:x", "broker:y", "k:b", "k:c"):
+        assert fast.values(key) == general.values(key)
+        assert fast.single(key) == general.single(key)
+        assert fast.any_value(key, "v".__eq__) == general.any_value(key, "v".__eq__)
+
+
+def test_context_values_are_checked_even_when_no_condition_reads_them() -> None:
+    with pytest.raises(TypeError):
+        RequestContext({"k:a": "x", "k:b": {"nested": 1}})
+    with pytest.raises(TypeError):
+        RequestContext({"k:a": ["x", None]})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "kind"),
+    [
+        ("abc", "literal"),
+        ("abc*", "prefix"),
+        ("*abc", "suffix"),
+        ("ab*ba", "both ends"),
+        ("a*b*c", "segments"),
+        ("*", "universal"),
+        ("a?c*", "general"),
+    ],
+)
+def test_glob_shapes(pattern: str, kind: str) -> None:
+    glob = Glob.of(pattern)
+    subjects = ["", "abc", "abcd", "xabc", "aba", "abba", "abxba", "axbxc", "abcc", "a?c"]
+    for subject in subjects:
+        assert glob.matches(subject) == glob._matches_folded(subject), (kind, subject)
