@@ -18,7 +18,7 @@ from broker.service.container import Broker
 from broker.web import authorize_api, forward_auth, oauth, ops, pages, sts, wellknown
 from broker.web.cookies import Cookies
 from broker.web.keys import BROKER, METRICS, RENDERER, SETTINGS
-from broker.web.middleware import request_context
+from broker.web.middleware import not_found, observed
 from broker.web.render import Renderer
 from broker.web.simulate import simulate as simulate_api
 
@@ -27,7 +27,7 @@ STATIC = Path(__file__).parent / "static"
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
-    app = web.Application(middlewares=[request_context])
+    app = web.Application()  # no middlewares: see broker.web.middleware
     app[SETTINGS] = settings
     app[RENDERER] = Renderer()
     app[METRICS] = Counter()
@@ -53,32 +53,34 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.append(broker_ctx)
 
     r = app.router
-    r.add_get("/", pages.index)
-    r.add_post("/", sts.query)  # the AWS Query protocol (STS)
-    r.add_get("/.well-known/openid-configuration", wellknown.openid_configuration)
-    r.add_get("/.well-known/jwks.json", wellknown.jwks)
-    r.add_get("/login", pages.login_page)
-    r.add_get("/login/{provider}", pages.login_start)
-    r.add_post("/login/{provider}", pages.local_login_post)
-    r.add_get("/callback/{provider}", pages.callback)
-    r.add_get("/password", pages.password_get)
-    r.add_post("/password", pages.password_post)
-    r.add_get("/roles", pages.roles_get)
-    r.add_post("/roles", pages.roles_post)
-    r.add_get("/session", pages.session_get)
-    r.add_get("/logout", pages.logout_get)
-    r.add_post("/logout", pages.logout_post)
+    r.add_get("/", observed(pages.index))
+    r.add_post("/", observed(sts.query))  # the AWS Query protocol (STS)
+    r.add_get("/.well-known/openid-configuration", observed(wellknown.openid_configuration))
+    r.add_get("/.well-known/jwks.json", observed(wellknown.jwks))
+    r.add_get("/login", observed(pages.login_page))
+    r.add_get("/login/{provider}", observed(pages.login_start))
+    r.add_post("/login/{provider}", observed(pages.local_login_post))
+    r.add_get("/callback/{provider}", observed(pages.callback))
+    r.add_get("/password", observed(pages.password_get))
+    r.add_post("/password", observed(pages.password_post))
+    r.add_get("/roles", observed(pages.roles_get))
+    r.add_post("/roles", observed(pages.roles_post))
+    r.add_get("/session", observed(pages.session_get))
+    r.add_get("/logout", observed(pages.logout_get))
+    r.add_post("/logout", observed(pages.logout_post))
+    # The hot path, unwrapped: it renders its own 200/401/403 and counts itself.
     r.add_route("*", "/auth", forward_auth.auth)
     r.add_route("*", "/auth/{tail:.*}", forward_auth.auth)  # Envoy ext_authz path_prefix
-    r.add_post("/v1/simulate", simulate_api)
-    r.add_post("/v1/authorize", authorize_api.authorize)
-    r.add_post("/oauth2/token", oauth.token)
-    r.add_post("/oauth2/introspect", oauth.introspect)
-    r.add_post("/oauth2/revoke", oauth.revoke)
-    r.add_get("/healthz", ops.healthz)
-    r.add_get("/readyz", ops.readyz)
-    r.add_get("/metrics", ops.metrics)
+    r.add_post("/v1/simulate", observed(simulate_api))
+    r.add_post("/v1/authorize", observed(authorize_api.authorize))
+    r.add_post("/oauth2/token", observed(oauth.token))
+    r.add_post("/oauth2/introspect", observed(oauth.introspect))
+    r.add_post("/oauth2/revoke", observed(oauth.revoke))
+    r.add_get("/healthz", observed(ops.healthz))
+    r.add_get("/readyz", observed(ops.readyz))
+    r.add_get("/metrics", observed(ops.metrics))
     r.add_static("/static", STATIC, append_version=False)
+    r.add_route("*", "/{tail:.*}", observed(not_found))  # last: our 404/405 pages
     return app
 
 

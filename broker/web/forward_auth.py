@@ -39,6 +39,7 @@ from broker.logs import request_id_var
 from broker.service.audit import RequestInfo
 from broker.service.forward_auth import H_REDIRECT, Verdict
 from broker.web.keys import BROKER
+from broker.web.middleware import count_forward_auth
 from broker.web.pages import COOKIES
 from broker.web.request_info import Network, client_ip, peer_is_trusted
 
@@ -160,6 +161,7 @@ async def auth(request: web.Request) -> web.StreamResponse:
     raw = (request.remote, request.method, request.raw_path, request.raw_headers)
     hit = fa.cached(raw)
     if hit is not None:
+        count_forward_auth(request, 200)
         return web.Response(status=200, headers=hit.headers)
     trusted = broker.settings.server.trusted_proxies
     # A request id is made only when something is recorded (a denial, an error).
@@ -172,6 +174,7 @@ async def auth(request: web.Request) -> web.StreamResponse:
             original = e
         tokens = presented_tokens(request, request.app[COOKIES].session)
         verdict = fa.decide(original, tokens, info, raw=raw)
+        count_forward_auth(request, verdict.status)
         return respond(verdict)
     except Exception:
         # Deny when unsure: never a 500 to the proxy, whatever broke.
@@ -179,4 +182,5 @@ async def auth(request: web.Request) -> web.StreamResponse:
         request_id_var.set(info.request_id)  # this task's own context: the log line carries it
         log.exception("forward-auth failed; denying")
         fa.record_denial(403, "internal_error", info)
+        count_forward_auth(request, 403)
         return web.Response(status=403, text=_FORBIDDEN_BODY)

@@ -1,7 +1,14 @@
-"""Middlewares: a request id on every request and log line, security headers, error rendering."""
+"""What every page and API handler gets: a request id on the response and on every log line,
+security headers, one rendering of ``BrokerError`` per surface, metrics, an access-log line.
+
+It is a handler wrapper (``observed``) rather than an aiohttp middleware on purpose: an app with
+any middleware runs every request, ``/auth`` included, through two more coroutine layers, and
+forward-auth is the hot path. ``/auth`` counts itself (``count_forward_auth``) instead.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import time
@@ -9,7 +16,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from broker.errors import BrokerError
+from broker.errors import BrokerError, NotFound
 from broker.logs import request_id_var
 from broker.web.keys import METRICS, RENDERER
 from broker.web.pages import apply_refreshed_cookie
@@ -17,45 +24,65 @@ from broker.web.render import SECURITY_HEADERS
 
 log = logging.getLogger("broker.http")
 
+_FA_METRICS = {
+    s: f'broker_http_requests_total{{route="/auth",status="{s}"}}' for s in (200, 401, 403)
+}
 
-FORWARD_AUTH = "/auth"
-_FA_METRIC = 'broker_http_requests_total{{route="/auth",status="{}"}}'
+
+def count_forward_auth(request: web.Request, status: int) -> None:
+    key = (
+        _FA_METRICS.get(status) or f'broker_http_requests_total{{route="/auth",status="{status}"}}'
+    )
+    request.app[METRICS][key] += 1
 
 
-@web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    path = request.path
-    if path.startswith(FORWARD_AUTH) and (len(path) == 5 or path[5] == "/"):
-        # The hot path: proxies read only the status and X-Auth-Request-* headers, and the
-        # handler never raises (it denies). It makes a request id only when it denies (denials
-        # are audited with it); allowed requests are counted, not logged line by line.
-        resp = await handler(request)
-        request.app[METRICS][_FA_METRIC.format(resp.status)] += 1
-        return resp
-    rid = secrets.token_hex(8)
-    token = request_id_var.set(rid)
-    start = time.perf_counter()
-    status = 500
-    try:
-        resp = await _render_errors(request, handler)
-        apply_refreshed_cookie(request, resp)
-        status = resp.status
-        resp.headers["X-Request-Id"] = rid
-        for k, v in SECURITY_HEADERS.items():
-            resp.headers.setdefault(k, v)
-        return resp
-    finally:
-        route = request.match_info.route.resource
-        name = route.canonical if route is not None else "unmatched"
-        request.app[METRICS][f'broker_http_requests_total{{route="{name}",status="{status}"}}'] += 1
-        log.info(
-            "%s %s %s %.1fms",
-            request.method,
-            request.rel_url.path,
-            status,
-            (time.perf_counter() - start) * 1000,
-        )
-        request_id_var.reset(token)
+def observed(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        rid = secrets.token_hex(8)
+        token = request_id_var.set(rid)
+        start = time.perf_counter()
+        status = 500
+        try:
+            resp = await _render_errors(request, handler)
+            apply_refreshed_cookie(request, resp)
+            status = resp.status
+            resp.headers["X-Request-Id"] = rid
+            for k, v in SECURITY_HEADERS.items():
+                resp.headers.setdefault(k, v)
+            return resp
+        except web.HTTPException as e:  # redirects raised by handlers
+            status = e.status
+            e.headers["X-Request-Id"] = rid
+            raise
+        finally:
+            route = request.match_info.route.resource
+            name = route.canonical if route is not None else "unmatched"
+            metric = f'broker_http_requests_total{{route="{name}",status="{status}"}}'
+            request.app[METRICS][metric] += 1
+            log.info(
+                "%s %s %s %.1fms",
+                request.method,
+                request.rel_url.path,
+                status,
+                (time.perf_counter() - start) * 1000,
+            )
+            request_id_var.reset(token)
+
+    return wrapper
+
+
+async def not_found(request: web.Request) -> web.StreamResponse:
+    """The last route: 405 (with ``Allow``) when the path exists for other methods, else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.canonical == "/{tail}":
+            continue
+        _, methods = await resource.resolve(request)
+        allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, sorted(allowed))
+    raise NotFound(f"no_route:{request.path[:200]}")
 
 
 async def _render_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -68,7 +95,6 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        # Routing errors (404, 405) get the same rendering as ours.
         err = BrokerError(f"http_{e.status}", public_message=e.reason)
         err.status = e.status
         err.code = "not_found" if e.status == 404 else "http_error"

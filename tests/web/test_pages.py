@@ -152,3 +152,13 @@ async def test_logout_get_shows_a_confirmation(
         assert "Not signed in" in await r.text()
     async with client.post(f"{broker.url}/logout", data={}) as r:
         assert r.status == 401
+
+
+async def test_wrong_method_is_405_with_allow(
+    client: aiohttp.ClientSession, broker: RunningBroker
+) -> None:
+    async with client.delete(f"{broker.url}/session") as r:
+        assert r.status == 405
+        assert "GET" in r.headers["Allow"]
+        assert r.headers["X-Request-Id"]
+        assert "frame-ancestors" in r.headers["Content-Security-Policy"]
