@@ -115,6 +115,7 @@ async def serve(directory: Path, fresh: int) -> None:
     from broker.config import load_settings
     from broker.domain import tokens
     from broker.domain.claims import Identity
+    from broker.runtime import tune_for_serving
     from broker.web.app import create_app
     from broker.web.keys import BROKER
     from broker.web.pages import COOKIES
@@ -172,6 +173,7 @@ async def serve(directory: Path, fresh: int) -> None:
             claims = {**base, "jti": secrets.token_urlsafe(16)}
             f.write(broker.keyring.sign(claims, typ=tokens.SESSION_TYP) + "\n")
     cookie = f"{app[COOKIES].session}={token}"
+    tune_for_serving()  # as `broker serve` does once started
     print(
         json.dumps(
             {

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from broker.clock import SystemClock
 from broker.config import load_settings
+from broker.runtime import tune_for_serving
 from broker.web.app import create_app
 from tests.conftest import ALLOW_ALL, trust, write_config
 from tests.support.fake_idp import FakeIdP
@@ -120,6 +121,7 @@ async def main(args: argparse.Namespace) -> None:
 
             budget = args.concurrency * args.max_requests + 1000
             tokens = [idp.mint({"sub": f"user-{i % 50}"}) for i in range(min(budget, 50_000))]
+            tune_for_serving()  # as `broker serve` does once started
 
             def sts_body(i: int) -> dict[str, str]:
                 return {

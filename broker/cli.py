@@ -50,13 +50,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from broker.logs import setup_logging
+    from broker.runtime import tune_for_serving
     from broker.web.app import create_app
 
     settings = _settings(args)
     setup_logging(settings.log_level)
     s = settings.server
+
+    async def tune(_: web.Application) -> None:
+        tune_for_serving()  # once the broker has started and loaded what it keeps
+
+    app = create_app(settings)
+    app.on_startup.append(tune)
     web.run_app(
-        create_app(settings),
+        app,
         host=s.listen_host,
         port=s.listen_port,
         print=lambda _: print(
