@@ -8,7 +8,7 @@ condition keys, is a candidate (contract C2).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,25 +37,30 @@ class Candidate:
     decision: Decision
 
 
+PolicyKind = Literal["identity", "resource"]
+
+
+def config_policies(settings: Settings) -> Iterator[tuple[Mapping[str, Any], str, PolicyKind]]:
+    """Every policy document in the config: (document, config path, kind)."""
+    for name, r in settings.roles.items():
+        yield r.trust_policy, f"roles.{name}.trust_policy", "resource"
+        for i, p in enumerate(r.policies):
+            yield p, f"roles.{name}.policies[{i}]", "identity"
+        if r.permissions_boundary is not None:
+            yield r.permissions_boundary, f"roles.{name}.permissions_boundary", "identity"
+    for name, mp in settings.policies.items():
+        yield mp.document, f"policies.{name}.document", "identity"
+
+
 def policy_problems(settings: Settings) -> list[str]:
     """Every policy error in the config, by the config path it came from."""
     problems: list[str] = []
-
-    def check(doc: Mapping[str, Any], where: str, kind: Literal["identity", "resource"]) -> None:
+    for doc, where, kind in config_policies(settings):
         try:
             parse_policy(dict(doc), name=where, kind=kind)
         except PolicyError as e:
             for path, msg in e.errors:
                 problems.append(f"{where}: {path}: {msg}" if path else f"{where}: {msg}")
-
-    for name, r in settings.roles.items():
-        check(r.trust_policy, f"roles.{name}.trust_policy", "resource")
-        for i, p in enumerate(r.policies):
-            check(p, f"roles.{name}.policies[{i}]", "identity")
-        if r.permissions_boundary is not None:
-            check(r.permissions_boundary, f"roles.{name}.permissions_boundary", "identity")
-    for name, mp in settings.policies.items():
-        check(mp.document, f"policies.{name}.document", "identity")
     return problems
 
 
@@ -63,25 +68,15 @@ def policy_warnings(settings: Settings) -> list[str]:
     """Every validation finding of the config's policies that does not stop start-up (see
     :func:`broker.policy.validate_policy`), by config path, with its fix."""
     warnings: list[str] = []
-
-    def check(doc: Mapping[str, Any], where: str, kind: Literal["identity", "resource"]) -> None:
+    for doc, where, kind in config_policies(settings):
         report = validate_policy(dict(doc), kind=kind)
         if report.policy is None:
-            return  # a parse error: policy_problems reports it
+            continue  # a parse error: policy_problems reports it
         for f in report.findings:
             if f.code == "FEDERATED_TRUST_WITHOUT_SUB_OR_AUD":
                 continue  # trust_policy_warnings reports it (and logs it at start-up)
             where_path = f"{where}: {f.path}" if f.path else where
             warnings.append(f"{where_path}: {f.message} [{f.code}] (fix: {f.fix})")
-
-    for name, r in settings.roles.items():
-        check(r.trust_policy, f"roles.{name}.trust_policy", "resource")
-        for i, p in enumerate(r.policies):
-            check(p, f"roles.{name}.policies[{i}]", "identity")
-        if r.permissions_boundary is not None:
-            check(r.permissions_boundary, f"roles.{name}.permissions_boundary", "identity")
-    for name, mp in settings.policies.items():
-        check(mp.document, f"policies.{name}.document", "identity")
     return warnings
 
 
