@@ -7,8 +7,10 @@ permissions boundary and the credential's session policies, in memory. Whoever h
 may ask about it.
 
 Context keys the broker derives from the credential itself (``PrincipalArn``, ``PrincipalTag/*``,
-``userid``, ``username``, ``SourceIdentity``, ``TokenIssueTime``, ``MultiFactorAuth*``) cannot be
-supplied by the caller: that would let a caller forge its own attributes (400).
+``userid``, ``username``, ``SourceIdentity``, ``TokenIssueTime``, ``MultiFactorAuth*``) or knows
+better than any caller (``CurrentTime``, ``EpochTime``) cannot be supplied: that would let a
+caller forge its own attributes or step outside a time window (400). Request attributes only the
+app knows (``SourceIp`` of its end user, ``RequestTag/*``, resource attributes) may be.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ _RESERVED = (
     "sourceidentity",
     "tokenissuetime",
     "multifactorauth",
+    "currenttime",
+    "epochtime",
 )
 
 

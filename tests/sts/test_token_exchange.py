@@ -247,6 +247,8 @@ async def test_authorize_api_validates_its_input(env: Env) -> None:
         {"action": "s3:Get", "resource": ""},
         {"action": "s3:Get", "resource": "*", "context": {"aws:PrincipalArn": "x"}},
         {"action": "s3:Get", "resource": "*", "context": {"aws:PrincipalTag/team": "x"}},
+        {"action": "s3:Get", "resource": "*", "context": {"aws:CurrentTime": "2020-01-01"}},
+        {"action": "s3:Get", "resource": "*", "context": {"broker:EpochTime": "0"}},
         {"action": "s3:Get", "resource": "*", "context": {"aws:SourceIp": 7}},
     ):
         status, d = await ask(bad)
