@@ -4,9 +4,11 @@ Run (needs ``wrk``: ``apt-get install wrk``; everything stays on 127.0.0.1)::
 
     .venv/bin/python bench/forward_auth.py [--duration 10] [--connections 32]
 
-One server process hosts, on three loopback ports, the broker's real application (SQLite store,
-its periodic tick running), a bare aiohttp handler that returns 200, and a bare handler that
-does one raw Ed25519 signature verification of the bearer token it is sent. ``wrk`` (one
+One server process hosts, on four loopback ports, the broker's real application (SQLite store,
+its periodic tick running), a bare aiohttp handler that returns 200, a bare handler that returns
+200 with the same six identity headers /auth sends (the floor any /auth can reach: it shows what
+the headers alone cost), and a bare handler that does one raw Ed25519 signature verification of
+the bearer token it is sent. ``wrk`` (one
 thread, in its own process) loads each in turn, for the same duration, and the script prints
 requests/s, p50 and p99 latency, and the ratios:
 
@@ -17,7 +19,7 @@ requests/s, p50 and p99 latency, and the ratios:
    raw signature verification. Goal: >= 0.8x.
 
 The server process logs at WARNING (as with ``log_level = "WARNING"``), so the per-request access
-log line is not part of what is measured. It is bounded in time: two warm-ups of 2 s, four runs
+log line is not part of what is measured. It is bounded in time: two warm-ups of 2 s, five runs
 of ``--duration`` seconds, plus start-up and token generation (a few seconds).
 """
 
@@ -173,12 +175,28 @@ async def serve(directory: Path, fresh: int) -> None:
             claims = {**base, "jti": secrets.token_urlsafe(16)}
             f.write(broker.keyring.sign(claims, typ=tokens.SESSION_TYP) + "\n")
     cookie = f"{app[COOKIES].session}={token}"
+
+    # The floor: a bare handler answering with the same six identity headers (same values, same
+    # sizes) that /auth sends, so the cost of the headers themselves is visible on its own.
+    identity_headers = dict(
+        broker.forward_auth._identity_headers(
+            broker.credentials.verify(token), "https://app.example.com"
+        )
+    )
+
+    async def floor(request: web.Request) -> web.Response:
+        return web.Response(status=200, headers=identity_headers)
+
+    floor_app = web.Application()
+    floor_app.router.add_route("*", "/auth", floor)
+    floor_port = await start(floor_app)
     tune_for_serving()  # as `broker serve` does once started
     print(
         json.dumps(
             {
                 "broker": broker_port,
                 "bare": bare_port,
+                "floor": floor_port,
                 "verify": verify_port,
                 "cookie": cookie,
                 "tokens": str(tokens_file),
@@ -295,6 +313,13 @@ def main() -> None:
                     headers=session_headers,
                     script=None,
                 ),
+                "bare, six identity headers": wrk(
+                    base.format(ready["floor"]),
+                    duration=d,
+                    connections=c,
+                    headers=session_headers,
+                    script=None,
+                ),
                 "auth, never-seen token": wrk(
                     base.format(ready["broker"]),
                     duration=d,
@@ -326,7 +351,9 @@ def main() -> None:
             print(f"  (tokens wrapped around: {r['tokens_used']}; raise --fresh-tokens)")
     s = results["auth, valid session"]["rps"] / results["bare aiohttp 200"]["rps"]
     f = results["auth, never-seen token"]["rps"] / results["bare raw signature check"]["rps"]
+    h = results["bare, six identity headers"]["rps"] / results["bare aiohttp 200"]["rps"]
     print(f"ratio valid session / bare 200:              {s:.2f}x (goal >= 0.9x)")
+    print(f"  (the floor: bare handler with /auth's six headers / bare 200: {h:.2f}x)")
     print(f"ratio never-seen token / bare signature:     {f:.2f}x (goal >= 0.8x)")
 
 

@@ -90,12 +90,17 @@ class Verdict:
 _AllowKey = tuple[str, str, str, str, str]  # session, role, origin, method, source address
 
 
-@dataclass(frozen=True)
 class _Allowed:
-    verdict: Verdict
-    cred: Credential
-    role: Any  # the CompiledRole the decision was made with (identity, not equality)
-    allow_key: _AllowKey
+    """A remembered allow: what it was decided with, and how often it was served since."""
+
+    __slots__ = ("allow_key", "cred", "hits", "role", "verdict")
+
+    def __init__(self, verdict: Verdict, cred: Credential, role: Any, allow_key: _AllowKey):
+        self.verdict = verdict
+        self.cred = cred
+        self.role = role  # the CompiledRole the decision was made with (identity, not equality)
+        self.allow_key = allow_key
+        self.hits = 0  # folded into the allow counts (audit) when the entry is dropped
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,7 @@ class ForwardAuth:
         # Allowed verdicts by the exact raw request (see ``cached``), for the current second.
         self._verdicts: dict[Hashable, _Allowed] = {}
         self._verdicts_second = 0
+        self.cached_allows = 0  # allowed answers served from ``cached`` (for /metrics)
 
     # --- the hot path ---------------------------------------------------------------------
 
@@ -159,7 +165,8 @@ class ForwardAuth:
         everything ``decide`` reads is the same; the decision's time inputs have one-second
         resolution, so within the second only state can differ, and that is re-checked here:
         the credential's expiry and revocation, and the role's compiled version. Denials are
-        never cached (each one is audited).
+        never cached (each one is audited). Last-seen was noted when the entry was made, this
+        same second; allows are counted on the entry and folded into the audit counts later.
         """
         now = self._clock.now()
         if int(now) != self._verdicts_second:
@@ -171,11 +178,21 @@ class ForwardAuth:
             not self._credentials.still_valid(hit.cred, now)
             or self._authorizer.role(hit.cred.role_arn) is not hit.role
         ):
-            del self._verdicts[raw]
+            self._fold(self._verdicts.pop(raw))
             return None
-        self._allows[hit.allow_key] += 1
-        self._credentials.note_seen(hit.cred, now)
+        hit.hits += 1
+        self.cached_allows += 1
         return hit.verdict
+
+    def _fold(self, entry: _Allowed) -> None:
+        if entry.hits:
+            self._allows[entry.allow_key] += entry.hits
+
+    def _roll(self) -> None:
+        """Forget remembered verdicts (a new second, or a flush), keeping their allow counts."""
+        for entry in self._verdicts.values():
+            self._fold(entry)
+        self._verdicts.clear()
 
     def decide(
         self,
@@ -227,7 +244,7 @@ class ForwardAuth:
     ) -> None:
         second = int(self._clock.now())
         if second != self._verdicts_second:
-            self._verdicts.clear()
+            self._roll()
             self._verdicts_second = second
         if len(self._verdicts) < MAX_MEMO:
             role = self._authorizer.role(cred.role_arn)
@@ -371,6 +388,7 @@ class ForwardAuth:
             return 0
         denials, self._denials = self._denials, []
         overflow, self._overflow = self._overflow, Counter()
+        self._roll()
         allows, self._allows = self._allows, Counter()
         record = self._auditor.record_batched
         for d in denials:

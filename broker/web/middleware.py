@@ -29,11 +29,13 @@ _FA_METRICS = {
 }
 
 
+def forward_auth_metric(status: int) -> str:
+    found = _FA_METRICS.get(status)
+    return found or f'broker_http_requests_total{{route="/auth",status="{status}"}}'
+
+
 def count_forward_auth(request: web.Request, status: int) -> None:
-    key = (
-        _FA_METRICS.get(status) or f'broker_http_requests_total{{route="/auth",status="{status}"}}'
-    )
-    request.app[METRICS][key] += 1
+    request.app[METRICS][forward_auth_metric(status)] += 1
 
 
 def observed(handler: Handler) -> Handler:

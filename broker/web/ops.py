@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from aiohttp import web
 
 from broker.errors import StoreError
 from broker.web.keys import BROKER, METRICS
+from broker.web.middleware import forward_auth_metric
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
@@ -30,6 +33,10 @@ async def readyz(request: web.Request) -> web.StreamResponse:
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
+    recorded: Counter[str] = request.app[METRICS]
+    counts = recorded.copy()
+    # /auth answers served from the verdict cache are counted by forward-auth itself.
+    counts[forward_auth_metric(200)] += request.app[BROKER].forward_auth.cached_allows
     lines = ["# TYPE broker_http_requests_total counter"]
-    lines += [f"{k} {v}" for k, v in sorted(request.app[METRICS].items())]
+    lines += [f"{k} {v}" for k, v in sorted(counts.items()) if v]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")

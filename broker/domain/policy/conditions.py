@@ -479,7 +479,14 @@ class Condition:
         absent = True if parsed.if_exists else negated
 
         def check(context: RequestContext) -> bool:
-            found = context.any_value(key, test)
+            # RequestContext.any_value, inline: this runs for most requests.
+            given = context.keys().get(key)
+            if given is None:
+                return absent
+            value = context.given[given]
+            if type(value) is str:
+                return test(value) != negated
+            found = context.any_value(key, test)  # several values, or a number or boolean
             return absent if found is None else found != negated
 
         return check

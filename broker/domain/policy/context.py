@@ -8,7 +8,7 @@ list is treated like an absent key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 _AWS = "aws:"
 _BROKER = "broker:"
@@ -47,6 +47,7 @@ Value = tuple[str, ...] | str | bool | int | float  # a normalised tuple, or one
 _SHAPES: dict[tuple[str, ...], dict[str, str]] = {}
 _MAX_SHAPES = 1024
 _MERGE: dict[str, str] = {}  # the shape's map when two of its keys are one key
+_EMPTY: Mapping[str, str] = {}  # an empty context's values and keys
 
 
 def _learn_shape(keys: tuple[str, ...]) -> dict[str, str]:
@@ -76,6 +77,16 @@ def _normalised(context: ContextInput) -> dict[str, Value]:
     return values
 
 
+def _all_scalars(values: Iterable[object]) -> bool:
+    """Whether every value is a string, number or boolean: one value each, no list to check.
+    (A loop with the string test first: strings are nearly every value, and this is cheaper
+    than building a set of the values' types.)"""
+    for value in values:
+        if type(value) is not str and type(value) not in _SCALARS:
+            return False
+    return True
+
+
 class RequestContext:
     """Canonical-key → tuple of string values. Absent keys and empty lists both read as None.
 
@@ -84,35 +95,55 @@ class RequestContext:
     boolean — nothing is copied: values are read from the caller's dict (which must not change
     during the evaluation) through the shape's canonical-key map, and turned into strings only
     when a condition reads them; most statements read one or two of a request's keys.
+
+    The canonical-key map is looked up on the first read (:meth:`keys`), not when the context
+    is built: many requests are decided by statements without conditions, which never read it.
+    Compiled conditions read ``given`` and ``keys()`` directly (see ``Condition._compile``).
     """
 
-    __slots__ = ("_given", "_keys")
+    __slots__ = ("_keys", "given")
 
     def __init__(self, context: ContextInput | None = None) -> None:
-        self._given: Mapping[str, Value]
-        self._keys: Mapping[str, str]  # canonical key -> key in _given
+        #: The values, under the keys in ``_keys``' values.
+        self.given: Mapping[str, Value]
+        #: Canonical key -> key in ``given``; None until :meth:`keys` looks it up.
+        self._keys: Mapping[str, str] | None
         if not context:
-            self._given = self._keys = {}
+            self.given = self._keys = _EMPTY
             return
-        if type(context) is dict and _SCALARS.issuperset(map(type, context.values())):
-            shape = tuple(context)
-            keys = _SHAPES.get(shape)
-            if keys is None:
-                keys = _learn_shape(shape)
-            if keys is not _MERGE:
-                self._given = context  # scalar values: checked above
-                self._keys = keys
-                return
+        if type(context) is dict and _all_scalars(context.values()):
+            self.given = context  # scalar values: checked above
+            self._keys = None
+            return
+        self._normalise(context)
+
+    def _normalise(self, context: ContextInput) -> None:
         normalised = _normalised(context)
-        self._given = normalised
+        self.given = normalised
         self._keys = {k: k for k in normalised}
+
+    def keys(self) -> Mapping[str, str]:
+        """Canonical key -> the key it is given under in ``given``."""
+        keys = self._keys
+        if keys is not None:
+            return keys
+        # Only a dict of scalar values, each key as given, gets here (see __init__).
+        shape = tuple(self.given)
+        keys = _SHAPES.get(shape)
+        if keys is None:
+            keys = _learn_shape(shape)
+        if keys is _MERGE:  # two of its keys are one key: merge their values, once
+            self._normalise(self.given)
+            return self.keys()
+        self._keys = keys
+        return keys
 
     def values(self, canonical: str) -> tuple[str, ...] | None:
         """Every value of a key (never empty), or None when the key is absent or empty."""
-        key = self._keys.get(canonical)
+        key = self.keys().get(canonical)
         if key is None:
             return None
-        found = self._given[key]
+        found = self.given[key]
         if type(found) is tuple:
             return found
         if type(found) is str:
@@ -122,10 +153,10 @@ class RequestContext:
     def any_value(self, canonical: str, test: Callable[[str], bool]) -> bool | None:
         """Whether any value of a key passes ``test``; None when the key is absent or empty.
         (``values`` and a loop, without building a tuple for a single value.)"""
-        key = self._keys.get(canonical)
+        key = self.keys().get(canonical)
         if key is None:
             return None
-        found = self._given[key]
+        found = self.given[key]
         if type(found) is str:
             return test(found)
         if type(found) is tuple:
@@ -134,10 +165,10 @@ class RequestContext:
 
     def single(self, canonical: str) -> str | None:
         """The value of a single-valued key (used by policy variables), else None."""
-        key = self._keys.get(canonical)
+        key = self.keys().get(canonical)
         if key is None:
             return None
-        found = self._given[key]
+        found = self.given[key]
         if type(found) is str:
             return found
         if type(found) is tuple:

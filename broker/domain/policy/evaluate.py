@@ -254,7 +254,7 @@ class _PolicySet:
     ``MAX_ACTIONS``), only the statements whose action matches are ever looked at again."""
 
     MAX_ACTIONS = 8192
-    __slots__ = ("_entries", "_plans", "boundaries", "boundary", "identity", "session")
+    __slots__ = ("_entries", "_plans", "boundaries", "boundary", "identity", "plans", "session")
 
     def __init__(
         self, identity: Sequence[Policy], boundary: Policy | None, session: Sequence[Policy]
@@ -263,16 +263,27 @@ class _PolicySet:
         self.boundary = boundary
         self.boundaries: tuple[Policy, ...] = () if boundary is None else (boundary,)
         self.session = session
-        self._plans: dict[str, _Plan] = {}
+        self._plans: dict[str, _Plan] = {}  # by lower-cased action
+        #: The same plans by action as given, so that a request needs no lower-casing.
+        self.plans: dict[str, _Plan] = {}
         #: Each statement compiled once, whatever the number of actions it matches.
         self._entries: dict[tuple[int, int], _Entry] = {}
 
-    def plan(self, action_lower: str) -> _Plan:
-        found = self._plans.get(action_lower)
+    def plan(self, action: str) -> _Plan:
+        """The plan for ``action`` (any case); :attr:`plans` caches it under this spelling."""
+        if not self._plans:  # the first plan of this set: check the policies' kinds, once
+            _require_kind(self.identity, "identity", "an identity")
+            _require_kind(self.boundaries, "identity", "a boundary")
+            _require_kind(self.session, "identity", "a session")
+        if len(self.plans) >= self.MAX_ACTIONS:
+            self.plans.clear()
+        lowered = action.lower()
+        found = self._plans.get(lowered)
         if found is None:
             if len(self._plans) >= self.MAX_ACTIONS:
                 self._plans.clear()
-            found = self._plans[action_lower] = _Plan(self, action_lower)
+            found = self._plans[lowered] = _Plan(self, lowered)
+        self.plans[action] = found
         return found
 
     def entry(self, policy: Policy, statement: Statement) -> _Entry:
@@ -329,13 +340,11 @@ def evaluate(
     ``context`` maps condition keys to strings or lists of strings (keys are case-insensitive;
     ``aws:X`` and ``broker:X`` are one key).
     """
-    policies = _policy_set(identity, boundary, session)
-    if not policies._plans:  # checked once per compiled set
-        _require_kind(identity, "identity", "an identity")
-        _require_kind(policies.boundaries, "identity", "a boundary")
-        _require_kind(session, "identity", "a session")
-    lowered = action.lower()
-    plan = policies._plans.get(lowered) or policies.plan(lowered)
+    # _policy_set, inline for the common case: no boundary, no session policies.
+    policies = _SETS.get(id(identity))
+    if policies is None or policies.identity is not identity or boundary is not None or session:
+        policies = _policy_set(identity, boundary, session)
+    plan = policies.plans.get(action) or policies.plan(action)
     ctx = RequestContext(context)  # checks every value, even if no condition reads it
 
     if plan.first is None:
