@@ -8,7 +8,7 @@ list is treated like an absent key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 _AWS = "aws:"
 _BROKER = "broker:"
@@ -77,16 +77,6 @@ def _normalised(context: ContextInput) -> dict[str, Value]:
     return values
 
 
-def _all_scalars(values: Iterable[object]) -> bool:
-    """Whether every value is a string, number or boolean: one value each, no list to check.
-    (A loop with the string test first: strings are nearly every value, and this is cheaper
-    than building a set of the values' types.)"""
-    for value in values:
-        if type(value) is not str and type(value) not in _SCALARS:
-            return False
-    return True
-
-
 class RequestContext:
     """Canonical-key → tuple of string values. Absent keys and empty lists both read as None.
 
@@ -111,10 +101,16 @@ class RequestContext:
         if not context:
             self.given = self._keys = _EMPTY
             return
-        if type(context) is dict and _all_scalars(context.values()):
-            self.given = context  # scalar values: checked above
-            self._keys = None
-            return
+        if type(context) is dict:
+            # Whether every value is a string, number or boolean (one value each, no list to
+            # check). A loop, strings first, is cheaper than testing a set of their types.
+            for value in context.values():
+                if type(value) is not str and type(value) not in _SCALARS:
+                    break
+            else:
+                self.given = context
+                self._keys = None
+                return
         self._normalise(context)
 
     def _normalise(self, context: ContextInput) -> None:

@@ -17,12 +17,15 @@ How identity requests are decided quickly (each step keeps the semantics above e
   conditions' compiled checks, and the MatchedStatement/Decision it reports, pre-built.
 * A role's list of statements is indexed by the resource's literal prefix (:class:`_Statements`)
   so a request fully matches only the few statements its resource could match.
-* The context is not copied in the common case (:class:`RequestContext`).
+* The context is not copied in the common case, and its keys are looked up only when a
+  condition reads one (:class:`RequestContext`).
+* A plan is found by the action as given (no lower-casing per request), and a decision that
+  several statements make together is built once for those statements (``_decided``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from broker.domain.policy.context import ContextInput, RequestContext
 from broker.domain.policy.model import (
@@ -38,6 +41,9 @@ from broker.domain.policy.model import (
 )
 from broker.domain.policy.principals import Caller, CallerInput, normalise_caller
 from broker.domain.policy.wildcard import Test
+
+#: A statement's conditions, compiled: whether they hold for a request's context.
+ContextTest = Callable[[RequestContext], bool]
 
 
 def _matching(
@@ -93,16 +99,30 @@ def _resource_test(resources: ResourceSet | None) -> tuple[Test | None, Resource
     return test, None
 
 
+def _all_of(checks: tuple[ContextTest, ...]) -> ContextTest | None:
+    """One test that all ``checks`` pass (None when there are none): most statements have no
+    condition or one, and one call is cheaper than a loop over a tuple."""
+    if not checks:
+        return None
+    if len(checks) == 1:
+        return checks[0]
+
+    def check(context: RequestContext) -> bool:
+        return all(one(context) for one in checks)
+
+    return check
+
+
 class _Entry:
     """One statement compiled for deciding: a resource test, condition checks, and the
     (immutable) results it reports, built once rather than per request."""
 
-    __slots__ = ("checks", "decision", "deny", "match", "resource", "resource_set", "resources")
+    __slots__ = ("check", "decision", "deny", "match", "resource", "resource_set", "resources")
 
     def __init__(self, policy: str, statement: Statement) -> None:
         self.resources = statement.resources  # as written, for the resource index
         self.resource, self.resource_set = _resource_test(statement.resources)
-        self.checks = tuple(c.check for c in statement.conditions)
+        self.check = _all_of(tuple(c.check for c in statement.conditions))
         self.match = MatchedStatement(policy, statement.sid, statement.index, statement.effect)
         #: The decision when this is the only statement that decides a request.
         self.deny = statement.effect == "Deny"
@@ -194,10 +214,8 @@ class _Statements:
                 continue
             if entry.resource_set is not None and not entry.resource_set.matches(resource, context):
                 continue
-            for check in entry.checks:
-                if not check(context):
-                    break
-            else:
+            check = entry.check
+            if check is None or check(context):
                 found.append(entry)
         return found
 
@@ -352,6 +370,8 @@ def evaluate(
     allows = plan.first.matching(resource, ctx)
     if not allows:
         return _IMPLICIT_DENY
+    if len(allows) == 1 and boundary is None and not session:
+        return allows[0].decision  # one statement decides (the usual case): see _decided
     if allows[0].deny:  # Denies come first: any that applies is at the front
         return _decided(EXPLICIT_DENY, [e for e in allows if e.deny])
     if boundary is not None or session:
@@ -368,11 +388,23 @@ def evaluate(
 #: Decisions are immutable values, so the ones that need no per-request data are shared.
 _IMPLICIT_DENY = Decision(IMPLICIT_DENY)
 
+#: The decision reported when several statements decide a request, by those statements (a
+#: Decision is a function of them alone, and building one costs as much as a short scan).
+#: Consulted only after every statement has been matched against the request. Bounded.
+_COMBINED: dict[tuple[_Entry, ...], Decision] = {}
+_MAX_COMBINED = 4096
+
 
 def _decided(name: DecisionName, entries: list[_Entry]) -> Decision:
     if len(entries) == 1:
         return entries[0].decision  # built with the statement: its effect names the decision
-    return Decision(name, tuple(e.match for e in entries))
+    key = tuple(entries)
+    found = _COMBINED.get(key)
+    if found is None:
+        if len(_COMBINED) >= _MAX_COMBINED:
+            _COMBINED.clear()
+        found = _COMBINED[key] = Decision(name, tuple(e.match for e in entries))
+    return found
 
 
 def evaluate_trust(

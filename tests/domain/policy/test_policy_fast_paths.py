@@ -320,3 +320,120 @@ def test_glob_shapes(pattern: str, kind: str) -> None:
     subjects = ["", "abc", "abcd", "xabc", "aba", "abba", "abxba", "axbxc", "abcc", "a?c"]
     for subject in subjects:
         assert glob.matches(subject) == glob._matches_folded(subject), (kind, subject)
+
+
+# --- condition value tests: whole-octet networks, whole-number bounds -----------------------------
+
+MORE_OPERATORS: list[tuple[str, list[str]]] = [
+    ("IpAddress", ["10.0.0.0/8"]),
+    ("IpAddress", ["192.168.0.0/16"]),
+    ("NotIpAddress", ["10.1.2.0/24"]),
+    ("IpAddress", ["0.0.0.0/0"]),
+    ("IpAddress", ["10.1.2.3/32"]),
+    ("IpAddress", ["172.16.0.0/12"]),  # not whole octets: the arithmetic path
+    ("IpAddress", ["10.1.2.3"]),
+    ("NumericLessThan", ["1e1"]),
+    ("NumericGreaterThanEquals", ["-0"]),
+    ("NumericLessThanEquals", ["5.5"]),
+    ("NumericEquals", ["1E+2", "100.0"]),
+    ("NumericLessThan", ["1e200"]),
+    ("NumericGreaterThan", ["1e999999"]),
+    ("Bool", ["true"]),
+    ("Bool", ["false"]),
+]
+ADDRESSES_AND_NUMBERS = [
+    "10.1.2.3", "10.1.2.4", "100.1.2.3", "1.10.2.3", "192.168.9.9", "192.169.9.9", "192.16.8.1",
+    "172.16.5.4", "172.32.0.1", "0.0.0.0", "255.255.255.255", "010.1.2.3", "10.1.2.03",
+    "::ffff:10.1.2.3", "::ffff:c0a8:909", "10.1.2.3 ", "1", "5", "10", "99", "100", "0", "-0",
+    "1" * 100, "5.5", "true", "false", "True", "FALSE", " false", "tru",
+]  # fmt: skip
+
+
+@settings(max_examples=400)
+@given(
+    operator=st.sampled_from(MORE_OPERATORS),
+    values=st.none() | st.lists(st.sampled_from(ADDRESSES_AND_NUMBERS), max_size=3),
+)
+def test_compiled_value_tests_agree_with_holds(
+    operator: tuple[str, list[str]], values: list[str] | None
+) -> None:
+    name, policy_values = operator
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": {
+            "Effect": "Allow",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {name: {"k:x": policy_values}},
+        },
+    }
+    (condition,) = parse_policy(doc).statements[0].conditions
+    assert condition.check is not condition.holds  # compiled
+    # The general path, value by value, against the matchers' own ``matches``:
+    context = RequestContext(MappingProxyType({} if values is None else {"k:x": values}))
+    assert condition.check(context) == condition.holds(context)
+    if values is not None and len(values) == 1:
+        single = RequestContext({"k:x": values[0]})
+        assert condition.check(single) == condition.holds(single)
+
+
+# --- plans and decisions --------------------------------------------------------------------------
+
+
+def test_an_action_decides_alike_however_it_is_spelled() -> None:
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"},
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"},
+        ],
+    }
+    identity = (parse_policy(doc, name="p"),)
+    decisions = {
+        spelled: evaluate(spelled, "arn:aws:s3:::b/k", {}, identity)
+        for spelled in ("s3:GetObject", "S3:GETOBJECT", "s3:getobject", "s3:GetObject")
+    }
+    assert len(set(decisions.values())) == 1
+    (decision,) = set(decisions.values())
+    assert decision == Decision(
+        ALLOWED, (MatchedStatement("p", None, 0, "Allow"), MatchedStatement("p", None, 1, "Allow"))
+    )
+
+
+def test_a_resource_policy_is_rejected_on_every_evaluation() -> None:
+    trust = parse_policy(
+        {"Statement": {"Effect": "Allow", "Principal": "*", "Action": "*"}}, kind="resource"
+    )
+    identity = (trust,)  # a tuple: its compiled set is kept between evaluations
+    for action in ("s3:GetObject", "s3:GetObject", "S3:GetObject"):
+        with pytest.raises(ValueError, match="resource policy"):
+            evaluate(action, "r", identity=identity)
+
+
+def test_no_session_policies_decide_alike_as_a_tuple_or_a_list() -> None:
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"},
+    }
+    identity = (parse_policy(doc, name="p"),)
+    as_tuple = evaluate("s3:GetObject", "r", {}, identity, session=())
+    as_list = evaluate("s3:GetObject", "r", {}, identity, session=[])
+    assert as_tuple == as_list == Decision(ALLOWED, (MatchedStatement("p", None, 0, "Allow"),))
+
+
+def test_context_keys_given_twice_are_merged_when_first_read() -> None:
+    context = RequestContext({"aws:SourceIp": "10.0.0.1", "broker:sourceip": "10.0.0.2"})
+    assert context.values("broker:sourceip") == ("10.0.0.1", "10.0.0.2")
+    assert context.single("broker:sourceip") is None
+
+
+@pytest.mark.parametrize(
+    "network",
+    ["10.0.0.0/8", "192.168.0.0/16", "10.1.2.0/24", "0.0.0.0/0", "10.1.2.3/32", "172.16.0.0/12"],
+)
+def test_ip_fast_path_agrees_with_ipaddress(network: str) -> None:
+    from broker.domain.policy.conditions import _Ip
+
+    matcher = _Ip(network)
+    for address in ADDRESSES_AND_NUMBERS:
+        assert matcher.test(address) == matcher._matches_parsed(address), address
