@@ -298,42 +298,23 @@ def main() -> None:
                     headers=session_headers,
                     script=None,
                 )
+            # (scenario, server, request source): a fixed session cookie, or the fresh-token script
+            scenarios = [
+                ("auth, valid session", "broker", None),
+                ("bare aiohttp 200", "bare", None),
+                ("bare, six identity headers", "floor", None),
+                ("auth, never-seen token", "broker", lua),
+                ("bare raw signature check", "verify", lua),
+            ]
             results = {
-                "auth, valid session": wrk(
-                    base.format(ready["broker"]),
+                name: wrk(
+                    base.format(ready[server]),
                     duration=d,
                     connections=c,
-                    headers=session_headers,
-                    script=None,
-                ),
-                "bare aiohttp 200": wrk(
-                    base.format(ready["bare"]),
-                    duration=d,
-                    connections=c,
-                    headers=session_headers,
-                    script=None,
-                ),
-                "bare, six identity headers": wrk(
-                    base.format(ready["floor"]),
-                    duration=d,
-                    connections=c,
-                    headers=session_headers,
-                    script=None,
-                ),
-                "auth, never-seen token": wrk(
-                    base.format(ready["broker"]),
-                    duration=d,
-                    connections=c,
-                    headers={},
-                    script=lua,
-                ),
-                "bare raw signature check": wrk(
-                    base.format(ready["verify"]),
-                    duration=d,
-                    connections=c,
-                    headers={},
-                    script=lua,
-                ),
+                    headers={} if script else session_headers,
+                    script=script,
+                )
+                for name, server, script in scenarios
             }
         finally:
             if server.stdin:
