@@ -53,6 +53,17 @@ class SessionContext:
         return self.role_arn.rsplit("/", 1)[-1]
 
 
+def verified_claims(keys: KeyRing, token: str, *, typ: str, audience: str) -> dict[str, Any]:
+    """The claims of a broker token of type ``typ``, or ``Unauthenticated`` naming the check
+    that failed (``token_expired`` apart, so callers can renew)."""
+    try:
+        return keys.verify(token, typ=typ, audience=audience)
+    except ExpiredToken as e:
+        raise Unauthenticated("token_expired") from e
+    except InvalidToken as e:
+        raise Unauthenticated(f"invalid_token:{e.reason}") from e
+
+
 def _context(c: Mapping[str, Any]) -> SessionContext:
     """A verified token's claims as a ``SessionContext``; a missing claim is an invalid token."""
     try:
@@ -147,12 +158,7 @@ class SessionService:
 
     def verify(self, token: str) -> SessionContext:
         """Signature, typ, audience, expiry and revocation. Raises ``Unauthenticated``."""
-        try:
-            c = self._keys.verify(token, typ=tokens.SESSION_TYP, audience=self._issuer)
-        except ExpiredToken as e:
-            raise Unauthenticated("token_expired") from e
-        except InvalidToken as e:
-            raise Unauthenticated(f"invalid_token:{e.reason}") from e
+        c = verified_claims(self._keys, token, typ=tokens.SESSION_TYP, audience=self._issuer)
         ctx = self._not_revoked(_context(c))
         self.note_seen(ctx.session_id, self._clock.now())
         return ctx

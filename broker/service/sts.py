@@ -56,9 +56,7 @@ from broker.domain.claims import (
 )
 from broker.errors import (
     BrokerError,
-    ExpiredToken,
     InvalidIdToken,
-    InvalidToken,
     ProviderUnavailable,
     StoreError,
     StsAccessDenied,
@@ -83,6 +81,7 @@ from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
 from broker.service.credentials import Credential, CredentialVerifier, peek_typ
 from broker.service.revocation import RevocationState
+from broker.service.sessions import verified_claims
 from broker.signing import KeyRing
 from broker.storage.base import Revocation, RoleRecord, Store
 
@@ -725,12 +724,7 @@ class StsService:
 
     def verify_access_token(self, token: str) -> Credential:
         """``CredentialVerifier`` hook for ``typ`` = ACCESS_TYP; raises ``Unauthenticated``."""
-        try:
-            c = self._keys.verify(token, typ=tokens.ACCESS_TYP, audience=self._issuer)
-        except ExpiredToken as e:
-            raise Unauthenticated("token_expired") from e
-        except InvalidToken as e:
-            raise Unauthenticated(f"invalid_token:{e.reason}") from e
+        c = verified_claims(self._keys, token, typ=tokens.ACCESS_TYP, audience=self._issuer)
         try:
             texts = c.get(CLAIM_SESSION_POLICIES, [])
             if not isinstance(texts, list):

@@ -60,30 +60,6 @@ def _one(headers: CIMultiDictProxy[str], name: str) -> str:
     return values[0]
 
 
-_TRUST_MEMO: dict[tuple[str, tuple[Network, ...]], bool] = {}
-
-
-def _trusted(peer: str | None, trusted: tuple[Network, ...]) -> bool:
-    """``peer_is_trusted``, remembered per peer address (proxies are few; the memo is bounded)."""
-    if not peer:
-        return False
-    key = (peer, trusted)
-    hit = _TRUST_MEMO.get(key)
-    if hit is None:
-        hit = peer_is_trusted(peer, trusted)
-        if len(_TRUST_MEMO) >= 4096:
-            _TRUST_MEMO.clear()
-        _TRUST_MEMO[key] = hit
-    return hit
-
-
-def _client_ip(request: web.Request, trusted: tuple[Network, ...]) -> str:
-    peer = request.remote or ""
-    if not _trusted(peer, trusted) or "X-Forwarded-For" not in request.headers:
-        return peer
-    return client_ip(request, trusted)
-
-
 # Normalisation is a pure function of the header values: proxies repeat the same URLs, so the
 # parsed result is remembered (failures are not: they raise and are audited every time).
 _from_original_url = functools.lru_cache(maxsize=4096)(from_original_url)
@@ -93,7 +69,7 @@ _from_envoy = functools.lru_cache(maxsize=4096)(from_envoy)
 
 def read_original(request: web.Request, trusted: tuple[Network, ...]) -> OriginalRequest:
     """The proxied request, from the headers of the one proxy style present (trusted peers)."""
-    if not _trusted(request.remote, trusted):
+    if not peer_is_trusted(request.remote, trusted):
         raise UrlRejected("untrusted_peer")
     h = request.headers
     raw = request.raw_path
@@ -166,7 +142,7 @@ async def auth(request: web.Request) -> web.StreamResponse:
     # A request id is made only when something is recorded (a denial, an error).
     info = RequestInfo(source_ip=request.remote or "")
     try:
-        info = RequestInfo(source_ip=_client_ip(request, trusted))
+        info = RequestInfo(source_ip=client_ip(request, trusted))
         try:
             original: OriginalRequest | UrlRejected = read_original(request, trusted)
         except UrlRejected as e:

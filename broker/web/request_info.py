@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -16,6 +17,12 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 def peer_is_trusted(peer: str | None, trusted: Sequence[Network]) -> bool:
     if not peer or not trusted:
         return False
+    return _trusted(peer, tuple(trusted))
+
+
+@functools.lru_cache(maxsize=4096)
+def _trusted(peer: str, trusted: tuple[Network, ...]) -> bool:
+    """Remembered per address: proxies are few, and forward-auth asks on every request."""
     try:
         addr = ipaddress.ip_address(peer)
     except ValueError:
@@ -26,7 +33,7 @@ def peer_is_trusted(peer: str | None, trusted: Sequence[Network]) -> bool:
 def client_ip(request: web.Request, trusted: Sequence[Network]) -> str:
     """The peer address; with a trusted peer, the right-most untrusted X-Forwarded-For entry."""
     peer = request.remote or ""
-    if not peer_is_trusted(peer, trusted):
+    if not peer_is_trusted(peer, trusted) or "X-Forwarded-For" not in request.headers:
         return peer
     hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]
     for hop in reversed([h for h in hops if h]):
