@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from broker.cli_admin import add_admin_commands, read_text_file
 from broker.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from broker.errors import BrokerError, ConfigError, InvalidRequest
 
@@ -25,7 +26,7 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def _out(args: argparse.Namespace, data: Any, text: str) -> None:
+def out(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
 
 
@@ -33,7 +34,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
 
 
-async def _with_broker(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+async def with_broker(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
     import aiohttp
 
     from broker.service.container import Broker
@@ -93,7 +94,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     }
     if warnings:
         data["warnings"] = warnings
-    _out(
+    out(
         args,
         data,
         "\n".join(
@@ -115,7 +116,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
     asyncio.run(migrate(settings.store.url))
-    _out(args, {"ok": True}, "the store's schema is up to date")
+    out(args, {"ok": True}, "the store's schema is up to date")
     return 0
 
 
@@ -123,8 +124,8 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     async def run(broker: Any) -> str:
         return str(await broker.rotate_keys(reason="cli"))
 
-    kid = asyncio.run(_with_broker(_settings(args), run))
-    _out(
+    kid = asyncio.run(with_broker(_settings(args), run))
+    out(
         args,
         {"kid": kid},
         f"new signing key {kid}; the previous key stays in the JWKS until "
@@ -138,7 +139,7 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
         await broker.auditor.flush()  # nothing batched in this process is left out
         return await broker.store.list_audit(limit=args.limit, action=args.action)
 
-    events = asyncio.run(_with_broker(_settings(args), run))
+    events = asyncio.run(with_broker(_settings(args), run))
     rows = [
         {
             "time": datetime.fromtimestamp(e.time, UTC).isoformat(),
@@ -157,22 +158,8 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
         f"{r['reason'] or ''}"
         for r in rows
     )
-    _out(args, rows, text or "no audit events")
+    out(args, rows, text or "no audit events")
     return 0
-
-
-def _read_policy_file(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as e:
-        raise InvalidRequest(
-            "unreadable_file", public_message=f"cannot read {path}: {e.strerror or e}"
-        ) from None
-    except UnicodeDecodeError:
-        raise InvalidRequest(
-            "unreadable_file", public_message=f"{path} is not UTF-8 text"
-        ) from None
 
 
 def _context_args(pairs: Sequence[str]) -> dict[str, str | list[str]]:
@@ -197,15 +184,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from broker.service.simulate import Simulation, Simulator, parse_documents
 
     policies = parse_documents(
-        [_read_policy_file(f) for f in args.policy], "policy", names=list(args.policy)
+        [read_text_file(f) for f in args.policy], "policy", names=list(args.policy)
     )
     sessions = parse_documents(
-        [_read_policy_file(f) for f in args.session_policy],
+        [read_text_file(f) for f in args.session_policy],
         "session-policy",
         names=list(args.session_policy),
     )
     boundary = (
-        parse_documents([_read_policy_file(args.boundary)], "boundary", names=[args.boundary])[0]
+        parse_documents([read_text_file(args.boundary)], "boundary", names=[args.boundary])[0]
         if args.boundary
         else None
     )
@@ -214,7 +201,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     async def run(broker: Any) -> Simulation:
         credential = broker.credentials.verify(token) if token else None
-        return Simulator(broker.authorizer).simulate(
+        return await Simulator(broker.authorizer, broker.iam).simulate(
             action=args.action,
             resource=args.resource,
             principal=args.principal,
@@ -237,13 +224,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             session_policies=sessions,
         )
     else:
-        result = asyncio.run(_with_broker(_settings(args), run))
+        result = asyncio.run(with_broker(_settings(args), run))
     d = result.decision
     lines = [d.decision] + [
         f"  {m.effect:<5} {m.policy} {m.sid if m.sid else f'statement {m.index}'}"
         for m in d.matched_statements
     ]
-    _out(args, d.to_dict(), "\n".join(lines))
+    out(args, d.to_dict(), "\n".join(lines))
     return 0
 
 
@@ -251,14 +238,14 @@ def cmd_policies_validate(args: argparse.Namespace) -> int:
     from broker.policy import validate_policy
     from broker.service.simulate import guess_kind
 
-    text = _read_policy_file(args.file)
+    text = read_text_file(args.file)
     kind = guess_kind(text) if args.kind == "auto" else args.kind
     report = validate_policy(text, kind="resource" if kind == "trust" else "identity")
     data = {"file": args.file, "kind": kind, **report.to_dict()}
     lines = [f"{args.file}: {f}" for f in report.findings]
     n_err, n_warn = len(report.errors), len(report.warnings)
     lines.append(f"{args.file}: {n_err} error(s), {n_warn} warning(s) ({kind} policy)")
-    _out(args, data, "\n".join(lines))
+    out(args, data, "\n".join(lines))
     return 0 if report.ok else 1
 
 
@@ -304,7 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
         "allowed / explicitDeny / implicitDeny with the statements that decided it.",
     )
     _config_arg(p)
-    p.add_argument("--principal", help="a role name, role ARN or assumed-role ARN")
+    p.add_argument(
+        "--principal",
+        help="a role (name, ARN or assumed-role ARN), a user or a group (ARN: "
+        "arn:broker:iam::<account>:user/<name>, ...:group/<name>)",
+    )
     p.add_argument(
         "--token",
         help="a broker token to simulate (its role and session policies); '-' reads $BROKER_TOKEN",
@@ -338,9 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin = sub.add_parser("admin", help="administer the broker").add_subparsers(
         dest="admin_noun", required=True, metavar="NOUN"
     )
-    policies = admin.add_parser("policies", help="policy documents").add_subparsers(
-        dest="policies_verb", required=True, metavar="VERB"
-    )
+    policies = add_admin_commands(admin)
     p = policies.add_parser(
         "validate",
         help="list every error and warning of a policy file, with paths and fixes",

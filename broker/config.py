@@ -163,6 +163,7 @@ class RoleConfig:
     trust_policy: Mapping[str, Any] = field(default_factory=dict)
     policies: tuple[Mapping[str, Any], ...] = ()
     permissions_boundary: Mapping[str, Any] | None = None
+    managed_policies: tuple[str, ...] = ()  # names of [policies.*] attached to the role
 
 
 @dataclass(frozen=True)
@@ -536,6 +537,14 @@ def _provider(name: str, t: _Table) -> ProviderConfig | None:
     return p
 
 
+def managed_policy_name(ref: str) -> str:
+    """A managed policy named by name or by ARN (``arn:broker:iam::<account>:policy/Name``,
+    any path) -> its name."""
+    if ref.startswith("arn:") and ":policy/" in ref:
+        return ref.rsplit("/", 1)[-1]
+    return ref
+
+
 def _role(name: str, t: _Table, base: Path) -> RoleConfig:
     if not _NAME.fullmatch(name):
         t.problems.add(t.where, "role names are 1-64 of letters, digits and _.+=@-")
@@ -554,6 +563,7 @@ def _role(name: str, t: _Table, base: Path) -> RoleConfig:
         doc = _load_document(raw, base, f"{t.path('policies')}[{i}]", t.problems)
         if doc is not None:
             policies.append(doc)
+    managed = t.str_list("managed_policies", ())
     boundary_raw = t._get("permissions_boundary")
     boundary = (
         _load_document(boundary_raw, base, t.path("permissions_boundary"), t.problems)
@@ -567,6 +577,7 @@ def _role(name: str, t: _Table, base: Path) -> RoleConfig:
         trust_policy=trust,
         policies=tuple(policies),
         permissions_boundary=boundary,
+        managed_policies=tuple(dict.fromkeys(managed_policy_name(m) for m in managed)),
     )
     if not 900 <= r.max_session_duration <= 43200:
         t.problems.add(t.path("max_session_duration"), "must be between 15m and 12h")
@@ -624,6 +635,14 @@ def parse_settings(
         t.check_unknown()
         if doc is not None:
             policies[name] = ManagedPolicyConfig(name=name, document=doc)
+
+    for name, r in roles.items():
+        for i, m in enumerate(r.managed_policies):
+            if m not in policies:
+                problems.add(
+                    f"roles.{name}.managed_policies[{i}]",
+                    f"no policy named {m!r}: declare it as [policies.{m}]",
+                )
 
     public: list[PublicRoute] = []
     proxy = root.table("proxy")

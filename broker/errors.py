@@ -56,6 +56,15 @@ class NotFound(BrokerError):
     public_message = "Not found."
 
 
+class Conflict(BrokerError):
+    """The request clashes with the current state (IAM's ``DeleteConflict``, a read-only
+    record declared in the config file)."""
+
+    code = "conflict"
+    status = 409
+    public_message = "The request conflicts with the current state."
+
+
 class Unauthenticated(BrokerError):
     """No valid credential was presented."""
 

@@ -524,6 +524,25 @@ def test_bad_value_reported_by_path(extra: dict[str, Any], path: str) -> None:
     assert problems[0].startswith(f"{path}: "), problems
 
 
+def test_managed_policies_by_name_or_arn() -> None:
+    s = parse(
+        {
+            "roles": {
+                "dev": {
+                    "trust_policy": TRUST,
+                    "managed_policies": [
+                        "ReadOnly",
+                        "arn:broker:iam::000000000000:policy/ReadOnly",
+                        "arn:broker:iam::000000000000:policy/team/Deploy",
+                    ],
+                }
+            },
+            "policies": {"ReadOnly": {"document": TRUST}, "Deploy": {"document": TRUST}},
+        }
+    )
+    assert s.roles["dev"].managed_policies == ("ReadOnly", "Deploy")
+
+
 def test_section_that_is_not_a_table() -> None:
     assert problems_of({"server": "127.0.0.1:8000"}) == ["server: must be a table"]
     problems = problems_of({"providers": {"corp": "oidc"}})
@@ -557,6 +576,17 @@ def test_section_that_is_not_a_table() -> None:
             {"server": {"trusted_proxies": ["nope"]}},
             "server.trusted_proxies[0]: 'nope' is not an IP network",
             id="cidr",
+        ),
+        pytest.param(
+            {"roles": {"dev": {"trust_policy": TRUST, "managed_policies": ["ReadOnly"]}}},
+            "roles.dev.managed_policies[0]: no policy named 'ReadOnly': "
+            "declare it as [policies.ReadOnly]",
+            id="managed-unknown",
+        ),
+        pytest.param(
+            {"roles": {"dev": {"trust_policy": TRUST, "managed_policies": "ReadOnly"}}},
+            "roles.dev.managed_policies: must be a list of strings",
+            id="managed-not-list",
         ),
     ],
 )

@@ -7,6 +7,7 @@ touches no database and parses nothing. Used by forward-auth, ``/v1/authorize`` 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from broker.clock import Clock
 from broker.config import Settings
 from broker.domain.claims import ContextValue, global_context
 from broker.policy import Decision, Policy, PolicyError, evaluate, parse_policy
-from broker.storage.base import RoleRecord, Store
+from broker.service.policy_sets import PolicyCompiler
+from broker.storage.base import AttachedPolicies, ManagedPolicyRecord, RoleRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +49,17 @@ class Principal:
     source_identity: str = ""
 
 
-def compile_role(role: RoleRecord, arn: str) -> CompiledRole:
+def compile_role(
+    role: RoleRecord,
+    arn: str,
+    attached: AttachedPolicies,
+    managed: Mapping[str, ManagedPolicyRecord],
+    compiler: PolicyCompiler,
+) -> CompiledRole:
+    """The role's own documents, then the managed and inline policies attached to it; its
+    boundary document, or else an attached managed boundary."""
     try:
-        identity = tuple(
+        own = tuple(
             parse_policy(dict(doc), name=f"{role.name}/policy[{i}]")
             for i, doc in enumerate(role.policies)
         )
@@ -58,13 +68,40 @@ def compile_role(role: RoleRecord, arn: str) -> CompiledRole:
             if role.permissions_boundary
             else None
         )
+        compiled = compiler.compile(
+            [(f"role/{role.name}", attached)], managed, extra=own, boundary=boundary
+        )
     except PolicyError as e:
         log.error("role %s has an invalid permission policy (it allows nothing): %s", role.name, e)
-        return CompiledRole(
-            role.name, arn, (), None, role.max_session_duration, role.updated_at, True
-        )
+        return _broken(role, arn)
+    if compiled.broken:
+        log.error("role %s: attached policies %s no longer exist", role.name, compiled.missing)
+        return _broken(role, arn)
     return CompiledRole(
-        role.name, arn, identity, boundary, role.max_session_duration, role.updated_at
+        role.name,
+        arn,
+        compiled.identity,
+        compiled.boundary,
+        role.max_session_duration,
+        role.updated_at,
+    )
+
+
+def _broken(role: RoleRecord, arn: str) -> CompiledRole:
+    return CompiledRole(role.name, arn, (), None, role.max_session_duration, role.updated_at, True)
+
+
+def _version(
+    role: RoleRecord, attached: AttachedPolicies, managed: Mapping[str, ManagedPolicyRecord]
+) -> tuple[object, ...]:
+    """What a compiled role depends on: recompile only when it changes."""
+    names = (*attached.managed, attached.boundary)
+    return (
+        role.updated_at,
+        attached.managed,
+        attached.boundary,
+        tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in attached.inline.items())),
+        tuple(managed[n].updated_at if n in managed else None for n in names if n),
     )
 
 
@@ -74,19 +111,31 @@ class Authorizer:
         self._store = store
         self._clock = clock
         self._roles: dict[str, CompiledRole] = {}
+        self._versions: dict[str, tuple[object, ...]] = {}
+        self._compiler = PolicyCompiler()
 
     def role_arn(self, name: str) -> str:
         return self._settings.arn("role", name)
 
     async def refresh(self) -> None:
-        """Recompile roles that changed in the store; drop deleted ones."""
+        """Recompile roles whose record, attachments or attached policies changed in the
+        store; drop deleted ones."""
         records = await self._store.list_roles()
+        attachments = await self._store.all_attachments("role")
+        managed = {p.name: p for p in await self._store.list_managed_policies()}
         fresh: dict[str, CompiledRole] = {}
+        versions: dict[str, tuple[object, ...]] = {}
         for r in records:
             arn = self.role_arn(r.name)
+            attached = attachments.get(r.name, AttachedPolicies())
+            version = versions[arn] = _version(r, attached, managed)
             old = self._roles.get(arn)
-            fresh[arn] = old if old and old.updated_at == r.updated_at else compile_role(r, arn)
-        self._roles = fresh
+            if old is not None and self._versions.get(arn) == version:
+                fresh[arn] = old
+            else:
+                fresh[arn] = compile_role(r, arn, attached, managed, self._compiler)
+        self._roles, self._versions = fresh, versions
+        self._compiler.forget_except(managed)
 
     def role(self, arn: str) -> CompiledRole | None:
         return self._roles.get(arn)

@@ -27,6 +27,7 @@ from broker.service.authorize import Authorizer
 from broker.service.bootstrap import bootstrap_admin
 from broker.service.credentials import CredentialVerifier
 from broker.service.forward_auth import ForwardAuth
+from broker.service.iam import IamService
 from broker.service.login import LoginService
 from broker.service.revocation import RevocationState
 from broker.service.roles import RoleCatalog, policy_problems, trust_policy_warnings
@@ -90,6 +91,7 @@ class Broker:
     revocations: RevocationState
     sessions: SessionService
     roles: RoleCatalog
+    iam: IamService
     authorizer: Authorizer
     credentials: CredentialVerifier
     login: LoginService
@@ -139,6 +141,8 @@ class Broker:
             await keyring.load()
             revocations = RevocationState(store)
             await revocations.poll()
+            iam = IamService(settings, store, auditor, clock)
+            await iam.reconcile()
             roles = RoleCatalog(settings, store, clock)
             await roles.reconcile()
             authorizer = Authorizer(settings, store, clock)
@@ -188,6 +192,7 @@ class Broker:
             revocations=revocations,
             sessions=sessions,
             roles=roles,
+            iam=iam,
             authorizer=authorizer,
             credentials=credentials,
             login=login,

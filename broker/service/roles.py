@@ -148,6 +148,8 @@ class RoleCatalog:
                     updated_at=now,
                 )
             )
+            # config validation checked the names; [policies] are reconciled before roles
+            await self._store.set_attached_policies("role", name, rc.managed_policies)
         for name, old in existing.items():
             if old.source == "config" and name not in self._settings.roles:
                 await self._store.delete_role(name)

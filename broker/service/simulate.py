@@ -6,14 +6,19 @@ The principal is one of:
 
 * a role, by name or ARN (``dev``, ``arn:broker:iam::<account>:role/dev``, or an assumed-role
   session ARN ``arn:broker:sts::<account>:assumed-role/dev/<session>``): the role's identity
-  policies and permissions boundary, as compiled by the :class:`Authorizer`;
+  policies (its own, attached managed and inline) and permissions boundary, as compiled by the
+  :class:`Authorizer`;
+* a user, by ARN (``arn:broker:iam::<account>:user/<name>``): its managed and inline policies,
+  those of every group it is in, and its permissions boundary, with ``aws:username`` and
+  ``aws:userid`` set;
+* a group, by ARN (``...:group/<name>``): the group's managed and inline policies;
 * a broker credential (a session token): its role, plus the session policies it carries, and
   the condition keys it implies (``aws:username``, ``aws:PrincipalTag/*``, MFA, ...);
 * nothing: only the policy documents given.
 
 Policy documents given directly (``policies``) are added to the principal's identity policies,
 as ``aws iam simulate-principal-policy --policy-input-list`` does; ``boundary`` replaces the
-role's permissions boundary; ``session_policies`` are added to the credential's.
+principal's permissions boundary; ``session_policies`` are added to the credential's.
 
 Context: the global keys a real request would carry (``aws:CurrentTime``, ``aws:EpochTime``,
 ``aws:SecureTransport``, ``aws:MultiFactorAuthPresent``, ``aws:PrincipalArn`` and, for a
@@ -34,6 +39,7 @@ from broker.errors import InvalidRequest, NotFound
 from broker.policy import Decision, Policy, PolicyError, evaluate, parse_policy
 from broker.service.authorize import Authorizer, Principal
 from broker.service.credentials import Credential
+from broker.service.iam import IamService
 
 _ASSUMED = re.compile(r"arn:[^:]+:sts::(?P<account>[^:]*):assumed-role/(?P<role>[^/]+)/.+")
 _ROLE = re.compile(r"arn:[^:]+:iam::(?P<account>[^:]*):role/(?:.*/)?(?P<role>[^/]+)")
@@ -45,7 +51,7 @@ class Simulation:
     """The answer: the decision, and what was simulated."""
 
     decision: Decision
-    principal: str | None  # the role ARN simulated, or None for policies only
+    principal: str | None  # the ARN simulated, or None for policies only
     context: Mapping[str, ContextValue] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,95 +111,131 @@ def merge_context(
     return merged
 
 
-class Simulator:
-    def __init__(self, authorizer: Authorizer) -> None:
-        self._authorizer = authorizer
+@dataclass(frozen=True)
+class Target:
+    """A principal resolved for simulation: what is in force for it, and its context keys."""
 
-    def role_arn(self, principal: str) -> str:
-        """A role name, role ARN or assumed-role ARN → the role's ARN (NotFound if unknown)."""
+    arn: str
+    identity: tuple[Policy, ...]
+    boundary: Policy | None
+    context: Mapping[str, ContextValue]
+
+
+class Simulator:
+    def __init__(self, authorizer: Authorizer, iam: IamService) -> None:
+        self._authorizer = authorizer
+        self._iam = iam
+
+    async def resolve(self, principal: str) -> Target:
+        """A role (name, ARN or assumed-role ARN), a user or a group (by ARN) → what is in
+        force for it. NotFound if it does not exist; InvalidRequest if its policies are
+        broken (it allows nothing, and saying "implicitDeny" would hide why)."""
+        text = principal.strip()
+        if not text:
+            raise InvalidRequest("empty_principal", public_message="the principal is empty")
+        other = _OTHER.fullmatch(text)
+        if other and other["type"] == "user":
+            user = await self._iam.resolve_user(text)
+            arn = self._iam.arn("user", user.name)
+            found = await self._iam.user_policies(user)
+            who = Principal(role_arn=arn, user_id=user.id, username=user.name)
+        elif other:
+            group = await self._iam.resolve_group(text)
+            arn = self._iam.arn("group", group.name)
+            found = await self._iam.group_policies(group)
+            who = Principal(role_arn=arn)
+        else:
+            arn = self.named_arn(text)
+            return self._role_target(arn, Principal(role_arn=arn))
+        if found.broken:
+            raise InvalidRequest(
+                "broken_principal",
+                public_message=f"{arn} has attached policies that no longer exist "
+                f"({', '.join(found.missing)}): it allows nothing",
+            )
+        return Target(
+            arn, found.identity, found.boundary, self._authorizer.context_for(who, source_ip="")
+        )
+
+    def named_arn(self, principal: str) -> str:
+        """The ARN a principal reference names, without looking it up: permission to simulate
+        is checked on it first, so that a caller without permission learns nothing about what
+        exists."""
         text = principal.strip()
         if not text:
             raise InvalidRequest("empty_principal", public_message="the principal is empty")
         other = _OTHER.fullmatch(text)
         if other:
-            raise InvalidRequest(
-                "unsupported_principal",
-                public_message=f"cannot simulate a {other['type']}: this broker attaches "
-                "policies to roles; give a role name or ARN",
-            )
+            return self._iam.arn(other["type"], text.rsplit("/", 1)[-1])
         found = _ASSUMED.fullmatch(text) or _ROLE.fullmatch(text)
         if found is None and text.startswith("arn:"):
             raise InvalidRequest(
                 "bad_principal",
-                public_message=f"{text!r} is not a role ARN "
-                "(arn:broker:iam::<account>:role/<name>) or an assumed-role ARN",
+                public_message=f"{text!r} is not a role, user or group ARN "
+                "(arn:broker:iam::<account>:role/<name>, ...:user/<name>, ...:group/<name>) "
+                "or an assumed-role ARN",
             )
-        name = found["role"] if found else text
-        arn = self._authorizer.role_arn(name)
-        if self._authorizer.role(arn) is None:
-            raise NotFound("unknown_role", public_message=f"no role named {name!r}")
-        return arn
+        return self._authorizer.role_arn(found["role"] if found else text)
 
-    def simulate(
+    def _role_target(self, arn: str, who: Principal) -> Target:
+        role = self._authorizer.role(arn)
+        if role is None:
+            name = arn.rsplit("/", 1)[-1]
+            raise NotFound("unknown_role", public_message=f"no role named {name!r}")
+        if role.broken:
+            raise InvalidRequest(
+                "broken_role",
+                public_message=f"the role {role.name!r} has a policy that does not parse "
+                "or no longer exists (it allows nothing); run: broker check-config",
+            )
+        return Target(
+            arn, role.identity, role.boundary, self._authorizer.context_for(who, source_ip="")
+        )
+
+    async def simulate(
         self,
         *,
         action: str,
         resource: str,
-        principal: str | None = None,
+        principal: str | Target | None = None,
         credential: Credential | None = None,
         context: Mapping[str, ContextValue] | None = None,
         policies: Sequence[Policy] = (),
         boundary: Policy | None = None,
         session_policies: Sequence[Policy] = (),
     ) -> Simulation:
+        """``principal``: as for :meth:`resolve`, or a target it already resolved."""
         _check_request(action, resource)
         if principal is not None and credential is not None:
             raise InvalidRequest(
                 "two_principals", public_message="give a principal or a credential, not both"
             )
-        identity: list[Policy] = []
-        role_boundary: Policy | None = None
+        target: Target | None = None
         sessions: list[Policy] = []
-        base: dict[str, ContextValue] = {}
-        arn: str | None = None
-        who: Principal | None = None
         if credential is not None:
-            arn = credential.role_arn
-            who = credential.principal
+            target = self._role_target(credential.role_arn, credential.principal)
             sessions.extend(credential.session_policies)
+        elif isinstance(principal, Target):
+            target = principal
         elif principal is not None:
-            arn = self.role_arn(principal)
-            who = Principal(role_arn=arn)
-        if arn is not None and who is not None:
-            role = self._authorizer.role(arn)
-            if role is None:
-                raise NotFound("unknown_role", public_message=f"no role {arn!r}")
-            if role.broken:
-                raise InvalidRequest(
-                    "broken_role",
-                    public_message=f"the role {role.name!r} has a policy that does not parse "
-                    "(it allows nothing); run: broker check-config",
-                )
-            identity.extend(role.identity)
-            role_boundary = role.boundary
-            base = self._authorizer.context_for(who, source_ip="")
+            target = await self.resolve(principal)
         elif not policies:
             raise InvalidRequest(
                 "nothing_to_simulate",
                 public_message="give a principal, a credential or at least one policy",
             )
-        identity.extend(policies)
+        identity = [*(target.identity if target else ()), *policies]
         sessions.extend(session_policies)
-        merged = merge_context(base, context or {})
+        merged = merge_context(target.context if target else {}, context or {})
         decision = evaluate(
             action=action,
             resource=resource,
             context=merged,
             identity=identity,
-            boundary=boundary if boundary is not None else role_boundary,
+            boundary=boundary if boundary is not None else (target.boundary if target else None),
             session=sessions,
         )
-        return Simulation(decision, arn, merged)
+        return Simulation(decision, target.arn if target else None, merged)
 
 
 def simulate_documents(

@@ -226,7 +226,7 @@ class StsService:
         self._roles: dict[str, _Role] = {}
         self._last_role_refresh = float("-inf")
         self._policies: OrderedDict[str, Policy] = OrderedDict()
-        self._named: dict[str, Policy] = {}
+        self._named: dict[str, tuple[float, Policy]] = {}
         self._user_ids: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
         self._issuers: dict[str, str] = {}  # accepted iss -> provider name
         for name, p in settings.providers.items():
@@ -296,20 +296,22 @@ class StsService:
         self._remember(text, policy)
         return policy
 
-    def _named_policy(self, name: str) -> Policy:
-        hit = self._named.get(name)
-        if hit is not None:
-            return hit
-        mp = self._settings.policies.get(name)
-        if mp is None:
+    async def _named_policy(self, name: str) -> Policy:
+        """A managed policy named by ``PolicyArns`` (config or admin-created), read from the
+        store and parsed once per version (a store failure denies, as any StoreError)."""
+        record = await self._store.get_managed_policy(name)
+        if record is None:
             raise StsInvalidParameterValue(
                 f"no_such_policy:{name}", public_message=f"Policy {name} does not exist."
             )
+        hit = self._named.get(name)
+        if hit is not None and hit[0] == record.updated_at:
+            return hit[1]
         try:
-            policy = parse_policy(dict(mp.document), name=f"policy/{name}")
+            policy = parse_policy(dict(record.document), name=f"policy/{name}")
         except PolicyError as e:
             raise StsMalformedPolicyDocument(f"named_policy_invalid:{name}") from e
-        self._named[name] = policy
+        self._named[name] = (record.updated_at, policy)
         return policy
 
     def _remember(self, text: str, policy: Policy) -> None:
@@ -318,7 +320,7 @@ class StsService:
         if len(self._policies) > POLICY_CACHE_ENTRIES:
             self._policies.popitem(last=False)
 
-    def _session_policies(self, p: AssumeParams) -> list[str]:
+    async def _session_policies(self, p: AssumeParams) -> list[str]:
         """The compact documents of ``Policy`` and ``PolicyArns`` (parsed, and cached so that
         verifying the issued token parses nothing)."""
         texts: list[str] = []
@@ -338,7 +340,7 @@ class StsService:
             )
         for arn in p.policy_arns:
             name = sts.parse_policy_arn(arn, self._account)
-            policy = self._named_policy(name)
+            policy = await self._named_policy(name)
             texts.append(sts.compact_json(policy.document))
             self._remember(texts[-1], policy)
         return texts
@@ -361,7 +363,7 @@ class StsService:
                 )
             setting_source_identity = not source_identity
             source_identity = p.source_identity
-        texts = self._session_policies(p)
+        texts = await self._session_policies(p)
         parent_texts: list[str] = []
         if caller.parent is not None and caller.parent.session_policies:
             if texts:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,52 @@ class RoleRecord:
 
 
 @dataclass(frozen=True)
+class ManagedPolicyRecord:
+    """A named (managed) policy, attachable to users, groups and roles by name."""
+
+    name: str
+    document: Mapping[str, Any]
+    description: str = ""
+    source: str = "api"  # "config" policies are reconciled at start-up and read-only via the API
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Group:
+    """A set of users sharing policies (IAM groups: broker-managed, not the provider's claims)."""
+
+    name: str
+    description: str = ""
+    created_at: float = 0.0
+
+
+PrincipalType = Literal["user", "group", "role"]
+"""Whom a policy is attached to. The principal is the user's *id*, the group's or role's name."""
+
+
+@dataclass(frozen=True)
+class AttachedPolicies:
+    """What is attached to one user, group or role (a role's own documents live in its record).
+
+    ``managed``: managed policy names, sorted; ``inline``: inline policy name -> document;
+    ``boundary``: the managed policy name used as permissions boundary (users and roles)."""
+
+    managed: tuple[str, ...] = ()
+    inline: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    boundary: str | None = None
+
+
+@dataclass(frozen=True)
+class PolicyUse:
+    """One place a managed policy is used (``ListEntitiesForPolicy``)."""
+
+    principal_type: PrincipalType
+    principal: str
+    as_boundary: bool = False
+
+
+@dataclass(frozen=True)
 class AuditEvent:
     time: float
     action: str  # e.g. "login", "login.failure", "role.choose", "logout", "keys.rotate"
@@ -147,6 +193,8 @@ class Store(Protocol):
     ) -> None: ...
     async def count_users(self) -> int: ...
     async def list_users(self) -> list[User]: ...
+    async def find_users_by_name(self, name: str) -> list[User]:
+        """Users whose ``name`` is exactly ``name`` (names are not unique across providers)."""
 
     # login state (single use)
     async def put_login_state(self, state: LoginState) -> None: ...
@@ -187,6 +235,76 @@ class Store(Protocol):
     async def get_role(self, name: str) -> RoleRecord | None: ...
     async def list_roles(self) -> list[RoleRecord]: ...
     async def delete_role(self, name: str) -> None: ...
+
+    # managed policies
+    async def put_managed_policy(self, policy: ManagedPolicyRecord) -> None:
+        """Create or replace the managed policy of that name."""
+
+    async def get_managed_policy(self, name: str) -> ManagedPolicyRecord | None: ...
+    async def list_managed_policies(self) -> list[ManagedPolicyRecord]:
+        """By name."""
+
+    async def delete_managed_policy(self, name: str) -> None:
+        """``RecordNotFound`` if missing. Callers check ``policy_uses`` first (IAM refuses to
+        delete an attached policy); any attachments left are removed with it."""
+
+    async def policy_uses(self, name: str) -> list[PolicyUse]:
+        """Where the managed policy is attached or used as a boundary, by (type, principal)."""
+
+    # groups
+    async def create_group(self, group: Group) -> None:
+        """``AlreadyExists`` if the name is taken."""
+
+    async def get_group(self, name: str) -> Group | None: ...
+    async def list_groups(self) -> list[Group]:
+        """By name."""
+
+    async def delete_group(self, name: str) -> None:
+        """``RecordNotFound`` if missing; its memberships and policies go with it."""
+
+    async def add_group_member(self, group: str, user_id: str) -> None:
+        """Idempotent; ``RecordNotFound`` if the group or the user does not exist."""
+
+    async def remove_group_member(self, group: str, user_id: str) -> bool:
+        """True if the user was a member."""
+
+    async def group_members(self, group: str) -> list[str]:
+        """User ids, sorted."""
+
+    async def user_groups(self, user_id: str) -> list[str]:
+        """Group names, sorted."""
+
+    # policy attachments (users by id, groups and roles by name)
+    async def attach_policy(self, kind: PrincipalType, principal: str, policy: str) -> None:
+        """Idempotent; ``RecordNotFound`` if the managed policy does not exist."""
+
+    async def detach_policy(self, kind: PrincipalType, principal: str, policy: str) -> bool:
+        """True if it was attached."""
+
+    async def set_attached_policies(
+        self, kind: PrincipalType, principal: str, policies: Sequence[str]
+    ) -> None:
+        """Replace every managed attachment of the principal at once (config reconciliation);
+        ``RecordNotFound`` (and nothing changed) if one of the policies does not exist."""
+
+    async def put_inline_policy(
+        self, kind: PrincipalType, principal: str, name: str, document: Mapping[str, Any]
+    ) -> None:
+        """Create or replace the principal's inline policy of that name."""
+
+    async def delete_inline_policy(self, kind: PrincipalType, principal: str, name: str) -> bool:
+        """True if it existed."""
+
+    async def set_boundary(self, kind: PrincipalType, principal: str, policy: str | None) -> None:
+        """Set (or, with None, clear) the principal's permissions boundary;
+        ``RecordNotFound`` if the managed policy does not exist."""
+
+    async def attached_policies(self, kind: PrincipalType, principal: str) -> AttachedPolicies:
+        """Everything attached to the principal (empty if nothing, or no such principal)."""
+
+    async def all_attachments(self, kind: PrincipalType) -> dict[str, AttachedPolicies]:
+        """``attached_policies`` of every principal of that type that has anything attached
+        (one round trip: the authorizer compiles every role from it)."""
 
     # audit (append-only)
     async def append_audit(self, event: AuditEvent) -> None: ...

@@ -31,7 +31,7 @@ users = sa.Table(
     sa.Column("id", sa.String(), primary_key=True),
     sa.Column("provider", sa.String(), nullable=False),
     sa.Column("subject", sa.String(), nullable=False),
-    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("name", sa.String(), nullable=False, index=True),  # not unique across providers
     sa.Column("email", sa.String(), nullable=False),
     sa.Column("groups", sa.JSON(), nullable=False),
     sa.Column("created_at", sa.Double(), nullable=False),
@@ -113,6 +113,67 @@ roles = sa.Table(
     sa.Column("source", sa.String(), nullable=False),
     sa.Column("created_at", sa.Double(), nullable=False),
     sa.Column("updated_at", sa.Double(), nullable=False),
+)
+
+# --- IAM: managed policies, groups and what is attached to users, groups and roles ---------
+#
+# No foreign keys: a principal is a user id, a group name or a role name (one column, three
+# tables), and the store keeps the references itself. Deleting a policy, group or role
+# deletes its row first (which locks it) and then its dependants, in one transaction; writers
+# that add a reference read the referenced row ``FOR SHARE`` first (PostgreSQL; SQLite
+# serialises writers). ``principal_type`` is "user" | "group" | "role".
+
+managed_policies = sa.Table(
+    "managed_policies",
+    metadata,
+    sa.Column("name", sa.String(), primary_key=True),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("document", sa.JSON(), nullable=False),
+    sa.Column("source", sa.String(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+)
+
+groups = sa.Table(
+    "groups",
+    metadata,
+    sa.Column("name", sa.String(), primary_key=True),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+)
+
+group_members = sa.Table(
+    "group_members",
+    metadata,
+    sa.Column("group_name", sa.String(), primary_key=True),
+    sa.Column("user_id", sa.String(), primary_key=True, index=True),
+)
+
+# managed policies attached to a principal
+policy_attachments = sa.Table(
+    "policy_attachments",
+    metadata,
+    sa.Column("principal_type", sa.String(), primary_key=True),
+    sa.Column("principal", sa.String(), primary_key=True),
+    sa.Column("policy_name", sa.String(), primary_key=True, index=True),
+)
+
+inline_policies = sa.Table(
+    "inline_policies",
+    metadata,
+    sa.Column("principal_type", sa.String(), primary_key=True),
+    sa.Column("principal", sa.String(), primary_key=True),
+    sa.Column("name", sa.String(), primary_key=True),
+    sa.Column("document", sa.JSON(), nullable=False),
+)
+
+# at most one managed policy per principal, used as its permissions boundary
+permissions_boundaries = sa.Table(
+    "permissions_boundaries",
+    metadata,
+    sa.Column("principal_type", sa.String(), primary_key=True),
+    sa.Column("principal", sa.String(), primary_key=True),
+    sa.Column("policy_name", sa.String(), nullable=False, index=True),
 )
 
 audit_events = sa.Table(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 import sqlite3
 import uuid
@@ -47,8 +48,13 @@ from sqlalchemy.pool import NullPool
 from broker.errors import AlreadyExists, BrokerError, RecordNotFound, StoreError
 from broker.storage import schema as t
 from broker.storage.base import (
+    AttachedPolicies,
     AuditEvent,
+    Group,
     LoginState,
+    ManagedPolicyRecord,
+    PolicyUse,
+    PrincipalType,
     Revocation,
     RoleRecord,
     Session,
@@ -74,6 +80,9 @@ PG_COMMAND_TIMEOUT: Final = 60.0
 # Taken (transaction-scoped) before a revocation row gets its id on PostgreSQL, so that ids
 # become visible in id order and ``revocations_since(last_seen_id)`` never skips one.
 _REVOCATION_LOCK: Final = 0x62726F6B65720002
+# Class of the (transaction-scoped, two-key) PostgreSQL locks that serialise
+# ``set_attached_policies`` per principal; the second key is a hash of the principal.
+_ATTACHMENTS_LOCK: Final = 0x62720003
 # connection execution option: this connection only reads (SQLite: deferred BEGIN)
 _READ_ONLY: Final = "broker_read_only"
 
@@ -408,6 +417,67 @@ def _role(row: sa.Row[Any]) -> RoleRecord:
     )
 
 
+def _managed_policy(row: sa.Row[Any]) -> ManagedPolicyRecord:
+    m = row._mapping
+    return ManagedPolicyRecord(
+        name=m["name"],
+        document=dict(m["document"]),
+        description=m["description"],
+        source=m["source"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _group(row: sa.Row[Any]) -> Group:
+    m = row._mapping
+    return Group(name=m["name"], description=m["description"], created_at=m["created_at"])
+
+
+def _principal_is(
+    table: sa.Table, kind: PrincipalType, principal: str | None
+) -> list[sa.ColumnElement[bool]]:
+    """WHERE clauses: rows of that principal type and (unless None) that principal."""
+    clauses = [table.c.principal_type == kind]
+    if principal is not None:
+        clauses.append(table.c.principal == principal)
+    return clauses
+
+
+def _policy_use(row: sa.Row[Any], *, as_boundary: bool) -> PolicyUse:
+    m = row._mapping
+    return PolicyUse(
+        principal_type=m["principal_type"], principal=m["principal"], as_boundary=as_boundary
+    )
+
+
+def _attached_policies(
+    managed: Sequence[sa.Row[Any]], inline: Sequence[sa.Row[Any]], boundaries: Sequence[sa.Row[Any]]
+) -> dict[str, AttachedPolicies]:
+    """Rows of ``policy_attachments``, ``inline_policies`` and ``permissions_boundaries``
+    (one principal type) grouped by principal."""
+    names: dict[str, list[str]] = {}
+    documents: dict[str, dict[str, Mapping[str, Any]]] = {}
+    boundary: dict[str, str] = {}
+    for row in managed:
+        m = row._mapping
+        names.setdefault(m["principal"], []).append(m["policy_name"])
+    for row in inline:
+        m = row._mapping
+        documents.setdefault(m["principal"], {})[m["name"]] = dict(m["document"])
+    for row in boundaries:
+        m = row._mapping
+        boundary[m["principal"]] = m["policy_name"]
+    return {
+        p: AttachedPolicies(
+            managed=tuple(sorted(names.get(p, ()))),
+            inline=documents.get(p, {}),
+            boundary=boundary.get(p),
+        )
+        for p in sorted(names.keys() | documents.keys() | boundary.keys())
+    }
+
+
 def _audit_event(row: sa.Row[Any]) -> AuditEvent:
     m = row._mapping
     return AuditEvent(
@@ -492,11 +562,16 @@ class SqlStore:
                 yield conn
 
     @contextlib.asynccontextmanager
-    async def _read(self, what: str) -> AsyncIterator[AsyncConnection]:
-        """One read-only transaction (rolled back at the end)."""
+    async def _read(self, what: str, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One read-only transaction (rolled back at the end). ``snapshot``: every statement
+        sees the same snapshot (PostgreSQL: ``REPEATABLE READ``, which never fails a read-only
+        transaction; a SQLite read transaction always does) — for reads of several tables."""
+        options: dict[str, Any] = {_READ_ONLY: True}
+        if snapshot and self._target.dialect == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
         with map_errors(what, secret=self._secret):
             async with self._engine.connect() as conn:
-                await conn.execution_options(**{_READ_ONLY: True})
+                await conn.execution_options(**options)
                 yield conn
 
     def _upsert(
@@ -520,6 +595,43 @@ class SqlStore:
         else:
             update = {c: (v(stmt.excluded) if callable(v) else v) for c, v in update.items()}
         return stmt.on_conflict_do_update(index_elements=list(key), set_=dict(update))
+
+    def _insert_ignore(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> sa.Insert:
+        """``INSERT ... ON CONFLICT DO NOTHING``: rows whose key is taken are skipped."""
+        stmt: pg_dialect.Insert | sqlite_dialect.Insert
+        if self._target.dialect == "postgresql":
+            stmt = pg_dialect.insert(table).values([dict(r) for r in rows])
+        else:
+            stmt = sqlite_dialect.insert(table).values([dict(r) for r in rows])
+        return stmt.on_conflict_do_nothing()
+
+    async def _require(
+        self, conn: AsyncConnection, column: sa.Column[Any], value: str, what: str
+    ) -> None:
+        """``RecordNotFound`` unless a row has ``column == value`` (its key). On PostgreSQL the
+        row stays locked ``FOR KEY SHARE`` until the transaction ends, so that it cannot be
+        deleted before the reference the caller adds is committed (the deleter, which removes
+        the row first and its dependants after, then sees and removes that reference)."""
+        stmt = sa.select(column).where(column == value).with_for_update(read=True, key_share=True)
+        if (await conn.execute(stmt)).first() is None:
+            raise RecordNotFound(f"{what} {value!r} not found")
+
+    async def _lock_principal(
+        self, conn: AsyncConnection, kind: PrincipalType, principal: str
+    ) -> None:
+        """Serialise replacements of one principal's attachments on PostgreSQL (SQLite
+        serialises every writer). A hash collision only makes two principals wait."""
+        if self._target.dialect == "postgresql":
+            digest = hashlib.blake2b(f"{kind}\0{principal}".encode(), digest_size=4).digest()
+            key = int.from_bytes(digest, "big", signed=True)
+            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ATTACHMENTS_LOCK, key)))
+
+    async def _delete_principal_policies(
+        self, conn: AsyncConnection, kind: PrincipalType, principal: str
+    ) -> None:
+        """Delete every attachment, inline policy and boundary of the principal."""
+        for table in (t.policy_attachments, t.inline_policies, t.permissions_boundaries):
+            await conn.execute(sa.delete(table).where(*_principal_is(table, kind, principal)))
 
     async def _lock_revocations(self, conn: AsyncConnection) -> None:
         if self._target.dialect == "postgresql":
@@ -648,6 +760,16 @@ class SqlStore:
         async with self._read("list users") as conn:
             rows = await conn.execute(
                 sa.select(t.users).order_by(t.users.c.created_at, t.users.c.id)
+            )
+            return [_user(r) for r in rows]
+
+    async def find_users_by_name(self, name: str) -> list[User]:
+        """Users whose ``name`` is exactly ``name``, oldest first (names are not unique)."""
+        async with self._read("find users by name") as conn:
+            rows = await conn.execute(
+                sa.select(t.users)
+                .where(t.users.c.name == name)
+                .order_by(t.users.c.created_at, t.users.c.id)
             )
             return [_user(r) for r in rows]
 
@@ -885,10 +1007,246 @@ class SqlStore:
             return [_role(r) for r in rows]
 
     async def delete_role(self, name: str) -> None:
+        """Delete the role with its managed attachments, inline policies and boundary."""
         async with self._write("delete role") as conn:
             result = await conn.execute(sa.delete(t.roles).where(t.roles.c.name == name))
             if result.rowcount == 0:
                 raise RecordNotFound(f"role {name!r} not found")
+            await self._delete_principal_policies(conn, "role", name)
+
+    # -- managed policies
+
+    async def put_managed_policy(self, policy: ManagedPolicyRecord) -> None:
+        """Create or replace (every field, including ``created_at``) the policy of that name;
+        its attachments are kept."""
+        values = {
+            "name": policy.name,
+            "description": policy.description,
+            "document": dict(policy.document),
+            "source": policy.source,
+            "created_at": policy.created_at,
+            "updated_at": policy.updated_at,
+        }
+        async with self._write(f"put managed policy {policy.name!r}") as conn:
+            await conn.execute(self._upsert(t.managed_policies, values, key=("name",)))
+
+    async def get_managed_policy(self, name: str) -> ManagedPolicyRecord | None:
+        async with self._read("get managed policy") as conn:
+            row = (
+                await conn.execute(
+                    sa.select(t.managed_policies).where(t.managed_policies.c.name == name)
+                )
+            ).first()
+        return _managed_policy(row) if row is not None else None
+
+    async def list_managed_policies(self) -> list[ManagedPolicyRecord]:
+        """By name."""
+        async with self._read("list managed policies") as conn:
+            rows = await conn.execute(
+                sa.select(t.managed_policies).order_by(t.managed_policies.c.name)
+            )
+            return [_managed_policy(r) for r in rows]
+
+    async def delete_managed_policy(self, name: str) -> None:
+        """``RecordNotFound`` if missing; its attachments and boundary uses go with it."""
+        async with self._write("delete managed policy") as conn:
+            result = await conn.execute(
+                sa.delete(t.managed_policies).where(t.managed_policies.c.name == name)
+            )
+            if result.rowcount == 0:
+                raise RecordNotFound(f"managed policy {name!r} not found")
+            for table in (t.policy_attachments, t.permissions_boundaries):
+                await conn.execute(sa.delete(table).where(table.c.policy_name == name))
+
+    async def policy_uses(self, name: str) -> list[PolicyUse]:
+        """Attachments (``as_boundary=False``) and boundary uses (``True``) of the policy,
+        sorted by (principal type, principal, as_boundary); empty for an unknown policy."""
+        a, b = t.policy_attachments, t.permissions_boundaries
+        async with self._read("list policy uses", snapshot=True) as conn:
+            attached = await conn.execute(sa.select(a).where(a.c.policy_name == name))
+            uses = [_policy_use(r, as_boundary=False) for r in attached]
+            bounded = await conn.execute(sa.select(b).where(b.c.policy_name == name))
+            uses += [_policy_use(r, as_boundary=True) for r in bounded]
+        return sorted(uses, key=lambda u: (u.principal_type, u.principal, u.as_boundary))
+
+    # -- groups
+
+    async def create_group(self, group: Group) -> None:
+        """``AlreadyExists`` if the name is taken."""
+        async with self._write(f"create group {group.name!r}") as conn:
+            await conn.execute(
+                sa.insert(t.groups).values(
+                    name=group.name, description=group.description, created_at=group.created_at
+                )
+            )
+
+    async def get_group(self, name: str) -> Group | None:
+        async with self._read("get group") as conn:
+            row = (await conn.execute(sa.select(t.groups).where(t.groups.c.name == name))).first()
+        return _group(row) if row is not None else None
+
+    async def list_groups(self) -> list[Group]:
+        """By name."""
+        async with self._read("list groups") as conn:
+            rows = await conn.execute(sa.select(t.groups).order_by(t.groups.c.name))
+            return [_group(r) for r in rows]
+
+    async def delete_group(self, name: str) -> None:
+        """``RecordNotFound`` if missing; its members, attachments and inline policies go with
+        it."""
+        async with self._write("delete group") as conn:
+            result = await conn.execute(sa.delete(t.groups).where(t.groups.c.name == name))
+            if result.rowcount == 0:
+                raise RecordNotFound(f"group {name!r} not found")
+            await conn.execute(
+                sa.delete(t.group_members).where(t.group_members.c.group_name == name)
+            )
+            await self._delete_principal_policies(conn, "group", name)
+
+    async def add_group_member(self, group: str, user_id: str) -> None:
+        """Idempotent; ``RecordNotFound`` if the group or the user (by id) does not exist."""
+        async with self._write("add group member") as conn:
+            await self._require(conn, t.groups.c.name, group, "group")
+            await self._require(conn, t.users.c.id, user_id, "user")
+            await conn.execute(
+                self._insert_ignore(t.group_members, [{"group_name": group, "user_id": user_id}])
+            )
+
+    async def remove_group_member(self, group: str, user_id: str) -> bool:
+        """True if the user was a member."""
+        m = t.group_members
+        async with self._write("remove group member") as conn:
+            result = await conn.execute(
+                sa.delete(m).where(m.c.group_name == group, m.c.user_id == user_id)
+            )
+            return result.rowcount > 0
+
+    async def group_members(self, group: str) -> list[str]:
+        """User ids, sorted (empty for an unknown group)."""
+        m = t.group_members
+        async with self._read("list group members") as conn:
+            rows = await conn.execute(sa.select(m.c.user_id).where(m.c.group_name == group))
+            return sorted(rows.scalars())
+
+    async def user_groups(self, user_id: str) -> list[str]:
+        """Group names, sorted (empty for an unknown user)."""
+        m = t.group_members
+        async with self._read("list user groups") as conn:
+            rows = await conn.execute(sa.select(m.c.group_name).where(m.c.user_id == user_id))
+            return sorted(rows.scalars())
+
+    # -- policy attachments (users by id, groups and roles by name)
+
+    async def attach_policy(self, kind: PrincipalType, principal: str, policy: str) -> None:
+        """Idempotent; ``RecordNotFound`` if the managed policy does not exist (the principal
+        is not checked)."""
+        row = {"principal_type": kind, "principal": principal, "policy_name": policy}
+        async with self._write("attach policy") as conn:
+            await self._require(conn, t.managed_policies.c.name, policy, "managed policy")
+            await conn.execute(self._insert_ignore(t.policy_attachments, [row]))
+
+    async def detach_policy(self, kind: PrincipalType, principal: str, policy: str) -> bool:
+        """True if it was attached."""
+        a = t.policy_attachments
+        async with self._write("detach policy") as conn:
+            result = await conn.execute(
+                sa.delete(a).where(
+                    a.c.principal_type == kind,
+                    a.c.principal == principal,
+                    a.c.policy_name == policy,
+                )
+            )
+            return result.rowcount > 0
+
+    async def set_attached_policies(
+        self, kind: PrincipalType, principal: str, policies: Sequence[str]
+    ) -> None:
+        """Replace every managed attachment of the principal in one transaction (repeated
+        names count once); ``RecordNotFound`` and nothing changed if a policy does not exist.
+        Concurrent replacements of one principal's attachments serialise: one set wins."""
+        a = t.policy_attachments
+        names = sorted(set(policies))
+        async with self._write("set attached policies") as conn:
+            await self._lock_principal(conn, kind, principal)
+            if names:
+                found = await conn.execute(
+                    sa.select(t.managed_policies.c.name)
+                    .where(t.managed_policies.c.name.in_(names))
+                    .order_by(t.managed_policies.c.name)
+                    .with_for_update(read=True, key_share=True)
+                )
+                missing = sorted(set(names) - set(found.scalars()))
+                if missing:
+                    raise RecordNotFound(
+                        f"managed policies not found: {', '.join(repr(n) for n in missing)}"
+                    )
+            await conn.execute(sa.delete(a).where(*_principal_is(a, kind, principal)))
+            if names:
+                rows = [
+                    {"principal_type": kind, "principal": principal, "policy_name": n}
+                    for n in names
+                ]
+                await conn.execute(self._insert_ignore(a, rows))
+
+    async def put_inline_policy(
+        self, kind: PrincipalType, principal: str, name: str, document: Mapping[str, Any]
+    ) -> None:
+        """Create or replace the principal's inline policy of that name."""
+        values = {
+            "principal_type": kind,
+            "principal": principal,
+            "name": name,
+            "document": dict(document),
+        }
+        async with self._write("put inline policy") as conn:
+            await conn.execute(
+                self._upsert(t.inline_policies, values, key=("principal_type", "principal", "name"))
+            )
+
+    async def delete_inline_policy(self, kind: PrincipalType, principal: str, name: str) -> bool:
+        """True if it existed."""
+        i = t.inline_policies
+        async with self._write("delete inline policy") as conn:
+            result = await conn.execute(
+                sa.delete(i).where(
+                    i.c.principal_type == kind, i.c.principal == principal, i.c.name == name
+                )
+            )
+            return result.rowcount > 0
+
+    async def set_boundary(self, kind: PrincipalType, principal: str, policy: str | None) -> None:
+        """Set (or, with None, clear) the principal's permissions boundary; ``RecordNotFound``
+        if the managed policy does not exist (the principal is not checked)."""
+        b = t.permissions_boundaries
+        async with self._write("set permissions boundary") as conn:
+            if policy is None:
+                await conn.execute(sa.delete(b).where(*_principal_is(b, kind, principal)))
+                return
+            await self._require(conn, t.managed_policies.c.name, policy, "managed policy")
+            values = {"principal_type": kind, "principal": principal, "policy_name": policy}
+            await conn.execute(self._upsert(b, values, key=("principal_type", "principal")))
+
+    async def attached_policies(self, kind: PrincipalType, principal: str) -> AttachedPolicies:
+        """Everything attached to the principal (empty if nothing, or no such principal)."""
+        found = await self._read_attachments("list attached policies", kind, principal)
+        return found.get(principal, AttachedPolicies())
+
+    async def all_attachments(self, kind: PrincipalType) -> dict[str, AttachedPolicies]:
+        """``attached_policies`` of every principal of that type with anything attached: three
+        queries on one snapshot, whatever the number of principals."""
+        return await self._read_attachments("list all attachments", kind, None)
+
+    async def _read_attachments(
+        self, what: str, kind: PrincipalType, principal: str | None
+    ) -> dict[str, AttachedPolicies]:
+        """Attachments of one principal, or of all of that type (``principal=None``)."""
+        rows: list[Sequence[sa.Row[Any]]] = []
+        async with self._read(what, snapshot=True) as conn:
+            for table in (t.policy_attachments, t.inline_policies, t.permissions_boundaries):
+                stmt = sa.select(table).where(*_principal_is(table, kind, principal))
+                rows.append((await conn.execute(stmt)).all())
+        managed, inline, boundaries = rows
+        return _attached_policies(managed, inline, boundaries)
 
     # -- audit
 

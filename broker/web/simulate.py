@@ -3,25 +3,27 @@
 Who may call it: a caller with a broker credential in ``Authorization: Bearer <token>`` whose
 role allows
 
-* ``iam:SimulatePrincipalPolicy`` on the simulated role's ARN, to simulate a role (``principal``)
-  or the caller's own credential (no ``principal``: its role and session policies), and
+* ``iam:SimulatePrincipalPolicy`` on the simulated principal's ARN, to simulate a role, a user
+  or a group (``principal``; checked before it is looked up), or the caller's own credential
+  (no ``principal``: its role and session policies), and
 * ``iam:SimulateCustomPolicy`` on ``*``, to simulate policy documents alone (``policies`` with no
   principal), as in AWS IAM.
 
 Request body::
 
     {"action": "http:GET", "resource": "https://app.example.com/x",
-     "principal": "dev" | "arn:broker:iam::<account>:role/dev",   (optional)
+     "principal": "dev" | "arn:broker:iam::<account>:role/dev" | "...:user/alice"
+                  | "...:group/ops",   (optional)
      "context": {"aws:SourceIp": "10.0.0.1", "aws:TagKeys": ["a", "b"]},   (optional)
      "policies": [<policy>, ...],          identity policies to add (optional)
-     "permissions_boundary": <policy>,     replaces the role's boundary (optional)
+     "permissions_boundary": <policy>,     replaces the principal's boundary (optional)
      "session_policies": [<policy>, ...]}  (optional)
 
 Answer (200): ``{"decision": "allowed" | "explicitDeny" | "implicitDeny",
-"matched_statements": [{"policy", "sid", "index", "effect"}, ...], "principal": <role ARN|null>}``.
+"matched_statements": [{"policy", "sid", "index", "effect"}, ...], "principal": <ARN|null>}``.
 Errors are JSON ``{"error", "error_description"}`` (400 bad input, with ``errors`` listing
 ``{path, message, fix}`` for bad policies; 401 no or bad credential; 403 not allowed; 404 no
-such role). Every refusal is audited.
+such role, user or group). Every refusal is audited.
 """
 
 from __future__ import annotations
@@ -133,10 +135,10 @@ async def simulate(request: web.Request) -> web.Response:
         body = await _body(request)
         policies, boundary, sessions = _documents(body)
         context = check_context(body.get("context", {}))
-        simulator = Simulator(broker.authorizer)
+        simulator = Simulator(broker.authorizer, broker.iam)
         target = body.get("principal")
         if target is not None:
-            needed, on = SIMULATE_PRINCIPAL, simulator.role_arn(target)
+            needed, on = SIMULATE_PRINCIPAL, simulator.named_arn(target)
         elif policies:
             needed, on = SIMULATE_CUSTOM, "*"
         else:
@@ -155,7 +157,7 @@ async def simulate(request: web.Request) -> web.Response:
                 f"{needed}:{permitted.decision}",
                 public_message=f"your role may not {needed} on {on}",
             )
-        result = simulator.simulate(
+        result = await simulator.simulate(
             action=body["action"],
             resource=body["resource"],
             principal=target,

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from broker.errors import RecordNotFound
 from broker.storage import current_revision, head_revision
-from broker.storage.base import LoginState, Revocation, Session
+from broker.storage.base import Group, LoginState, ManagedPolicyRecord, Revocation, Session, User
 
 if TYPE_CHECKING:
     from tests.storage.conftest import Database, StoreFactory
@@ -113,6 +114,76 @@ async def test_concurrent_touches_and_revocations_do_not_deadlock(
     sessions = [await stores[0].get_session(sid) for sid in ids]
     assert all(s is not None and s.revoked_at == T0 for s in sessions)
     assert all(s is not None and s.last_seen_at == T0 + RACERS - 1 for s in sessions)
+
+
+async def test_concurrent_replacements_of_attachments_leave_one_whole_set(
+    store_factory: StoreFactory,
+) -> None:
+    # brokers reconciling their configuration at start-up: one set wins, never a mixture
+    stores = [await store_factory(), await store_factory()]
+    for n in range(RACERS + 1):
+        await stores[0].put_managed_policy(ManagedPolicyRecord(f"p{n:02d}", {}))
+    sets = [[f"p{i:02d}", f"p{i + 1:02d}"] for i in range(RACERS)]
+    for _ in range(3):
+        await asyncio.gather(
+            *(stores[i % 2].set_attached_policies("role", "dev", sets[i]) for i in range(RACERS))
+        )
+        managed = list((await stores[0].attached_policies("role", "dev")).managed)
+        assert managed in sets
+
+
+async def test_concurrent_identical_reconciliations_succeed(store_factory: StoreFactory) -> None:
+    stores = [await store_factory(), await store_factory()]
+    for name in ("a", "b", "c"):
+        await stores[0].put_managed_policy(ManagedPolicyRecord(name, {}))
+    await asyncio.gather(
+        *(
+            stores[i % 2].set_attached_policies("group", "g", ["c", "a", "b"])
+            for i in range(RACERS)
+        ),
+        *(stores[i % 2].attach_policy("group", "g", "a") for i in range(RACERS)),
+    )
+    assert (await stores[0].attached_policies("group", "g")).managed in {("a", "b", "c")}
+
+
+async def test_members_added_while_the_group_is_deleted_go_with_it(
+    store_factory: StoreFactory,
+) -> None:
+    stores = [await store_factory(), await store_factory()]
+    for n in range(RACERS):
+        await stores[0].create_user(User(f"u{n:02d}", "google", f"s{n}", f"n{n}"))
+    for _ in range(3):
+        await stores[0].create_group(Group("devs"))
+        results = await asyncio.gather(
+            *(stores[i % 2].add_group_member("devs", f"u{i:02d}") for i in range(RACERS // 2)),
+            stores[1].delete_group("devs"),
+            *(
+                stores[i % 2].add_group_member("devs", f"u{i:02d}")
+                for i in range(RACERS // 2, RACERS)
+            ),
+            return_exceptions=True,
+        )
+        assert all(r is None or isinstance(r, RecordNotFound) for r in results), results
+        assert await stores[0].get_group("devs") is None
+        assert await stores[0].group_members("devs") == []  # no member outlives the group
+
+
+async def test_uses_added_while_the_policy_is_deleted_go_with_it(
+    store_factory: StoreFactory,
+) -> None:
+    stores = [await store_factory(), await store_factory()]
+    for _ in range(3):
+        await stores[0].put_managed_policy(ManagedPolicyRecord("p", {}))
+        results = await asyncio.gather(
+            *(stores[i % 2].attach_policy("role", f"r{i}", "p") for i in range(RACERS // 2)),
+            stores[1].delete_managed_policy("p"),
+            *(stores[i % 2].set_boundary("user", f"u{i}", "p") for i in range(RACERS // 2)),
+            *(stores[i % 2].set_attached_policies("group", f"g{i}", ["p"]) for i in range(4)),
+            return_exceptions=True,
+        )
+        assert all(r is None or isinstance(r, RecordNotFound) for r in results), results
+        assert await stores[0].get_managed_policy("p") is None
+        assert await stores[0].policy_uses("p") == []  # no use outlives the policy
 
 
 async def test_concurrent_migrations_of_a_fresh_database_succeed(database: Database) -> None:

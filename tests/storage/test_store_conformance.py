@@ -8,15 +8,21 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+import sqlalchemy as sa
 
 from broker.errors import AlreadyExists, RecordNotFound, StoreError
 from broker.storage import Store, migrate, open_store
 from broker.storage.base import (
+    AttachedPolicies,
     AuditEvent,
+    Group,
     LoginState,
+    ManagedPolicyRecord,
+    PolicyUse,
+    PrincipalType,
     Revocation,
     RoleRecord,
     Session,
@@ -111,6 +117,44 @@ def a_role(name: str = "dev", /, **changes: object) -> RoleRecord:
         updated_at=T0,
     )
     return replace(role, **changes)  # type: ignore[arg-type]
+
+
+def a_document(*actions: str, effect: str = "Allow") -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": effect, "Action": list(actions or ["s3:GetObject"]), "Resource": "*"}
+        ],
+    }
+
+
+# unicode, nested lists and objects, numbers, booleans and null: must round-trip unchanged
+RICH_DOCUMENT: dict[str, Any] = {
+    "Version": "2012-10-17",
+    "Id": "Zoë's policy — ünïcödé ✓ 日本語",
+    "Statement": [
+        {
+            "Sid": "Ärger",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:ListBucket"],
+            "Resource": ["arn:aws:s3:::bücket/*", ["nested", ["deeper", 1, 2.5, True, None]]],
+            "Condition": {"StringLike": {"s3:prefix": ["home/", "home/${aws:username}/*"]}},
+        },
+        {"Effect": "Deny", "NotAction": [], "Resource": {"list": [[], [{}], {"n": -1}]}},
+    ],
+}
+
+
+def a_policy(name: str = "read-only", /, **changes: object) -> ManagedPolicyRecord:
+    policy = ManagedPolicyRecord(
+        name=name,
+        document=a_document("s3:GetObject", "s3:ListBucket"),
+        description="Read the buckets",
+        source="config",
+        created_at=T0,
+        updated_at=T0 + 1,
+    )
+    return replace(policy, **changes)  # type: ignore[arg-type]
 
 
 def test_sql_store_satisfies_the_protocol(store: SqlStore) -> None:
@@ -246,6 +290,16 @@ async def test_set_password(store: Store) -> None:
     assert (got.password_hash, got.must_change_password) == ("hash-2", False)
     with pytest.raises(RecordNotFound):
         await store.set_password("nobody", "h", must_change=False)
+
+
+async def test_find_users_by_name_matches_exactly_across_providers(store: Store) -> None:
+    google = await store.create_user(a_user(1, name="ada"))
+    okta = await store.create_user(a_user(2, provider="okta", subject="sub-1", name="ada"))
+    await store.create_user(a_user(3, name="Ada"))
+    await store.create_user(a_user(4, name="ada lovelace"))
+    assert await store.find_users_by_name("ada") == [google, okta]
+    assert await store.find_users_by_name("Zoë 9") == []
+    assert await store.find_users_by_name("ad%") == []
 
 
 # --- login state ---------------------------------------------------------------------------
@@ -497,6 +551,468 @@ async def test_put_role_replaces_the_whole_role(store: Store) -> None:
 async def test_delete_unknown_role_raises_record_not_found(store: Store) -> None:
     with pytest.raises(RecordNotFound):
         await store.delete_role("nope")
+
+
+async def test_delete_role_removes_its_attachments_inline_policies_and_boundary(
+    store: Store,
+) -> None:
+    await store.put_managed_policy(a_policy("p1"))
+    await store.put_managed_policy(a_policy("p2"))
+    await store.put_role(a_role("dev"))
+    await store.put_role(a_role("ops"))
+    principals: list[tuple[PrincipalType, str]] = [
+        ("role", "dev"),
+        ("role", "ops"),
+        ("group", "dev"),
+    ]
+    for kind, principal in principals:
+        await store.attach_policy(kind, principal, "p1")
+        await store.put_inline_policy(kind, principal, "own", a_document())
+        await store.set_boundary(kind, principal, "p2")
+    everything = AttachedPolicies(managed=("p1",), inline={"own": a_document()}, boundary="p2")
+
+    await store.delete_role("dev")
+    assert await store.attached_policies("role", "dev") == AttachedPolicies()
+    # another role, and a group of the same name, keep theirs
+    assert await store.attached_policies("role", "ops") == everything
+    assert await store.attached_policies("group", "dev") == everything
+    # a new role of that name starts with nothing
+    await store.put_role(a_role("dev"))
+    assert await store.attached_policies("role", "dev") == AttachedPolicies()
+    assert await store.policy_uses("p1") == [
+        PolicyUse("group", "dev"),
+        PolicyUse("role", "ops"),
+    ]
+
+
+async def test_delete_unknown_role_keeps_attachments_under_that_name(store: Store) -> None:
+    await store.put_managed_policy(a_policy("p1"))
+    await store.attach_policy("role", "ghost", "p1")
+    with pytest.raises(RecordNotFound):
+        await store.delete_role("ghost")
+    assert await store.attached_policies("role", "ghost") == AttachedPolicies(managed=("p1",))
+
+
+# --- managed policies ----------------------------------------------------------------------
+
+
+async def test_managed_policies_put_get_list_delete(store: Store) -> None:
+    assert await store.get_managed_policy("read-only") is None
+    assert await store.list_managed_policies() == []
+    read, admin = a_policy("read-only"), a_policy("admin", source="api", description="")
+    await store.put_managed_policy(read)
+    await store.put_managed_policy(admin)
+    assert await store.get_managed_policy("read-only") == read
+    assert await store.list_managed_policies() == [admin, read]  # by name
+    await store.delete_managed_policy("read-only")
+    assert await store.get_managed_policy("read-only") is None
+    assert await store.list_managed_policies() == [admin]
+
+
+async def test_managed_policy_with_defaults_round_trips(store: Store) -> None:
+    bare = ManagedPolicyRecord(name="bare", document={})
+    await store.put_managed_policy(bare)
+    assert await store.get_managed_policy("bare") == bare
+
+
+async def test_managed_policy_document_round_trips_unicode_and_nested_lists(store: Store) -> None:
+    policy = a_policy("Zoë-ünïcödé", document=RICH_DOCUMENT, description="Ärger ✓ 日本語")
+    await store.put_managed_policy(policy)
+    got = await store.get_managed_policy("Zoë-ünïcödé")
+    assert got == policy
+    assert got.document == RICH_DOCUMENT
+    assert await store.list_managed_policies() == [policy]
+
+
+async def test_put_managed_policy_replaces_every_field_and_keeps_attachments(
+    store: Store,
+) -> None:
+    await store.put_managed_policy(a_policy())
+    await store.attach_policy("user", "user-1", "read-only")
+    await store.set_boundary("role", "dev", "read-only")
+    new = a_policy(
+        document=a_document("s3:*", effect="Deny"),
+        description="v2",
+        source="api",
+        created_at=T0 + 5,
+        updated_at=T0 + 6,
+    )
+    await store.put_managed_policy(new)
+    assert await store.get_managed_policy("read-only") == new
+    assert await store.list_managed_policies() == [new]
+    assert await store.policy_uses("read-only") == [
+        PolicyUse("role", "dev", as_boundary=True),
+        PolicyUse("user", "user-1"),
+    ]
+
+
+async def test_delete_unknown_managed_policy_raises_record_not_found(store: Store) -> None:
+    with pytest.raises(RecordNotFound):
+        await store.delete_managed_policy("nope")
+
+
+async def test_delete_managed_policy_removes_its_attachments_and_boundary_uses(
+    store: Store,
+) -> None:
+    await store.put_managed_policy(a_policy("gone"))
+    await store.put_managed_policy(a_policy("kept"))
+    await store.create_group(Group("devs"))
+    principals: list[tuple[PrincipalType, str]] = [
+        ("user", "user-1"),
+        ("group", "devs"),
+        ("role", "dev"),
+    ]
+    for kind, principal in principals:
+        await store.attach_policy(kind, principal, "gone")
+        await store.attach_policy(kind, principal, "kept")
+    await store.set_boundary("user", "user-1", "gone")
+    await store.set_boundary("role", "dev", "kept")
+    await store.put_inline_policy("role", "dev", "gone", a_document())  # same name: unrelated
+
+    await store.delete_managed_policy("gone")
+
+    assert await store.policy_uses("gone") == []
+    assert await store.attached_policies("user", "user-1") == AttachedPolicies(managed=("kept",))
+    assert await store.attached_policies("group", "devs") == AttachedPolicies(managed=("kept",))
+    assert await store.attached_policies("role", "dev") == AttachedPolicies(
+        managed=("kept",), inline={"gone": a_document()}, boundary="kept"
+    )
+    # a new policy of the same name is not attached anywhere
+    await store.put_managed_policy(a_policy("gone"))
+    assert await store.policy_uses("gone") == []
+    assert len(await store.policy_uses("kept")) == 4
+
+
+async def test_policy_uses_are_sorted_by_type_principal_and_boundary(store: Store) -> None:
+    await store.put_managed_policy(a_policy("p"))
+    await store.put_managed_policy(a_policy("other"))
+    assert await store.policy_uses("p") == []
+    await store.attach_policy("role", "b-role", "p")
+    await store.attach_policy("user", "user-2", "p")
+    await store.set_boundary("role", "a-role", "p")
+    await store.attach_policy("role", "a-role", "p")
+    await store.attach_policy("group", "g", "p")
+    await store.set_boundary("user", "user-1", "p")
+    await store.attach_policy("user", "user-3", "other")  # another policy's use
+    await store.put_inline_policy("user", "user-4", "p", a_document())  # inline: not a use
+    assert await store.policy_uses("p") == [
+        PolicyUse("group", "g"),
+        PolicyUse("role", "a-role"),
+        PolicyUse("role", "a-role", as_boundary=True),
+        PolicyUse("role", "b-role"),
+        PolicyUse("user", "user-1", as_boundary=True),
+        PolicyUse("user", "user-2"),
+    ]
+    assert await store.policy_uses("nope") == []
+
+
+# --- groups --------------------------------------------------------------------------------
+
+
+async def test_groups_create_get_list_delete(store: Store) -> None:
+    assert await store.get_group("devs") is None
+    assert await store.list_groups() == []
+    devs, admins = Group("devs", "Developers ✓", T0), Group("admins", created_at=T0 + 1)
+    await store.create_group(devs)
+    await store.create_group(admins)
+    assert await store.get_group("devs") == devs
+    assert await store.list_groups() == [admins, devs]  # by name
+    await store.delete_group("devs")
+    assert await store.get_group("devs") is None
+    assert await store.list_groups() == [admins]
+
+
+async def test_create_duplicate_group_raises_already_exists(store: Store) -> None:
+    await store.create_group(Group("devs", "first", T0))
+    with pytest.raises(AlreadyExists):
+        await store.create_group(Group("devs", "second", T0 + 1))
+    assert await store.list_groups() == [Group("devs", "first", T0)]
+
+
+async def test_delete_unknown_group_raises_record_not_found(store: Store) -> None:
+    with pytest.raises(RecordNotFound):
+        await store.delete_group("nope")
+
+
+async def test_group_members_add_is_idempotent_and_lists_are_sorted(store: Store) -> None:
+    for n in (3, 1, 2):
+        await store.create_user(a_user(n))
+    for name in ("ops", "devs", "admins"):
+        await store.create_group(Group(name))
+    assert await store.group_members("devs") == []
+    assert await store.user_groups("user-1") == []
+    for user_id in ("user-3", "user-1", "user-2", "user-1"):
+        await store.add_group_member("devs", user_id)
+    await store.add_group_member("devs", "user-1")  # again: nothing changes
+    await store.add_group_member("ops", "user-1")
+    await store.add_group_member("admins", "user-1")
+    assert await store.group_members("devs") == ["user-1", "user-2", "user-3"]
+    assert await store.group_members("ops") == ["user-1"]
+    assert await store.user_groups("user-1") == ["admins", "devs", "ops"]
+    assert await store.user_groups("user-2") == ["devs"]
+    assert await store.group_members("nope") == []
+    assert await store.user_groups("nobody") == []
+
+
+async def test_remove_group_member(store: Store) -> None:
+    await store.create_user(a_user(1))
+    await store.create_user(a_user(2))
+    await store.create_group(Group("devs"))
+    await store.add_group_member("devs", "user-1")
+    await store.add_group_member("devs", "user-2")
+    assert await store.remove_group_member("devs", "user-1") is True
+    assert await store.remove_group_member("devs", "user-1") is False
+    assert await store.remove_group_member("nope", "user-2") is False
+    assert await store.group_members("devs") == ["user-2"]
+    assert await store.user_groups("user-1") == []
+
+
+async def test_add_group_member_needs_the_group_and_the_user(store: Store) -> None:
+    await store.create_user(a_user(1))
+    await store.create_group(Group("devs"))
+    with pytest.raises(RecordNotFound):
+        await store.add_group_member("nope", "user-1")
+    with pytest.raises(RecordNotFound):
+        await store.add_group_member("devs", "nobody")
+    with pytest.raises(RecordNotFound):
+        await store.add_group_member("devs", "sub-1")  # by id, not by subject or name
+    assert await store.group_members("devs") == []
+    assert await store.user_groups("user-1") == []
+
+
+async def test_delete_group_removes_its_members_and_policies(store: Store) -> None:
+    await store.create_user(a_user(1))
+    await store.put_managed_policy(a_policy("p1"))
+    await store.put_managed_policy(a_policy("p2"))
+    for name in ("devs", "ops"):
+        await store.create_group(Group(name))
+        await store.add_group_member(name, "user-1")
+        await store.attach_policy("group", name, "p1")
+        await store.put_inline_policy("group", name, "own", a_document())
+        await store.set_boundary("group", name, "p2")
+    await store.attach_policy("role", "devs", "p1")  # a role of the same name: unrelated
+
+    await store.delete_group("devs")
+
+    assert await store.user_groups("user-1") == ["ops"]
+    assert await store.group_members("devs") == []
+    assert await store.attached_policies("group", "devs") == AttachedPolicies()
+    assert await store.attached_policies("group", "ops") == AttachedPolicies(
+        managed=("p1",), inline={"own": a_document()}, boundary="p2"
+    )
+    assert await store.attached_policies("role", "devs") == AttachedPolicies(managed=("p1",))
+    assert await store.policy_uses("p1") == [PolicyUse("group", "ops"), PolicyUse("role", "devs")]
+    # a new group of that name starts empty
+    await store.create_group(Group("devs"))
+    assert await store.group_members("devs") == []
+    assert await store.attached_policies("group", "devs") == AttachedPolicies()
+
+
+# --- policy attachments --------------------------------------------------------------------
+
+
+async def test_nothing_attached_is_empty(store: Store) -> None:
+    assert await store.attached_policies("user", "nobody") == AttachedPolicies()
+    assert await store.all_attachments("user") == {}
+    assert await store.all_attachments("group") == {}
+    assert await store.all_attachments("role") == {}
+
+
+async def test_attach_policy_is_idempotent_and_sorted(store: Store) -> None:
+    for name in ("b", "c", "a"):
+        await store.put_managed_policy(a_policy(name))
+    for name in ("c", "a", "b", "a"):
+        await store.attach_policy("user", "user-1", name)
+    await store.attach_policy("user", "user-1", "c")
+    assert await store.attached_policies("user", "user-1") == AttachedPolicies(
+        managed=("a", "b", "c")
+    )
+    assert await store.policy_uses("a") == [PolicyUse("user", "user-1")]
+
+
+async def test_attach_unknown_policy_raises_record_not_found(store: Store) -> None:
+    with pytest.raises(RecordNotFound):
+        await store.attach_policy("role", "dev", "nope")
+    assert await store.attached_policies("role", "dev") == AttachedPolicies()
+
+
+async def test_detach_policy(store: Store) -> None:
+    await store.put_managed_policy(a_policy("a"))
+    await store.put_managed_policy(a_policy("b"))
+    await store.attach_policy("group", "devs", "a")
+    await store.attach_policy("group", "devs", "b")
+    assert await store.detach_policy("group", "devs", "a") is True
+    assert await store.detach_policy("group", "devs", "a") is False
+    assert await store.detach_policy("group", "devs", "nope") is False
+    assert await store.detach_policy("role", "devs", "b") is False  # another principal type
+    assert await store.attached_policies("group", "devs") == AttachedPolicies(managed=("b",))
+    assert await store.get_managed_policy("a") is not None  # detaching keeps the policy
+
+
+async def test_principal_types_are_separate(store: Store) -> None:
+    await store.put_managed_policy(a_policy("u"))
+    await store.put_managed_policy(a_policy("g"))
+    await store.put_managed_policy(a_policy("r"))
+    await store.attach_policy("user", "x", "u")
+    await store.attach_policy("group", "x", "g")
+    await store.attach_policy("role", "x", "r")
+    await store.put_inline_policy("user", "x", "inline", a_document("u:*"))
+    await store.put_inline_policy("role", "x", "inline", a_document("r:*"))
+    await store.set_boundary("user", "x", "r")
+    assert await store.attached_policies("user", "x") == AttachedPolicies(
+        managed=("u",), inline={"inline": a_document("u:*")}, boundary="r"
+    )
+    assert await store.attached_policies("group", "x") == AttachedPolicies(managed=("g",))
+    assert await store.attached_policies("role", "x") == AttachedPolicies(
+        managed=("r",), inline={"inline": a_document("r:*")}
+    )
+
+
+async def test_set_attached_policies_replaces_them_all(store: Store) -> None:
+    for name in ("a", "b", "c", "d"):
+        await store.put_managed_policy(a_policy(name))
+    await store.attach_policy("role", "dev", "a")
+    await store.attach_policy("role", "dev", "b")
+    await store.attach_policy("role", "ops", "a")
+    await store.put_inline_policy("role", "dev", "own", a_document())
+    await store.set_boundary("role", "dev", "d")
+
+    await store.set_attached_policies("role", "dev", ["d", "c", "b", "c"])  # repeats collapse
+    assert await store.attached_policies("role", "dev") == AttachedPolicies(
+        managed=("b", "c", "d"), inline={"own": a_document()}, boundary="d"
+    )
+    # other principals keep theirs
+    assert await store.attached_policies("role", "ops") == AttachedPolicies(managed=("a",))
+
+    await store.set_attached_policies("role", "dev", ("b", "c", "d"))  # the same again
+    assert (await store.attached_policies("role", "dev")).managed == ("b", "c", "d")
+    await store.set_attached_policies("role", "dev", [])
+    assert await store.attached_policies("role", "dev") == AttachedPolicies(
+        inline={"own": a_document()}, boundary="d"
+    )
+    await store.set_attached_policies("user", "user-9", ["a"])  # a principal with nothing yet
+    assert await store.attached_policies("user", "user-9") == AttachedPolicies(managed=("a",))
+
+
+async def test_set_attached_policies_with_an_unknown_policy_changes_nothing(store: Store) -> None:
+    await store.put_managed_policy(a_policy("a"))
+    await store.put_managed_policy(a_policy("b"))
+    await store.attach_policy("role", "dev", "a")
+    with pytest.raises(RecordNotFound):
+        await store.set_attached_policies("role", "dev", ["b", "nope", "b"])
+    with pytest.raises(RecordNotFound):
+        await store.set_attached_policies("role", "dev", ["nope"])
+    with pytest.raises(RecordNotFound):
+        await store.set_attached_policies("role", "new", ["a", "nope"])
+    assert await store.attached_policies("role", "dev") == AttachedPolicies(managed=("a",))
+    assert await store.attached_policies("role", "new") == AttachedPolicies()
+    assert await store.policy_uses("b") == []
+
+
+async def test_inline_policies_put_replace_delete(store: Store) -> None:
+    await store.put_inline_policy("user", "user-1", "b", a_document("b:*"))
+    await store.put_inline_policy("user", "user-1", "a", a_document("a:*"))
+    await store.put_inline_policy("user", "user-2", "a", a_document("other:*"))
+    assert await store.attached_policies("user", "user-1") == AttachedPolicies(
+        inline={"a": a_document("a:*"), "b": a_document("b:*")}
+    )
+    await store.put_inline_policy("user", "user-1", "a", a_document("a2:*", effect="Deny"))
+    got = await store.attached_policies("user", "user-1")
+    assert got.inline == {"a": a_document("a2:*", effect="Deny"), "b": a_document("b:*")}
+    assert await store.delete_inline_policy("user", "user-1", "a") is True
+    assert await store.delete_inline_policy("user", "user-1", "a") is False
+    assert await store.delete_inline_policy("group", "user-1", "b") is False
+    assert await store.attached_policies("user", "user-1") == AttachedPolicies(
+        inline={"b": a_document("b:*")}
+    )
+    assert await store.attached_policies("user", "user-2") == AttachedPolicies(
+        inline={"a": a_document("other:*")}
+    )
+
+
+async def test_inline_policy_document_round_trips_unicode_and_nested_lists(store: Store) -> None:
+    await store.put_inline_policy("group", "dévs ✓", "Zoë's", RICH_DOCUMENT)
+    got = await store.attached_policies("group", "dévs ✓")
+    assert got == AttachedPolicies(inline={"Zoë's": RICH_DOCUMENT})
+    assert await store.all_attachments("group") == {"dévs ✓": got}
+
+
+async def test_set_and_clear_the_boundary(store: Store) -> None:
+    await store.put_managed_policy(a_policy("b1"))
+    await store.put_managed_policy(a_policy("b2"))
+    await store.set_boundary("user", "user-1", None)  # clearing nothing is fine
+    await store.set_boundary("user", "user-1", "b1")
+    assert await store.attached_policies("user", "user-1") == AttachedPolicies(boundary="b1")
+    await store.set_boundary("user", "user-1", "b2")  # replaces
+    assert await store.attached_policies("user", "user-1") == AttachedPolicies(boundary="b2")
+    assert await store.policy_uses("b1") == []
+    with pytest.raises(RecordNotFound):
+        await store.set_boundary("user", "user-1", "nope")
+    assert await store.attached_policies("user", "user-1") == AttachedPolicies(boundary="b2")
+    await store.set_boundary("user", "user-1", None)
+    assert await store.attached_policies("user", "user-1") == AttachedPolicies()
+    assert await store.get_managed_policy("b2") is not None  # clearing keeps the policy
+
+
+async def test_all_attachments_of_several_principals(store: Store) -> None:
+    for name in ("a", "b", "boundary"):
+        await store.put_managed_policy(a_policy(name))
+    await store.attach_policy("role", "dev", "b")
+    await store.attach_policy("role", "dev", "a")
+    await store.put_inline_policy("role", "dev", "own", a_document("dev:*"))
+    await store.set_boundary("role", "dev", "boundary")
+    await store.put_inline_policy("role", "inline-only", "x", RICH_DOCUMENT)
+    await store.put_inline_policy("role", "inline-only", "y", a_document("y:*"))
+    await store.set_boundary("role", "boundary-only", "boundary")
+    await store.attach_policy("role", "managed-only", "a")
+    await store.attach_policy("role", "emptied", "a")
+    await store.detach_policy("role", "emptied", "a")  # nothing left: not listed
+    await store.attach_policy("group", "dev", "b")  # other types: not listed
+    await store.put_inline_policy("user", "dev", "u", a_document())
+
+    assert await store.all_attachments("role") == {
+        "boundary-only": AttachedPolicies(boundary="boundary"),
+        "dev": AttachedPolicies(
+            managed=("a", "b"), inline={"own": a_document("dev:*")}, boundary="boundary"
+        ),
+        "inline-only": AttachedPolicies(inline={"x": RICH_DOCUMENT, "y": a_document("y:*")}),
+        "managed-only": AttachedPolicies(managed=("a",)),
+    }
+    assert await store.all_attachments("group") == {"dev": AttachedPolicies(managed=("b",))}
+    assert await store.all_attachments("user") == {
+        "dev": AttachedPolicies(inline={"u": a_document()})
+    }
+    for principal, attached in (await store.all_attachments("role")).items():
+        assert await store.attached_policies("role", principal) == attached
+
+
+async def test_all_attachments_takes_the_same_queries_for_any_number_of_principals(
+    store: SqlStore,
+) -> None:
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])  # (conn, cursor, statement, ...)
+
+    await store.put_managed_policy(a_policy("a"))
+    await store.put_managed_policy(a_policy("b"))
+
+    async def queries_for(principals: int) -> int:
+        for n in range(principals):
+            await store.attach_policy("role", f"r{n}", "a")
+            await store.put_inline_policy("role", f"r{n}", "own", a_document())
+            await store.set_boundary("role", f"r{n}", "b")
+        statements.clear()
+        sa.event.listen(store._engine.sync_engine, "before_cursor_execute", count)
+        try:
+            assert len(await store.all_attachments("role")) == principals
+        finally:
+            sa.event.remove(store._engine.sync_engine, "before_cursor_execute", count)
+        return len([s for s in statements if s.lstrip().upper().startswith("SELECT")])
+
+    one = await queries_for(1)
+    assert 0 < one <= 3
+    assert await queries_for(25) == one
 
 
 # --- audit ---------------------------------------------------------------------------------

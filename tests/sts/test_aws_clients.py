@@ -255,6 +255,29 @@ async def test_session_policy_narrows_and_carries_over(
     assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
 
 
+async def test_policy_arns_name_managed_policies_from_the_store(
+    broker: RunningBroker, oidc_server: OidcServer
+) -> None:
+    """PolicyArns: a managed policy an admin created at run time narrows the session like an
+    inline Policy; an unknown one is refused with AWS's error."""
+    await broker.broker.iam.create_policy(
+        "GetOnly", READ_ONLY_SESSION, description="session narrowing", actor="test"
+    )
+    token = await real_id_token(oidc_server, "corp", "alice")
+    policy_arn = f"arn:broker:iam::{ACCOUNT}:policy/GetOnly"
+    out = await web_identity(broker.url, token, "ci", PolicyArns=[{"arn": policy_arn}])
+    narrow = out["Credentials"]["SessionToken"]
+    allowed = await authorize(broker.url, narrow, "s3:GetObject", "arn:aws:s3:::b/k")
+    assert allowed["decision"] == "allowed"
+    assert (await authorize(broker.url, narrow, "s3:PutObject"))["decision"] == "implicitDeny"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        await web_identity(
+            broker.url, token, "ci", PolicyArns=[{"arn": f"arn:broker:iam::{ACCOUNT}:policy/Nope"}]
+        )
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+    assert "Policy Nope does not exist" in e.value.response["Error"]["Message"]
+
+
 async def test_environment_variable_credential_flow_refreshes_by_itself(
     broker: RunningBroker, oidc_server: OidcServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

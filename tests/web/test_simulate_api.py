@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from broker.domain.claims import Identity
-from broker.storage.base import RoleRecord
+from broker.storage.base import RoleRecord, User
 from tests.conftest import E2E_ROLES, BrokerFactory, RunningBroker
 
 VIEWER = {
@@ -125,8 +125,12 @@ BAD: list[tuple[str, Any, int, str]] = [
     ("bad-action", {"action": "s3", "resource": "x", "principal": "viewer"}, 400, "service:Action"),
     ("unknown-field", {**REQ, "principl": "viewer"}, 400, "unknown field 'principl'"),
     ("unknown-role", {**REQ, "principal": "nobody"}, 404, "no role named 'nobody'"),
-    ("user-principal", {**REQ, "principal": "arn:broker:iam::000000000000:user/bob"}, 400,
-     "cannot simulate a user"),
+    ("unknown-user", {**REQ, "principal": "arn:broker:iam::000000000000:user/bob"}, 404,
+     "no user named 'bob'"),
+    ("unknown-group", {**REQ, "principal": "arn:broker:iam::000000000000:group/ops"}, 404,
+     "no group named 'ops'"),
+    ("bad-arn", {**REQ, "principal": "arn:broker:iam::000000000000:thing/x"}, 400,
+     "is not a role, user or group ARN"),
     ("bad-context", {**REQ, "principal": "viewer", "context": {"k": {"x": 1}}}, 400,
      "must be a string or a list of strings"),
     ("bad-policy", {**REQ, "policies": [{"Statement": {"Effect": "Maybe"}}]}, 400,
@@ -143,3 +147,34 @@ async def test_bad_input(running: RunningBroker, body: Any, status: int, fragmen
     assert fragment in out["error_description"]
     if "policies" in body:
         assert out["errors"][0]["fix"]
+
+
+async def test_simulate_a_user_through_its_group(running: RunningBroker) -> None:
+    b = running.broker
+    await b.store.create_user(User(id="u-carol", provider="corp", subject="c", name="carol"))
+    await b.iam.create_group("viewers", actor="test")
+    await b.iam.add_user_to_group("viewers", "carol", actor="test")
+    await b.iam.put_inline_policy("group", "viewers", "grafana", VIEWER, actor="test")
+    carol = "arn:broker:iam::000000000000:user/carol"
+    status, out = await post(
+        running, {**REQ, "principal": carol}, await token_for(running, "auditor")
+    )
+    assert status == 200
+    assert (out["decision"], out["principal"]) == ("explicitDeny", carol)
+    assert out["matched_statements"] == [
+        {"policy": "group/viewers/grafana", "sid": "NoAdmin", "index": 1, "effect": "Deny"}
+    ]
+
+
+async def test_no_permission_reveals_nothing_about_who_exists(running: RunningBroker) -> None:
+    """Without iam:SimulatePrincipalPolicy, a real and a made-up user get the same 403."""
+    b = running.broker
+    await b.store.create_user(User(id="u-dave", provider="corp", subject="d", name="dave"))
+    token = await token_for(running, "viewer")
+    answers = []
+    for name in ("dave", "nobody"):
+        principal = f"arn:broker:iam::000000000000:user/{name}"
+        status, out = await post(running, {**REQ, "principal": principal}, token)
+        answers.append((status, out["error"], out["error_description"].replace(name, "X")))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 403

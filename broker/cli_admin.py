@@ -1,0 +1,459 @@
+"""``broker admin policies|groups|users|roles ...``: managed policies, groups, and the policies
+attached to users, groups and roles (contract C5), on the store named by the config.
+
+Each command opens the broker on the config's store, does one IAM operation and prints the
+result (JSON with ``--json``). Changes are audited as ``iam.<Operation>`` with the operator's
+login name as principal (``cli:<user>``); a refused change is audited as a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from broker.config import DEFAULT_CONFIG_PATH, load_settings
+from broker.errors import BrokerError, InvalidRequest
+
+if TYPE_CHECKING:
+    from broker.service.container import Broker
+    from broker.service.iam import PrincipalDetail
+    from broker.storage.base import Group, ManagedPolicyRecord, User
+
+Result = tuple[Any, str]  # (JSON data, text)
+Action = Callable[["Broker", argparse.Namespace, str], Awaitable[Result]]
+
+
+def read_text_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise InvalidRequest(
+            "unreadable_file", public_message=f"cannot read {path}: {e.strerror or e}"
+        ) from None
+    except UnicodeDecodeError:
+        raise InvalidRequest(
+            "unreadable_file", public_message=f"{path} is not UTF-8 text"
+        ) from None
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return f"cli:uid-{os.getuid()}"
+
+
+def _iso(t: float | None) -> str | None:
+    return datetime.fromtimestamp(t, UTC).isoformat() if t else None
+
+
+def _run(operation: str | None, action: Action) -> Callable[[argparse.Namespace], int]:
+    """A command: open the broker, run ``action``, print. ``operation`` (the IAM name of a
+    change, e.g. ``AttachUserPolicy``) is audited as a failure when the change is refused."""
+
+    def command(args: argparse.Namespace) -> int:
+        from broker.cli import out, with_broker
+
+        actor = _actor()
+
+        async def run(broker: Broker) -> Result:
+            try:
+                return await action(broker, args, actor)
+            except BrokerError as e:
+                if operation is not None:
+                    await broker.auditor.record(
+                        f"iam.{operation}", "failure", principal=actor, reason=e.reason
+                    )
+                raise
+
+        data, text = asyncio.run(with_broker(load_settings(args.config), run))
+        out(args, data, text)
+        return 0
+
+    return command
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+def _policy_row(p: ManagedPolicyRecord) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "description": p.description,
+        "source": p.source,
+        "created_at": _iso(p.created_at),
+        "updated_at": _iso(p.updated_at),
+    }
+
+
+def _user_row(u: User) -> dict[str, Any]:
+    return {
+        "id": u.id,
+        "name": u.name,
+        "provider": u.provider,
+        "subject": u.subject,
+        "email": u.email,
+        "disabled": u.disabled,
+        "last_login_at": _iso(u.last_login_at),
+    }
+
+
+def _group_row(g: Group) -> dict[str, Any]:
+    return {"name": g.name, "description": g.description, "created_at": _iso(g.created_at)}
+
+
+def _principal_view(d: PrincipalDetail) -> Result:
+    data: dict[str, Any] = {
+        "name": d.name,
+        "arn": d.arn,
+        "attached_policies": list(d.attached.managed),
+        "inline_policies": {k: dict(v) for k, v in d.attached.inline.items()},
+    }
+    if d.kind == "user":
+        data["groups"] = list(d.groups)
+        data["permissions_boundary"] = d.attached.boundary
+    if d.kind == "group":
+        data["members"] = list(d.members)
+    lines = [d.arn]
+    lines += [f"  attached: {n}" for n in d.attached.managed]
+    lines += [f"  inline:   {n}" for n in d.attached.inline]
+    if d.attached.boundary:
+        lines.append(f"  boundary: {d.attached.boundary}")
+    lines += [f"  group:    {g}" for g in d.groups]
+    lines += [f"  member:   {m}" for m in d.members]
+    return data, "\n".join(lines)
+
+
+def _done(what: str) -> Result:
+    return {"ok": True}, what
+
+
+# --- policies ------------------------------------------------------------------------------
+
+
+async def _policies_list(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    rows = [_policy_row(p) for p in await b.iam.list_policies()]
+    text = "\n".join(f"{r['name']:<32} {r['source']:<7} {r['description']}" for r in rows)
+    return rows, text or "no managed policies"
+
+
+async def _policies_get(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    import json
+
+    d = await b.iam.get_policy(a.policy)
+    uses = [
+        {"type": u.principal_type, "principal": u.principal, "as_boundary": u.as_boundary}
+        for u in d.uses
+    ]
+    data = {**_policy_row(d.record), "document": dict(d.record.document), "attached_to": uses}
+    text = "\n".join(
+        [
+            f"{b.iam.arn('policy', d.record.name)} ({d.record.source})",
+            json.dumps(dict(d.record.document), indent=2),
+            *(
+                f"  used by {u['type']} {u['principal']}"
+                + (" as boundary" if u["as_boundary"] else "")
+                for u in uses
+            ),
+        ]
+    )
+    return data, text
+
+
+async def _policies_create(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    p = await b.iam.create_policy(
+        a.name, read_text_file(a.file), description=a.description, actor=actor
+    )
+    return _policy_row(p), f"created {b.iam.arn('policy', p.name)}"
+
+
+async def _policies_update(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    p = await b.iam.update_policy(a.policy, read_text_file(a.file), actor=actor)
+    return _policy_row(p), f"updated {b.iam.arn('policy', p.name)}"
+
+
+async def _policies_delete(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    await b.iam.delete_policy(a.policy, actor=actor)
+    return _done(f"deleted policy {a.policy}")
+
+
+# --- groups --------------------------------------------------------------------------------
+
+
+async def _groups_list(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    rows = [_group_row(g) for g in await b.iam.list_groups()]
+    return rows, "\n".join(f"{r['name']:<32} {r['description']}" for r in rows) or "no groups"
+
+
+async def _groups_create(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    g = await b.iam.create_group(a.name, description=a.description, actor=actor)
+    return _group_row(g), f"created {b.iam.arn('group', g.name)}"
+
+
+async def _groups_delete(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    await b.iam.delete_group(a.group, actor=actor)
+    return _done(f"deleted group {a.group}")
+
+
+async def _groups_add_user(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    await b.iam.add_user_to_group(a.group, a.user, actor=actor)
+    return _done(f"added {a.user} to {a.group}")
+
+
+async def _groups_remove_user(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    await b.iam.remove_user_from_group(a.group, a.user, actor=actor)
+    return _done(f"removed {a.user} from {a.group}")
+
+
+# --- users ---------------------------------------------------------------------------------
+
+
+async def _users_list(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    rows = [_user_row(u) for u in await b.store.list_users()]
+    text = "\n".join(f"{r['name']:<24} {r['provider']:<10} {r['id']}  {r['email']}" for r in rows)
+    return rows, text or "no users"
+
+
+async def _users_set_boundary(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    await b.iam.set_boundary("user", a.user, a.policy, actor=actor)
+    return _done(f"{a.policy} is now the permissions boundary of {a.user}")
+
+
+async def _users_delete_boundary(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    await b.iam.set_boundary("user", a.user, None, actor=actor)
+    return _done(f"{a.user} has no permissions boundary")
+
+
+async def _roles_list(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    rows = [
+        {
+            "name": r.name,
+            "arn": b.iam.arn("role", r.name),
+            "description": r.description,
+            "source": r.source,
+            "policies": len(r.policies),
+            "max_session_duration": r.max_session_duration,
+        }
+        for r in await b.store.list_roles()
+    ]
+    text = "\n".join(f"{r['name']:<24} {r['source']:<7} {r['description']}" for r in rows)
+    return rows, text or "no roles"
+
+
+# --- what users, groups and roles share -----------------------------------------------------------
+
+
+def _get(kind: Any) -> Action:
+    async def action(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+        return _principal_view(await b.iam.describe(kind, getattr(a, kind)))
+
+    return action
+
+
+def _attach(kind: Any) -> Action:
+    async def action(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+        await b.iam.attach_policy(kind, getattr(a, kind), a.policy, actor=actor)
+        return _done(f"attached {a.policy} to {kind} {getattr(a, kind)}")
+
+    return action
+
+
+def _detach(kind: Any) -> Action:
+    async def action(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+        await b.iam.detach_policy(kind, getattr(a, kind), a.policy, actor=actor)
+        return _done(f"detached {a.policy} from {kind} {getattr(a, kind)}")
+
+    return action
+
+
+def _put_inline(kind: Any) -> Action:
+    async def action(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+        doc = read_text_file(a.file)
+        await b.iam.put_inline_policy(kind, getattr(a, kind), a.name, doc, actor=actor)
+        return _done(f"put inline policy {a.name} on {kind} {getattr(a, kind)}")
+
+    return action
+
+
+def _delete_inline(kind: Any) -> Action:
+    async def action(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+        await b.iam.delete_inline_policy(kind, getattr(a, kind), a.name, actor=actor)
+        return _done(f"deleted inline policy {a.name} of {kind} {getattr(a, kind)}")
+
+    return action
+
+
+# --- parsers -------------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument(
+        "--config",
+        default=os.environ.get("BROKER_CONFIG", str(DEFAULT_CONFIG_PATH)),
+        help="path of the TOML config file (default: $BROKER_CONFIG or config/broker.toml)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    return p
+
+
+def _verb(
+    sub: Any, name: str, help: str, fn: Callable[[argparse.Namespace], int], *args: str
+) -> argparse.ArgumentParser:
+    """A verb taking positional ``args`` (``NAME:help`` each)."""
+    p: argparse.ArgumentParser = _common(sub.add_parser(name, help=help, description=help + "."))
+    for spec in args:
+        dest, _, text = spec.partition(":")
+        p.add_argument(dest, metavar=dest.upper(), help=text)
+    p.set_defaults(fn=fn)
+    return p
+
+
+USER = "user:a user id, name, or ARN (arn:broker:iam::<account>:user/<name>)"
+GROUP = "group:a group name or ARN"
+POLICY = "policy:a managed policy name or ARN"
+ROLE = "role:a role name or ARN (roles from the config file are read-only)"
+
+
+def add_principal_verbs(sub: Any, kind: str, who: str, op: str) -> None:
+    """get / attach-policy / detach-policy / put-policy / delete-policy for users, groups or
+    roles."""
+    _verb(sub, "get", f"show a {kind}'s policies", _run(None, _get(kind)), who)
+    _verb(
+        sub,
+        "attach-policy",
+        f"attach a managed policy to a {kind}",
+        _run(f"Attach{op}Policy", _attach(kind)),
+        who,
+        POLICY,
+    )
+    _verb(
+        sub,
+        "detach-policy",
+        f"detach a managed policy from a {kind}",
+        _run(f"Detach{op}Policy", _detach(kind)),
+        who,
+        POLICY,
+    )
+    _verb(
+        sub,
+        "put-policy",
+        f"create or replace an inline policy of a {kind}",
+        _run(f"Put{op}Policy", _put_inline(kind)),
+        who,
+        "name:the inline policy's name",
+        "file:a JSON policy document",
+    )
+    _verb(
+        sub,
+        "delete-policy",
+        f"delete an inline policy of a {kind}",
+        _run(f"Delete{op}Policy", _delete_inline(kind)),
+        who,
+        "name:the inline policy's name",
+    )
+
+
+def add_admin_commands(admin: Any) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Register ``groups`` and ``users``, and the managed-policy verbs of ``policies``; returns
+    the ``policies`` verbs so that the caller adds ``validate``."""
+    policies = admin.add_parser("policies", help="managed policies").add_subparsers(
+        dest="policies_verb", required=True, metavar="VERB"
+    )
+    _verb(policies, "list", "list managed policies", _run(None, _policies_list))
+    _verb(
+        policies,
+        "get",
+        "show a managed policy and where it is attached",
+        _run(None, _policies_get),
+        POLICY,
+    )
+    p = _verb(
+        policies,
+        "create",
+        "create a managed policy from a JSON file (validated first)",
+        _run("CreatePolicy", _policies_create),
+        "name:the policy's name",
+        "file:a JSON policy document",
+    )
+    p.add_argument("--description", default="")
+    _verb(
+        policies,
+        "update",
+        "replace a managed policy's document",
+        _run("CreatePolicyVersion", _policies_update),
+        POLICY,
+        "file:a JSON policy document",
+    )
+    _verb(
+        policies,
+        "delete",
+        "delete a managed policy (refused while it is attached)",
+        _run("DeletePolicy", _policies_delete),
+        POLICY,
+    )
+
+    groups = admin.add_parser("groups", help="groups of users").add_subparsers(
+        dest="groups_verb", required=True, metavar="VERB"
+    )
+    _verb(groups, "list", "list groups", _run(None, _groups_list))
+    p = _verb(
+        groups, "create", "create a group", _run("CreateGroup", _groups_create), "name:its name"
+    )
+    p.add_argument("--description", default="")
+    _verb(
+        groups,
+        "delete",
+        "delete an empty group (no members, no policies)",
+        _run("DeleteGroup", _groups_delete),
+        GROUP,
+    )
+    _verb(
+        groups,
+        "add-user",
+        "add a user to a group",
+        _run("AddUserToGroup", _groups_add_user),
+        GROUP,
+        USER,
+    )
+    _verb(
+        groups,
+        "remove-user",
+        "remove a user from a group",
+        _run("RemoveUserFromGroup", _groups_remove_user),
+        GROUP,
+        USER,
+    )
+    add_principal_verbs(groups, "group", GROUP, "Group")
+
+    users = admin.add_parser("users", help="users and their policies").add_subparsers(
+        dest="users_verb", required=True, metavar="VERB"
+    )
+    _verb(users, "list", "list users", _run(None, _users_list))
+    add_principal_verbs(users, "user", USER, "User")
+    _verb(
+        users,
+        "set-boundary",
+        "make a managed policy the user's permissions boundary",
+        _run("PutUserPermissionsBoundary", _users_set_boundary),
+        USER,
+        POLICY,
+    )
+    _verb(
+        users,
+        "delete-boundary",
+        "remove the user's permissions boundary",
+        _run("DeleteUserPermissionsBoundary", _users_delete_boundary),
+        USER,
+    )
+    roles = admin.add_parser("roles", help="roles and their policies").add_subparsers(
+        dest="roles_verb", required=True, metavar="VERB"
+    )
+    _verb(roles, "list", "list roles", _run(None, _roles_list))
+    add_principal_verbs(roles, "role", ROLE, "Role")
+    return policies  # type: ignore[no-any-return]
