@@ -43,6 +43,10 @@ REVOCATION_POLL_SECONDS = 1.0  # contract C4: revocations reach every instance w
 LAST_SEEN_FLUSH_SECONDS = 5.0
 KEY_CHECK_SECONDS = 10.0  # picks up rotations made by other instances or the CLI
 PURGE_SECONDS = 3600.0
+# Every credential the broker issues ends within the session lifetime or an STS role's longest
+# session (12 h); a revocation older than that (plus clock leeway) voids nothing any more.
+STS_MAX_SESSION_SECONDS = 12 * 3600.0
+REVOCATION_LEEWAY_SECONDS = 600.0
 
 
 def derive_key(kek: bytes, purpose: bytes) -> bytes:
@@ -217,6 +221,12 @@ class Broker:
         await self.auditor.close()  # commits the batched events (retrying); never raises
         await self.store.close()
 
+    @property
+    def revocation_horizon(self) -> float:
+        """How long a revocation must be kept (seconds)."""
+        longest = max(self.settings.session.lifetime, STS_MAX_SESSION_SECONDS)
+        return longest + REVOCATION_LEEWAY_SECONDS
+
     async def rotate_keys(self, *, reason: str) -> str:
         key = await self.keyring.rotate()
         await self.auditor.record("keys.rotate", "success", principal=key.kid, reason=reason)
@@ -246,6 +256,9 @@ class Broker:
             self._last["purge"] = now
             await self.store.purge_login_states(now)
             await self.store.purge_sessions(now)
+            horizon = now - self.revocation_horizon
+            await self.store.purge_revocations(horizon)
+            self.revocations.forget(horizon)
 
     async def _flush_audit(self) -> None:
         """Forward-auth's queued verdicts and the auditor's batch, written now. A store that

@@ -17,14 +17,14 @@ class RevocationState:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._last_id = 0
-        self._sessions: set[str] = set()
+        self._sessions: dict[str, float] = {}  # session id -> when it was revoked
         self._users: dict[str, float] = {}
         self._roles: dict[str, float] = {}
         self.healthy = False  # False until the first successful poll
 
     def apply(self, r: Revocation) -> None:
         if r.kind == "session":
-            self._sessions.add(r.target)
+            self._sessions[r.target] = max(self._sessions.get(r.target, 0.0), r.before)
         elif r.kind == "user":
             self._users[r.target] = max(self._users.get(r.target, 0.0), r.before)
         elif r.kind == "role":
@@ -39,6 +39,17 @@ class RevocationState:
             self.apply(r)
         self.healthy = True
         return len(new)
+
+    def forget(self, before: float) -> int:
+        """Drop revocations older than ``before`` (every credential they void has expired), so
+        that memory stays bounded; returns how many."""
+        dropped = 0
+        for table in (self._sessions, self._users, self._roles):
+            old = [k for k, t in table.items() if t < before]
+            for k in old:
+                del table[k]
+            dropped += len(old)
+        return dropped
 
     def is_revoked(self, *, session_id: str, user_id: str, role_arn: str, issued_at: float) -> bool:
         if session_id in self._sessions:

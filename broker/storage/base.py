@@ -218,6 +218,10 @@ class Store(Protocol):
     async def revocations_since(self, after_id: int) -> list[Revocation]:
         """Revocations with id > after_id, in id order (for the in-memory revocation state)."""
 
+    async def purge_revocations(self, before: float) -> int:
+        """Delete revocations whose ``before`` is earlier than ``before``: every credential they
+        could void has expired by then. Returns how many were deleted."""
+
     async def purge_sessions(self, now: float) -> int: ...
 
     # signing keys

@@ -913,6 +913,13 @@ class SqlStore:
             )
             return [_revocation(r) for r in rows]
 
+    async def purge_revocations(self, before: float) -> int:
+        async with self._write("purge revocations") as conn:
+            result = await conn.execute(
+                sa.delete(t.revocations).where(t.revocations.c.issued_before < before)
+            )
+            return result.rowcount
+
     async def purge_sessions(self, now: float) -> int:
         """Delete sessions past their absolute end or idle for longer than their idle timeout
         (idle time counts from ``last_seen_at``, or ``created_at`` if never seen)."""

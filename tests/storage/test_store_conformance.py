@@ -461,6 +461,23 @@ async def test_revocations_since_returns_later_ones_in_id_order(store: Store) ->
     assert await store.revocations_since(added[-1].id) == []
 
 
+async def test_purge_revocations_drops_only_those_older_than_the_horizon(store: Store) -> None:
+    added = [
+        await store.add_revocation(Revocation(kind=k, target=f"t{n}", before=T0 + n, created_at=T0))
+        for n, k in enumerate(("session", "user", "role", "session"))
+    ]
+    assert await store.purge_revocations(T0 + 2) == 2  # before T0 and T0 + 1
+    assert await store.revocations_since(0) == added[2:]
+    assert await store.purge_revocations(T0 + 2) == 0
+    later = await store.add_revocation(
+        Revocation(kind="user", target="u", before=T0 + 9, created_at=T0 + 9)
+    )
+    assert added[-1].id is not None
+    assert later.id is not None
+    assert later.id > added[-1].id
+    assert await store.revocations_since(added[-1].id) == [later]
+
+
 async def test_purge_sessions_removes_expired_and_idle_ones(store: Store) -> None:
     now = T0 + 7200
     await store.create_session(a_session("expired", expires_at=now))

@@ -1,0 +1,86 @@
+"""The in-memory revocation state of the hot path: what it voids, and that it forgets only
+revocations no live credential can be affected by."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from broker.service.container import REVOCATION_LEEWAY_SECONDS, STS_MAX_SESSION_SECONDS
+from broker.service.revocation import RevocationState
+from broker.storage import migrate, open_store
+from broker.storage.base import Revocation
+from tests.conftest import BrokerFactory
+
+T0 = 1_800_000_000.0
+
+
+def state_with(*revocations: Revocation) -> RevocationState:
+    state = RevocationState(store=None)  # type: ignore[arg-type]  # apply() needs no store
+    for r in revocations:
+        state.apply(r)
+    return state
+
+
+def test_each_kind_voids_what_it_names() -> None:
+    state = state_with(
+        Revocation("session", "s1", T0, T0),
+        Revocation("user", "u1", T0, T0),
+        Revocation("role", "arn:role/dev", T0, T0),
+    )
+
+    def revoked(session: str = "s", user: str = "u", role: str = "r", iat: float = T0) -> bool:
+        return state.is_revoked(session_id=session, user_id=user, role_arn=role, issued_at=iat)
+
+    assert revoked(session="s1", iat=T0 + 100)  # a revoked session stays revoked
+    assert revoked(user="u1")
+    assert not revoked(user="u1", iat=T0 + 1)
+    assert revoked(role="arn:role/dev", iat=T0 - 5)
+    assert not revoked(role="arn:role/dev", iat=T0 + 5)
+    assert not revoked()
+
+
+def test_forget_drops_only_revocations_older_than_the_horizon() -> None:
+    state = state_with(
+        Revocation("session", "old", T0, T0),
+        Revocation("session", "new", T0 + 10, T0 + 10),
+        Revocation("user", "u-old", T0, T0),
+        Revocation("role", "r-new", T0 + 10, T0 + 10),
+    )
+    assert state.forget(T0 + 5) == 2
+    assert not state.is_revoked(session_id="old", user_id="u-old", role_arn="x", issued_at=T0)
+    assert state.is_revoked(session_id="new", user_id="x", role_arn="x", issued_at=T0)
+    assert state.is_revoked(session_id="x", user_id="x", role_arn="r-new", issued_at=T0)
+
+
+async def test_the_periodic_purge_keeps_revocations_for_the_longest_credential(
+    broker_factory: BrokerFactory,
+) -> None:
+    rb = await broker_factory()
+    b = rb.broker
+    horizon = b.revocation_horizon
+    assert horizon == max(b.settings.session.lifetime, STS_MAX_SESSION_SECONDS) + (
+        REVOCATION_LEEWAY_SECONDS
+    )
+    now = b.clock.now()
+    await b.store.add_revocation(Revocation("session", "ancient", now - horizon - 60, now))
+    await b.store.add_revocation(Revocation("session", "recent", now - horizon + 60, now))
+    await b.revocations.poll()
+    b._last["purge"] = now - 7200  # the hourly purge is due
+    await b.tick()
+    assert [r.target for r in await b.store.revocations_since(0)] == ["recent"]
+    assert b.revocations.is_revoked(session_id="recent", user_id="", role_arn="", issued_at=0)
+    assert not b.revocations.is_revoked(session_id="ancient", user_id="", role_arn="", issued_at=0)
+
+
+async def test_a_new_instance_loads_only_what_is_kept(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    await migrate(url)
+    store = open_store(url)
+    try:
+        await store.add_revocation(Revocation("user", "u", T0, T0))
+        await store.purge_revocations(T0 + 1)
+        state = RevocationState(store)
+        assert await state.poll() == 0
+        assert state.healthy
+    finally:
+        await store.close()
