@@ -257,7 +257,8 @@ class Store(Protocol):
 
     # groups
     async def create_group(self, group: Group) -> None:
-        """``AlreadyExists`` if the name is taken."""
+        """``AlreadyExists`` if the name is taken. The new group has no members or policies,
+        whatever was left under its name by a race with an earlier group's deletion."""
 
     async def get_group(self, name: str) -> Group | None: ...
     async def list_groups(self) -> list[Group]:

@@ -1079,13 +1079,17 @@ class SqlStore:
     # -- groups
 
     async def create_group(self, group: Group) -> None:
-        """``AlreadyExists`` if the name is taken."""
+        """``AlreadyExists`` if the name is taken. A new group starts empty: anything left
+        under its name (attached while an earlier group of that name was being deleted) goes."""
         async with self._write(f"create group {group.name!r}") as conn:
             await conn.execute(
                 sa.insert(t.groups).values(
                     name=group.name, description=group.description, created_at=group.created_at
                 )
             )
+            await self._delete_principal_policies(conn, "group", group.name)
+            gm = t.group_members
+            await conn.execute(sa.delete(gm).where(gm.c.group_name == group.name))
 
     async def get_group(self, name: str) -> Group | None:
         async with self._read("get group") as conn:
