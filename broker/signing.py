@@ -193,6 +193,12 @@ def _open(kek: bytes, kid: str, blob: bytes) -> bytes:
 # --- keys and JWKs ---------------------------------------------------------------------------
 
 
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_PADDING = (b"", b"", b"==", b"=")  # by len % 4
+# The canonical last character by len % 4: its unused low bits (4 or 2) must be zero.
+_LAST_CHARACTER = (b"", b"", frozenset(b"AQgw"), frozenset(b"AEIMQUYcgkosw048"))
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -201,14 +207,20 @@ def _b64url_decode(text: str) -> bytes:
     """Strict base64url (RFC 7515 §2): ``text`` must be exactly the unpadded, canonical encoding
     of what it decodes to, else ``ValueError``.
 
-    Re-encoding and comparing rejects in one step everything the lenient decoder would let
-    through: ``=`` padding, characters outside the alphabet (silently dropped by it), ``+`` and
-    ``/``, a length of 4n+1, and non-zero trailing bits (so one signature has one spelling).
+    Rejected: ``=`` padding, ``+`` and ``/``, any other character outside the alphabet (the
+    strict decoder refuses them), a length of 4n+1, and non-zero trailing bits (so one signature
+    has one spelling). The same as decoding leniently, re-encoding and comparing, without the
+    re-encoding (forward-auth decodes two segments of every token it has not seen).
     """
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))  # ValueError if not ASCII
-    if _b64url(data) != text:
-        raise ValueError("not canonical base64url")
-    return data
+    raw = text.encode("ascii")  # UnicodeEncodeError is a ValueError
+    if b"=" in raw or b"+" in raw or b"/" in raw:
+        raise ValueError("not base64url")
+    rest = len(raw) % 4
+    if rest:
+        if rest == 1 or raw[-1] not in _LAST_CHARACTER[rest]:
+            raise ValueError("not canonical base64url")
+        raw += _PADDING[rest]
+    return binascii.a2b_base64(raw.translate(_TO_STANDARD), strict_mode=True)
 
 
 def _uint(n: int, length: int | None = None) -> str:
@@ -652,7 +664,7 @@ class KeyRing:
             raise InvalidToken("unknown_kid")
         if header.alg != key.algorithm:
             raise InvalidToken("alg_mismatch")
-        if header.typ is None or header.typ != _norm_typ(typ):
+        if header.typ is None or header.typ != _expected_typ(typ):
             raise InvalidToken("typ_mismatch")
 
         try:
@@ -667,7 +679,7 @@ class KeyRing:
             self._remember(header_segment, header)
 
         claims = _parse_payload(payload)
-        _check_claims(claims, issuer=self._issuer, audience=audience)
+        _check_claims(claims, self._issuer, audience)
         exp = _time_claim(claims, "exp")
         iat = _time_claim(claims, "iat")
         nbf = _time_claim(claims, "nbf") if "nbf" in claims else None
@@ -747,10 +759,27 @@ def _norm_typ(typ: str) -> str:
     return typ[len("application/") :] if typ.startswith("application/") else typ
 
 
+_expected_typ = functools.lru_cache(maxsize=64)(_norm_typ)  # callers pass a few constants
+
+
+_JSON = json.JSONDecoder()
+
+
 def _parse_payload(payload: bytes) -> dict[str, Any]:
-    """The JWT claims set: a JSON object (RFC 7519 §7.2 step 10), else ``malformed``."""
+    """The JWT claims set: a JSON object (RFC 7519 §7.2 step 10), else ``malformed``.
+
+    Parsed as ``json.loads(payload)`` (as PyJWT does): what that accepts and refuses is unchanged.
+    The common case, UTF-8 holding exactly one JSON value, skips its encoding detection and
+    whitespace scans; anything else (a BOM, UTF-16, surrounding blanks, bad JSON) takes
+    ``json.loads`` itself."""
     try:
-        claims = json.loads(payload)
+        try:
+            text = payload.decode("utf-8")
+            claims, end = _JSON.raw_decode(text)
+            if end != len(text):
+                raise ValueError("trailing data")
+        except ValueError:
+            claims = json.loads(payload)
     except (ValueError, RecursionError):
         raise InvalidToken("malformed") from None
     if not isinstance(claims, dict):
@@ -759,7 +788,7 @@ def _parse_payload(payload: bytes) -> dict[str, Any]:
 
 
 def _check_claims(
-    claims: Mapping[str, Any], *, issuer: str, audience: str | Sequence[str] | None
+    claims: Mapping[str, Any], issuer: str, audience: str | Sequence[str] | None
 ) -> None:
     """The registered claims other than the times, with the reasons (and order) PyJWT's
     validation gave: required claims, ``iss``, ``aud``, then ``sub`` and ``jti`` types."""
@@ -781,6 +810,10 @@ def _check_audience(aud: object, audience: str | Sequence[str]) -> None:
     """RFC 7519 §4.1.3: ``aud`` (a string or a list of strings) names one of ``audience``."""
     if not aud:  # absent, null, "" or []
         raise InvalidToken("missing_claim:aud")
+    if type(aud) is str and type(audience) is str:  # the usual case, decided alike below
+        if aud != audience:
+            raise InvalidToken("aud_mismatch")
+        return
     named = [aud] if isinstance(aud, str) else aud
     if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
         raise InvalidToken("aud_mismatch")
@@ -791,7 +824,12 @@ def _check_audience(aud: object, audience: str | Sequence[str]) -> None:
 
 def _time_claim(claims: Mapping[str, Any], name: str) -> float:
     value = claims[name]
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    kind = type(value)  # exactly int or float (not bool) is the usual case: no isinstance
+    if (
+        kind is not int
+        and kind is not float
+        and (isinstance(value, bool) or not isinstance(value, int | float))
+    ):
         raise InvalidToken(f"invalid_claim:{name}")
     try:
         if not math.isfinite(value):

@@ -2,15 +2,18 @@
 cache that still honours expiry and revocation on every hit.
 
 A cache hit is a dict lookup plus the in-memory revocation check: no signature verification,
-no key parsing, no database. Forward-auth and ``/v1/authorize`` use this.
+no key parsing, no database. Forward-auth and ``/v1/authorize`` use this. A session token's entry
+is kept small (its claims decoded again only if read, the strings a session's tokens share held
+once): forward-auth adds one for every token it has not seen.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import sys
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +67,76 @@ class Credential:
             session_name=self.session_name,
             source_identity=self.source_identity,
         )
+
+
+class TokenClaims(Mapping[str, Any]):
+    """The claims of a verified token, decoded again from the token when first read.
+
+    A cached credential keeps its token anyway (it is the cache's key), and the parsed claims
+    (a dict, its keys, its values) were most of what an entry held besides: forward-auth caches
+    an entry for every token it has not seen and never reads them. Only for a token whose
+    signature and claims were checked: this decodes it again without checking anything."""
+
+    __slots__ = ("_claims", "_token")
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+        self._claims: dict[str, Any] | None = None
+
+    def _parsed(self) -> dict[str, Any]:
+        if self._claims is None:
+            segment = self._token.split(".", 2)[1]
+            payload = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+            self._claims = json.loads(payload)  # as KeyRing.verify parsed it
+        return self._claims
+
+    def __getitem__(self, name: str) -> Any:
+        return self._parsed()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parsed())
+
+    def __len__(self) -> int:
+        return len(self._parsed())
+
+    def __repr__(self) -> str:
+        return repr(self._parsed())
+
+
+_intern = sys.intern
+
+
+def credential_from_claims(c: Mapping[str, Any], token: str | None = None) -> Credential:
+    """A verified session token's claims as a ``Credential``: exactly
+    ``credential_from_session(sessions._context(c))``, without the ``SessionContext`` in between
+    (forward-auth makes one for every token it has not seen). Same conversions, same refusal
+    (``invalid_token:missing_claim``) of a claim that is missing or of the wrong form. With
+    ``token`` (the one ``c`` came from), the credential keeps ``TokenClaims`` instead of ``c``.
+    """
+    try:
+        raw_tags = c.get(tokens.CLAIM_TAGS, {})
+        float(c.get("session_exp", c["exp"]))  # not kept, but a session token must have it right
+        # Interned: every token of a session repeats these, so the cache keeps one copy of each
+        # (not one per token), and their hashes, used as keys downstream, are computed once.
+        return Credential(
+            "session",
+            _intern(str(c[tokens.CLAIM_SID])),
+            _intern(str(c["sub"])),
+            _intern(str(c[tokens.CLAIM_PROVIDER])),
+            _intern(str(c[tokens.CLAIM_SUBJECT])),
+            _intern(str(c[tokens.CLAIM_ROLE])),
+            _intern(str(c.get(tokens.CLAIM_EMAIL, ""))),
+            tuple(map(str, c.get(tokens.CLAIM_GROUPS, []))),
+            bool(c.get(tokens.CLAIM_MFA, False)),
+            float(c["iat"]),
+            float(c["exp"]),
+            {str(k): str(v) for k, v in dict(raw_tags).items()}
+            if raw_tags or type(raw_tags) is not dict
+            else {},
+            claims=c if token is None else TokenClaims(token),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise Unauthenticated("invalid_token:missing_claim") from e
 
 
 def credential_from_session(ctx: SessionContext) -> Credential:
@@ -125,7 +198,7 @@ class CredentialVerifier:
         self.verifiers: dict[str, Any] = {tokens.SESSION_TYP: self._verify_session}
 
     def _verify_session(self, token: str) -> Credential:
-        return credential_from_session(self._sessions.verify(token))
+        return self._sessions.verify_as(token, lambda c: credential_from_claims(c, token))
 
     def still_valid(self, cred: Credential, now: float) -> bool:
         """Not expired and not revoked: what a cache hit must re-check every time."""
@@ -169,3 +242,7 @@ class CredentialVerifier:
 
     def __len__(self) -> int:
         return len(self._cache)
+
+    def __contains__(self, token: object) -> bool:
+        """Whether ``token`` is cached (verified before; ``verify`` still re-checks it)."""
+        return token in self._cache

@@ -3,8 +3,9 @@
 ``ForwardAuth.decide`` is the hot path and is synchronous: a public-route check, the credential
 (``CredentialVerifier``: a cache hit is a dict lookup plus the in-memory revocation state), the
 policy decision (``Authorizer``: compiled roles in memory), and identity headers with an assertion
-JWT that is signed at most once per (session, origin) per half its lifetime. No database, no key
-parsing, no awaits.
+JWT that is signed at most once per (session, role, origin) per half its lifetime (the allowed
+verdict, headers included, is built then and reused as it is). No database, no key parsing, no
+awaits.
 
 Auditing without I/O on the hot path: every denial is queued with its reason and written by
 ``flush`` (the periodic tick); allows are counted per (session, role, origin, method) and written
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from broker.clock import Clock
 from broker.config import Settings
 from broker.domain import tokens
@@ -45,6 +48,7 @@ MAX_QUEUED_DENIALS = 10_000
 MAX_ALLOW_KEYS = 10_000
 MAX_ASSERTIONS = 50_000
 MAX_MEMO = 10_000
+MAX_PUBLIC_MEMO = 4096
 
 # Header names (C3). The web layer strips nothing: it only ever sets these.
 H_USER = "X-Auth-Request-User"
@@ -114,6 +118,9 @@ class _Denial:
     req: RequestInfo
 
 
+_PUBLIC = Verdict(200, "public_route", NO_IDENTITY)  # immutable: one for every public answer
+
+
 class ForwardAuth:
     def __init__(
         self,
@@ -137,9 +144,10 @@ class ForwardAuth:
         self.public: tuple[PublicPattern, ...] = compile_public_routes(
             [r.url for r in settings.public_routes]
         )
-        self._assertions: OrderedDict[tuple[str, str, str], tuple[Mapping[str, str], float]] = (
-            OrderedDict()
-        )
+        # (session, role, origin) -> the allowed verdict (headers + assertion), and when to renew
+        self._assertions: OrderedDict[tuple[str, str, str], tuple[Verdict, float]] = OrderedDict()
+        self._public_memo: dict[str, bool] = {}
+        self._public_memo_for = self.public
         self._denials: list[_Denial] = []
         self._overflow: Counter[str] = Counter()
         self._allows: Counter[_AllowKey] = Counter()
@@ -156,7 +164,17 @@ class ForwardAuth:
         return self._login + quote(original_url, safe="")
 
     def is_public(self, resource: str) -> bool:
-        return any(p.matches(resource) for p in self.public)
+        """Remembered per resource (a pure function of the configured patterns)."""
+        if self._public_memo_for is not self.public:
+            self._public_memo.clear()
+            self._public_memo_for = self.public
+        hit = self._public_memo.get(resource)
+        if hit is None:
+            hit = any(p.matches(resource) for p in self.public)
+            if len(self._public_memo) >= MAX_PUBLIC_MEMO:
+                self._public_memo.clear()
+            self._public_memo[resource] = hit
+        return hit
 
     def cached(self, raw: Hashable) -> Verdict | None:
         """The allowed verdict for a byte-identical request seen earlier in this clock second.
@@ -168,11 +186,11 @@ class ForwardAuth:
         never cached (each one is audited). Last-seen was noted when the entry was made, this
         same second; allows are counted on the entry and folded into the audit counts later.
         """
-        now = self._clock.now()
-        if int(now) != self._verdicts_second:
-            return None
         hit = self._verdicts.get(raw)
         if hit is None:
+            return None
+        now = self._clock.now()
+        if int(now) != self._verdicts_second:  # an entry of a past second: not rolled yet
             return None
         if (
             not self._credentials.still_valid(hit.cred, now)
@@ -205,16 +223,24 @@ class ForwardAuth:
         """``tokens_``: the credentials presented, in order of preference (cookie, bearer).
 
         With ``raw`` (the request as received, see ``cached``), an allowed verdict is remembered
-        for the rest of the clock second."""
+        for the rest of the clock second, once its token is one seen before: a token verified
+        for the first time is rarely repeated byte for byte within the second, and remembering
+        it would only keep its whole request in memory (the second request of a token that is
+        repeated is then remembered)."""
         if isinstance(original, UrlRejected):
             return self._deny(403, original.reason, req)
-        if self.public and self.is_public(original.resource):
-            return Verdict(200, "public_route", NO_IDENTITY)
+        origin = original.origin  # a property: computed once here
+        resource = origin + original.path
+        if self.public and self.is_public(resource):
+            return _PUBLIC
         cred: Credential | None = None
         why = "no_credential"
+        credentials = self._credentials
+        seen = False
         for token in tokens_:
             try:
-                cred = self._credentials.verify(token)
+                seen = token in credentials
+                cred = credentials.verify(token)
                 break
             except Unauthenticated as e:
                 why = e.reason
@@ -226,16 +252,18 @@ class ForwardAuth:
                 original=original,
                 headers={H_REDIRECT: self.login_url(original.url)},
             )
-        decision = self._decision(cred, original, req.source_ip)
+        source_ip = req.source_ip
+        decision = self._decision(cred, original, origin, resource, source_ip)
         if not decision.allowed:
             sids = ",".join(m.sid or f"#{m.index}" for m in decision.matched_statements)
             reason = decision.decision + (f":{sids}" if sids else "")
             return self._deny(403, reason, req, original=original, cred=cred)
-        key = (cred.session_id, cred.role_arn, original.origin, original.method, req.source_ip)
-        if key in self._allows or len(self._allows) < MAX_ALLOW_KEYS:
-            self._allows[key] += 1
-        verdict = Verdict(200, "allowed", self._identity_headers(cred, original.origin))
-        if raw is not None:
+        key = (cred.session_id, cred.role_arn, origin, original.method, source_ip)
+        allows = self._allows
+        if key in allows or len(allows) < MAX_ALLOW_KEYS:
+            allows[key] += 1
+        verdict = self._allowed(cred, origin)
+        if raw is not None and seen:
             self._remember(raw, verdict, cred, key)
         return verdict
 
@@ -250,7 +278,14 @@ class ForwardAuth:
             role = self._authorizer.role(cred.role_arn)
             self._verdicts[raw] = _Allowed(verdict, cred, role, allow_key)
 
-    def _decision(self, cred: Credential, original: OriginalRequest, source_ip: str) -> Decision:
+    def _decision(
+        self,
+        cred: Credential,
+        original: OriginalRequest,
+        origin: str,
+        resource: str,
+        source_ip: str,
+    ) -> Decision:
         """The policy decision, memoised within one clock second.
 
         The request context has one-second resolution (``CurrentTime``, ``EpochTime``), so the
@@ -263,7 +298,7 @@ class ForwardAuth:
             self._memo.clear()
             self._memo_second = second
         role = self._authorizer.role(cred.role_arn)
-        key = (_principal_key(cred), id(role), original.method, original.resource, source_ip)
+        key = (_principal_key(cred), id(role), original.method, resource, source_ip)
         hit = self._memo.get(key)
         if hit is not None and hit[1] is role:
             return hit[2]
@@ -273,7 +308,7 @@ class ForwardAuth:
         decision = self._authorizer.decide(
             principal,
             action=action,
-            resource=original.resource,
+            resource=resource,
             context=context,
             session_policies=cred.session_policies,
         )
@@ -283,7 +318,7 @@ class ForwardAuth:
             lowered = self._authorizer.decide(
                 principal,
                 action=action,
-                resource=original.origin + original.path.lower(),
+                resource=origin + original.path.lower(),
                 context=context,
                 session_policies=cred.session_policies,
             )
@@ -294,10 +329,15 @@ class ForwardAuth:
         return decision
 
     def _identity_headers(self, cred: Credential, origin: str) -> Mapping[str, str]:
-        """The headers for the upstream, with its assertion JWT (``aud`` = its origin).
+        """The headers for the upstream, with its assertion JWT (``aud`` = its origin)."""
+        return self._allowed(cred, origin).headers
+
+    def _allowed(self, cred: Credential, origin: str) -> Verdict:
+        """The allowed verdict: identity headers and an assertion JWT (``aud`` = the origin).
 
         Built and signed once per (session, role, origin) and reused for half the assertion's
-        lifetime, so the hot path neither signs nor re-sanitises on every request.
+        lifetime, so the hot path neither signs nor re-sanitises on every request (nor copies:
+        the headers are a read-only multidict, which aiohttp copies fastest).
         """
         now = self._clock.now()
         key = (cred.session_id, cred.role_arn, origin)
@@ -321,19 +361,22 @@ class ForwardAuth:
             tokens.CLAIM_PROVIDER: cred.provider,
             tokens.CLAIM_SUBJECT: cred.subject,
         }
-        headers = {
-            H_USER: header_safe(user_name(cred)),
-            H_EMAIL: header_safe(cred.email, limit=320),
-            H_GROUPS: groups_header(cred.groups),
-            H_ROLE: header_safe(cred.role_arn),
-            H_SESSION: header_safe(cred.session_id, limit=128),
-            H_ASSERTION: self._keys.sign(claims, typ=tokens.ASSERTION_TYP),
-        }
-        self._assertions[key] = (headers, now + (exp - now) / 2)
+        headers = CIMultiDict(
+            {
+                H_USER: header_safe(user_name(cred)),
+                H_EMAIL: header_safe(cred.email, limit=320),
+                H_GROUPS: groups_header(cred.groups),
+                H_ROLE: header_safe(cred.role_arn),
+                H_SESSION: header_safe(cred.session_id, limit=128),
+                H_ASSERTION: self._keys.sign(claims, typ=tokens.ASSERTION_TYP),
+            }
+        )
+        verdict = Verdict(200, "allowed", CIMultiDictProxy(headers))
+        self._assertions[key] = (verdict, now + (exp - now) / 2)
         self._assertions.move_to_end(key)
         if len(self._assertions) > MAX_ASSERTIONS:
             self._assertions.popitem(last=False)
-        return headers
+        return verdict
 
     def _deny(
         self,
@@ -428,6 +471,8 @@ def _principal_key(cred: Credential) -> Hashable:
     ``Authorizer.context_for`` and ``decide`` read), so that another token of the same session
     within the same second shares the decision. Session policies are compared by identity: the
     memo entry keeps the credential, and so its policies, alive while the key is in use."""
+    tags = cred.tags
+    policies = cred.session_policies
     return (
         cred.role_arn,
         cred.user_id,
@@ -437,8 +482,8 @@ def _principal_key(cred: Credential) -> Hashable:
         int(cred.issued_at),
         cred.source_identity,
         cred.session_name,
-        tuple(sorted(cred.tags.items())),
-        tuple(id(p) for p in cred.session_policies),
+        tuple(sorted(tags.items())) if tags else (),
+        tuple(map(id, policies)) if policies else (),
     )
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from broker.clock import Clock
 from broker.config import Settings
@@ -51,6 +51,22 @@ class SessionContext:
     @property
     def role_name(self) -> str:
         return self.role_arn.rsplit("/", 1)[-1]
+
+
+class SessionView(Protocol):
+    """What revocation is checked on: any verified form of a session token's claims."""
+
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def role_arn(self) -> str: ...
+    @property
+    def issued_at(self) -> float: ...
+
+
+View = TypeVar("View", bound=SessionView)
 
 
 def verified_claims(keys: KeyRing, token: str, *, typ: str, audience: str) -> dict[str, Any]:
@@ -158,10 +174,16 @@ class SessionService:
 
     def verify(self, token: str) -> SessionContext:
         """Signature, typ, audience, expiry and revocation. Raises ``Unauthenticated``."""
+        return self.verify_as(token, _context)
+
+    def verify_as(self, token: str, convert: Callable[[Mapping[str, Any]], View]) -> View:
+        """``verify``, with the claims turned into what ``convert`` makes instead of a
+        ``SessionContext`` (forward-auth builds its ``Credential`` straight from them).
+        ``convert`` raises ``Unauthenticated`` for a missing claim, as ``_context`` does."""
         c = verified_claims(self._keys, token, typ=tokens.SESSION_TYP, audience=self._issuer)
-        ctx = self._not_revoked(_context(c))
-        self.note_seen(ctx.session_id, self._clock.now())
-        return ctx
+        view = self._not_revoked(convert(c))
+        self.note_seen(view.session_id, self._clock.now())
+        return view
 
     def note_seen(self, session_id: str, now: float) -> None:
         """Last-seen bookkeeping, batched: written by ``flush_last_seen``."""
@@ -225,15 +247,15 @@ class SessionService:
             raise Unauthenticated(f"invalid_token:{e.reason}") from e
         return self._not_revoked(_context(c))
 
-    def _not_revoked(self, ctx: SessionContext) -> SessionContext:
+    def _not_revoked(self, view: View) -> View:
         if self._revocations.is_revoked(
-            session_id=ctx.session_id,
-            user_id=ctx.user_id,
-            role_arn=ctx.role_arn,
-            issued_at=ctx.issued_at,
+            session_id=view.session_id,
+            user_id=view.user_id,
+            role_arn=view.role_arn,
+            issued_at=view.issued_at,
         ):
             raise Unauthenticated("session_revoked")
-        return ctx
+        return view
 
     # --- ending ----------------------------------------------------------------------------
 
