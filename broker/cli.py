@@ -12,18 +12,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from broker.cli_admin import add_admin_commands, read_text_file
-from broker.config import DEFAULT_CONFIG_PATH, Settings, load_settings
+from broker.cli_admin import add_admin_commands, common_args, read_text_file
+from broker.config import Settings, load_settings
 from broker.errors import BrokerError, ConfigError, InvalidRequest
-
-
-def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config",
-        default=os.environ.get("BROKER_CONFIG", str(DEFAULT_CONFIG_PATH)),
-        help="path of the TOML config file (default: $BROKER_CONFIG or config/broker.toml)",
-    )
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def out(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -256,29 +247,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the broker")
-    _config_arg(p)
+    common_args(p)
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("check-config", help="validate the config file and its policies")
-    _config_arg(p)
+    common_args(p)
     p.set_defaults(fn=cmd_check_config)
 
     p = sub.add_parser("migrate", help="bring the store's schema up to date")
-    _config_arg(p)
+    common_args(p)
     p.set_defaults(fn=cmd_migrate)
 
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(
         dest="keys_command", required=True, metavar="VERB"
     )
     p = keys.add_parser("rotate", help="make a new signing key current now")
-    _config_arg(p)
+    common_args(p)
     p.set_defaults(fn=cmd_keys_rotate)
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="audit_command", required=True, metavar="VERB"
     )
     p = audit.add_parser("list", help="recent audit events, newest first")
-    _config_arg(p)
+    common_args(p)
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--action", help="only this action, e.g. login")
     p.set_defaults(fn=cmd_audit_list)
@@ -290,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         "credential's (--token), or policy files given directly (--policy), and print "
         "allowed / explicitDeny / implicitDeny with the statements that decided it.",
     )
-    _config_arg(p)
+    common_args(p)
     p.add_argument(
         "--principal",
         help="a role (name, ARN or assumed-role ARN), a user or a group (ARN: "

@@ -292,7 +292,8 @@ def _delete_inline(kind: Any) -> Action:
 # --- parsers -------------------------------------------------------------------------------
 
 
-def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--config`` and ``--json``, which every command takes."""
     p.add_argument(
         "--config",
         default=os.environ.get("BROKER_CONFIG", str(DEFAULT_CONFIG_PATH)),
@@ -306,7 +307,9 @@ def _verb(
     sub: Any, name: str, help: str, fn: Callable[[argparse.Namespace], int], *args: str
 ) -> argparse.ArgumentParser:
     """A verb taking positional ``args`` (``NAME:help`` each)."""
-    p: argparse.ArgumentParser = _common(sub.add_parser(name, help=help, description=help + "."))
+    p: argparse.ArgumentParser = common_args(
+        sub.add_parser(name, help=help, description=help + ".")
+    )
     for spec in args:
         dest, _, text = spec.partition(":")
         p.add_argument(dest, metavar=dest.upper(), help=text)
