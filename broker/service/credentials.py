@@ -23,7 +23,7 @@ from broker.errors import Unauthenticated
 from broker.policy import Policy
 from broker.service.authorize import Principal
 from broker.service.revocation import RevocationState
-from broker.service.sessions import SessionContext, SessionService
+from broker.service.sessions import SessionService
 
 DEFAULT_CACHE_ENTRIES = 50_000
 
@@ -107,8 +107,8 @@ _intern = sys.intern
 
 
 def credential_from_claims(c: Mapping[str, Any], token: str | None = None) -> Credential:
-    """A verified session token's claims as a ``Credential``: exactly
-    ``credential_from_session(sessions._context(c))``, without the ``SessionContext`` in between
+    """A verified session token's claims as a ``Credential``: the same fields, conversions and
+    refusals as ``sessions._context(c)`` gives a ``SessionContext``, without one in between
     (forward-auth makes one for every token it has not seen). Same conversions, same refusal
     (``invalid_token:missing_claim``) of a claim that is missing or of the wrong form. With
     ``token`` (the one ``c`` came from), the credential keeps ``TokenClaims`` instead of ``c``.
@@ -137,24 +137,6 @@ def credential_from_claims(c: Mapping[str, Any], token: str | None = None) -> Cr
         )
     except (KeyError, TypeError, ValueError) as e:
         raise Unauthenticated("invalid_token:missing_claim") from e
-
-
-def credential_from_session(ctx: SessionContext) -> Credential:
-    return Credential(
-        kind="session",
-        session_id=ctx.session_id,
-        user_id=ctx.user_id,
-        provider=ctx.provider,
-        subject=ctx.subject,
-        role_arn=ctx.role_arn,
-        email=ctx.email,
-        groups=ctx.groups,
-        mfa=ctx.mfa,
-        issued_at=ctx.issued_at,
-        expires_at=ctx.token_expires_at,
-        tags=ctx.tags,
-        claims=ctx.claims,
-    )
 
 
 _TYP_BY_HEADER: dict[str, str] = {}  # tokens of one key and type share one header segment

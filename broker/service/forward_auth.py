@@ -328,10 +328,6 @@ class ForwardAuth:
             self._memo[key] = (cred, role, decision)
         return decision
 
-    def _identity_headers(self, cred: Credential, origin: str) -> Mapping[str, str]:
-        """The headers for the upstream, with its assertion JWT (``aud`` = its origin)."""
-        return self._allowed(cred, origin).headers
-
     def _allowed(self, cred: Credential, origin: str) -> Verdict:
         """The allowed verdict: identity headers and an assertion JWT (``aud`` = the origin).
 

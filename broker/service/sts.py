@@ -80,6 +80,7 @@ from broker.policy import Policy, PolicyError, evaluate_trust, parse_policy
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
 from broker.service.credentials import Credential, CredentialVerifier, peek_typ
+from broker.service.policy_sets import PolicyCompiler
 from broker.service.revocation import RevocationState
 from broker.service.sessions import verified_claims
 from broker.signing import KeyRing
@@ -226,7 +227,7 @@ class StsService:
         self._roles: dict[str, _Role] = {}
         self._last_role_refresh = float("-inf")
         self._policies: OrderedDict[str, Policy] = OrderedDict()
-        self._named: dict[str, tuple[float, Policy]] = {}
+        self._managed = PolicyCompiler()  # PolicyArns documents, parsed once per version
         self._user_ids: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
         self._issuers: dict[str, str] = {}  # accepted iss -> provider name
         for name, p in settings.providers.items():
@@ -304,15 +305,10 @@ class StsService:
             raise StsInvalidParameterValue(
                 f"no_such_policy:{name}", public_message=f"Policy {name} does not exist."
             )
-        hit = self._named.get(name)
-        if hit is not None and hit[0] == record.updated_at:
-            return hit[1]
         try:
-            policy = parse_policy(dict(record.document), name=f"policy/{name}")
+            return self._managed.managed(record)
         except PolicyError as e:
             raise StsMalformedPolicyDocument(f"named_policy_invalid:{name}") from e
-        self._named[name] = (record.updated_at, policy)
-        return policy
 
     def _remember(self, text: str, policy: Policy) -> None:
         key = hashlib.sha256(text.encode("utf-8")).hexdigest()

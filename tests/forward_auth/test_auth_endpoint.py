@@ -577,4 +577,4 @@ def test_the_decision_is_synchronous() -> None:
     """No awaits on the hot path, so no database: the decision cannot do I/O."""
     assert not inspect.iscoroutinefunction(ForwardAuth.decide)
     assert not inspect.iscoroutinefunction(ForwardAuth.cached)
-    assert not inspect.iscoroutinefunction(ForwardAuth._identity_headers)
+    assert not inspect.iscoroutinefunction(ForwardAuth._allowed)

@@ -25,15 +25,33 @@ from broker.service.credentials import (
     Credential,
     TokenClaims,
     credential_from_claims,
-    credential_from_session,
 )
-from broker.service.sessions import _context
+from broker.service.sessions import SessionContext, _context
 from broker.signing import _b64url, _b64url_decode, _parse_payload
 from broker.web.request_info import peer_is_trusted
 from tests.conftest import RunningBroker
 from tests.forward_auth.conftest import VIEWER, BrokerStarter, session_token
 
 APP = "https://app.example.com"
+
+
+# The reference: a Credential from the SessionContext that SessionService.verify returns.
+def credential_from_session(ctx: SessionContext) -> Credential:
+    return Credential(
+        kind="session",
+        session_id=ctx.session_id,
+        user_id=ctx.user_id,
+        provider=ctx.provider,
+        subject=ctx.subject,
+        role_arn=ctx.role_arn,
+        email=ctx.email,
+        groups=ctx.groups,
+        mfa=ctx.mfa,
+        issued_at=ctx.issued_at,
+        expires_at=ctx.token_expires_at,
+        tags=ctx.tags,
+        claims=ctx.claims,
+    )
 
 
 def outcome(f: Any, *args: Any) -> Any:
