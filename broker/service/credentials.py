@@ -4,7 +4,13 @@ cache that still honours expiry and revocation on every hit.
 A cache hit is a dict lookup plus the in-memory revocation check: no signature verification,
 no key parsing, no database. Forward-auth and ``/v1/authorize`` use this. A session token's entry
 is kept small (its claims decoded again only if read, the strings a session's tokens share held
-once): forward-auth adds one for every token it has not seen.
+once).
+
+A token is cached the second time it is verified, not the first: tokens presented once (a
+script that takes new STS credentials for every call, a burst of one-off tokens) would otherwise
+each take an entry and push out the entries of sessions in use, which then pay a signature check
+again. The price is one more verification of each token that does repeat. The first sighting is
+remembered as the token's hash only, in a bounded set.
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ import json
 import sys
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from broker.clock import Clock
 from broker.domain import tokens
@@ -28,9 +34,15 @@ from broker.service.sessions import SessionService
 DEFAULT_CACHE_ENTRIES = 50_000
 
 
-@dataclass(frozen=True)
-class Credential:
-    """A verified broker credential, whatever token type carried it."""
+_NONE: Mapping[str, Any] = MappingProxyType({})
+
+
+class Credential(NamedTuple):
+    """A verified broker credential, whatever token type carried it.
+
+    Immutable. A named tuple rather than a frozen dataclass: forward-auth makes one for every
+    token it has not seen, and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per
+    field) cost three times what building the tuple does."""
 
     kind: str  # "session" (browser sessions) | "access" (STS / token exchange)
     session_id: str
@@ -43,11 +55,11 @@ class Credential:
     mfa: bool
     issued_at: float
     expires_at: float
-    tags: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = _NONE
     session_policies: tuple[Policy, ...] = ()
     session_name: str = ""
     source_identity: str = ""
-    claims: Mapping[str, Any] = field(default_factory=dict)
+    claims: Mapping[str, Any] = _NONE
 
     @property
     def role_name(self) -> str:
@@ -176,6 +188,7 @@ class CredentialVerifier:
         self._clock = clock
         self._max = max_entries
         self._cache: OrderedDict[str, Credential] = OrderedDict()
+        self._seen_once: set[int] = set()  # hashes of tokens verified once (see the module doc)
         # Other token types (STS access tokens) register their verifier here.
         self.verifiers: dict[str, Any] = {tokens.SESSION_TYP: self._verify_session}
 
@@ -217,14 +230,22 @@ class CredentialVerifier:
         if verify is None:
             raise Unauthenticated("invalid_token:typ_mismatch")
         cred: Credential = verify(token)
-        self._cache[token] = cred
-        if len(self._cache) > self._max:
-            self._cache.popitem(last=False)
+        key = hash(token)  # already computed by the lookup above: str caches its hash
+        if key in self._seen_once:
+            self._seen_once.discard(key)
+            self._cache[token] = cred
+            if len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+        else:
+            if len(self._seen_once) >= self._max:
+                self._seen_once.clear()
+            self._seen_once.add(key)
         return cred
 
     def __len__(self) -> int:
         return len(self._cache)
 
     def __contains__(self, token: object) -> bool:
-        """Whether ``token`` is cached (verified before; ``verify`` still re-checks it)."""
-        return token in self._cache
+        """Whether ``token`` verified before (cached, or seen once); ``verify`` still re-checks
+        it."""
+        return token in self._cache or (isinstance(token, str) and hash(token) in self._seen_once)

@@ -6,7 +6,6 @@ and assertion caches."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import ipaddress
 import itertools
 import json
@@ -207,7 +206,7 @@ def test_credential_from_claims_is_credential_from_session(override: dict[str, A
 
 
 def test_credential_fields_are_all_set() -> None:
-    """The positional construction follows the dataclass's field order."""
+    """The positional construction follows the field order."""
     cred = credential_from_claims(claims())
     assert cred.kind == "session"
     assert cred.session_id == "s-1"
@@ -220,7 +219,7 @@ def test_credential_fields_are_all_set() -> None:
     assert cred.mfa is True
     assert (cred.issued_at, cred.expires_at) == (1_700_000_000.0, 1_700_000_900.0)
     assert cred.tags == {"team": "a"}
-    assert [f.name for f in dataclasses.fields(Credential)][:12] == [
+    assert list(Credential._fields)[:12] == [
         "kind",
         "session_id",
         "user_id",
@@ -234,6 +233,13 @@ def test_credential_fields_are_all_set() -> None:
         "expires_at",
         "tags",
     ]
+
+
+def test_credential_is_immutable() -> None:
+    cred = credential_from_claims(claims())
+    with pytest.raises(AttributeError):
+        cred.role_arn = "arn:broker:iam::000000000000:role/admin"  # type: ignore[misc]
+    assert credential_from_claims(claims(**{tokens.CLAIM_TAGS: {}})).tags == {}
 
 
 def test_token_claims_decode_the_token_as_verified() -> None:
@@ -349,3 +355,52 @@ async def test_assertions_are_signed_once_per_session_never_shared(
     c = broker.keyring.verify(theirs, typ=tokens.ASSERTION_TYP, audience=APP)
     assert c["sid"] == broker.sessions.verify(other).session_id
     assert 0 < c["exp"] - c["iat"] <= fa.assertion_lifetime
+
+
+async def test_a_token_is_cached_from_its_second_verification(
+    b: RunningBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token seen once leaves only its hash behind; the second sighting caches it; what fails
+    verification leaves nothing; the seen-once set stays bounded."""
+    broker = b.broker
+    credentials = broker.credentials
+    base = broker.sessions.verify(await session_token(b, "viewer")).claims
+    sign = broker.keyring.sign
+    one, two = (sign({**base, "jti": f"j-{i}"}, typ=tokens.SESSION_TYP) for i in range(2))
+    before = len(credentials)
+    checked: list[str] = []
+    verify_session = credentials.verifiers[tokens.SESSION_TYP]
+
+    def counting(token: str) -> Any:
+        checked.append(token)
+        return verify_session(token)
+
+    monkeypatch.setitem(credentials.verifiers, tokens.SESSION_TYP, counting)
+    assert one not in credentials
+    credentials.verify(one)
+    assert len(credentials) == before  # not cached on first sight...
+    assert one in credentials  # ...but known to have verified
+    credentials.verify(one)
+    assert len(credentials) == before + 1
+    credentials.verify(one)
+    assert checked == [one, one]  # the third is a cache hit
+    with pytest.raises(Unauthenticated):
+        credentials.verify(two[:-4] + "AAAA")
+    assert two[:-4] + "AAAA" not in credentials
+    for _ in range(3):
+        with pytest.raises(Unauthenticated):
+            credentials.verify(two[:-4] + "AAAA")
+    assert len(credentials) == before + 1
+    # revoked after being cached: refused at once
+    await broker.sessions.end(broker.sessions.verify(one), reason="logout")
+    with pytest.raises(Unauthenticated, match="session_revoked"):
+        credentials.verify(one)
+    # bounded: at max_entries first sightings the set starts again (the earliest forgotten)
+    monkeypatch.setattr(credentials, "_max", 2)
+    other = broker.sessions.verify(await session_token(b, "viewer", subject="carol")).claims
+    fresh = [sign({**other, "jti": f"k-{i}"}, typ=tokens.SESSION_TYP) for i in range(3)]
+    for token in fresh:
+        credentials.verify(token)
+        assert len(credentials._seen_once) <= 2
+    assert fresh[0] not in credentials
+    assert fresh[2] in credentials
