@@ -14,7 +14,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -84,13 +84,34 @@ class RedirectRule:
     any_port: bool
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Networks(tuple[Network, ...]):
+    """``[server] trusted_proxies``: a tuple of networks whose hash is computed once.
+
+    Every request asks whether its peer is one of them, and the answer is remembered keyed on
+    (peer, networks): hashing the networks themselves (``ipaddress`` hashes in Python) cost more
+    than the lookup it keys."""
+
+    _hash: int
+
+    def __new__(cls, networks: Iterable[Network] = ()) -> Networks:
+        self = super().__new__(cls, networks)
+        self._hash = tuple.__hash__(self)
+        return self
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8000
     public_url: str = "http://127.0.0.1:8000"
     allowed_redirect_domains: tuple[RedirectRule, ...] = ()
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    trusted_proxies: tuple[Network, ...] = Networks()
     account_id: str = "000000000000"
 
     @property
@@ -410,7 +431,7 @@ def _server(t: _Table) -> ServerConfig:
         listen_port=port,
         public_url=public_url,
         allowed_redirect_domains=tuple(rules),
-        trusted_proxies=tuple(proxies),
+        trusted_proxies=Networks(proxies),
         account_id=account,
     )
 

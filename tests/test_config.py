@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from broker.cli import main
-from broker.config import Settings, load_settings, parse_duration, parse_settings
+from broker.config import Networks, Settings, load_settings, parse_duration, parse_settings
 from broker.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +143,7 @@ def test_full_server_section() -> None:
         ("dev.test", False, None, True),
     ]
     assert [str(n) for n in s.server.trusted_proxies] == ["127.0.0.1/32", "10.0.0.0/8", "fd00::/8"]
+    assert isinstance(s.server.trusted_proxies, Networks)  # its hash computed once
     assert s.arn("role", "dev") == "arn:broker:iam::123456789012:role/dev"
 
 

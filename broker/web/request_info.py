@@ -17,7 +17,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 def peer_is_trusted(peer: str | None, trusted: Sequence[Network]) -> bool:
     if not peer or not trusted:
         return False
-    return _trusted(peer, tuple(trusted))
+    # ``config.Networks`` as it is: its hash is cached (``tuple()`` would copy it into a plain one)
+    return _trusted(peer, trusted if isinstance(trusted, tuple) else tuple(trusted))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from broker.clock import FrozenClock
+from broker.config import Networks
 from broker.domain import tokens
 from broker.domain.urls import from_original_url
 from broker.errors import InvalidToken, Unauthenticated
@@ -279,6 +280,19 @@ def test_trusted_peer_answers_follow_the_list_given() -> None:
         t = (ipaddress.ip_network(f"10.{i}.0.0/16"),)
         assert peer_is_trusted(f"10.{i}.0.1", t)
         assert not peer_is_trusted(f"10.{i + 1}.0.1", t)
+
+
+def test_configured_networks_answer_as_a_plain_tuple() -> None:
+    """``config.Networks`` only caches its hash: equal to, and answered like, a plain tuple."""
+    nets = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    cached, plain = Networks(nets), tuple(nets)
+    assert cached == plain
+    assert hash(cached) == hash(plain)
+    for peer in ("10.1.2.3", "::1", "11.0.0.1", "::2", "not-an-ip"):
+        assert peer_is_trusted(peer, cached) is peer_is_trusted(peer, plain)
+    other = Networks([ipaddress.ip_network("11.0.0.0/8")])  # same peer, other networks
+    assert peer_is_trusted("11.0.0.1", other)
+    assert not peer_is_trusted("11.0.0.1", cached)
 
 
 # --- the service -----------------------------------------------------------------------------
