@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +277,38 @@ RATIOS = [
 FLOOR = ("the floor: six headers / bare 200", "bare, six identity headers", "bare aiohttp 200")
 
 
+@contextlib.contextmanager
+def bench_server(directory: Path, fresh_tokens: int) -> Iterator[dict[str, Any]]:
+    """The server process (this script with ``--serve``) on a config written to ``directory``;
+    yields what it announced: its four ports, the session cookie and the fresh-token file."""
+    write_config(directory)
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(directory), "--fresh-tokens", str(fresh_tokens)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        while line and not line.startswith("{"):  # the first-start announcement
+            line = server.stdout.readline()
+        if not line:
+            raise RuntimeError("the bench server exited before it was ready")
+        yield json.loads(line)
+    finally:
+        if server.stdin:
+            server.stdin.close()  # the server's signal to stop
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    if server.returncode:
+        raise RuntimeError(f"the bench server exited with {server.returncode}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=4, help="seconds per scenario and round")
@@ -290,76 +324,49 @@ def main() -> None:
         sys.exit("bench/forward_auth.py needs wrk on PATH (apt-get install wrk)")
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in SCENARIOS}
     wrapped = False
-    with tempfile.TemporaryDirectory(prefix="broker-bench-") as tmp:
-        directory = Path(tmp)
-        write_config(directory)
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--serve",
-                str(directory),
-                "--fresh-tokens",
-                str(args.fresh_tokens),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        try:
-            assert server.stdout is not None
-            line = server.stdout.readline()
-            while line and not line.startswith("{"):  # the first-start announcement
-                line = server.stdout.readline()
-            ready = json.loads(line)
-            lua = directory / "fresh.lua"
-            lua.write_text(FRESH_LUA)
-            os.environ["BENCH_TOKENS"] = ready["tokens"]
-            session_headers = {
-                "X-Original-Method": "GET",
-                "X-Original-URL": APP_URL,
-                "Cookie": ready["cookie"],
-            }
-            c = args.connections
-            base = "http://127.0.0.1:{}/auth"
-            for port in (ready["broker"], ready["bare"]):  # warm up
-                wrk(
-                    base.format(port),
-                    duration=2,
+    with (
+        tempfile.TemporaryDirectory(prefix="broker-bench-") as tmp,
+        bench_server(Path(tmp), args.fresh_tokens) as ready,
+    ):
+        lua = Path(tmp) / "fresh.lua"
+        lua.write_text(FRESH_LUA)
+        os.environ["BENCH_TOKENS"] = ready["tokens"]
+        session_headers = {
+            "X-Original-Method": "GET",
+            "X-Original-URL": APP_URL,
+            "Cookie": ready["cookie"],
+        }
+        c = args.connections
+        base = "http://127.0.0.1:{}/auth"
+        for port in (ready["broker"], ready["bare"]):  # warm up
+            wrk(
+                base.format(port),
+                duration=2,
+                connections=c,
+                headers=session_headers,
+                script=None,
+            )
+        # The broker must see each fresh token once: its runs take the next unused ones (the
+        # raw verification caches nothing, so it may reuse them).
+        offset = 0
+        for i in range(args.rounds):
+            # Alternate the order, so drift in the machine's speed within a round does not
+            # always favour the same side.
+            for name, server_name, source in SCENARIOS if i % 2 == 0 else SCENARIOS[::-1]:
+                fresh = source == "fresh"
+                consumes = fresh and server_name == "broker"
+                r = wrk(
+                    base.format(ready[server_name]),
+                    duration=args.duration,
                     connections=c,
-                    headers=session_headers,
-                    script=None,
+                    headers={} if fresh else session_headers,
+                    script=lua if fresh else None,
+                    offset=offset if consumes else 0,
                 )
-            # The broker must see each fresh token once: its runs take the next unused ones (the
-            # raw verification caches nothing, so it may reuse them).
-            offset = 0
-            for i in range(args.rounds):
-                # Alternate the order, so drift in the machine's speed within a round does not
-                # always favour the same side.
-                for name, server_name, source in SCENARIOS if i % 2 == 0 else SCENARIOS[::-1]:
-                    fresh = source == "fresh"
-                    consumes = fresh and server_name == "broker"
-                    r = wrk(
-                        base.format(ready[server_name]),
-                        duration=args.duration,
-                        connections=c,
-                        headers={} if fresh else session_headers,
-                        script=lua if fresh else None,
-                        offset=offset if consumes else 0,
-                    )
-                    if consumes:
-                        offset += r["sent"]
-                        wrapped = wrapped or offset > args.fresh_tokens
-                    runs[name].append(r)
-        finally:
-            if server.stdin:
-                server.stdin.close()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+                if consumes:
+                    offset += r["sent"]
+                    wrapped = wrapped or offset > args.fresh_tokens
+                runs[name].append(r)
     report(runs, args, wrapped)
 
 

@@ -416,7 +416,7 @@ def _server(t: _Table) -> ServerConfig:
         rule = _parse_redirect_rule(r, f"{t.path('allowed_redirect_domains')}[{i}]", t.problems)
         if rule:
             rules.append(rule)
-    proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    proxies: list[Network] = []
     for i, cidr in enumerate(t.str_list("trusted_proxies", ())):
         try:
             proxies.append(ipaddress.ip_network(cidr, strict=False))

@@ -8,8 +8,6 @@ floor sends exactly the identity headers the broker sends. No timing is asserted
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,32 +36,9 @@ def bench_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
         import forward_auth as bench  # bench/forward_auth.py, not broker.web.forward_auth
     finally:
         sys.path.remove(str(BENCH.parent))
-    bench.write_config(tmp_path)
-    server = subprocess.Popen(
-        [sys.executable, str(BENCH), "--serve", str(tmp_path), "--fresh-tokens", "3"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        while line and not line.startswith("{"):  # the first-start announcement
-            line = server.stdout.readline()
-        assert line, "the bench server exited before it was ready"
-        ready = json.loads(line)
+    with bench.bench_server(tmp_path, fresh_tokens=3) as ready:
         ready["token_list"] = Path(ready["tokens"]).read_text().split()
         yield ready
-    finally:
-        assert server.stdin is not None
-        server.stdin.close()  # the server's signal to stop
-        try:
-            assert server.wait(timeout=30) == 0
-        finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait()
 
 
 async def test_bench_endpoints_answer_as_the_benchmark_assumes(

@@ -28,6 +28,7 @@ import secrets
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
+from broker.config import Network
 from broker.domain.urls import (
     OriginalRequest,
     UrlRejected,
@@ -41,7 +42,7 @@ from broker.service.forward_auth import H_REDIRECT, Verdict
 from broker.web.keys import BROKER, METRICS
 from broker.web.middleware import count_forward_auth, forward_auth_metric
 from broker.web.pages import COOKIES
-from broker.web.request_info import Network, client_ip, peer_is_trusted
+from broker.web.request_info import client_ip, peer_is_trusted
 
 log = logging.getLogger(__name__)
 

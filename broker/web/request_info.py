@@ -8,10 +8,9 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from broker.config import Network
 from broker.logs import request_id_var
 from broker.service.audit import RequestInfo
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def peer_is_trusted(peer: str | None, trusted: Sequence[Network]) -> bool:
