@@ -96,6 +96,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def _start(
+    argv: list[str], output: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``argv`` in the background, its stdout and stderr together in ``output``."""
+    with open(output, "wb") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+
+
 @contextlib.contextmanager
 def nginx(workdir: Path, *, port: int, broker: str, upstream: str) -> Iterator[Proxy]:
     """nginx in the foreground (``daemon off``) with its own prefix under ``workdir``."""
@@ -133,12 +141,10 @@ http {{
 }}
 """
     )
-    with open(prefix / "logs" / "stderr.log", "wb") as out:
-        process = subprocess.Popen(
-            [binary, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    process = _start(
+        [binary, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+        prefix / "logs" / "stderr.log",
+    )
     try:
         wait_for_port(port, process, error_log)
         yield Proxy("nginx", f"http://127.0.0.1:{port}", process, error_log)
@@ -173,13 +179,9 @@ def caddy(workdir: Path, *, port: int, broker: str, upstream: str) -> Iterator[P
         "XDG_CONFIG_HOME": str(home / "config"),
         "XDG_DATA_HOME": str(home / "data"),
     }
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [binary, "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    process = _start(
+        [binary, "run", "--config", str(caddyfile), "--adapter", "caddyfile"], log, env=env
+    )
     try:
         wait_for_port(port, process, log)
         yield Proxy("caddy", f"http://127.0.0.1:{port}", process, log)
@@ -244,14 +246,7 @@ accessLog:
 """
     )
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
-    with open(home / "stderr.log", "wb") as out:
-        process = subprocess.Popen(
-            [binary, f"--configFile={static}"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=home,
-        )
+    process = _start([binary, f"--configFile={static}"], home / "stderr.log", env=env, cwd=home)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_port(port, process, log)
