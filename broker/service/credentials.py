@@ -156,7 +156,8 @@ _TYP_BY_HEADER: dict[str, str] = {}  # tokens of one key and type share one head
 
 def peek_typ(token: str) -> str:
     """The ``typ`` of a compact JWS header, unverified (only to pick the verifier)."""
-    head = token.split(".", 1)[0]
+    dot = token.find(".")  # not split: that would copy the rest of the token too
+    head = token if dot < 0 else token[:dot]
     hit = _TYP_BY_HEADER.get(head)
     if hit is not None:
         return hit

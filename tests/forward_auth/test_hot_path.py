@@ -27,7 +27,7 @@ from broker.service.credentials import (
     credential_from_claims,
 )
 from broker.service.sessions import SessionContext, _context
-from broker.signing import _b64url, _b64url_decode, _parse_payload
+from broker.signing import _b64url, _b64url_decode, _parse_payload, _split
 from broker.web.request_info import peer_is_trusted
 from tests.conftest import RunningBroker
 from tests.forward_auth.conftest import VIEWER, BrokerStarter, session_token
@@ -93,6 +93,23 @@ def test_b64url_decode_matches_the_reference_on_mutated_encodings() -> None:
             c = rng.choice(junk + "AQgw")
             text = text[:i] + c + text[i + rng.choice((0, 1)) :]
         assert outcome(_b64url_decode, text) == outcome(reference_b64url_decode, text), text
+
+
+# --- splitting a compact JWS ------------------------------------------------------------------
+
+
+def reference_split(token: str) -> tuple[str, str, str]:
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise InvalidToken("malformed")
+    return parts[0], parts[1], parts[2]
+
+
+def test_split_matches_the_reference_exhaustively() -> None:
+    for n in range(8):
+        for chars in itertools.product("a.", repeat=n):
+            token = "".join(chars)
+            assert outcome(_split, token) == outcome(reference_split, token), token
 
 
 # --- the claims parse ------------------------------------------------------------------------
