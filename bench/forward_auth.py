@@ -24,6 +24,11 @@ sides measured back to back) and the median over the rounds is printed, with the
 The server process logs at WARNING (as with ``log_level = "WARNING"``), so the per-request access
 log line is not part of what is measured. It takes about two minutes with the defaults: two
 warm-ups of 2 s, 5 x 5 runs of 4 s, plus start-up and signing the tokens.
+
+With ``--instructions`` (needs ``valgrind``) it counts instead, under callgrind, the instructions
+the server process executes per request in each scenario, and prints the same ratios from them:
+a measure that repeats on a busy machine, for telling what a change to the hot path does. It
+takes about five minutes.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -42,7 +48,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -278,12 +285,23 @@ FLOOR = ("the floor: six headers / bare 200", "bare, six identity headers", "bar
 
 
 @contextlib.contextmanager
-def bench_server(directory: Path, fresh_tokens: int) -> Iterator[dict[str, Any]]:
-    """The server process (this script with ``--serve``) on a config written to ``directory``;
-    yields what it announced: its four ports, the session cookie and the fresh-token file."""
+def bench_server(
+    directory: Path, fresh_tokens: int, prefix: Sequence[str] = ()
+) -> Iterator[dict[str, Any]]:
+    """The server process (this script with ``--serve``, run under ``prefix`` if given) on a
+    config written to ``directory``; yields what it announced: its four ports, the session
+    cookie and the fresh-token file, and its process id."""
     write_config(directory)
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(directory), "--fresh-tokens", str(fresh_tokens)],
+        [
+            *prefix,
+            sys.executable,
+            __file__,
+            "--serve",
+            str(directory),
+            "--fresh-tokens",
+            str(fresh_tokens),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -296,7 +314,7 @@ def bench_server(directory: Path, fresh_tokens: int) -> Iterator[dict[str, Any]]
             line = server.stdout.readline()
         if not line:
             raise RuntimeError("the bench server exited before it was ready")
-        yield json.loads(line)
+        yield {**json.loads(line), "pid": server.pid}
     finally:
         if server.stdin:
             server.stdin.close()  # the server's signal to stop
@@ -309,12 +327,124 @@ def bench_server(directory: Path, fresh_tokens: int) -> Iterator[dict[str, Any]]
         raise RuntimeError(f"the bench server exited with {server.returncode}")
 
 
+def count_instructions(args: argparse.Namespace) -> None:
+    """Instructions per request of each scenario, counted by callgrind in the whole server
+    process (event loop, HTTP parsing and writing, the handler), each scenario loaded by
+    ``wrk -c4`` for ``--duration`` seconds with counting switched on around it, less what the
+    idle server executes in the same time (the broker's periodic tick). Unlike time, the count
+    is little disturbed by a busy machine, so it shows what a change does to the hot path. It
+    is not the goal's measure: the kernel's work (sockets) is not counted, and instructions
+    run at different speeds (the signature arithmetic retires more of them per cycle than the
+    interpreter does)."""
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            sys.exit(f"--instructions needs {tool} on PATH (apt-get install valgrind)")
+    fresh_tokens = min(args.fresh_tokens, 5_000)  # ~100 never-seen tokens/s under callgrind
+    per_request: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="broker-bench-") as tmp:
+        dumps = Path(tmp) / "callgrind"
+        dumps.mkdir()
+        prefix = (
+            "valgrind",
+            "--tool=callgrind",
+            "--quiet",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={dumps}/cg.%p",
+        )
+        with bench_server(Path(tmp), fresh_tokens, prefix) as ready:
+            lua = Path(tmp) / "fresh.lua"
+            lua.write_text(FRESH_LUA)
+            os.environ["BENCH_TOKENS"] = ready["tokens"]
+            session_headers = {
+                "X-Original-Method": "GET",
+                "X-Original-URL": APP_URL,
+                "Cookie": ready["cookie"],
+            }
+
+            def control(*flags: str) -> None:
+                subprocess.run(
+                    ["callgrind_control", *flags, str(ready["pid"])],
+                    check=True,
+                    capture_output=True,
+                    timeout=120,
+                )
+
+            def counted(run: Callable[[], Any]) -> tuple[Any, int, float]:
+                """What ``run`` returns, and the instructions and seconds it was counted for."""
+                control("--zero")
+                control("--instr=on")
+                start = time.monotonic()
+                result = run()
+                control("--instr=off")
+                seconds = time.monotonic() - start
+                before = set(dumps.iterdir())
+                control("--dump")
+                return result, _dumped_total(dumps, before), seconds
+
+            # The idle server still runs the broker's periodic tick; its rate is subtracted so
+            # that what each scenario is charged does not depend on how many requests shared it.
+            _, idle, idle_seconds = counted(lambda: time.sleep(args.duration))
+            idle_rate = idle / idle_seconds
+            offset = 0
+            for name, server_name, source in SCENARIOS:
+                fresh = source == "fresh"
+                url = f"http://127.0.0.1:{ready[server_name]}/auth"
+                if not fresh:  # fill the caches a cookie request is served from
+                    wrk(url, duration=1, connections=4, headers=session_headers, script=None)
+                r, total, seconds = counted(
+                    functools.partial(
+                        wrk,
+                        url,
+                        duration=args.duration,
+                        connections=4,
+                        headers={} if fresh else session_headers,
+                        script=lua if fresh else None,
+                        offset=offset,
+                    )
+                )
+                if fresh and server_name == "broker":
+                    offset += r["sent"]
+                per_request[name] = (total - idle_rate * seconds) / r["sent"]
+    print(
+        f"instructions per request (callgrind, the whole server process less its idle rate of"
+        f" {idle_rate / 1e6:.1f}M/s; wrk -t1 -c4, {args.duration}s per scenario)"
+    )
+    for name, count in per_request.items():
+        print(f"{name:34} {count:12,.0f}")
+    if offset > fresh_tokens:
+        print("  (fresh tokens wrapped around: some were seen before)")
+    for label, a, b, goal in RATIOS:
+        # fewer instructions is faster: the ratio is baseline / scenario, as for req/s
+        print(
+            f"ratio {label + ':':36} {per_request[b] / per_request[a]:.2f}x"
+            f" (the goal, >= {goal}x, is for req/s)"
+        )
+        if label.startswith("valid"):
+            print(f"  ({FLOOR[0]}: {per_request[FLOOR[2]] / per_request[FLOOR[1]]:.2f}x)")
+
+
+def _dumped_total(dumps: Path, before: set[Path]) -> int:
+    """The event total of the dump that appeared after ``before``, once fully written."""
+    for _ in range(600):
+        for path in set(dumps.iterdir()) - before:
+            found = re.search(r"^totals: (\d+)$", path.read_text(), re.M)
+            if found:
+                return int(found.group(1))
+        time.sleep(0.1)
+    raise RuntimeError("callgrind wrote no dump")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=4, help="seconds per scenario and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--fresh-tokens", type=int, default=150_000)
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per request under callgrind instead (needs valgrind)",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -322,6 +452,9 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         sys.exit("bench/forward_auth.py needs wrk on PATH (apt-get install wrk)")
+    if args.instructions:
+        count_instructions(args)
+        return
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in SCENARIOS}
     wrapped = False
     with (
