@@ -27,8 +27,8 @@ warm-ups of 2 s, 5 x 5 runs of 4 s, plus start-up and signing the tokens.
 
 With ``--instructions`` (needs ``valgrind``) it counts instead, under callgrind, the instructions
 the server process executes per request in each scenario, and prints the same ratios from them:
-a measure that repeats on a busy machine, for telling what a change to the hot path does. It
-takes about five minutes.
+steadier than time on a busy machine (a few percent between runs), for telling what a change
+to the hot path does. It takes about five minutes.
 """
 
 from __future__ import annotations
@@ -327,15 +327,30 @@ def bench_server(
         raise RuntimeError(f"the bench server exited with {server.returncode}")
 
 
+def load_inputs(directory: Path, ready: dict[str, Any]) -> tuple[Path, dict[str, str]]:
+    """What wrk sends: the fresh-token script (with its token file in the environment, for
+    the script to read) and the session request's headers."""
+    lua = directory / "fresh.lua"
+    lua.write_text(FRESH_LUA)
+    os.environ["BENCH_TOKENS"] = ready["tokens"]
+    session_headers = {
+        "X-Original-Method": "GET",
+        "X-Original-URL": APP_URL,
+        "Cookie": ready["cookie"],
+    }
+    return lua, session_headers
+
+
 def count_instructions(args: argparse.Namespace) -> None:
     """Instructions per request of each scenario, counted by callgrind in the whole server
     process (event loop, HTTP parsing and writing, the handler), each scenario loaded by
     ``wrk -c4`` for ``--duration`` seconds with counting switched on around it, less what the
-    idle server executes in the same time (the broker's periodic tick). Unlike time, the count
-    is little disturbed by a busy machine, so it shows what a change does to the hot path. It
-    is not the goal's measure: the kernel's work (sockets) is not counted, and instructions
-    run at different speeds (the signature arithmetic retires more of them per cycle than the
-    interpreter does)."""
+    idle server executes in the same time (the broker's periodic tick). The count moves by a
+    few percent between runs (how many requests the event loop finds ready at once depends on
+    the machine's load), where time moves by tens of percent, so it shows what a change does
+    to the hot path better than time does. It is not the goal's measure: the kernel's work
+    (sockets) is not counted, and instructions run at different speeds (the signature
+    arithmetic retires more of them per cycle than the interpreter does)."""
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             sys.exit(f"--instructions needs {tool} on PATH (apt-get install valgrind)")
@@ -352,14 +367,7 @@ def count_instructions(args: argparse.Namespace) -> None:
             f"--callgrind-out-file={dumps}/cg.%p",
         )
         with bench_server(Path(tmp), fresh_tokens, prefix) as ready:
-            lua = Path(tmp) / "fresh.lua"
-            lua.write_text(FRESH_LUA)
-            os.environ["BENCH_TOKENS"] = ready["tokens"]
-            session_headers = {
-                "X-Original-Method": "GET",
-                "X-Original-URL": APP_URL,
-                "Cookie": ready["cookie"],
-            }
+            lua, session_headers = load_inputs(Path(tmp), ready)
 
             def control(*flags: str) -> None:
                 subprocess.run(
@@ -461,14 +469,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="broker-bench-") as tmp,
         bench_server(Path(tmp), args.fresh_tokens) as ready,
     ):
-        lua = Path(tmp) / "fresh.lua"
-        lua.write_text(FRESH_LUA)
-        os.environ["BENCH_TOKENS"] = ready["tokens"]
-        session_headers = {
-            "X-Original-Method": "GET",
-            "X-Original-URL": APP_URL,
-            "Cookie": ready["cookie"],
-        }
+        lua, session_headers = load_inputs(Path(tmp), ready)
         c = args.connections
         base = "http://127.0.0.1:{}/auth"
         for port in (ready["broker"], ready["bare"]):  # warm up
