@@ -435,7 +435,8 @@ def _dumped_total(dumps: Path, before: set[Path]) -> int:
     """The event total of the dump that appeared after ``before``, once fully written."""
     for _ in range(600):
         for path in set(dumps.iterdir()) - before:
-            found = re.search(r"^totals: (\d+)$", path.read_text(), re.M)
+            # the file's last line, complete only with its newline
+            found = re.search(r"^totals: (\d+)\n", path.read_text(), re.M)
             if found:
                 return int(found.group(1))
         time.sleep(0.1)
