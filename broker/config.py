@@ -111,7 +111,7 @@ class ServerConfig:
     listen_port: int = 8000
     public_url: str = "http://127.0.0.1:8000"
     allowed_redirect_domains: tuple[RedirectRule, ...] = ()
-    trusted_proxies: tuple[Network, ...] = Networks()
+    trusted_proxies: Networks = field(default_factory=Networks)  # not a plain tuple: see Networks
     account_id: str = "000000000000"
 
     @property
