@@ -157,7 +157,7 @@ class Broker:
                 for name, p in settings.providers.items()
                 if p.type != "local"
             }
-            login = LoginService(settings, store, clients, roles, sessions, keyring, auditor, clock)
+            login = LoginService(settings, store, clients, roles, sessions, auditor, clock)
             password = await bootstrap_admin(settings, store, auditor, clock) if bootstrap else None
         except BaseException:
             await store.close()
@@ -255,6 +255,7 @@ class Broker:
         if now - self._last["purge"] >= PURGE_SECONDS:
             self._last["purge"] = now
             await self.store.purge_login_states(now)
+            await self.store.purge_single_use(now)
             await self.store.purge_sessions(now)
             horizon = now - self.revocation_horizon
             await self.store.purge_revocations(horizon)

@@ -1,13 +1,13 @@
 """Logging in: the authorization-code flow with any OIDC provider, and the local provider.
 
 Every step that fails raises a ``BrokerError`` with a specific reason and is audited; nothing is
-issued on failure, and the single-use login state is consumed at most once (and only by the
-browser it was issued to).
+issued on failure. Each single-use value of a flow (the login state, the pending role choice, the
+password-change ticket) is bound to the browser it was issued to, consumed at most once, and only
+by the request that succeeds with it; logout ends them all.
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +15,6 @@ from typing import Any
 
 from broker.clock import Clock
 from broker.config import Settings
-from broker.domain import tokens
 from broker.domain.claims import Identity
 from broker.domain.redirects import safe_redirect
 from broker.errors import (
@@ -24,12 +23,12 @@ from broker.errors import (
     InvalidCredentials,
     InvalidRequest,
     InvalidState,
-    InvalidToken,
     NoRoleAvailable,
     NotFound,
     RateLimited,
 )
 from broker.idp import OIDCClient, new_pkce
+from broker.service import single_use
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.passwords import (
     RateLimiter,
@@ -39,16 +38,10 @@ from broker.service.passwords import (
 )
 from broker.service.roles import Candidate, RoleCatalog
 from broker.service.sessions import SessionService
-from broker.signing import KeyRing
-from broker.storage.base import LoginState, Session, Store, User
+from broker.service.single_use import SingleUseValues, binding_hash
+from broker.storage.base import LoginState, RoleRecord, Session, Store, User
 
-PENDING_TYP = "broker-pending+jwt"  # identity waiting for a role choice
-PASSWORD_TYP = "broker-password+jwt"  # local user who must set a new password first
-PENDING_LIFETIME = 600
-
-
-def binding_hash(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
+PENDING_LIFETIME = 600  # seconds a role choice or a password change may wait
 
 
 @dataclass(frozen=True)
@@ -59,6 +52,24 @@ class LoginOutcome:
     candidates: Sequence[Candidate]
     redirect_after: str
     requested_role: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingChoice:
+    """A verified identity waiting to choose among ``roles`` (a single-use value's payload)."""
+
+    identity: Identity
+    roles: tuple[str, ...]
+    redirect_after: str
+
+
+@dataclass(frozen=True)
+class PasswordChange:
+    """A local user who must set a new password before a session (a single-use value's)."""
+
+    user_id: str
+    redirect_after: str
+    role: str | None
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,6 @@ class LoginService:
         clients: Mapping[str, OIDCClient],
         roles: RoleCatalog,
         sessions: SessionService,
-        keyring: KeyRing,
         auditor: Auditor,
         clock: Clock,
     ) -> None:
@@ -85,9 +95,9 @@ class LoginService:
         self._clients = clients
         self._roles = roles
         self._sessions = sessions
-        self._keys = keyring
         self._audit = auditor
         self._clock = clock
+        self._values = SingleUseValues(store, clock)
         login = settings.login
         self._user_limiter = RateLimiter(
             clock, limit=login.max_failures_per_user, window=login.failure_window
@@ -344,98 +354,155 @@ class LoginService:
             )
             raise
 
-    def password_change_token(self, user: User, *, rd: str, role: str | None) -> str:
-        now = self._clock.now()
-        return self._keys.sign(
-            {
-                "iss": self._settings.server.public_url,
-                "aud": self._settings.server.public_url,
-                "sub": user.id,
-                "iat": int(now),
-                "exp": int(now + PENDING_LIFETIME),
-                "jti": secrets.token_urlsafe(16),
-                "rd": rd,
-                "role": role,
-            },
-            typ=PASSWORD_TYP,
+    # --- the password-change ticket (single use, bound to the browser) ----------------------
+
+    async def offer_password_change(
+        self, user: User, *, rd: str, role: str | None, browser: str
+    ) -> str:
+        """The ticket that lets this browser, once, set the password of a user who must."""
+        return await self._values.issue(
+            single_use.PASSWORD_CHANGE,
+            {"user_id": user.id, "rd": rd, "role": role},
+            browser=browser,
+            lifetime=PENDING_LIFETIME,
         )
 
-    def read_password_change_token(self, token: str) -> tuple[str, str, str | None]:
-        try:
-            c = self._keys.verify(
-                token, typ=PASSWORD_TYP, audience=self._settings.server.public_url
+    async def password_change(
+        self, ticket: str, *, browser: str, req: RequestInfo
+    ) -> PasswordChange:
+        """The pending password change this browser holds; audited ``InvalidState`` if none."""
+        payload = await self._values.peek(single_use.PASSWORD_CHANGE, ticket, browser=browser)
+        if payload is None:
+            await self._audit.record(
+                "user.password_change",
+                "failure",
+                req=req,
+                reason="password_ticket_unknown_used_expired_or_other_browser",
             )
-        except InvalidToken as e:
-            raise InvalidState(f"password_change_token:{e.reason}") from e
-        role = c.get("role")
-        return (
-            str(c["sub"]),
-            str(c.get("rd") or "/session"),
-            role if isinstance(role, str) else None,
+            raise InvalidState("password_ticket_unknown_used_expired_or_other_browser")
+        role = payload.get("role")
+        return PasswordChange(
+            user_id=str(payload["user_id"]),
+            redirect_after=str(payload.get("rd") or "/session"),
+            role=role if isinstance(role, str) else None,
         )
 
     async def change_password(
-        self, user_id: str, new_password: str, confirm: str, *, req: RequestInfo
-    ) -> User:
-        user = await self._store.get_user(user_id)
-        if new_password != confirm:
-            raise InvalidRequest(
-                "password_confirmation_mismatch", public_message="The two passwords differ."
+        self, ticket: str, new_password: str, confirm: str, *, browser: str, req: RequestInfo
+    ) -> tuple[User, PasswordChange]:
+        """Set the new password of the ticket's user and use up the ticket. Every refusal
+        leaves the ticket as it was (the person may try another password) and is audited."""
+        change = await self.password_change(ticket, browser=browser, req=req)
+        user = await self._store.get_user(change.user_id)
+        principal = f"{user.provider}/{user.subject}"
+        try:
+            if not user.must_change_password or user.disabled:
+                # The ticket outlived its purpose (changed elsewhere, or the user was disabled).
+                raise InvalidState(
+                    "password_change_not_pending",
+                    public_message="This password change is no longer pending. Sign in again.",
+                )
+            if new_password != confirm:
+                raise InvalidRequest(
+                    "password_confirmation_mismatch", public_message="The two passwords differ."
+                )
+            problem = password_problem(new_password, username=user.name)
+            if problem:
+                raise InvalidRequest("weak_password", public_message=problem)
+            if verify_password(user.password_hash, new_password):
+                raise InvalidRequest(
+                    "password_reused",
+                    public_message="Choose a password other than the one-time one.",
+                )
+            # Consumed only now, by the one request that changes the password.
+            if (
+                await self._values.consume(single_use.PASSWORD_CHANGE, ticket, browser=browser)
+                is None
+            ):
+                raise InvalidState("password_ticket_already_used")
+        except BrokerError as e:
+            await self._audit.record(
+                "user.password_change", "failure", req=req, principal=principal, reason=e.reason
             )
-        problem = password_problem(new_password, username=user.name)
-        if problem:
-            raise InvalidRequest("weak_password", public_message=problem)
-        if verify_password(user.password_hash, new_password):
-            raise InvalidRequest(
-                "password_reused", public_message="Choose a password other than the one-time one."
-            )
+            raise
         await self._store.set_password(user.id, hash_password(new_password), must_change=False)
-        await self._audit.record(
-            "user.password_change", "success", req=req, principal=f"{user.provider}/{user.subject}"
-        )
-        return await self._store.get_user(user.id)
+        await self._audit.record("user.password_change", "success", req=req, principal=principal)
+        return await self._store.get_user(user.id), change
 
     # --- choosing a role and issuing the session -------------------------------------------
 
-    def pending_token(self, outcome: LoginOutcome) -> str:
-        now = self._clock.now()
+    async def offer_roles(self, outcome: LoginOutcome, *, browser: str) -> str:
+        """The pending choice that lets this browser, once, take one of the outcome's roles."""
         i = outcome.identity
-        return self._keys.sign(
+        return await self._values.issue(
+            single_use.PENDING_ROLE,
             {
-                "iss": self._settings.server.public_url,
-                "aud": self._settings.server.public_url,
-                "sub": i.user_id,
-                "iat": int(now),
-                "exp": int(now + PENDING_LIFETIME),
-                "jti": secrets.token_urlsafe(16),
-                tokens.CLAIM_PROVIDER: i.provider,
-                tokens.CLAIM_SUBJECT: i.subject,
+                "user_id": i.user_id,
+                "provider": i.provider,
+                "subject": i.subject,
                 "name": i.name,
-                tokens.CLAIM_EMAIL: i.email,
-                tokens.CLAIM_GROUPS: list(i.groups),
-                tokens.CLAIM_MFA: i.mfa,
+                "email": i.email,
+                "groups": list(i.groups),
+                "mfa": i.mfa,
                 "roles": [c.role.name for c in outcome.candidates],
                 "rd": outcome.redirect_after,
             },
-            typ=PENDING_TYP,
+            browser=browser,
+            lifetime=PENDING_LIFETIME,
         )
 
-    def read_pending(self, token: str) -> tuple[Identity, list[str], str]:
-        """(identity, role names it may take, redirect) from a pending-choice token."""
-        try:
-            c = self._keys.verify(token, typ=PENDING_TYP, audience=self._settings.server.public_url)
-        except InvalidToken as e:
-            raise InvalidState(f"pending_choice:{e.reason}") from e
+    async def pending_choice(self, ticket: str, *, browser: str, req: RequestInfo) -> PendingChoice:
+        """The role choice this browser holds; audited ``InvalidState`` if none."""
+        c = await self._values.peek(single_use.PENDING_ROLE, ticket, browser=browser)
+        if c is None:
+            await self._audit.record(
+                "role.choose",
+                "failure",
+                req=req,
+                reason="pending_choice_unknown_used_expired_or_other_browser",
+            )
+            raise InvalidState(
+                "pending_choice_unknown_used_expired_or_other_browser",
+                public_message="This role choice has expired or was already made. Sign in again.",
+            )
         identity = Identity(
-            provider=str(c[tokens.CLAIM_PROVIDER]),
-            subject=str(c[tokens.CLAIM_SUBJECT]),
+            provider=str(c["provider"]),
+            subject=str(c["subject"]),
             name=str(c.get("name", "")),
-            email=str(c.get(tokens.CLAIM_EMAIL, "")),
-            groups=tuple(str(g) for g in c.get(tokens.CLAIM_GROUPS, [])),
-            mfa=bool(c.get(tokens.CLAIM_MFA, False)),
-            user_id=str(c["sub"]),
+            email=str(c.get("email", "")),
+            groups=tuple(str(g) for g in c.get("groups", [])),
+            mfa=c.get("mfa") is True,
+            user_id=str(c["user_id"]),
         )
-        return identity, [str(r) for r in c.get("roles", [])], str(c.get("rd") or "/session")
+        return PendingChoice(
+            identity=identity,
+            roles=tuple(str(r) for r in c.get("roles", [])),
+            redirect_after=str(c.get("rd") or "/session"),
+        )
+
+    async def choose_role(
+        self, ticket: str, role_name: str, *, browser: str, req: RequestInfo
+    ) -> Completed:
+        """Use up the pending choice for one of its roles and issue the session."""
+        choice = await self.pending_choice(ticket, browser=browser, req=req)
+        role = await self._allowed_role(choice.identity, role_name, choice.roles, req=req)
+        if await self._values.consume(single_use.PENDING_ROLE, ticket, browser=browser) is None:
+            await self._audit.record(
+                "role.choose",
+                "failure",
+                req=req,
+                principal=f"{choice.identity.provider}/{choice.identity.subject}",
+                reason="pending_choice_already_used",
+            )
+            raise InvalidState(
+                "pending_choice_already_used",
+                public_message="This role choice was already made. Sign in again.",
+            )
+        return await self._issue(choice.identity, role, rd=choice.redirect_after, req=req)
+
+    async def forget_browser(self, *browser_values: str) -> int:
+        """End every pending flow value this browser holds (logout)."""
+        return await self._values.forget_browser(*browser_values)
 
     async def complete(
         self,
@@ -447,6 +514,12 @@ class LoginService:
         req: RequestInfo,
     ) -> Completed:
         """Issue the session for a role the identity was found to be allowed to take."""
+        role = await self._allowed_role(identity, role_name, allowed, req=req)
+        return await self._issue(identity, role, rd=rd, req=req)
+
+    async def _allowed_role(
+        self, identity: Identity, role_name: str, allowed: Sequence[str], *, req: RequestInfo
+    ) -> RoleRecord:
         principal = f"{identity.provider}/{identity.subject}"
         if role_name not in allowed:
             await self._audit.record(
@@ -465,7 +538,13 @@ class LoginService:
                 "role.choose", "denied", req=req, principal=principal, reason="role_deleted"
             )
             raise AccessDenied("role_deleted", public_message="That role no longer exists.")
-        arn = self._roles.arn(role_name)
+        return role
+
+    async def _issue(
+        self, identity: Identity, role: RoleRecord, *, rd: str, req: RequestInfo
+    ) -> Completed:
+        principal = f"{identity.provider}/{identity.subject}"
+        arn = self._roles.arn(role.name)
         session, token = await self._sessions.create(
             identity, arn, max_session_duration=role.max_session_duration
         )

@@ -47,6 +47,21 @@ class LoginState:
 
 
 @dataclass(frozen=True)
+class SingleUse:
+    """A single-use value of a login flow (a pending role choice, a password-change ticket, a
+    provider's logout-token ``jti``, ...). The browser holds the value; the store holds only its
+    hash (``key``), namespaced by ``kind``, with the hash of the browser-binding cookie
+    (``binding``; ``""`` for values that no browser holds) and what the value stands for."""
+
+    kind: str
+    key: str
+    binding: str
+    payload: Mapping[str, Any]
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
 class Session:
     """A server-side session; the cookie's JWT names it by ``id`` (the ``sid`` claim)."""
 
@@ -205,6 +220,27 @@ class Store(Protocol):
         expired; otherwise change nothing and return None. Of N concurrent callers, one wins."""
 
     async def purge_login_states(self, now: float) -> int: ...
+
+    # other single-use flow values, namespaced by kind
+    async def put_single_use(self, value: SingleUse) -> None:
+        """``AlreadyExists`` if (kind, key) is taken (for values that must be seen only once,
+        such as a logout token's ``jti``, that *is* the replay check)."""
+
+    async def peek_single_use(
+        self, kind: str, key: str, *, binding: str, now: float
+    ) -> SingleUse | None:
+        """The value if it exists, matches the binding and has not expired; consumes nothing."""
+
+    async def consume_single_use(
+        self, kind: str, key: str, *, binding: str, now: float
+    ) -> SingleUse | None:
+        """Atomically delete and return the value if it exists, matches the binding and has not
+        expired; otherwise change nothing and return None. Of N concurrent callers, one wins."""
+
+    async def forget_binding(self, binding: str) -> int:
+        """Delete every single-use value and login state bound to this browser (logout)."""
+
+    async def purge_single_use(self, now: float) -> int: ...
 
     # sessions
     async def create_session(self, session: Session) -> None: ...

@@ -57,6 +57,18 @@ login_states = sa.Table(
     sa.Column("expires_at", sa.Double(), nullable=False, index=True),
 )
 
+single_use = sa.Table(
+    "single_use",
+    metadata,
+    sa.Column("kind", sa.String(), nullable=False),  # the namespace: one kind of flow value
+    sa.Column("key", sa.String(), nullable=False),  # SHA-256 of the value, never the value
+    sa.Column("binding", sa.String(), nullable=False, index=True),  # the browser's, or ""
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("expires_at", sa.Double(), nullable=False, index=True),
+    sa.PrimaryKeyConstraint("kind", "key"),
+)
+
 sessions = sa.Table(
     "sessions",
     metadata,

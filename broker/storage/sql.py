@@ -59,6 +59,7 @@ from broker.storage.base import (
     RoleRecord,
     Session,
     SigningKey,
+    SingleUse,
     User,
 )
 
@@ -353,6 +354,17 @@ def _login_state(row: sa.Row[Any]) -> LoginState:
         role=m["role"],
         created_at=m["created_at"],
         expires_at=m["expires_at"],
+    )
+
+
+def _single_use(row: sa.Row[Any]) -> SingleUse:
+    return SingleUse(
+        kind=row.kind,
+        key=row.key,
+        binding=row.binding,
+        payload=row.payload,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
     )
 
 
@@ -813,6 +825,67 @@ class SqlStore:
         async with self._write("purge login states") as conn:
             result = await conn.execute(
                 sa.delete(t.login_states).where(t.login_states.c.expires_at <= now)
+            )
+            return result.rowcount
+
+    # -- other single-use values
+
+    async def put_single_use(self, value: SingleUse) -> None:
+        async with self._write(f"put single-use {value.kind}") as conn:
+            await conn.execute(
+                sa.insert(t.single_use).values(
+                    kind=value.kind,
+                    key=value.key,
+                    binding=value.binding,
+                    payload=dict(value.payload),
+                    created_at=value.created_at,
+                    expires_at=value.expires_at,
+                )
+            )
+
+    @staticmethod
+    def _single_use_is(kind: str, key: str, binding: str, now: float) -> tuple[Any, ...]:
+        c = t.single_use.c
+        return (c.kind == kind, c.key == key, c.binding == binding, c.expires_at > now)
+
+    async def peek_single_use(
+        self, kind: str, key: str, *, binding: str, now: float
+    ) -> SingleUse | None:
+        async with self._read(f"peek single-use {kind}") as conn:
+            row = (
+                await conn.execute(
+                    sa.select(t.single_use).where(*self._single_use_is(kind, key, binding, now))
+                )
+            ).first()
+        return _single_use(row) if row is not None else None
+
+    async def consume_single_use(
+        self, kind: str, key: str, *, binding: str, now: float
+    ) -> SingleUse | None:
+        # One statement, as for login states: concurrent consumers race on the row; one wins.
+        stmt = (
+            sa.delete(t.single_use)
+            .where(*self._single_use_is(kind, key, binding, now))
+            .returning(*t.single_use.c)
+        )
+        async with self._write(f"consume single-use {kind}") as conn:
+            row = (await conn.execute(stmt)).first()
+        return _single_use(row) if row is not None else None
+
+    async def forget_binding(self, binding: str) -> int:
+        if not binding:
+            return 0  # "" marks values no browser holds: never a browser's binding
+        async with self._write("forget browser binding") as conn:
+            a = await conn.execute(sa.delete(t.single_use).where(t.single_use.c.binding == binding))
+            b = await conn.execute(
+                sa.delete(t.login_states).where(t.login_states.c.browser_binding == binding)
+            )
+            return int(a.rowcount) + int(b.rowcount)
+
+    async def purge_single_use(self, now: float) -> int:
+        async with self._write("purge single-use values") as conn:
+            result = await conn.execute(
+                sa.delete(t.single_use).where(t.single_use.c.expires_at <= now)
             )
             return result.rowcount
 

@@ -24,6 +24,7 @@ from broker.web.simulate import simulate as simulate_api
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+PROVIDER_KEEPALIVE_SECONDS = 2.0
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
@@ -35,7 +36,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 
     async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=30)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        # Idle connections to providers are dropped before the 5 s after which many servers
+        # (Node's default) close them: reusing one they are closing fails the token request.
+        connector = aiohttp.TCPConnector(keepalive_timeout=PROVIDER_KEEPALIVE_SECONDS)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
             broker = await Broker.open(settings, http=http, clock=clock)
             app[BROKER] = broker
             if broker.bootstrap_password:

@@ -14,7 +14,8 @@ from broker.config import Settings
 LOGIN_COOKIE = "broker_login"  # binds a pending authorization-code flow to this browser
 PENDING_COOKIE = "broker_pending"  # identity waiting for a role choice
 PASSWORD_COOKIE = "broker_password"  # local user who must set a new password
-CSRF_COOKIE = "broker_csrf"  # binds pre-login forms (local password form) to this browser
+# binds pre-login forms and every single-use value of a login flow to this browser
+BROWSER_COOKIE = "broker_csrf"
 
 
 class Cookies:
@@ -27,7 +28,7 @@ class Cookies:
         self.login = self._prefix + LOGIN_COOKIE
         self.pending = self._prefix + PENDING_COOKIE
         self.password = self._prefix + PASSWORD_COOKIE
-        self.csrf = self._prefix + CSRF_COOKIE
+        self.browser = self._prefix + BROWSER_COOKIE
 
     def set(self, resp: web.StreamResponse, name: str, value: str, *, max_age: float) -> None:
         resp.set_cookie(

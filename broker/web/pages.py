@@ -30,6 +30,7 @@ from broker.web.render import wants_json
 from broker.web.request_info import request_info
 
 COOKIES = web.AppKey("cookies", Cookies)
+BROWSER_COOKIE_LIFETIME = 3600  # outlives any single-use value bound to it (PENDING_LIFETIME)
 NEW_SESSION_TOKEN = "broker.new_session_token"
 
 
@@ -48,6 +49,20 @@ def _info(request: web.Request) -> RequestInfo:
 
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _browser(request: web.Request) -> str:
+    """The browser-binding cookie's value ("" if none): what single-use values are bound to."""
+    return request.cookies.get(request.app[COOKIES].browser, "")
+
+
+def _ensure_browser(request: web.Request, resp: web.StreamResponse) -> str:
+    """This browser's binding value, set anew (or first) on ``resp`` so that it outlives the
+    single-use value about to be bound to it."""
+    c = request.app[COOKIES]
+    raw = _browser(request) or secrets.token_urlsafe(24)
+    c.set(resp, c.browser, raw, max_age=BROWSER_COOKIE_LIFETIME)
+    return raw
 
 
 async def current_session(request: web.Request) -> SessionContext | None:
@@ -167,7 +182,7 @@ def _local_form(
 ) -> web.StreamResponse:
     c = request.app[COOKIES]
     b = _broker(request)
-    binding = request.cookies.get(c.csrf) or ""
+    binding = request.cookies.get(c.browser) or ""
     new_binding = None
     if not binding:
         new_binding = binding = secrets.token_urlsafe(24)
@@ -182,7 +197,7 @@ def _local_form(
         csrf=csrf_token(b.csrf_key, "local-login", binding),
     )
     if new_binding:
-        c.set(resp, c.csrf, new_binding, max_age=3600)
+        c.set(resp, c.browser, new_binding, max_age=3600)
     return resp
 
 
@@ -197,7 +212,7 @@ async def local_login_post(request: web.Request) -> web.StreamResponse:
     form = await _checked_form(
         request,
         purpose="local-login",
-        binding=request.cookies.get(c.csrf, ""),
+        binding=request.cookies.get(c.browser, ""),
         action="login",
         principal=provider,
     )
@@ -218,9 +233,11 @@ async def local_login_post(request: web.Request) -> web.StreamResponse:
             status=401,
         )
     if user.must_change_password:
-        token = b.login.password_change_token(user, rd=safe_rd, role=role_name)
         resp = redirect("/password")
-        c.set(resp, c.password, token, max_age=PENDING_LIFETIME)
+        ticket = await b.login.offer_password_change(
+            user, rd=safe_rd, role=role_name, browser=_ensure_browser(request, resp)
+        )
+        c.set(resp, c.password, ticket, max_age=PENDING_LIFETIME)
         return resp
     outcome = await b.login.local_outcome(user, rd=safe_rd, role=role_name, req=info)
     return await _after_outcome(request, outcome)
@@ -228,13 +245,14 @@ async def local_login_post(request: web.Request) -> web.StreamResponse:
 
 async def password_get(request: web.Request) -> web.StreamResponse:
     b = _broker(request)
-    token = request.cookies.get(request.app[COOKIES].password, "")
-    b.login.read_password_change_token(token)  # raises InvalidState when missing or stale
+    ticket = request.cookies.get(request.app[COOKIES].password, "")
+    # audited InvalidState unless this browser holds a pending password change
+    await b.login.password_change(ticket, browser=_browser(request), req=_info(request))
     return request.app[RENDERER].page(
         "password.html",
         error="",
         min_length=MIN_PASSWORD_LENGTH,
-        csrf=csrf_token(b.csrf_key, "password", _digest(token)),
+        csrf=csrf_token(b.csrf_key, "password", _digest(ticket)),
     )
 
 
@@ -242,20 +260,22 @@ async def password_post(request: web.Request) -> web.StreamResponse:
     b = _broker(request)
     c = request.app[COOKIES]
     info = _info(request)
-    token = request.cookies.get(c.password, "")
-    user_id, rd, role = b.login.read_password_change_token(token)
+    ticket = request.cookies.get(c.password, "")
+    browser = _browser(request)
+    change = await b.login.password_change(ticket, browser=browser, req=info)
     form = await _checked_form(
         request,
         purpose="password",
-        binding=_digest(token),
+        binding=_digest(ticket),
         action="user.password_change",
-        principal=user_id,
+        principal=change.user_id,
     )
     try:
-        user = await b.login.change_password(
-            user_id,
+        user, change = await b.login.change_password(
+            ticket,
             str(form.get("new_password", ""))[:2048],
             str(form.get("confirm", ""))[:2048],
+            browser=browser,
             req=info,
         )
     except InvalidRequest as e:
@@ -264,9 +284,11 @@ async def password_post(request: web.Request) -> web.StreamResponse:
             status=400,
             error=e.public_message,
             min_length=MIN_PASSWORD_LENGTH,
-            csrf=csrf_token(b.csrf_key, "password", _digest(token)),
+            csrf=csrf_token(b.csrf_key, "password", _digest(ticket)),
         )
-    outcome = await b.login.local_outcome(user, rd=rd, role=role, req=info)
+    outcome = await b.login.local_outcome(
+        user, rd=change.redirect_after, role=change.role, req=info
+    )
     resp = await _after_outcome(request, outcome)
     c.clear(resp, c.password)
     return resp
@@ -295,7 +317,8 @@ async def _after_outcome(request: web.Request, outcome: LoginOutcome) -> web.Str
     chosen = outcome.requested_role or (names[0] if len(names) == 1 else None)
     if chosen is None:
         resp = redirect("/roles")
-        c.set(resp, c.pending, b.login.pending_token(outcome), max_age=PENDING_LIFETIME)
+        ticket = await b.login.offer_roles(outcome, browser=_ensure_browser(request, resp))
+        c.set(resp, c.pending, ticket, max_age=PENDING_LIFETIME)
         return resp
     done = await b.login.complete(
         outcome.identity, chosen, names, rd=outcome.redirect_after, req=_info(request)
@@ -307,8 +330,8 @@ async def _after_outcome(request: web.Request, outcome: LoginOutcome) -> web.Str
 
 async def roles_get(request: web.Request) -> web.StreamResponse:
     b = _broker(request)
-    token = request.cookies.get(request.app[COOKIES].pending, "")
-    if not token:
+    ticket = request.cookies.get(request.app[COOKIES].pending, "")
+    if not ticket:
         ctx = await current_session(request)
         if ctx is None:
             raise web.HTTPSeeOther("/login")
@@ -319,14 +342,14 @@ async def roles_get(request: web.Request) -> web.StreamResponse:
                 "and choose it."
             ),
         )
-    identity, allowed, _ = b.login.read_pending(token)
+    choice = await b.login.pending_choice(ticket, browser=_browser(request), req=_info(request))
     roles = {r.name: r for r in await b.store.list_roles()}
     return request.app[RENDERER].page(
         "roles.html",
-        name=identity.name,
-        provider=identity.provider,
-        roles=[roles[n] for n in allowed if n in roles],
-        csrf=csrf_token(b.csrf_key, "roles", _digest(token)),
+        name=choice.identity.name,
+        provider=choice.identity.provider,
+        roles=[roles[n] for n in choice.roles if n in roles],
+        csrf=csrf_token(b.csrf_key, "roles", _digest(ticket)),
     )
 
 
@@ -334,16 +357,17 @@ async def roles_post(request: web.Request) -> web.StreamResponse:
     b = _broker(request)
     c = request.app[COOKIES]
     info = _info(request)
-    token = request.cookies.get(c.pending, "")
-    identity, allowed, rd = b.login.read_pending(token)
+    ticket = request.cookies.get(c.pending, "")
+    browser = _browser(request)
+    choice = await b.login.pending_choice(ticket, browser=browser, req=info)
     form = await _checked_form(
         request,
         purpose="roles",
-        binding=_digest(token),
+        binding=_digest(ticket),
         action="role.choose",
-        principal=f"{identity.provider}/{identity.subject}",
+        principal=f"{choice.identity.provider}/{choice.identity.subject}",
     )
-    done = await b.login.complete(identity, str(form.get("role", "")), allowed, rd=rd, req=info)
+    done = await b.login.choose_role(ticket, str(form.get("role", "")), browser=browser, req=info)
     resp = redirect(done.redirect_after)
     c.set(resp, c.session, done.token, max_age=done.session.expires_at - b.clock.now())
     c.clear(resp, c.pending)
@@ -389,6 +413,8 @@ async def logout_post(request: web.Request) -> web.StreamResponse:
         principal=f"{ctx.provider}/{ctx.subject}",
     )
     await b.sessions.end(ctx, reason="logout")
+    # Whatever flow this browser still has pending dies with its session.
+    await b.login.forget_browser(_browser(request), request.cookies.get(c.login, ""))
     await b.auditor.record(
         "logout",
         "success",
@@ -398,5 +424,6 @@ async def logout_post(request: web.Request) -> web.StreamResponse:
     )
     request.pop(NEW_SESSION_TOKEN, None)
     resp = request.app[RENDERER].page("logout.html", signed_out=True, csrf="")
-    c.clear(resp, c.session)
+    for name in (c.session, c.pending, c.password, c.login, c.browser):
+        c.clear(resp, name)
     return resp

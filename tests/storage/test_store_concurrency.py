@@ -13,7 +13,15 @@ import pytest
 
 from broker.errors import RecordNotFound
 from broker.storage import current_revision, head_revision
-from broker.storage.base import Group, LoginState, ManagedPolicyRecord, Revocation, Session, User
+from broker.storage.base import (
+    Group,
+    LoginState,
+    ManagedPolicyRecord,
+    Revocation,
+    Session,
+    SingleUse,
+    User,
+)
 
 if TYPE_CHECKING:
     from tests.storage.conftest import Database, StoreFactory
@@ -46,6 +54,22 @@ async def test_one_of_many_concurrent_consumers_wins_the_login_state(
             )
         )
         assert [r for r in results if r is not None] == [state]
+
+
+async def test_one_of_many_concurrent_consumers_wins_a_single_use_value(
+    store_factory: StoreFactory,
+) -> None:
+    stores = [await store_factory(), await store_factory()]
+    for n in range(3):
+        value = SingleUse("pending-role", f"race-{n}", "b", {"roles": ["dev"]}, T0, T0 + 600)
+        await stores[0].put_single_use(value)
+        results = await asyncio.gather(
+            *(
+                stores[i % 2].consume_single_use("pending-role", value.key, binding="b", now=T0)
+                for i in range(RACERS)
+            )
+        )
+        assert [r for r in results if r is not None] == [value]
 
 
 async def test_concurrent_consumers_with_the_wrong_binding_never_win(

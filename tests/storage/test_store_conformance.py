@@ -27,6 +27,7 @@ from broker.storage.base import (
     RoleRecord,
     Session,
     SigningKey,
+    SingleUse,
     User,
 )
 from broker.storage.sql import SqlStore, parse_store_url
@@ -355,6 +356,93 @@ async def test_purge_login_states_removes_only_expired(store: Store) -> None:
     assert await store.purge_login_states(T0 + 20) == 2
     assert await store.purge_login_states(T0 + 20) == 0
     assert await store.consume_login_state("live", browser_binding="binding-a", now=T0 + 30)
+
+
+# --- other single-use values ---------------------------------------------------------------
+
+
+def a_value(key: str = "k-1", /, **changes: object) -> SingleUse:
+    value = SingleUse(
+        kind="pending-role",
+        key=key,
+        binding="browser-a",
+        payload={"roles": ["dev", "ops"], "rd": "/session", "mfa": False},
+        created_at=T0,
+        expires_at=T0 + 600,
+    )
+    return replace(value, **changes)  # type: ignore[arg-type]
+
+
+async def test_single_use_value_is_consumed_once(store: Store) -> None:
+    value = a_value()
+    await store.put_single_use(value)
+    assert await store.peek_single_use("pending-role", "k-1", binding="browser-a", now=T0) == value
+    assert await store.peek_single_use("pending-role", "k-1", binding="browser-a", now=T0) == value
+    got = await store.consume_single_use("pending-role", "k-1", binding="browser-a", now=T0)
+    assert got == value
+    assert (
+        await store.consume_single_use("pending-role", "k-1", binding="browser-a", now=T0) is None
+    )
+    assert await store.peek_single_use("pending-role", "k-1", binding="browser-a", now=T0) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "binding", "late"),
+    [
+        ("password-change", "browser-a", 0.0),
+        ("pending-role", "browser-b", 0.0),
+        ("pending-role", "", 0.0),
+        ("pending-role", "browser-a", 600.0),
+        ("pending-role", "browser-a", 601.0),
+    ],
+    ids=["other-kind", "other-browser", "no-browser", "at-expiry", "after-expiry"],
+)
+async def test_single_use_value_mismatch_changes_nothing(
+    store: Store, kind: str, binding: str, late: float
+) -> None:
+    value = a_value()
+    await store.put_single_use(value)
+    now = T0 + late
+    assert await store.peek_single_use(kind, "k-1", binding=binding, now=now) is None
+    assert await store.consume_single_use(kind, "k-1", binding=binding, now=now) is None
+    assert await store.consume_single_use("pending-role", "k-1", binding="browser-a", now=T0)
+
+
+async def test_single_use_keys_are_namespaced_by_kind(store: Store) -> None:
+    await store.put_single_use(a_value())
+    other = a_value(kind="password-change", payload={"user": "u-1"})
+    await store.put_single_use(other)  # the same key in another namespace is another value
+    with pytest.raises(AlreadyExists):
+        await store.put_single_use(a_value(binding="browser-b"))
+    got = await store.consume_single_use("password-change", "k-1", binding="browser-a", now=T0)
+    assert got == other
+    assert await store.peek_single_use("pending-role", "k-1", binding="browser-a", now=T0)
+
+
+async def test_forget_binding_ends_every_value_and_login_state_of_that_browser(
+    store: Store,
+) -> None:
+    await store.put_single_use(a_value("k-1"))
+    await store.put_single_use(a_value("k-2", kind="password-change"))
+    await store.put_single_use(a_value("k-3", binding="browser-b"))
+    await store.put_single_use(a_value("jti-1", kind="logout-jti", binding=""))
+    await store.put_login_state(a_state("st-a", browser_binding="browser-a"))
+    await store.put_login_state(a_state("st-b", browser_binding="browser-b"))
+    assert await store.forget_binding("browser-a") == 3
+    assert await store.forget_binding("") == 0  # never the values no browser holds
+    assert await store.peek_single_use("pending-role", "k-1", binding="browser-a", now=T0) is None
+    assert await store.peek_single_use("pending-role", "k-3", binding="browser-b", now=T0)
+    assert await store.peek_single_use("logout-jti", "jti-1", binding="", now=T0)
+    assert await store.consume_login_state("st-a", browser_binding="browser-a", now=T0) is None
+    assert await store.consume_login_state("st-b", browser_binding="browser-b", now=T0)
+
+
+async def test_purge_single_use_removes_only_expired(store: Store) -> None:
+    await store.put_single_use(a_value("old", expires_at=T0 + 10))
+    await store.put_single_use(a_value("live", expires_at=T0 + 600))
+    assert await store.purge_single_use(T0 + 10) == 1
+    assert await store.purge_single_use(T0 + 10) == 0
+    assert await store.peek_single_use("pending-role", "live", binding="browser-a", now=T0 + 11)
 
 
 # --- sessions and revocations --------------------------------------------------------------
