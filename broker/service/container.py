@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -26,7 +27,7 @@ from broker.service.audit import Auditor
 from broker.service.authorize import Authorizer
 from broker.service.bootstrap import bootstrap_admin
 from broker.service.credentials import CredentialVerifier
-from broker.service.forward_auth import ForwardAuth
+from broker.service.forward_auth import ForwardAuth, HeaderFreezer
 from broker.service.iam import IamService
 from broker.service.login import LoginService
 from broker.service.revocation import RevocationState
@@ -110,9 +111,16 @@ class Broker:
 
     @classmethod
     async def open(
-        cls, settings: Settings, *, http: Any, clock: Clock | None = None, bootstrap: bool = True
+        cls,
+        settings: Settings,
+        *,
+        http: Any,
+        clock: Clock | None = None,
+        bootstrap: bool = True,
+        freeze_headers: HeaderFreezer = MappingProxyType,
     ) -> Broker:
-        """``http`` is the ``aiohttp.ClientSession`` the OIDC clients share."""
+        """``http`` is the ``aiohttp.ClientSession`` the OIDC clients share; ``freeze_headers``
+        makes forward-auth's cached identity headers (see ``ForwardAuth``)."""
         clock = clock or SystemClock()
         problems = startup_problems(settings)
         if problems:
@@ -171,6 +179,7 @@ class Broker:
                 keyring=keyring,
                 auditor=auditor,
                 clock=clock,
+                freeze_headers=freeze_headers,
             )
             sts = StsService(
                 settings,

@@ -23,12 +23,11 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import Counter, OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
-
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from broker.clock import Clock
 from broker.config import Settings
@@ -91,6 +90,10 @@ class Verdict:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+HeaderFreezer = Callable[[dict[str, str]], Mapping[str, str]]
+"""Makes the read-only headers object an allowed verdict keeps (the web layer passes the one its
+server copies fastest; the service itself builds no HTTP types)."""
+
 _AllowKey = tuple[str, str, str, str, str]  # session, role, origin, method, source address
 
 
@@ -131,8 +134,10 @@ class ForwardAuth:
         keyring: KeyRing,
         auditor: Auditor,
         clock: Clock,
+        freeze_headers: HeaderFreezer = MappingProxyType,
     ) -> None:
         self._settings = settings
+        self._freeze_headers = freeze_headers
         self._credentials = credentials
         self._authorizer = authorizer
         self._keys = keyring
@@ -333,7 +338,7 @@ class ForwardAuth:
 
         Built and signed once per (session, role, origin) and reused for half the assertion's
         lifetime, so the hot path neither signs nor re-sanitises on every request (nor copies:
-        the headers are a read-only multidict, which aiohttp copies fastest).
+        the headers are frozen once, by ``freeze_headers``).
         """
         now = self._clock.now()
         key = (cred.session_id, cred.role_arn, origin)
@@ -357,7 +362,7 @@ class ForwardAuth:
             tokens.CLAIM_PROVIDER: cred.provider,
             tokens.CLAIM_SUBJECT: cred.subject,
         }
-        headers = CIMultiDict(
+        headers = self._freeze_headers(
             {
                 H_USER: header_safe(user_name(cred)),
                 H_EMAIL: header_safe(cred.email, limit=320),
@@ -367,7 +372,7 @@ class ForwardAuth:
                 H_ASSERTION: self._keys.sign(claims, typ=tokens.ASSERTION_TYP),
             }
         )
-        verdict = Verdict(200, "allowed", CIMultiDictProxy(headers))
+        verdict = Verdict(200, "allowed", headers)
         self._assertions[key] = (verdict, now + (exp - now) / 2)
         self._assertions.move_to_end(key)
         if len(self._assertions) > MAX_ASSERTIONS:

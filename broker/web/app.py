@@ -40,7 +40,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         # (Node's default) close them: reusing one they are closing fails the token request.
         connector = aiohttp.TCPConnector(keepalive_timeout=PROVIDER_KEEPALIVE_SECONDS)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
-            broker = await Broker.open(settings, http=http, clock=clock)
+            broker = await Broker.open(
+                settings, http=http, clock=clock, freeze_headers=forward_auth.frozen_headers
+            )
             app[BROKER] = broker
             if broker.bootstrap_password:
                 announce_bootstrap(broker.bootstrap_password, settings)

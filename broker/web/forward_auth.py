@@ -24,9 +24,10 @@ import functools
 import html
 import logging
 import secrets
+from collections.abc import Mapping
 
 from aiohttp import web
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from broker.config import Network
 from broker.domain.urls import (
@@ -51,6 +52,12 @@ _ENVOY_PREFIX = PREFIX + "/"
 _FORBIDDEN_BODY = "Forbidden\n"
 _NGINX = ("X-Original-URL", "X-Original-Method")
 _FORWARDED = ("X-Forwarded-Uri", "X-Forwarded-Method")
+
+
+def frozen_headers(headers: dict[str, str]) -> Mapping[str, str]:
+    """Forward-auth's cached identity headers as aiohttp copies them fastest: a read-only
+    multidict (``web.Response`` copies its ``headers`` argument on every answer)."""
+    return CIMultiDictProxy(CIMultiDict(headers))
 
 
 def _one(headers: CIMultiDictProxy[str], name: str) -> str:
