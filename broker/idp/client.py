@@ -275,6 +275,7 @@ class OIDCClient:
         nonce: str | None,
         audiences: Sequence[str] | None = None,
         max_age: float | None = None,
+        access_token: str | None = None,
     ) -> IdToken:
         """Verify an ID token (OIDC Core §3.1.3.7); raises ``InvalidIdToken(reason)``.
 
@@ -282,7 +283,9 @@ class OIDCClient:
         presented directly). ``audiences``: None for a login (``aud`` must hold our client_id
         and ``azp`` must be it when set or when there are several audiences); otherwise the
         accepted audiences of a directly presented token. ``max_age``: the oldest ``iat``
-        accepted, in seconds. May also raise ``ProviderUnavailable`` (discovery or JWKS down).
+        accepted, in seconds. ``access_token``: the one from the same token response, which
+        an ``at_hash`` claim must match. May also raise ``ProviderUnavailable`` (discovery or
+        JWKS down).
         """
         jws = parse_jws(token)
         md = await self.metadata()
@@ -301,7 +304,7 @@ class OIDCClient:
             leeway=self.config.leeway,
             now=self._clock.now(),
         )
-        return check_claims(jws, token, rules)
+        return check_claims(jws, token, rules, access_token=access_token)
 
 
 def _token_set(doc: Mapping[str, Any]) -> TokenSet:

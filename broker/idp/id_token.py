@@ -8,8 +8,12 @@ Split in two pure steps around the signature check, which needs the provider's k
    ``id_token_signing_alg_values_supported``), key-carrying headers (``jku``, ``x5u``, ``jwk``,
    ``x5c``) are refused rather than ignored, any ``crit`` is refused (we understand no
    extension), and ``typ``, when present, must say JWT.
-2. ``check_claims``, run only on a verified signature: ``iss`` exact, ``sub``, ``aud``/``azp``,
-   ``exp``/``nbf``/``iat`` with leeway, token age, ``nonce``.
+2. ``check_claims``, run only on a verified signature: authlib's ``CodeIDToken`` validation
+   (``iss`` exact, ``sub``, ``aud``/``azp``, ``exp``/``nbf``/``iat`` with leeway, ``nonce``,
+   ``at_hash`` against the access token of the same response), plus the token's age.
+
+The JWS parsing and header rules stay hand-written: they are stricter than authlib's (duplicate
+members, key-carrying headers and ``crit`` are refused outright) and run before any key lookup.
 
 Each failure raises ``InvalidIdToken(reason)`` with one of the reasons listed in ``REASONS``.
 """
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 import math
 import re
@@ -26,6 +29,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from authlib.oidc.core import CodeIDToken, HybridIDToken
+from joserfc.errors import ExpiredTokenError, InvalidClaimError, MissingClaimError
 
 from broker.errors import InvalidIdToken
 
@@ -54,6 +60,8 @@ REASONS = (
     "iat_too_old",
     "nonce_missing",
     "nonce_mismatch",
+    "at_hash_mismatch",
+    "c_hash_mismatch",
 )
 
 MAX_TOKEN_LENGTH = 64 * 1024
@@ -187,57 +195,81 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
     return float(v)
 
 
-def check_claims(jws: UnverifiedJws, raw: str, rules: ClaimRules) -> IdToken:
-    """OIDC Core §3.1.3.7 steps 2-11 on a token whose signature has been verified."""
-    c = jws.claims
-    iss = c.get("iss")
-    if not isinstance(iss, str) or iss not in rules.issuers:
-        raise InvalidIdToken("iss_mismatch")
-    sub = c.get("sub")
-    if not isinstance(sub, str) or not sub:
-        raise InvalidIdToken("missing_sub")
+# authlib's claim errors, as our reasons (``REASONS``); any other claim's error is "malformed"
+_MISSING = {
+    "iss": "iss_mismatch",
+    "sub": "missing_sub",
+    "aud": "aud_mismatch",
+    "exp": "missing_exp",
+    "iat": "missing_iat",
+    "nonce": "nonce_missing",
+    "azp": "azp_mismatch",
+}
+_INVALID = {
+    "iss": "iss_mismatch",
+    "sub": "missing_sub",
+    "aud": "aud_mismatch",
+    "nbf": "not_yet_valid",
+    "iat": "iat_in_future",
+    "nonce": "nonce_mismatch",
+    "azp": "azp_mismatch",
+    "at_hash": "at_hash_mismatch",
+    "c_hash": "c_hash_mismatch",
+}
 
-    aud_claim = c.get("aud")
-    if isinstance(aud_claim, str):
-        aud: tuple[str, ...] = (aud_claim,)
-    elif isinstance(aud_claim, list) and all(isinstance(a, str) for a in aud_claim):
-        aud = tuple(aud_claim)
-    else:
-        raise InvalidIdToken("aud_mismatch")
+
+def _authlib_validate(
+    jws: UnverifiedJws, rules: ClaimRules, *, access_token: str | None, code: str | None
+) -> None:
+    """OIDC Core §3.1.3.7 steps 2-5, 9-11 and §3.1.3.8 (``at_hash``) by authlib's
+    ``CodeIDToken``; a ``c_hash`` (§3.3.2.11), should the token carry one, by its hybrid rules."""
     expected = rules.audiences if rules.audiences is not None else (rules.client_id,)
-    if not any(a in aud for a in expected):
-        raise InvalidIdToken("aud_mismatch")
+    options: dict[str, Any] = {
+        "iss": {"essential": True, "values": list(rules.issuers)},
+        "sub": {"essential": True},
+        "aud": {"essential": True, "values": list(expected)},
+    }
+    params: dict[str, Any] = {"nonce": rules.nonce, "access_token": access_token}
     if rules.audiences is None:
-        azp = c.get("azp")
-        if (len(aud) > 1 or azp is not None) and azp != rules.client_id:
-            raise InvalidIdToken("azp_mismatch")
+        params["client_id"] = rules.client_id  # a login: azp must be us (authlib's rule)
+    claims = dict(jws.claims)
+    header = dict(jws.header)
+    try:
+        CodeIDToken(claims, header, options, params).validate(now=rules.now, leeway=rules.leeway)
+        if code is not None and "c_hash" in claims:
+            HybridIDToken(claims, header, {}, {"code": code}).validate_c_hash()
+    except ExpiredTokenError:
+        raise InvalidIdToken("expired") from None
+    except MissingClaimError as e:
+        raise InvalidIdToken(_MISSING.get(e.claim, "malformed")) from None
+    except InvalidClaimError as e:
+        raise InvalidIdToken(_INVALID.get(e.claim, "malformed")) from None
 
-    now, leeway = rules.now, rules.leeway
-    exp = _number(c, "exp")
-    if exp is None:
-        raise InvalidIdToken("missing_exp")
-    if now >= exp + leeway:
-        raise InvalidIdToken("expired")
-    nbf = _number(c, "nbf")
-    if nbf is not None and now + leeway < nbf:
-        raise InvalidIdToken("not_yet_valid")
-    iat = _number(c, "iat")
-    if iat is None:
-        raise InvalidIdToken("missing_iat")
-    if iat > now + leeway:
-        raise InvalidIdToken("iat_in_future")
-    if rules.max_age is not None and now - iat > rules.max_age + leeway:
+
+def check_claims(
+    jws: UnverifiedJws,
+    raw: str,
+    rules: ClaimRules,
+    *,
+    access_token: str | None = None,
+    code: str | None = None,
+) -> IdToken:
+    """OIDC Core §3.1.3.7 steps 2-11 on a token whose signature has been verified.
+
+    The numeric dates are checked for type first (``malformed``: authlib would compare a string),
+    then authlib validates the claims, then what it does not know: the token's age (``max_age``
+    bounds ``iat``, as the login may not wait longer than its state lived)."""
+    c = jws.claims
+    for name in ("exp", "nbf", "iat", "auth_time"):
+        _number(c, name)
+    _authlib_validate(jws, rules, access_token=access_token, code=code)
+    iss, sub, aud_claim = c["iss"], c["sub"], c["aud"]
+    aud = (aud_claim,) if isinstance(aud_claim, str) else tuple(aud_claim)
+    exp, iat = float(c["exp"]), float(c["iat"])
+    if rules.max_age is not None and rules.now - iat > rules.max_age + rules.leeway:
         raise InvalidIdToken("iat_too_old")
-
-    if rules.nonce is not None:
-        nonce = c.get("nonce")
-        if nonce is None:
-            raise InvalidIdToken("nonce_missing")
-        if not isinstance(nonce, str) or not hmac.compare_digest(
-            nonce.encode("utf-8"), rules.nonce.encode("utf-8")
-        ):
-            raise InvalidIdToken("nonce_mismatch")
-
+    assert isinstance(iss, str)
+    assert isinstance(sub, str)
     return IdToken(
         claims=jws.claims,
         header=jws.header,

@@ -3,7 +3,11 @@
 ``parse_metadata`` turns the JSON document into a ``ProviderMetadata`` and enforces §4.3: the
 ``issuer`` in the document must be *exactly* the issuer the broker was configured with, or an
 attacker who controls the document could make the broker trust tokens from another issuer.
-Endpoints must be http(s) URLs, and https whenever the issuer itself is https.
+
+Every other §3 / RFC 8414 §2 rule is authlib's (``OpenIDProviderMetadata``'s validators: https
+for the issuer and every endpoint except on loopback, the required ``jwks_uri``,
+``response_types_supported`` and ``subject_types_supported``, the shapes of the lists), but for
+the few in ``RELAXED``, which real providers break for reasons we accept.
 """
 
 from __future__ import annotations
@@ -12,10 +16,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from authlib.oidc.discovery import OpenIDProviderMetadata
+
 from broker.errors import ProviderUnavailable
 from broker.idp.http import is_http_url
 
 WELL_KNOWN = "/.well-known/openid-configuration"
+
+RELAXED = {
+    # Token-only issuers (GitHub Actions, Kubernetes service accounts) have neither endpoint,
+    # and authlib assumes the authorization-code grant when grant_types_supported is absent.
+    # Checked here instead: http(s) URLs, https when the issuer is.
+    "authorization_endpoint",
+    "token_endpoint",
+    # authlib requires RS256 in the list (§3 says every OP supports it); ES256-only providers
+    # exist. The list is intersected with our own allow-list of algorithms instead.
+    "id_token_signing_alg_values_supported",
+}
+
+
+def _authlib_checks(doc: Mapping[str, Any]) -> None:
+    metadata = OpenIDProviderMetadata(dict(doc))
+    for key in metadata.REGISTRY_KEYS:
+        if key in RELAXED:
+            continue
+        try:
+            getattr(metadata, f"validate_{key}")()
+        except (ValueError, TypeError) as e:
+            raise ProviderUnavailable(f"discovery_invalid:{key}") from e
 
 
 @dataclass(frozen=True)
@@ -53,6 +81,7 @@ def parse_metadata(doc: Mapping[str, Any], *, expected_issuer: str) -> ProviderM
     issuer = doc.get("issuer")
     if not isinstance(issuer, str) or issuer != expected_issuer:
         raise ProviderUnavailable("issuer_mismatch")
+    _authlib_checks(doc)
     https = issuer.startswith("https://")
 
     def url(key: str, *, required: bool) -> str | None:

@@ -1,10 +1,14 @@
-"""RFC 7636 (PKCE) and the random values of the authorization-code flow (state, nonce)."""
+"""RFC 7636 (PKCE) and the random values of the authorization-code flow (state, nonce).
+
+The S256 transform is authlib's (``authlib.oauth2.rfc7636``); the verifier is ours only in that
+its length and alphabet are fixed here (§4.1).
+"""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
+
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 
 def random_token(nbytes: int = 32) -> str:
@@ -14,8 +18,7 @@ def random_token(nbytes: int = 32) -> str:
 
 def s256_challenge(verifier: str) -> str:
     """RFC 7636 §4.2: ``BASE64URL(SHA256(ASCII(code_verifier)))``."""
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return str(create_s256_code_challenge(verifier))
 
 
 def new_pkce() -> tuple[str, str]:

@@ -2,7 +2,7 @@
 introspection (``POST /oauth2/introspect``) and RFC 7009 revocation (``POST /oauth2/revoke``).
 
 Errors are OAuth JSON (RFC 6749 §5.2): ``{"error", "error_description"}``, ``Cache-Control:
-no-store``. Who may call what:
+no-store``, rendered by authlib's ``OAuth2Error``. Who may call what:
 
 - token exchange needs no client authentication: the subject token is the proof, as for
   ``AssumeRoleWithWebIdentity``; the role's trust policy decides.
@@ -20,6 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.base import invalid_error_characters
 from multidict import MultiDictProxy
 
 from broker.domain import sts as rules
@@ -63,14 +65,16 @@ _OAUTH_PARAMS = (
 
 
 def oauth_error(err: BrokerError) -> web.Response:
-    headers = dict(NO_STORE)
+    """RFC 6749 §5.2's error response, as authlib's ``OAuth2Error`` makes it (body, status and
+    its no-store headers). The description keeps only the characters §5.2 allows."""
+    description = "".join(c for c in err.public_message if not invalid_error_characters(c))
+    status, body, pairs = OAuth2Error(
+        error=err.code, description=description, status_code=err.status
+    )()
+    headers = {k: v for k, v in pairs if k.lower() != "content-type"}  # json_response sets it
     if isinstance(err, InvalidClient):
         headers["WWW-Authenticate"] = 'Bearer realm="broker"'
-    return web.json_response(
-        {"error": err.code, "error_description": err.public_message},
-        status=err.status,
-        headers=headers,
-    )
+    return web.json_response(body, status=status, headers=headers)
 
 
 def as_oauth(err: BrokerError) -> BrokerError:

@@ -174,9 +174,11 @@ async def test_invalid_metadata(
 
 
 def test_https_issuer_requires_https_endpoints() -> None:
-    doc = {
+    doc: dict[str, Any] = {
         "issuer": "https://idp.example",
         "jwks_uri": "http://idp.example/jwks",
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
     }
     with pytest.raises(ProviderUnavailable, match="discovery_invalid:jwks_uri"):
         parse_metadata(doc, expected_issuer="https://idp.example")
@@ -185,6 +187,56 @@ def test_https_issuer_requires_https_endpoints() -> None:
     assert md.authorization_endpoint is None
     assert md.id_token_signing_alg_values_supported == ("RS256",)
     assert md.token_endpoint_auth_methods_supported == ("client_secret_basic",)
+
+
+MINIMAL = {  # a token-only issuer's document (Kubernetes publishes exactly this much)
+    "issuer": "https://idp.example",
+    "jwks_uri": "https://idp.example/jwks",
+    "response_types_supported": ["id_token"],
+    "subject_types_supported": ["public"],
+    "id_token_signing_alg_values_supported": ["ES256"],
+}
+
+
+def test_a_token_only_issuer_without_rs256_is_accepted() -> None:
+    md = parse_metadata(MINIMAL, expected_issuer="https://idp.example")
+    assert (md.authorization_endpoint, md.token_endpoint) == (None, None)
+    assert md.id_token_signing_alg_values_supported == ("ES256",)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"response_types_supported": None}, "discovery_invalid:response_types_supported"),
+        ({"subject_types_supported": None}, "discovery_invalid:subject_types_supported"),
+        ({"subject_types_supported": ["everyone"]}, "discovery_invalid:subject_types_supported"),
+        ({"scopes_supported": "openid"}, "discovery_invalid:scopes_supported"),
+        ({"claims_supported": {"sub": 1}}, "discovery_invalid:claims_supported"),
+        (
+            {"issuer": "http://idp.example", "jwks_uri": "http://idp.example/jwks"},
+            "discovery_invalid:issuer",
+        ),
+        (
+            {"registration_endpoint": "http://idp.example/reg"},
+            "discovery_invalid:registration_endpoint",
+        ),
+    ],
+    ids=[
+        "no_response_types",
+        "no_subject_types",
+        "bad_subject_type",
+        "scopes_not_list",
+        "claims_not_list",
+        "plain_http_issuer",
+        "plain_http_endpoint",
+    ],
+)
+def test_spec_rules_of_the_metadata_are_enforced(change: dict[str, Any], reason: str) -> None:
+    """OIDC Discovery §3 / RFC 8414 §2 rules, checked by authlib's validators."""
+    doc = {k: v for k, v in {**MINIMAL, **change}.items() if v is not None}
+    with pytest.raises(ProviderUnavailable) as e:
+        parse_metadata(doc, expected_issuer=doc["issuer"])
+    assert e.value.reason == reason
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ The table lists forged and broken tokens, each with the exact ``InvalidIdToken``
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -310,3 +311,81 @@ def test_google_issuer_alias(type_: str, iss: str, ok: bool) -> None:
     else:
         with pytest.raises(InvalidIdToken, match="iss_mismatch"):
             check_claims(parse_jws(raw), raw, rules)
+
+
+def _half_hash(value: str) -> str:
+    """OIDC Core §3.1.3.6: base64url of the left half of SHA-256 (the RS256 hash)."""
+    return b64url(hashlib.sha256(value.encode()).digest()[:16])
+
+
+LOGIN_RULES = ClaimRules(
+    issuers=("https://idp.example",),
+    client_id="cid",
+    audiences=None,
+    nonce="n-1",
+    max_age=None,
+    leeway=0,
+    now=NOW,
+)
+BASE = {
+    "iss": "https://idp.example",
+    "sub": "1",
+    "aud": "cid",
+    "iat": NOW,
+    "exp": NOW + 60,
+    "nonce": "n-1",
+}
+
+
+@pytest.mark.parametrize(
+    ("extra", "access_token", "code", "reason"),
+    [
+        ({"at_hash": _half_hash("at-1")}, "at-1", None, None),
+        ({"at_hash": _half_hash("at-1")}, "another", None, "at_hash_mismatch"),
+        ({"at_hash": "not-a-hash"}, "at-1", None, "at_hash_mismatch"),
+        ({}, "at-1", None, None),  # optional in the code flow (§3.1.3.6)
+        ({"c_hash": _half_hash("code-1")}, None, "code-1", None),
+        ({"c_hash": _half_hash("code-1")}, None, "code-2", "c_hash_mismatch"),
+        ({"azp": "someone-else"}, None, None, "azp_mismatch"),
+        ({"aud": ["cid", "other"]}, None, None, "azp_mismatch"),  # several audiences need azp
+        ({"aud": ["cid", "other"], "azp": "cid"}, None, None, None),
+        ({"nonce": "n-2"}, None, None, "nonce_mismatch"),
+        ({"sub": ""}, None, None, "missing_sub"),
+        ({"nbf": NOW + 60}, None, None, "not_yet_valid"),
+        ({"iat": NOW + 60}, None, None, "iat_in_future"),
+        ({"exp": NOW}, None, None, "expired"),
+        ({"exp": "soon"}, None, None, "malformed"),
+        ({"amr": "pwd"}, None, None, "malformed"),
+    ],
+    ids=[
+        "at_hash_ok",
+        "at_hash_other_token",
+        "at_hash_garbage",
+        "at_hash_absent",
+        "c_hash_ok",
+        "c_hash_other_code",
+        "azp_other",
+        "two_audiences_no_azp",
+        "two_audiences_azp_us",
+        "nonce_other",
+        "sub_empty",
+        "nbf_future",
+        "iat_future",
+        "expired",
+        "exp_string",
+        "amr_not_list",
+    ],
+)
+def test_claims_rules_of_oidc_core(
+    extra: dict[str, Any], access_token: str | None, code: str | None, reason: str | None
+) -> None:
+    """§3.1.3.7 and §3.1.3.6/§3.3.2.11 (at_hash, c_hash) as authlib's CodeIDToken checks them,
+    with our reasons."""
+    raw = _claims_token({**BASE, **extra})
+    if reason is None:
+        token = check_claims(parse_jws(raw), raw, LOGIN_RULES, access_token=access_token, code=code)
+        assert token.subject == "1"
+    else:
+        with pytest.raises(InvalidIdToken) as e:
+            check_claims(parse_jws(raw), raw, LOGIN_RULES, access_token=access_token, code=code)
+        assert e.value.reason == reason
