@@ -58,8 +58,9 @@ _DNS_NAME = re.compile(
 )
 # Printable ASCII except space, '\' and '#' (each refused with its own reason below).
 _PLAIN_PATH = re.compile(r"[!-~]*")
-# Characters NFKC may produce from an escaped non-ASCII character that change how a path splits.
-_PATH_SYNTAX = ("/", "\\", ".", ";", "%", "?", "#")
+# Characters NFKC may produce from an escaped non-ASCII character that change how a path splits
+# (or, for the space, what a segment is: IIS strips trailing spaces).
+_PATH_SYNTAX = ("/", "\\", ".", ";", "%", "?", "#", " ")
 
 
 class UrlRejected(ValueError):
@@ -203,13 +204,17 @@ def _check_escaped_bytes(raw: bytes) -> None:
         raise UrlRejected("invalid_utf8_escape") from None
     folded = unicodedata.normalize("NFKC", text)
     if any(c in folded for c in _PATH_SYNTAX) or any(
-        unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text
+        unicodedata.category(c) in ("Cc", "Cf", "Zs", "Zl", "Zp") for c in text
     ):
         raise UrlRejected("confusable_escape")
 
 
 def normalise_path(raw: str) -> str:
-    """The policy form of an origin-form path (the query, if any, already removed)."""
+    """The policy form of an origin-form path (the query, if any, already removed).
+
+    A path that upstreams read in different ways is refused, never resolved: whatever the
+    broker resolved it to, some upstream serves another resource (see the module docstring).
+    """
     if not raw.startswith("/"):
         raise UrlRejected("path_not_absolute")
     if not _PLAIN_PATH.fullmatch(raw):
@@ -220,26 +225,29 @@ def normalise_path(raw: str) -> str:
         raise UrlRejected("backslash")
     if "#" in raw:
         raise UrlRejected("fragment")
+    if ";" in raw:  # Tomcat, Jetty and Spring strip ";..." from a segment; others keep it
+        raise UrlRejected("path_parameter")
     segs: list[str] = []
-    parts = raw.split("/")
-    trailing = False
-    for seg in parts[1:]:
-        semi = seg.find(";")
-        if semi >= 0:
-            seg = seg[:semi]
-        seg = _decode_segment(seg)
-        trailing = seg in ("", ".", "..")
-        if seg == "" or seg == ".":
+    for seg in raw.split("/"):
+        if not seg:  # empty segments merge (nginx, Caddy): "/a//b" is "/a/b"
             continue
-        if seg == "..":
-            if not segs:
-                raise UrlRejected("dot_segment_above_root")
-            segs.pop()
-            continue
-        segs.append(seg)
+        decoded = _decode_segment(seg)
+        if decoded[-1] == ".":  # ".", "..", their escapes, and "admin." (IIS strips the dot)
+            raise UrlRejected(_dot_reason(decoded, seg))
+        if decoded.endswith("%20"):  # IIS strips trailing spaces too
+            raise UrlRejected("trailing_space")
+        segs.append(decoded)
     if not segs:
         return "/"
-    return "/" + "/".join(segs) + ("/" if trailing else "")
+    return "/" + "/".join(segs) + ("/" if raw[-1] == "/" else "")
+
+
+def _dot_reason(decoded: str, raw: str) -> str:
+    if decoded not in (".", ".."):
+        return "trailing_dot"
+    # As sent, or with an escaped dot (%2e): WHATWG-URL parsers resolve that as a dot segment,
+    # RFC 3986 resolvers and plain routers do not.
+    return "dot_segment" if raw == decoded else "encoded_dot_segment"
 
 
 def _split_query(target: str) -> tuple[str, str]:
