@@ -21,17 +21,25 @@ Normalisation (RFC 3986 §6.2.2), the resource being ``<scheme>://<host>[:<port>
   dropped; user info, percent-encoded hosts and anything but a DNS name, IPv4 or ``[IPv6]`` are
   refused;
 - the query (from the first ``?``) is not part of the resource;
-- ``;`` path parameters are removed from every segment (``/..;x/`` is ``/../``);
 - percent-encodings of unreserved characters (RFC 3986 §2.3: ``A-Z a-z 0-9 - . _ ~``) are
   decoded, every other escape is kept with upper-case hex;
+- runs of slashes are merged (``//a///b`` is ``/a/b``, as nginx and Caddy match it);
 - refused outright: an encoded ``/`` (``%2F``), ``\\`` (``%5C``), ``%`` escapes of control
   characters (``%00``-``%1F``, ``%7F``), a double-encoded escape (``%25`` followed by two hex
   digits, e.g. ``%252e``), escapes that are not valid UTF-8 (overlong forms such as ``%C0%AE``),
   escaped non-ASCII characters that Unicode compatibility normalisation (NFKC) turns into ``/``,
-  ``\\`` or ``.`` (``%EF%BC%8F``), raw ``\\``, ``#``, whitespace, control or non-ASCII
-  characters, a malformed escape, and a path that does not start with ``/``;
-- duplicate slashes collapsed, then dot-segments resolved (RFC 3986 §5.2.4); a ``..`` that
-  would climb above the root is refused rather than dropped;
+  ``\\``, ``.`` or a space (``%EF%BC%8F``), or that are spaces (``%C2%A0``), raw ``\\``,
+  ``#``, whitespace, control or non-ASCII characters, a malformed escape, and a path that does not
+  start with ``/``;
+- refused too, because upstreams read them in different ways, so that whatever the broker
+  resolved them to some upstream would serve another resource (the differential test,
+  ``tests/forward_auth/test_path_differential.py``, shows each): dot segments (``.``, ``..``:
+  ``/secret//../x`` is ``/x`` once slashes are merged but ``/secret/x`` to RFC 3986 §5.2.4, and
+  a plain router serves ``/secret/../x`` as it is), dot segments with an escaped dot (``%2e``,
+  ``.%2E``: a dot segment to WHATWG-URL parsers such as Node's, a name to RFC 3986 resolvers), a
+  segment that ends in a dot or a space (IIS strips them: ``/admin./x`` and ``/admin%20/x`` are
+  ``/admin/x`` there) and ``;`` path parameters (Tomcat, Jetty and Spring strip them:
+  ``/admin/..;/x`` is ``/x`` there, a resource under ``/admin/`` elsewhere);
 - the method is upper-cased and must be an RFC 9110 token of letters.
 
 When in doubt the request is refused: no legitimate browser or client sends these forms, and a
