@@ -199,7 +199,15 @@ def test_public_patterns(pattern: str, resource: str, matches: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern", ["https://a.test/*/x", "https://a.test/a%2Fb", "https://a.test/?x"]
+    "pattern",
+    [
+        "https://a.test/*/x",
+        "https://a.test/a%2Fb",
+        "https://a.test/?x",
+        "https://a.test/a/../public/*",
+        "https://a.test/public;x/*",
+        "https://a.test/public./*",
+    ],
 )
 def test_bad_public_patterns(pattern: str) -> None:
     with pytest.raises(UrlRejected):
