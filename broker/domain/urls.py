@@ -21,17 +21,25 @@ Normalisation (RFC 3986 §6.2.2), the resource being ``<scheme>://<host>[:<port>
   dropped; user info, percent-encoded hosts and anything but a DNS name, IPv4 or ``[IPv6]`` are
   refused;
 - the query (from the first ``?``) is not part of the resource;
-- ``;`` path parameters are removed from every segment (``/..;x/`` is ``/../``);
 - percent-encodings of unreserved characters (RFC 3986 §2.3: ``A-Z a-z 0-9 - . _ ~``) are
   decoded, every other escape is kept with upper-case hex;
+- runs of slashes are merged (``//a///b`` is ``/a/b``, as nginx and Caddy match it);
 - refused outright: an encoded ``/`` (``%2F``), ``\\`` (``%5C``), ``%`` escapes of control
   characters (``%00``-``%1F``, ``%7F``), a double-encoded escape (``%25`` followed by two hex
   digits, e.g. ``%252e``), escapes that are not valid UTF-8 (overlong forms such as ``%C0%AE``),
   escaped non-ASCII characters that Unicode compatibility normalisation (NFKC) turns into ``/``,
-  ``\\`` or ``.`` (``%EF%BC%8F``), raw ``\\``, ``#``, whitespace, control or non-ASCII
-  characters, a malformed escape, and a path that does not start with ``/``;
-- duplicate slashes collapsed, then dot-segments resolved (RFC 3986 §5.2.4); a ``..`` that
-  would climb above the root is refused rather than dropped;
+  ``\\``, ``.`` or a space (``%EF%BC%8F``), or that are spaces (``%C2%A0``), raw ``\\``,
+  ``#``, whitespace, control or non-ASCII characters, a malformed escape, and a path that does not
+  start with ``/``;
+- refused too, because upstreams read them in different ways, so that whatever the broker
+  resolved them to some upstream would serve another resource (the differential test,
+  ``tests/forward_auth/test_path_differential.py``, shows each): dot segments (``.``, ``..``:
+  ``/secret//../x`` is ``/x`` once slashes are merged but ``/secret/x`` to RFC 3986 §5.2.4, and
+  a plain router serves ``/secret/../x`` as it is), dot segments with an escaped dot (``%2e``,
+  ``.%2E``: a dot segment to WHATWG-URL parsers such as Node's, a name to RFC 3986 resolvers), a
+  segment that ends in a dot or a space (IIS strips them: ``/admin./x`` and ``/admin%20/x`` are
+  ``/admin/x`` there) and ``;`` path parameters (Tomcat, Jetty and Spring strip them:
+  ``/admin/..;/x`` is ``/x`` there, a resource under ``/admin/`` elsewhere);
 - the method is upper-cased and must be an RFC 9110 token of letters.
 
 When in doubt the request is refused: no legitimate browser or client sends these forms, and a
@@ -58,8 +66,9 @@ _DNS_NAME = re.compile(
 )
 # Printable ASCII except space, '\' and '#' (each refused with its own reason below).
 _PLAIN_PATH = re.compile(r"[!-~]*")
-# Characters NFKC may produce from an escaped non-ASCII character that change how a path splits.
-_PATH_SYNTAX = ("/", "\\", ".", ";", "%", "?", "#")
+# Characters NFKC may produce from an escaped non-ASCII character that change how a path splits
+# (or, for the space, what a segment is: IIS strips trailing spaces).
+_PATH_SYNTAX = ("/", "\\", ".", ";", "%", "?", "#", " ")
 
 
 class UrlRejected(ValueError):
@@ -203,13 +212,17 @@ def _check_escaped_bytes(raw: bytes) -> None:
         raise UrlRejected("invalid_utf8_escape") from None
     folded = unicodedata.normalize("NFKC", text)
     if any(c in folded for c in _PATH_SYNTAX) or any(
-        unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text
+        unicodedata.category(c) in ("Cc", "Cf", "Zs", "Zl", "Zp") for c in text
     ):
         raise UrlRejected("confusable_escape")
 
 
 def normalise_path(raw: str) -> str:
-    """The policy form of an origin-form path (the query, if any, already removed)."""
+    """The policy form of an origin-form path (the query, if any, already removed).
+
+    A path that upstreams read in different ways is refused, never resolved: whatever the
+    broker resolved it to, some upstream serves another resource (see the module docstring).
+    """
     if not raw.startswith("/"):
         raise UrlRejected("path_not_absolute")
     if not _PLAIN_PATH.fullmatch(raw):
@@ -220,26 +233,29 @@ def normalise_path(raw: str) -> str:
         raise UrlRejected("backslash")
     if "#" in raw:
         raise UrlRejected("fragment")
+    if ";" in raw:  # Tomcat, Jetty and Spring strip ";..." from a segment; others keep it
+        raise UrlRejected("path_parameter")
     segs: list[str] = []
-    parts = raw.split("/")
-    trailing = False
-    for seg in parts[1:]:
-        semi = seg.find(";")
-        if semi >= 0:
-            seg = seg[:semi]
-        seg = _decode_segment(seg)
-        trailing = seg in ("", ".", "..")
-        if seg == "" or seg == ".":
+    for seg in raw.split("/"):
+        if not seg:  # empty segments merge (nginx, Caddy): "/a//b" is "/a/b"
             continue
-        if seg == "..":
-            if not segs:
-                raise UrlRejected("dot_segment_above_root")
-            segs.pop()
-            continue
-        segs.append(seg)
+        decoded = _decode_segment(seg)
+        if decoded[-1] == ".":  # ".", "..", their escapes, and "admin." (IIS strips the dot)
+            raise UrlRejected(_dot_reason(decoded, seg))
+        if decoded.endswith("%20"):  # IIS strips trailing spaces too
+            raise UrlRejected("trailing_space")
+        segs.append(decoded)
     if not segs:
         return "/"
-    return "/" + "/".join(segs) + ("/" if trailing else "")
+    return "/" + "/".join(segs) + ("/" if raw[-1] == "/" else "")
+
+
+def _dot_reason(decoded: str, raw: str) -> str:
+    if decoded not in (".", ".."):
+        return "trailing_dot"
+    # As sent, or with an escaped dot (%2e): WHATWG-URL parsers resolve that as a dot segment,
+    # RFC 3986 resolvers and plain routers do not.
+    return "dot_segment" if raw == decoded else "encoded_dot_segment"
 
 
 def _split_query(target: str) -> tuple[str, str]:

@@ -12,6 +12,8 @@ async def echo(request: web.Request) -> web.Response:
         {
             "method": request.method,
             "path": request.raw_path,
+            # what aiohttp's router matches on: decoded (but %2F, %25), dot segments as sent
+            "routed": request.rel_url.path_safe,
             "headers": [[k, v] for k, v in request.headers.items()],
         }
     )
