@@ -613,13 +613,12 @@ class _Checker:
                 '"<subject>"}, or an anchored pattern such as "StringLike": '
                 f'{{"{example}:sub": "repo:<org>/<repo>:ref:refs/heads/main"}}.'
             )
-            aud_note = (
-                f'; {example}:aud "{aud.wildcard[1]}" admits every audience'
-                if aud.wildcard is not None and not aud.restricted
-                else f"; no condition on {example}:aud either"
-                if not aud.restricted
-                else ""
-            )
+            if aud.restricted:
+                aud_note = ""
+            elif aud.wildcard is not None:
+                aud_note = f'; {example}:aud "{aud.wildcard[1]}" admits every audience'
+            else:
+                aud_note = f"; no condition on {example}:aud either"
             if sub.wildcard is not None:
                 where, pattern = sub.wildcard
                 path = f"{shape.path}.{where}"
