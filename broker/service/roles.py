@@ -66,7 +66,7 @@ def policy_problems(settings: Settings) -> list[str]:
 
 
 #: The validator's codes for trust policies that admit every identity of a provider.
-FEDERATED_TRUST_CODES = "FEDERATED_TRUST_"
+FEDERATED_TRUST_CODE_PREFIX = "FEDERATED_TRUST_"
 
 
 def _warning_line(where: str, f: Finding) -> str:
@@ -83,7 +83,7 @@ def policy_warnings(settings: Settings) -> list[str]:
         if report.policy is None:
             continue  # a parse error: policy_problems reports it
         for f in report.findings:
-            if f.code.startswith(FEDERATED_TRUST_CODES):
+            if f.code.startswith(FEDERATED_TRUST_CODE_PREFIX):
                 continue  # trust_policy_warnings reports it (and logs it at start-up)
             warnings.append(_warning_line(where, f))
     return warnings
@@ -100,7 +100,7 @@ def trust_policy_warnings(settings: Settings) -> list[str]:
     for name, r in settings.roles.items():
         report = validate_policy(dict(r.trust_policy), kind="resource")
         for f in report.findings:
-            if f.code.startswith(FEDERATED_TRUST_CODES):
+            if f.code.startswith(FEDERATED_TRUST_CODE_PREFIX):
                 warnings.append(_warning_line(f"roles.{name}.trust_policy", f))
     return warnings
 
