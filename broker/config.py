@@ -34,6 +34,31 @@ _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=@-]{0,63}$")
 _PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
+#: Provider names that would collide with a namespace the broker owns, and why. A provider's
+#: claims become ``<provider>:<claim>`` condition keys (DESIGN C2): under one of these names
+#: they would be, or would be confused with, keys and actions only the broker may set.
+RESERVED_PROVIDER_NAMES: Mapping[str, str] = {
+    "aws": "aws:* are global condition keys set only by the broker (aws:MultiFactorAuthPresent, "
+    "aws:SourceIp, ...)",
+    "broker": "broker:* are global condition keys set only by the broker "
+    "(broker:MultiFactorAuthPresent, broker:SourceIp, ...)",
+    "sts": "sts:* are the broker's STS actions and condition keys (sts:ExternalId, "
+    "sts:RoleSessionName, ...)",
+    "iam": "iam:* are the broker's admin actions",
+    "http": "http:* are the actions of proxied HTTP requests",
+}
+
+
+def reserved_provider_reason(name: str) -> str | None:
+    """Why ``name`` cannot name a provider, or None. Condition keys match case-insensitively
+    (by ``str.lower``), so ``AWS`` is ``aws`` and ``bro\u212aer`` (a Kelvin sign, lower-cased
+    to ``k``) is ``broker``; ``casefold`` too, to be strict. A colon ends the namespace."""
+    namespace = name.split(":", 1)[0]
+    for form in (namespace.lower(), namespace.casefold()):
+        if form in RESERVED_PROVIDER_NAMES:
+            return RESERVED_PROVIDER_NAMES[form]
+    return None
+
 
 class Secret:
     """A string that never shows itself in ``repr``/``str`` (logs, tracebacks, check-config)."""
@@ -517,7 +542,15 @@ def _login(t: _Table) -> LoginConfig:
 
 
 def _provider(name: str, t: _Table) -> ProviderConfig | None:
-    if not _PROVIDER_NAME.fullmatch(name):
+    reserved = reserved_provider_reason(name)
+    if reserved is not None:
+        t.problems.add(
+            t.where,
+            f"the provider name {name!r} is reserved: {reserved}, and a provider's claims "
+            f"become <provider>:<claim> condition keys; choose another name, e.g. "
+            f"'{name.lower()}-idp'",
+        )
+    elif not _PROVIDER_NAME.fullmatch(name):
         t.problems.add(t.where, "provider names are 1-32 of a-z, 0-9, '_', '-'")
     ptype = t.string("type", "oidc")
     if ptype not in ("oidc", "google", "local"):

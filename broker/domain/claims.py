@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from broker.config import RESERVED_PROVIDER_NAMES, reserved_provider_reason
+
+#: Key namespaces only the broker writes: the global keys (``aws:``/``broker:``) and the
+#: namespaces of its own actions and keys (``sts:``, ``iam:``, ``http:``).
+RESERVED_NAMESPACES = frozenset(RESERVED_PROVIDER_NAMES)
+
 ContextValue = str | list[str]
 
 
@@ -34,13 +40,24 @@ def _scalar(v: Any) -> str | None:
     return None
 
 
+def is_reserved_namespace(provider: str) -> bool:
+    """Whether ``<provider>:<claim>`` keys would fall in a namespace only the broker writes
+    (in any case: condition keys match case-insensitively)."""
+    return reserved_provider_reason(provider) is not None
+
+
 def claims_to_context(provider: str, claims: Mapping[str, Any]) -> dict[str, ContextValue]:
     """``{"hd": "example.com", "groups": ["a"]}`` -> ``{"google:hd": "example.com", ...}``.
 
     Scalars become strings (booleans ``"true"``/``"false"``), arrays of scalars become lists;
-    nested objects are left out (there is no IAM operator to compare them with).
+    nested objects are left out (there is no IAM operator to compare them with). A provider
+    whose name is a reserved namespace (:func:`is_reserved_namespace`) yields no keys at all.
     """
     out: dict[str, ContextValue] = {}
+    if is_reserved_namespace(provider):
+        # The config refuses such names; this holds even if one gets here another way: a
+        # provider's claims must never become global keys (aws:MultiFactorAuthPresent, ...).
+        return out
     for name, value in claims.items():
         key = f"{provider}:{name}"
         if isinstance(value, list):

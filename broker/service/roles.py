@@ -17,6 +17,7 @@ from broker.config import Settings
 from broker.domain.claims import Identity, claims_to_context, federated_principal, global_context
 from broker.policy import (
     Decision,
+    Finding,
     Policy,
     PolicyError,
     evaluate_trust,
@@ -64,6 +65,15 @@ def policy_problems(settings: Settings) -> list[str]:
     return problems
 
 
+#: The validator's codes for trust policies that admit every identity of a provider.
+FEDERATED_TRUST_CODE_PREFIX = "FEDERATED_TRUST_"
+
+
+def _warning_line(where: str, f: Finding) -> str:
+    where_path = f"{where}: {f.path}" if f.path else where
+    return f"{where_path}: {f.message} [{f.code}] (fix: {f.fix})"
+
+
 def policy_warnings(settings: Settings) -> list[str]:
     """Every validation finding of the config's policies that does not stop start-up (see
     :func:`broker.policy.validate_policy`), by config path, with its fix."""
@@ -73,50 +83,25 @@ def policy_warnings(settings: Settings) -> list[str]:
         if report.policy is None:
             continue  # a parse error: policy_problems reports it
         for f in report.findings:
-            if f.code == "FEDERATED_TRUST_WITHOUT_SUB_OR_AUD":
+            if f.code.startswith(FEDERATED_TRUST_CODE_PREFIX):
                 continue  # trust_policy_warnings reports it (and logs it at start-up)
-            where_path = f"{where}: {f.path}" if f.path else where
-            warnings.append(f"{where_path}: {f.message} [{f.code}] (fix: {f.fix})")
+            warnings.append(_warning_line(where, f))
     return warnings
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def trust_policy_warnings(settings: Settings) -> list[str]:
     """Risky-but-valid trust policies: a statement that lets a federated principal assume the
-    role without a condition on ``<provider>:sub`` or ``<provider>:aud`` (any operator). Such a
-    role admits every identity the provider vouches for -- for a CI or Kubernetes issuer, every
-    workload of every tenant. Reported at start-up (logged) and by ``broker check-config``."""
+    role with no condition on ``<provider>:sub``, or one that matches every subject
+    (``StringLike "*"``). Such a role admits every identity the provider vouches for -- for a
+    CI or Kubernetes issuer, every workload of every tenant. The validator's
+    ``FEDERATED_TRUST_*`` findings; reported at start-up (logged) and by ``broker
+    check-config``."""
     warnings: list[str] = []
     for name, r in settings.roles.items():
-        statements = r.trust_policy.get("Statement", [])
-        for i, st in enumerate(_as_list(statements)):
-            if not isinstance(st, Mapping) or st.get("Effect") != "Allow":
-                continue
-            principal = st.get("Principal")
-            if not isinstance(principal, Mapping) or "Federated" not in principal:
-                continue
-            actions = [a.lower() for a in _as_list(st.get("Action", [])) if isinstance(a, str)]
-            if not any(a in ("*", "sts:*", WEB_IDENTITY_ACTION.lower()) for a in actions):
-                continue
-            keys: set[str] = set()
-            condition = st.get("Condition", {})
-            if isinstance(condition, Mapping):
-                for block in condition.values():
-                    if isinstance(block, Mapping):
-                        keys.update(str(k).lower() for k in block)
-            for provider in _as_list(principal["Federated"]):
-                if not isinstance(provider, str):
-                    continue
-                short = provider.rsplit("/", 1)[-1].lower()
-                if f"{short}:sub" not in keys and f"{short}:aud" not in keys:
-                    warnings.append(
-                        f"roles.{name}.trust_policy: Statement[{i}] lets every identity of "
-                        f"{provider!r} assume the role: add a condition on {short}:sub or "
-                        f"{short}:aud"
-                    )
+        report = validate_policy(dict(r.trust_policy), kind="resource")
+        for f in report.findings:
+            if f.code.startswith(FEDERATED_TRUST_CODE_PREFIX):
+                warnings.append(_warning_line(f"roles.{name}.trust_policy", f))
     return warnings
 
 

@@ -1,5 +1,5 @@
-"""A trust policy for a federated principal without a ``sub`` or ``aud`` condition earns a
-warning (logged at start-up, printed by ``broker check-config``), not an error."""
+"""A trust policy for a federated principal without a ``sub`` condition earns a warning (logged
+at start-up, printed by ``broker check-config``), not an error."""
 
 from __future__ import annotations
 
@@ -22,9 +22,12 @@ def test_warns_only_for_unconditioned_federated_trust(tmp_path: Path) -> None:
     }
     path = write_config(tmp_path, port=8000, oidc=None, roles=roles)
     warnings = trust_policy_warnings(load_settings(path))
-    assert len(warnings) == 1
+    assert len(warnings) == 2, warnings
     assert warnings[0].startswith("roles.open.trust_policy: Statement[0]")
     assert "corp:sub or corp:aud" in warnings[0]
+    # aud names the client the token was issued for, not who it is for: sub is still wanted
+    assert warnings[1].startswith("roles.by-aud.trust_policy: Statement[0].Condition: ")
+    assert "[FEDERATED_TRUST_WITHOUT_SUB]" in warnings[1]
 
     result = subprocess.run(
         [sys.executable, "-m", "broker.cli", "check-config", "--config", str(path)],

@@ -11,6 +11,12 @@ code                                meaning
 ==================================  ===========================================================
 FEDERATED_TRUST_WITHOUT_SUB_OR_AUD  a trust policy lets every identity of a provider take the
                                     role (no condition on ``<provider>:sub`` or ``:aud``)
+FEDERATED_TRUST_WITHOUT_SUB         the same with only ``:aud`` restricted: ``aud`` names the
+                                    client, not who the token is for
+FEDERATED_TRUST_SUB_MATCHES_ANY     ``StringLike "<provider>:sub": "*"`` (only ``*``/``?``):
+                                    every subject, e.g. every GitHub workflow on GitHub
+EMAIL_PATTERN_ADMITS_OTHER_DOMAINS  ``StringLike "*@example.com"``, which
+                                    ``a@evil.test@example.com`` also matches
 STAR_ACTION_ON_STAR_RESOURCE        ``Allow`` of ``*`` on ``*``
 ALLOW_WITH_NOT_ACTION               ``Allow`` with ``NotAction`` (allows every future action)
 ALLOW_WITH_NOT_RESOURCE             ``Allow`` with ``NotResource``
@@ -297,6 +303,7 @@ class _Checker:
             self._grants(shape)
             self._conditions(shape, raw)
             self._never_matches(shape, raw)
+            self._email_patterns(shape, raw)
             if self.policy.kind == "resource":
                 self._federated_trust(shape, raw)
         self._coverage()
@@ -579,6 +586,8 @@ class _Checker:
         return None
 
     def _federated_trust(self, shape: _Shape, raw: Mapping[str, Any]) -> None:
+        """The federation mistakes: a web-identity trust whose ``sub`` condition is missing
+        or admits every subject (with ``aud`` missing or ``"*"``, or not)."""
         if shape.statement.effect != "Allow" or "Principal" not in raw:
             return
         if not shape.statement.actions.matches("sts:assumerolewithwebidentity"):
@@ -590,33 +599,95 @@ class _Checker:
         elif isinstance(principal, Mapping):
             for text in _strings(principal.get("Federated")):
                 providers.append(text.rsplit("/", 1)[-1] if text.startswith("arn:") else text)
-        if not providers:
-            return
-        keys = set()
         block = raw.get("Condition")
-        if isinstance(block, Mapping):
-            for op, key, _values in _entries(block):
-                parsed = parse_operator(op)
-                if not parsed.spec.negated and not parsed.spec.is_null:
-                    keys.add(canonical_key(key))
+        entries = list(_entries(block)) if isinstance(block, Mapping) else []
         for provider in providers:
-            wanted = (f"{provider.lower()}:sub", f"{provider.lower()}:aud")
-            if provider == "*":
-                if any(k.endswith((":sub", ":aud")) for k in keys):
-                    continue
-            elif any(k in keys for k in wanted):
+            sub = _claim_restriction(entries, provider, "sub")
+            if sub.restricted:
                 continue
+            aud = _claim_restriction(entries, provider, "aud")
             who = "any identity provider" if provider == "*" else provider
             example = "<provider>" if provider == "*" else provider
-            self.add(
-                "warning",
-                "FEDERATED_TRUST_WITHOUT_SUB_OR_AUD",
-                f"{shape.path}.Condition" if "Condition" in raw else shape.path,
-                f"every identity of {who} may take this role: no condition on "
-                f"{example}:sub or {example}:aud",
-                f'Add e.g. "StringEquals": {{"{example}:sub": "<subject>"}} (or :aud) so only '
-                "the identities you mean can take the role.",
+            sub_fix = (
+                f'Match the subjects you mean: "StringEquals": {{"{example}:sub": '
+                '"<subject>"}, or an anchored pattern such as "StringLike": '
+                f'{{"{example}:sub": "repo:<org>/<repo>:ref:refs/heads/main"}}.'
             )
+            if aud.restricted:
+                aud_note = ""
+            elif aud.wildcard is not None:
+                aud_note = f'; {example}:aud "{aud.wildcard[1]}" admits every audience'
+            else:
+                aud_note = f"; no condition on {example}:aud either"
+            if sub.wildcard is not None:
+                where, pattern = sub.wildcard
+                path = f"{shape.path}.{where}"
+                self.add(
+                    "warning",
+                    "FEDERATED_TRUST_SUB_MATCHES_ANY",
+                    path,
+                    f'"{pattern}" matches every subject, so every identity of {who} may take '
+                    f"this role (for GitHub Actions, every workflow of every repository; for "
+                    f"Kubernetes, every service account){aud_note}",
+                    sub_fix,
+                )
+            elif aud.restricted:
+                self.add(
+                    "warning",
+                    "FEDERATED_TRUST_WITHOUT_SUB",
+                    f"{shape.path}.Condition",
+                    f"no condition on {example}:sub: {example}:aud only names the client the "
+                    f"token was issued for, so every identity of {who} that gets such a token "
+                    "may take this role",
+                    sub_fix,
+                )
+            else:
+                wildcard_aud = aud_note if aud.wildcard is not None else ""
+                self.add(
+                    "warning",
+                    "FEDERATED_TRUST_WITHOUT_SUB_OR_AUD",
+                    f"{shape.path}.Condition" if "Condition" in raw else shape.path,
+                    f"every identity of {who} may take this role: no condition on "
+                    f"{example}:sub or {example}:aud{wildcard_aud}",
+                    f'Add e.g. "StringEquals": {{"{example}:sub": "<subject>"}} (and :aud) so '
+                    "only the identities you mean can take the role.",
+                )
+
+    def _email_patterns(self, shape: _Shape, raw: Mapping[str, Any]) -> None:
+        """``StringLike "*@example.com"``: ``*`` crosses ``@``, so it also matches
+        ``a@evil.test@example.com``, an address at another domain."""
+        block = raw.get("Condition")
+        if not isinstance(block, Mapping):
+            return
+        anchored = {
+            canonical_key(key)
+            for op, key, values in _entries(block)
+            if parse_operator(op).spec.name == "StringNotLike" and "*@*@*" in values
+        }
+        for op, key, values in _entries(block):
+            # StringNotLike too: a Deny "StringNotLike *@example.com" lets the same address out.
+            name = parse_operator(op).spec.name
+            if name not in ("StringLike", "StringNotLike") or canonical_key(key) in anchored:
+                continue
+            raw_values = block[op][key]
+            for i, value in enumerate(values):
+                if not isinstance(value, str) or not _email_suffix_pattern(value):
+                    continue
+                domain = value.rsplit("@", 1)[1]
+                path = f"{shape.path}.Condition.{op}.{key}"
+                path = path if isinstance(raw_values, str) else f"{path}[{i}]"
+                provider = key.split(":", 1)[0] if ":" in key else "<provider>"
+                self.add(
+                    "warning",
+                    "EMAIL_PATTERN_ADMITS_OTHER_DOMAINS",
+                    path,
+                    f'"{value}" also matches "a@evil.test@{domain}": "*" matches any '
+                    f'characters, "@" too, so an address that is not at {domain} can satisfy it',
+                    f'Match the domain exactly: "StringEquals": {{"{provider}:hd": "{domain}"}} '
+                    f"(the domain claim your provider vouches for) or list the addresses with "
+                    f'"StringEquals" on {key}; or anchor the pattern by adding '
+                    f'"StringNotLike": {{"{key}": "*@*@*"}} to the same Condition.',
+                )
 
     def _coverage(self) -> None:
         for shape in self.shapes:
@@ -654,6 +725,50 @@ class _Checker:
 
 _LOWER_BOUNDS = {"NumericGreaterThan": False, "NumericGreaterThanEquals": True}
 _UPPER_BOUNDS = {"NumericLessThan": False, "NumericLessThanEquals": True}
+
+
+@dataclass(frozen=True, slots=True)
+class _Restriction:
+    """What a statement's conditions say about one claim of a provider."""
+
+    restricted: bool  # some condition admits only some values
+    wildcard: tuple[str, str] | None  # (path, pattern) of a condition that admits every value
+
+
+def _only_wildcards(value: object) -> bool:
+    return isinstance(value, str) and bool(value) and not value.strip("*?")
+
+
+def _claim_restriction(
+    entries: Sequence[tuple[str, str, list[object]]], provider: str, claim: str
+) -> _Restriction:
+    """Whether conditions (ANDed) on ``<provider>:<claim>`` restrict it; ``provider`` ``*``
+    is any provider. Negated and ``Null`` operators admit every value they do not name."""
+    suffix = f":{claim}"
+    wanted = f"{provider.lower()}{suffix}"
+    restricted = False
+    wildcard: tuple[str, str] | None = None
+    for op, key, values in entries:
+        canonical = canonical_key(key)
+        if not (canonical == wanted or (provider == "*" and canonical.endswith(suffix))):
+            continue
+        parsed = parse_operator(op)
+        if parsed.spec.negated or parsed.spec.is_null:
+            continue
+        star = next((v for v in values if _only_wildcards(v)), None)
+        if parsed.spec.name == "StringLike" and isinstance(star, str):
+            wildcard = wildcard or (f"Condition.{op}.{key}", star)
+        else:
+            restricted = True
+    return _Restriction(restricted, wildcard)
+
+
+def _email_suffix_pattern(value: str) -> bool:
+    """``*@example.com`` and the like: a ``*`` before the last ``@``, a domain after it."""
+    if "@" not in value:
+        return False
+    local, domain = value.rsplit("@", 1)
+    return "*" in local and bool(domain) and "*" not in domain and "?" not in domain
 
 
 def _is_account(text: str) -> bool:
