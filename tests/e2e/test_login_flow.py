@@ -210,6 +210,36 @@ async def test_state_replay_and_other_browser(
     assert "state_unknown_used_expired_or_other_browser" in reasons
 
 
+async def test_a_login_in_flight_dies_with_logout(
+    browser_session: aiohttp.ClientSession, broker: RunningBroker, oidc_server: OidcServer
+) -> None:
+    """A signed-in browser starts another login and signs out before the provider answers:
+    the login state (single use, bound to the browser) is gone with the session."""
+    await login(browser_session, broker, oidc_server, "corp", "bob")
+    r = await follow_login(
+        browser_session,
+        f"{broker.url}/login/corp",
+        username="bob",
+        password=oidc_server.accounts["bob"],
+        provider_origins=oidc_server.issuers.values(),
+        stop_at_rp=True,
+    )
+    callback = r.url
+    assert callback.startswith(f"{broker.url}/callback/corp?")
+    login_cookie = browser_session.cookie_jar.filter_cookies(URL(broker.url))["broker_login"].value
+    async with browser_session.get(f"{broker.url}/logout") as resp:
+        form = parse_forms(await resp.text())[0]
+    async with browser_session.post(f"{broker.url}/logout", data=form.fields) as resp:
+        assert resp.status == 200
+    # Even with the login cookie put back, the callback finds no state.
+    browser_session.cookie_jar.update_cookies({"broker_login": login_cookie}, URL(broker.url))
+    async with browser_session.get(callback, allow_redirects=False) as resp:
+        assert resp.status == 400
+        assert "broker_session" not in resp.cookies
+    reasons = [e.reason for e in await audit(broker, "login")]
+    assert "state_unknown_used_expired_or_other_browser" in reasons
+
+
 async def test_missing_state_and_provider_error(
     browser_session: aiohttp.ClientSession, broker: RunningBroker, oidc_server: OidcServer
 ) -> None:
