@@ -11,11 +11,17 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import settings
 
 from broker.config import Settings, load_settings
 from broker.web.app import create_app
 from broker.web.keys import BROKER
 from tests.support.oidc_server import OidcServer, default_config, free_port, start_oidc_server
+
+# No timing assertions in tests: hypothesis' per-example deadline (200 ms) is one, and it fails
+# at random on a loaded machine. A hang still shows, as a test that does not finish.
+settings.register_profile("broker", deadline=None)
+settings.load_profile("broker")
 
 
 @pytest.fixture(scope="session")
