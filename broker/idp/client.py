@@ -276,6 +276,7 @@ class OIDCClient:
         audiences: Sequence[str] | None = None,
         max_age: float | None = None,
         access_token: str | None = None,
+        code: str | None = None,
     ) -> IdToken:
         """Verify an ID token (OIDC Core §3.1.3.7); raises ``InvalidIdToken(reason)``.
 
@@ -284,7 +285,8 @@ class OIDCClient:
         and ``azp`` must be it when set or when there are several audiences); otherwise the
         accepted audiences of a directly presented token. ``max_age``: the oldest ``iat``
         accepted, in seconds. ``access_token``: the one from the same token response, which
-        an ``at_hash`` claim must match. May also raise ``ProviderUnavailable`` (discovery or
+        an ``at_hash`` claim must match; ``code``: the authorization code redeemed for it, which
+        a ``c_hash`` claim, when present, must match. May also raise ``ProviderUnavailable`` (discovery or
         JWKS down).
         """
         jws = parse_jws(token)
@@ -304,7 +306,7 @@ class OIDCClient:
             leeway=self.config.leeway,
             now=self._clock.now(),
         )
-        return check_claims(jws, token, rules, access_token=access_token)
+        return check_claims(jws, token, rules, access_token=access_token, code=code)
 
 
 def _token_set(doc: Mapping[str, Any]) -> TokenSet:

@@ -216,6 +216,7 @@ class LoginService:
             nonce=state.nonce,
             max_age=self._settings.login.state_ttl,  # the verifier adds the provider's leeway
             access_token=token_set.access_token or None,
+            code=code,
         )
         identity = await self._federated_identity(provider, id_token.claims, now)
         return await self._outcome(identity, state.redirect_after, state.role, req)

@@ -289,6 +289,17 @@ CASES: list[tuple[str, str, Forge]] = [
         lambda idp, n: idp.mint({"nonce": n}, header={"typ": "at+jwt"}),
     ),
     ("not-a-jws", "malformed", lambda idp, n: "not-a.jws"),
+    # hashes binding the token to its response (the fake's access token and code are random)
+    (
+        "at_hash-of-another-access-token",
+        "at_hash_mismatch",
+        lambda idp, n: idp.mint({"nonce": n, "at_hash": "AAAAAAAAAAAAAAAAAAAAAA"}),
+    ),
+    (
+        "c_hash-of-another-code",
+        "c_hash_mismatch",
+        lambda idp, n: idp.mint({"nonce": n, "c_hash": "AAAAAAAAAAAAAAAAAAAAAA"}),
+    ),
     # issuer
     (
         "wrong-iss",
