@@ -286,8 +286,8 @@ class OIDCClient:
         accepted audiences of a directly presented token. ``max_age``: the oldest ``iat``
         accepted, in seconds. ``access_token``: the one from the same token response, which
         an ``at_hash`` claim must match; ``code``: the authorization code redeemed for it, which
-        a ``c_hash`` claim, when present, must match. May also raise ``ProviderUnavailable`` (discovery or
-        JWKS down).
+        a ``c_hash`` claim, when present, must match. May also raise ``ProviderUnavailable``
+        (discovery or JWKS down).
         """
         jws = parse_jws(token)
         md = await self.metadata()
