@@ -183,6 +183,8 @@ class LoginConfig:
     max_failures_per_user: int = 5
     max_failures_per_address: int = 20
     failure_window: float = 900
+    hash_workers: int = 2  # threads hashing passwords, off the event loop
+    hash_queue: int = 32  # hashes that may wait for a thread; beyond that, 503
 
 
 @dataclass(frozen=True)
@@ -536,6 +538,8 @@ def _login(t: _Table) -> LoginConfig:
             t.num("max_failures_per_address", 20, minimum=1, integer=True)
         ),
         failure_window=t.duration("failure_window", 900),
+        hash_workers=int(t.num("hash_workers", 2, minimum=1, integer=True)),
+        hash_queue=int(t.num("hash_queue", 32, minimum=0, integer=True)),
     )
     t.check_unknown()
     return c

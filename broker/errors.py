@@ -15,6 +15,7 @@ class BrokerError(Exception):
     code: str = "server_error"
     status: int = 500
     public_message: str = "The broker could not complete the request."
+    retry_after: int | None = None  # seconds; surfaces send it as ``Retry-After``
 
     def __init__(self, reason: str = "", *, public_message: str | None = None) -> None:
         super().__init__(reason or self.public_message)
@@ -85,6 +86,23 @@ class RateLimited(BrokerError):
     code = "rate_limited"
     status = 429
     public_message = "Too many attempts; wait a little and try again."
+
+    def __init__(self, reason: str = "", *, retry_after: int | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class Overloaded(BrokerError):
+    """The broker refuses work it cannot queue (the password-hashing pool is full), rather
+    than letting it pile up and stall everything else."""
+
+    code = "overloaded"
+    status = 503
+    public_message = "The service is busy; try again in a moment."
+
+    def __init__(self, reason: str = "", *, retry_after: int = 1) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class CsrfError(BrokerError):

@@ -28,6 +28,7 @@ from broker.service.authorize import Authorizer
 from broker.service.bootstrap import bootstrap_admin
 from broker.service.credentials import CredentialVerifier
 from broker.service.forward_auth import ForwardAuth, HeaderFreezer
+from broker.service.hashing import PasswordHashing
 from broker.service.iam import IamService
 from broker.service.login import LoginService
 from broker.service.revocation import RevocationState
@@ -105,6 +106,7 @@ class Broker:
     clients: Mapping[str, OIDCClient]
     forward_auth: ForwardAuth
     sts: StsService
+    hashing: PasswordHashing
     csrf_key: bytes = b""
     bootstrap_password: str | None = None
     _last: dict[str, float] = field(default_factory=dict)
@@ -133,6 +135,9 @@ class Broker:
             db.parent.mkdir(parents=True, exist_ok=True)
         await migrate(settings.store.url)
         store = open_store(settings.store.url)
+        hashing = PasswordHashing(
+            workers=settings.login.hash_workers, queue=settings.login.hash_queue
+        )
         try:
             auditor = Auditor(store, clock)
             max_token = max(
@@ -165,9 +170,14 @@ class Broker:
                 for name, p in settings.providers.items()
                 if p.type != "local"
             }
-            login = LoginService(settings, store, clients, roles, sessions, auditor, clock)
-            password = await bootstrap_admin(settings, store, auditor, clock) if bootstrap else None
+            login = LoginService(settings, store, clients, roles, sessions, auditor, clock, hashing)
+            password = (
+                await bootstrap_admin(settings, store, auditor, clock, hashing)
+                if bootstrap
+                else None
+            )
         except BaseException:
+            hashing.close()
             await store.close()
             raise
         credentials = CredentialVerifier(sessions, revocations, clock)
@@ -195,6 +205,7 @@ class Broker:
             )
             await sts.refresh()
         except BaseException:
+            hashing.close()
             await store.close()
             raise
         now = clock.now()
@@ -214,12 +225,14 @@ class Broker:
             clients=clients,
             forward_auth=forward_auth,
             sts=sts,
+            hashing=hashing,
             csrf_key=derive_key(kek, b"broker/csrf"),
             bootstrap_password=password,
             _last={"keys": now, "purge": now, "flush": now},
         )
 
     async def close(self) -> None:
+        self.hashing.close()
         try:
             await self.sessions.flush_last_seen()
         except StoreError:
@@ -265,6 +278,7 @@ class Broker:
             self._last["purge"] = now
             await self.store.purge_login_states(now)
             await self.store.purge_single_use(now)
+            await self.store.purge_login_failures(now)
             await self.store.purge_sessions(now)
             horizon = now - self.revocation_horizon
             await self.store.purge_revocations(horizon)

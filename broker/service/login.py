@@ -25,17 +25,15 @@ from broker.errors import (
     InvalidState,
     NoRoleAvailable,
     NotFound,
+    Overloaded,
     RateLimited,
 )
 from broker.idp import OIDCClient, new_pkce
 from broker.service import single_use
 from broker.service.audit import Auditor, RequestInfo
-from broker.service.passwords import (
-    RateLimiter,
-    hash_password,
-    password_problem,
-    verify_password,
-)
+from broker.service.hashing import PasswordHashing
+from broker.service.login_limits import LoginLimits
+from broker.service.passwords import password_problem
 from broker.service.roles import Candidate, RoleCatalog
 from broker.service.sessions import SessionService
 from broker.service.single_use import SingleUseValues, binding_hash
@@ -89,6 +87,7 @@ class LoginService:
         sessions: SessionService,
         auditor: Auditor,
         clock: Clock,
+        hashing: PasswordHashing,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -98,13 +97,8 @@ class LoginService:
         self._audit = auditor
         self._clock = clock
         self._values = SingleUseValues(store, clock)
-        login = settings.login
-        self._user_limiter = RateLimiter(
-            clock, limit=login.max_failures_per_user, window=login.failure_window
-        )
-        self._ip_limiter = RateLimiter(
-            clock, limit=login.max_failures_per_address, window=login.failure_window
-        )
+        self._hashing = hashing
+        self._limits = LoginLimits(store, settings.login, clock)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -295,22 +289,24 @@ class LoginService:
         if provider is None:
             raise NotFound("local_provider_disabled")
         role = self._valid_role_name(role)
-        user_key = f"{provider}:{username.lower()}"
-        ip_key = f"ip:{req.source_ip}"
-        if self._user_limiter.blocked(user_key) or self._ip_limiter.blocked(ip_key):
+        principal = f"{provider}/{username}"
+        try:
+            attempt = await self._limits.attempt(provider, username, req.source_ip)
+        except RateLimited:
             await self._audit.record(
-                "login",
-                "failure",
-                req=req,
-                principal=f"{provider}/{username}",
-                reason="rate_limited",
+                "login", "failure", req=req, principal=principal, reason="rate_limited"
             )
-            raise RateLimited("too_many_failures")
+            raise
         user = await self._store.find_user(provider, username) if username else None
-        ok = verify_password(user.password_hash if user else None, password)
+        try:
+            ok = await self._hashing.verify(user.password_hash if user else None, password)
+        except Overloaded as e:
+            await attempt.void()
+            await self._audit.record(
+                "login", "failure", req=req, principal=principal, reason=e.reason
+            )
+            raise
         if user is None or not ok or user.disabled:
-            self._user_limiter.fail(user_key)
-            self._ip_limiter.fail(ip_key)
             reason = (
                 "unknown_user"
                 if user is None
@@ -319,10 +315,10 @@ class LoginService:
                 else "wrong_password"
             )
             await self._audit.record(
-                "login", "failure", req=req, principal=f"{provider}/{username}", reason=reason
+                "login", "failure", req=req, principal=principal, reason=reason
             )
             raise InvalidCredentials(reason)
-        self._user_limiter.reset(user_key)
+        await attempt.succeeded()
         return user, self.safe_rd(rd), role
 
     async def local_outcome(
@@ -411,11 +407,12 @@ class LoginService:
             problem = password_problem(new_password, username=user.name)
             if problem:
                 raise InvalidRequest("weak_password", public_message=problem)
-            if verify_password(user.password_hash, new_password):
+            if await self._hashing.verify(user.password_hash, new_password):
                 raise InvalidRequest(
                     "password_reused",
                     public_message="Choose a password other than the one-time one.",
                 )
+            new_hash = await self._hashing.hash(new_password)  # Overloaded leaves the ticket
             # Consumed only now, by the one request that changes the password.
             if (
                 await self._values.consume(single_use.PASSWORD_CHANGE, ticket, browser=browser)
@@ -427,7 +424,7 @@ class LoginService:
                 "user.password_change", "failure", req=req, principal=principal, reason=e.reason
             )
             raise
-        await self._store.set_password(user.id, hash_password(new_password), must_change=False)
+        await self._store.set_password(user.id, new_hash, must_change=False)
         await self._audit.record("user.password_change", "success", req=req, principal=principal)
         return await self._store.get_user(user.id), change
 

@@ -62,6 +62,16 @@ class SingleUse:
 
 
 @dataclass(frozen=True)
+class LoginFailures:
+    """Failed logins counted against one key (a hashed user name or address) in a fixed
+    window that starts at its first failure and ends at ``window_end``."""
+
+    key: str
+    count: int
+    window_end: float
+
+
+@dataclass(frozen=True)
 class Session:
     """A server-side session; the cookie's JWT names it by ``id`` (the ``sid`` claim)."""
 
@@ -241,6 +251,21 @@ class Store(Protocol):
         """Delete every single-use value and login state bound to this browser (logout)."""
 
     async def purge_single_use(self, now: float) -> int: ...
+
+    # failed-login counts, shared by every instance; one row per key, never evicted
+    async def add_login_failures(
+        self, keys: Sequence[str], *, now: float, window: float
+    ) -> list[LoginFailures]:
+        """Count one failure against each key and return the new counts, in ``keys`` order, all
+        in one transaction. A key whose window has ended starts a new one (``now + window``)."""
+
+    async def forgive_login_failures(
+        self, *, clear: Sequence[str] = (), once: Sequence[str] = ()
+    ) -> None:
+        """Forget every failure of the ``clear`` keys, and one failure of each ``once`` key."""
+
+    async def purge_login_failures(self, now: float) -> int:
+        """Delete the counts whose window has ended."""
 
     # sessions
     async def create_session(self, session: Session) -> None: ...

@@ -69,6 +69,14 @@ single_use = sa.Table(
     sa.PrimaryKeyConstraint("kind", "key"),
 )
 
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("key", sa.String(), primary_key=True),  # a hash of the user name or address
+    sa.Column("failures", sa.Integer(), nullable=False),
+    sa.Column("window_end", sa.Double(), nullable=False, index=True),
+)
+
 sessions = sa.Table(
     "sessions",
     metadata,

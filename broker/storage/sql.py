@@ -51,6 +51,7 @@ from broker.storage.base import (
     AttachedPolicies,
     AuditEvent,
     Group,
+    LoginFailures,
     LoginState,
     ManagedPolicyRecord,
     PolicyUse,
@@ -886,6 +887,52 @@ class SqlStore:
         async with self._write("purge single-use values") as conn:
             result = await conn.execute(
                 sa.delete(t.single_use).where(t.single_use.c.expires_at <= now)
+            )
+            return result.rowcount
+
+    # -- failed-login counts
+
+    async def add_login_failures(
+        self, keys: Sequence[str], *, now: float, window: float
+    ) -> list[LoginFailures]:
+        c = t.login_failures.c
+        counts: dict[str, LoginFailures] = {}
+        async with self._write("count login failures") as conn:
+            # One upsert per key, in a fixed order (two writers never wait on each other in a
+            # cycle); each is atomic, so concurrent failures on every instance all count.
+            ended = c.window_end <= now  # the stored row's window
+            for key in sorted(set(keys)):
+                stmt = self._upsert(
+                    t.login_failures,
+                    {"key": key, "failures": 1, "window_end": now + window},
+                    key=("key",),
+                    update={
+                        "failures": sa.case((ended, 1), else_=c.failures + 1),
+                        "window_end": lambda x: sa.case((ended, x.window_end), else_=c.window_end),
+                    },
+                ).returning(c.failures, c.window_end)
+                row = (await conn.execute(stmt)).one()
+                counts[key] = LoginFailures(key, int(row.failures), float(row.window_end))
+        return [counts[k] for k in keys]
+
+    async def forgive_login_failures(
+        self, *, clear: Sequence[str] = (), once: Sequence[str] = ()
+    ) -> None:
+        c = t.login_failures.c
+        async with self._write("forgive login failures") as conn:
+            if clear:
+                await conn.execute(sa.delete(t.login_failures).where(c.key.in_(list(clear))))
+            if once:
+                await conn.execute(
+                    sa.update(t.login_failures)
+                    .where(c.key.in_(list(once)), c.failures > 0)
+                    .values(failures=c.failures - 1)
+                )
+
+    async def purge_login_failures(self, now: float) -> int:
+        async with self._write("purge login failures") as conn:
+            result = await conn.execute(
+                sa.delete(t.login_failures).where(t.login_failures.c.window_end <= now)
             )
             return result.rowcount
 

@@ -1,0 +1,117 @@
+"""Local logins under pressure: limits shared through the store, ``Retry-After`` on refusals,
+and a full hashing pool answering 503 rather than queueing without bound."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import E2E_ROLES, BrokerFactory, RunningBroker
+from tests.support.login_driver import parse_forms
+
+ROLES = {"local-admin": E2E_ROLES["local-admin"]}
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        yield s
+
+
+async def login(
+    client: aiohttp.ClientSession, b: RunningBroker, username: str, password: str
+) -> tuple[int, dict[str, str]]:
+    async with client.get(f"{b.url}/login/local") as r:
+        fields = dict(parse_forms(await r.text())[0].fields)
+    data = {**fields, "username": username, "password": password}
+    async with client.post(f"{b.url}/login/local", data=data, allow_redirects=False) as r:
+        await r.read()
+        return r.status, dict(r.headers)
+
+
+async def test_a_refused_login_says_when_to_retry(
+    client: aiohttp.ClientSession, broker_factory: BrokerFactory
+) -> None:
+    b = await broker_factory(
+        oidc=None, roles=ROLES, extra="[login]\nmax_failures_per_user = 2\nfailure_window = '10m'\n"
+    )
+    assert [(await login(client, b, "admin", "wrong"))[0] for _ in range(2)] == [401, 401]
+    status, headers = await login(client, b, "admin", b.broker.bootstrap_password)
+    assert status == 429
+    assert 0 < int(headers["Retry-After"]) <= 600
+    assert "Set-Cookie" not in headers
+
+
+async def test_limits_are_shared_by_two_brokers_on_one_store(
+    client: aiohttp.ClientSession, broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    shared = dict(
+        oidc=None,
+        roles=ROLES,
+        store_url=f"sqlite:///{tmp_path / 'shared.db'}",
+        extra="[login]\nmax_failures_per_user = 3\n",
+    )
+    a = await broker_factory(name="a", **shared)
+    b = await broker_factory(name="b", **shared)
+    password = a.broker.bootstrap_password
+    assert password
+    assert b.broker.bootstrap_password is None  # one store, one admin
+    assert (await login(client, a, "admin", "wrong"))[0] == 401
+    assert (await login(client, b, "admin", "wrong"))[0] == 401
+    assert (await login(client, a, "admin", "wrong"))[0] == 401
+    for instance in (b, a):
+        status, headers = await login(client, instance, "admin", password)
+        assert status == 429
+        assert "Retry-After" in headers
+
+
+async def test_spraying_other_names_does_not_unlock_a_user(
+    client: aiohttp.ClientSession, broker_factory: BrokerFactory
+) -> None:
+    b = await broker_factory(
+        oidc=None,
+        roles=ROLES,
+        extra="[login]\nmax_failures_per_user = 2\nmax_failures_per_address = 100000\n",
+    )
+    for _ in range(2):
+        assert (await login(client, b, "admin", "wrong"))[0] == 401
+    for i in range(20):
+        assert (await login(client, b, f"spray-{i}", "wrong"))[0] == 401
+    assert (await login(client, b, "admin", b.broker.bootstrap_password))[0] == 429
+
+
+async def test_a_full_hashing_pool_answers_503_and_charges_nothing(
+    client: aiohttp.ClientSession, broker_factory: BrokerFactory
+) -> None:
+    b = await broker_factory(
+        oidc=None,
+        roles=ROLES,
+        extra="[login]\nmax_failures_per_user = 1\nhash_workers = 1\nhash_queue = 0\n",
+    )
+    started, release = threading.Event(), threading.Event()
+
+    def hog() -> bool:  # stands for a hash that takes long
+        started.set()
+        return release.wait(30)
+
+    busy = asyncio.ensure_future(b.broker.hashing._run(hog))
+    try:
+        assert await asyncio.to_thread(started.wait, 30)
+        status, headers = await login(client, b, "admin", b.broker.bootstrap_password)
+        assert status == 503
+        assert headers["Retry-After"] == "1"
+        assert "Set-Cookie" not in headers
+    finally:
+        release.set()
+        await busy
+    events = await b.broker.store.list_audit(action="login")
+    assert any(e.reason == "password_hashing_queue_full" for e in events)
+    # The refused attempt was not counted against the user (limit 1): the right password works.
+    status, headers = await login(client, b, "admin", b.broker.bootstrap_password)
+    assert status == 303
+    assert headers["Location"] == "/password"
