@@ -4,11 +4,14 @@ and a full hashing pool answering 503 rather than queueing without bound."""
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 
 from tests.conftest import E2E_ROLES, BrokerFactory, RunningBroker
@@ -47,13 +50,34 @@ async def test_a_refused_login_says_when_to_retry(
     assert "Set-Cookie" not in headers
 
 
+@pytest.fixture(
+    params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A store URL for two brokers: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+        return
+    dsn = os.environ.get("BROKER_TEST_POSTGRES_DSN", "")
+    if not dsn:
+        pytest.skip("set BROKER_TEST_POSTGRES_DSN to run the PostgreSQL case")
+    schema = f"broker_limits_{secrets.token_hex(4)}"
+    yield f"{dsn}?schema={schema}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
 async def test_limits_are_shared_by_two_brokers_on_one_store(
-    client: aiohttp.ClientSession, broker_factory: BrokerFactory, tmp_path: Path
+    shared_store: str, client: aiohttp.ClientSession, broker_factory: BrokerFactory
 ) -> None:
+    # (shared_store first: its schema is dropped only after both brokers have stopped)
     shared = dict(
         oidc=None,
         roles=ROLES,
-        store_url=f"sqlite:///{tmp_path / 'shared.db'}",
+        store_url=shared_store,
         extra="[login]\nmax_failures_per_user = 3\n",
     )
     a = await broker_factory(name="a", **shared)
