@@ -4,6 +4,7 @@ and a full hashing pool answering 503 rather than queueing without bound."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import threading
@@ -109,33 +110,62 @@ async def test_spraying_other_names_does_not_unlock_a_user(
     assert (await login(client, b, "admin", b.broker.bootstrap_password))[0] == 429
 
 
-async def test_a_full_hashing_pool_answers_503_and_charges_nothing(
-    client: aiohttp.ClientSession, broker_factory: BrokerFactory
-) -> None:
-    b = await broker_factory(
-        oidc=None,
-        roles=ROLES,
-        extra="[login]\nmax_failures_per_user = 1\nhash_workers = 1\nhash_queue = 0\n",
-    )
+@contextlib.asynccontextmanager
+async def hashing_pool_full(b: RunningBroker) -> AsyncIterator[None]:
+    """Every slot of the broker's hashing pool (``hash_workers = 1``, ``hash_queue = 0``) taken
+    by a job that stands for a hash that takes long, until the block ends."""
     started, release = threading.Event(), threading.Event()
 
-    def hog() -> bool:  # stands for a hash that takes long
+    def hog() -> bool:
         started.set()
         return release.wait(30)
 
     busy = asyncio.ensure_future(b.broker.hashing._run(hog))
     try:
         assert await asyncio.to_thread(started.wait, 30)
+        yield
+    finally:
+        release.set()
+        await busy
+
+
+ONE_SLOT = "[login]\nmax_failures_per_user = 1\nhash_workers = 1\nhash_queue = 0\n"
+
+
+async def test_a_full_hashing_pool_answers_503_and_charges_nothing(
+    client: aiohttp.ClientSession, broker_factory: BrokerFactory
+) -> None:
+    b = await broker_factory(oidc=None, roles=ROLES, extra=ONE_SLOT)
+    async with hashing_pool_full(b):
         status, headers = await login(client, b, "admin", b.broker.bootstrap_password)
         assert status == 503
         assert headers["Retry-After"] == "1"
         assert "Set-Cookie" not in headers
-    finally:
-        release.set()
-        await busy
     events = await b.broker.store.list_audit(action="login")
     assert any(e.reason == "password_hashing_queue_full" for e in events)
     # The refused attempt was not counted against the user (limit 1): the right password works.
     status, headers = await login(client, b, "admin", b.broker.bootstrap_password)
     assert status == 303
     assert headers["Location"] == "/password"
+
+
+async def test_a_password_change_refused_for_load_leaves_the_ticket_usable(
+    client: aiohttp.ClientSession, broker_factory: BrokerFactory
+) -> None:
+    b = await broker_factory(oidc=None, roles=ROLES, extra=ONE_SLOT)
+    assert (await login(client, b, "admin", b.broker.bootstrap_password))[0] == 303
+    async with client.get(f"{b.url}/password") as r:
+        fields = dict(parse_forms(await r.text())[0].fields)
+    new = "correct horse battery staple"
+    data = {**fields, "new_password": new, "confirm": new}
+    url = f"{b.url}/password"
+    async with hashing_pool_full(b), client.post(url, data=data, allow_redirects=False) as r:
+        assert r.status == 503
+        assert r.headers["Retry-After"] == "1"
+    user = await b.broker.store.find_user("local", "admin")
+    assert user.must_change_password  # nothing changed
+    events = await b.broker.store.list_audit(action="user.password_change")
+    assert [e.reason for e in events if e.outcome == "failure"] == ["password_hashing_queue_full"]
+    async with client.post(f"{b.url}/password", data=data) as r:
+        assert r.status == 200
+        assert str(r.url) == f"{b.url}/session"
