@@ -148,8 +148,11 @@ def parse_jws(token: str) -> UnverifiedJws:
     )
 
 
-def check_header(header: Mapping[str, Any], allowed_algs: Sequence[str]) -> tuple[str, str | None]:
-    """Judge the JOSE header; returns ``(alg, kid)``."""
+def check_header(
+    header: Mapping[str, Any], allowed_algs: Sequence[str], typs: Sequence[str] = ALLOWED_TYP
+) -> tuple[str, str | None]:
+    """Judge the JOSE header; returns ``(alg, kid)``. ``typs``: the accepted ``typ`` values,
+    lower case (a logout token may also say ``logout+jwt``)."""
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in allowed_algs:
         raise InvalidIdToken("alg_not_allowed")
@@ -159,7 +162,7 @@ def check_header(header: Mapping[str, Any], allowed_algs: Sequence[str]) -> tupl
     if "crit" in header:
         raise InvalidIdToken("unknown_crit")
     typ = header.get("typ")
-    if typ is not None and (not isinstance(typ, str) or typ.lower() not in ALLOWED_TYP):
+    if typ is not None and (not isinstance(typ, str) or typ.lower() not in typs):
         raise InvalidIdToken("typ_mismatch")
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
