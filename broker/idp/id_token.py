@@ -62,6 +62,7 @@ REASONS = (
     "nonce_mismatch",
     "at_hash_mismatch",
     "c_hash_mismatch",
+    "events_present",
 )
 
 MAX_TOKEN_LENGTH = 64 * 1024
@@ -265,6 +266,9 @@ def check_claims(
     c = jws.claims
     for name in ("exp", "nbf", "iat", "auth_time"):
         _number(c, name)
+    if "events" in c:
+        # A Security Event Token (RFC 8417 §4.1), such as a logout token, is never an ID token.
+        raise InvalidIdToken("events_present")
     _authlib_validate(jws, rules, access_token=access_token, code=code)
     iss, sub, aud_claim = c["iss"], c["sub"], c["aud"]
     aud = (aud_claim,) if isinstance(aud_claim, str) else tuple(aud_claim)

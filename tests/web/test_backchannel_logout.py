@@ -34,7 +34,22 @@ from tests.conftest import RunningBroker, trust, write_config
 from tests.support.fake_idp import FakeIdP, FakeKey, encode_jws, tamper_signature
 from tests.support.oidc_server import free_port
 
-ROLES = {"fake-user": trust("fake", {"StringEquals": {"fake:sub": "user-1"}})}
+ROLES = {
+    "fake-user": trust("fake", {"StringEquals": {"fake:sub": "user-1"}}),
+    # taken from a fake-user session by token exchange (a derived credential)
+    "chained": {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:broker:iam::000000000000:role/fake-user"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    },
+}
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
 SID = "op-sid-1"
 EVENTS: dict[str, dict[str, Any]] = {BACKCHANNEL_LOGOUT_EVENT: {}}
 
@@ -150,6 +165,38 @@ async def test_a_valid_logout_token_ends_the_session(env: Env, claims: dict[str,
         "fake/user-1" if "sub" not in claims else "fake/",
     )
     assert [r.kind for r in await revocations(env)] == ["user"]
+
+
+async def exchange(env: Env, session_token: str) -> str:
+    """RFC 8693: the session token for a credential of the role ``chained``."""
+    form = {
+        "grant_type": TOKEN_EXCHANGE,
+        "subject_token": session_token,
+        "subject_token_type": ACCESS_TOKEN,
+        "scope": "role:chained",
+    }
+    async with aiohttp.ClientSession() as s, s.post(f"{env.url}/oauth2/token", data=form) as r:
+        body = await r.json()
+        assert r.status == 200, body
+        return str(body["access_token"])
+
+
+async def introspect_status(env: Env, token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{env.url}/oauth2/introspect", data={"token": token}, headers=headers) as r,
+    ):
+        return r.status
+
+
+async def test_credentials_derived_from_the_session_end_too(env: Env) -> None:
+    token = await sign_in(env)
+    derived = await exchange(env, token)
+    assert await introspect_status(env, derived) == 200
+    assert (await post(env, {"logout_token": logout_token(env, omit=("email", "sub"))}))[0] == 200
+    assert await session_status(env, token) == 401
+    assert await introspect_status(env, derived) == 401
 
 
 async def test_a_logout_token_for_no_session_here_is_still_a_success(env: Env) -> None:
