@@ -39,7 +39,7 @@ from tests.support.oidc_server import (
 pytestmark = pytest.mark.oidc
 
 APP = "https://app.example.com/"
-ROLES = {"dev": E2E_ROLES["dev"]}
+ROLES = {"dev": E2E_ROLES["dev"], "admin": E2E_ROLES["admin"]}  # alice: the chooser
 
 Start = Callable[[str, int, str, int], Awaitable[RunningBroker]]
 
@@ -107,15 +107,23 @@ async def start(tmp_path: Path, provider: OidcServer) -> AsyncIterator[Start]:
         await r.cleanup()
 
 
-async def log_in(browser: aiohttp.ClientSession, b: RunningBroker, oidc: OidcServer) -> str:
+async def log_in(
+    browser: aiohttp.ClientSession, b: RunningBroker, oidc: OidcServer, user: str = "bob"
+) -> str:
+    """Bob has one role (straight to the session); Alice chooses ``dev`` among two."""
     r = await follow_login(
         browser,
         f"{b.url}/login/corp",
-        username="bob",
-        password=oidc.accounts["bob"],
+        username=user,
+        password=oidc.accounts[user],
         provider_origins=oidc.issuers.values(),
     )
     assert r.status == 200, r.text
+    assert (r.url == f"{b.url}/roles") == (user == "alice")
+    if r.url == f"{b.url}/roles":
+        form = parse_forms(r.text)[0]
+        async with browser.post(f"{b.url}/roles", data=[*form.fields, ("role", "dev")]) as c:
+            assert c.status == 200, await c.text()
     return browser.cookie_jar.filter_cookies(URL(b.url))["broker_session"].value
 
 
@@ -144,20 +152,21 @@ async def end_session_at_provider(browser: aiohttp.ClientSession, oidc: OidcServ
         assert r.status == 200, await r.text()
 
 
+@pytest.mark.parametrize("user", ["bob", "alice"], ids=["one-role", "role-chooser"])
 async def test_logout_at_the_provider_ends_the_broker_session(
-    start: Start, ports: Ports, provider: OidcServer
+    start: Start, ports: Ports, provider: OidcServer, user: str
 ) -> None:
     a = await start("a", ports.a, "sqlite:///broker.db", ports.a)
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(cookie_jar=jar) as browser:
-        token = await log_in(browser, a, provider)
+        token = await log_in(browser, a, provider, user)
         session = await a.broker.store.get_session(a.broker.sessions.verify(token).session_id)
         assert session.provider_sid  # the ID token's sid, kept for the logout token
         assert await auth_status(a, token) == 200
         await end_session_at_provider(browser, provider)
     assert await auth_status(a, token) == 401
     events = await a.broker.store.list_audit(action="logout.backchannel")
-    assert [(e.outcome, e.principal) for e in events] == [("success", "corp/bob")]
+    assert [(e.outcome, e.principal) for e in events] == [("success", f"corp/{user}")]
     assert events[0].details["sid"] == session.provider_sid
     assert (await a.broker.store.get_session(session.id)).revoked_at is not None
     assert "backchannel.error" not in provider.stderr
