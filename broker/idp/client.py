@@ -5,7 +5,8 @@ authorization response (RFC 6749 §4.1.2, RFC 9207 ``iss``), redeems the code (R
 §2.3.1 client authentication) and verifies ID tokens (``id_token``; OIDC Core §3.1.3.7). The
 pipeline in ``verify_id_token`` is authlib's ``parse_id_token``: pin ``iss`` from configuration,
 take algorithms from metadata, refetch the JWKS once on an unknown key, then always validate
-claims.
+claims. Logout tokens (Back-Channel Logout 1.0, ``verify_logout_token``) share the signature
+steps and have their own claims (``logout_token``).
 
 Discovery is cached for ``discovery_ttl`` and fetched by one request however many callers need
 it; nothing here is shared between providers, so a slow provider delays only its own callers.
