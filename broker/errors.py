@@ -158,6 +158,13 @@ class InvalidIdToken(InvalidToken):
     code = "invalid_id_token"
 
 
+class InvalidLogoutToken(InvalidRequest):
+    """OpenID Connect Back-Channel Logout 1.0 §2.8: the logout token failed validation, or was
+    seen before; answered 400 with an OAuth 2.0 ``invalid_request`` error."""
+
+    public_message = "The logout token is not valid."
+
+
 class ExpiredToken(InvalidToken):
     code = "expired_token"
     public_message = "The token has expired."

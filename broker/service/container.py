@@ -25,6 +25,7 @@ from broker.errors import ConfigError, StoreError
 from broker.idp import OIDCClient
 from broker.service.audit import Auditor
 from broker.service.authorize import Authorizer
+from broker.service.backchannel import BackchannelLogout
 from broker.service.bootstrap import bootstrap_admin
 from broker.service.credentials import CredentialVerifier
 from broker.service.forward_auth import ForwardAuth, HeaderFreezer
@@ -107,6 +108,7 @@ class Broker:
     forward_auth: ForwardAuth
     sts: StsService
     hashing: PasswordHashing
+    backchannel: BackchannelLogout
     csrf_key: bytes = b""
     bootstrap_password: str | None = None
     _last: dict[str, float] = field(default_factory=dict)
@@ -226,6 +228,7 @@ class Broker:
             forward_auth=forward_auth,
             sts=sts,
             hashing=hashing,
+            backchannel=BackchannelLogout(settings, store, clients, revocations, auditor, clock),
             csrf_key=derive_key(kek, b"broker/csrf"),
             bootstrap_password=password,
             _last={"keys": now, "purge": now, "flush": now},

@@ -40,6 +40,7 @@ from broker.service.single_use import SingleUseValues, binding_hash
 from broker.storage.base import LoginState, RoleRecord, Session, Store, User
 
 PENDING_LIFETIME = 600  # seconds a role choice or a password change may wait
+MAX_SID_LENGTH = 256  # a provider's session id longer than this is not kept (nor matchable)
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,7 @@ class LoginService:
         )
         amr = claims.get("amr")
         mfa = isinstance(amr, list) and any(m in ("mfa", "otp", "hwk", "swk") for m in amr)
+        sid = claims.get("sid")  # OIDC Back-Channel Logout 1.0 §2.1; bounded like any name
         return Identity(
             provider=provider,
             subject=subject,
@@ -251,6 +253,7 @@ class LoginService:
             claims=dict(claims),
             mfa=mfa,
             user_id=user.id,
+            provider_sid=sid if isinstance(sid, str) and 0 < len(sid) <= MAX_SID_LENGTH else "",
         )
 
     async def _outcome(
@@ -443,6 +446,7 @@ class LoginService:
                 "email": i.email,
                 "groups": list(i.groups),
                 "mfa": i.mfa,
+                "provider_sid": i.provider_sid,
                 "roles": [c.role.name for c in outcome.candidates],
                 "rd": outcome.redirect_after,
             },
@@ -472,6 +476,7 @@ class LoginService:
             groups=tuple(str(g) for g in c.get("groups", [])),
             mfa=c.get("mfa") is True,
             user_id=str(c["user_id"]),
+            provider_sid=str(c.get("provider_sid", "")),
         )
         return PendingChoice(
             identity=identity,

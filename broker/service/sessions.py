@@ -143,6 +143,7 @@ class SessionService:
             expires_at=now + lifetime,
             idle_timeout=cfg.idle_timeout,
             last_seen_at=now,
+            provider_sid=identity.provider_sid,
         )
         await self._store.create_session(session)
         return session, self._token(session, now)

@@ -90,6 +90,7 @@ class Session:
     last_seen_at: float = 0.0
     revoked_at: float | None = None
     revoked_reason: str = ""
+    provider_sid: str = ""  # the provider's session it came from (ID token ``sid``), or ""
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,10 @@ class Store(Protocol):
     async def get_session(self, session_id: str) -> Session | None: ...
     async def touch_sessions(self, last_seen: Mapping[str, float]) -> None:
         """Batched last-seen bookkeeping: session id -> time."""
+
+    async def provider_session_users(self, provider: str, provider_sid: str) -> list[str]:
+        """The user ids (sorted, distinct) of the sessions the provider's session
+        ``provider_sid`` started, revoked or not (Back-Channel Logout's ``sid``)."""
 
     async def revoke_session(self, session_id: str, *, now: float, reason: str) -> bool: ...
     async def revoke_user_sessions(self, user_id: str, *, now: float, reason: str) -> int: ...

@@ -96,6 +96,8 @@ sessions = sa.Table(
     sa.Column("last_seen_at", sa.Double(), nullable=False),
     sa.Column("revoked_at", sa.Double(), nullable=True),
     sa.Column("revoked_reason", sa.Text(), nullable=False),
+    # the provider's session (ID token ``sid``) it came from, for back-channel logout
+    sa.Column("provider_sid", sa.String(), nullable=True, index=True),
 )
 
 revocations = sa.Table(

@@ -387,6 +387,7 @@ def _session(row: sa.Row[Any]) -> Session:
         last_seen_at=m["last_seen_at"],
         revoked_at=m["revoked_at"],
         revoked_reason=m["revoked_reason"],
+        provider_sid=m["provider_sid"] or "",
     )
 
 
@@ -957,6 +958,7 @@ class SqlStore:
                     last_seen_at=session.last_seen_at,
                     revoked_at=session.revoked_at,
                     revoked_reason=session.revoked_reason,
+                    provider_sid=session.provider_sid or None,
                 )
             )
 
@@ -984,6 +986,19 @@ class SqlStore:
         params = [{"b_id": sid, "b_seen": seen} for sid, seen in sorted(last_seen.items())]
         async with self._write("touch sessions") as conn:
             await conn.execute(stmt, params)
+
+    async def provider_session_users(self, provider: str, provider_sid: str) -> list[str]:
+        if not provider_sid:
+            return []
+        s = t.sessions.c
+        stmt = (
+            sa.select(s.user_id)
+            .where(s.provider_sid == provider_sid, s.provider == provider)
+            .distinct()
+            .order_by(s.user_id)
+        )
+        async with self._read("find sessions by provider sid") as conn:
+            return [str(r[0]) for r in await conn.execute(stmt)]
 
     async def revoke_session(self, session_id: str, *, now: float, reason: str) -> bool:
         """Revoke one live session and record a ``session`` revocation; False if the session is
