@@ -166,8 +166,11 @@ def link(prev_hash: str, events: Sequence[Mapping[str, Any]]) -> list[tuple[str,
     return out
 
 
-def verify_chain(rows: Iterable[ChainRow], checkpoints: Sequence[Checkpoint] = ()) -> Report:
-    """Check the rows (in id order, all of them) and the checkpoints against them.
+def verify_chain(
+    rows: Iterable[ChainRow], checkpoints: Sequence[Checkpoint] = (), *, start: str = GENESIS
+) -> Report:
+    """Check the rows (in id order, all of them) and the checkpoints against them. ``start``:
+    the hash the first row must follow (to check the rows after a known-good row).
 
     Stops at the first break, classified as: ``changed`` (the row's content or hash does not
     match its hash), ``inserted`` (the row does not follow its predecessor, but the next row
@@ -202,7 +205,8 @@ def verify_chain(rows: Iterable[ChainRow], checkpoints: Sequence[Checkpoint] = (
             gone = cps[at].last_id
             return report(Break(gone, "deleted", f"checkpoint names row {gone}, which is missing"))
         if not row.hash:
-            if prev is None and not (at < len(cps) and cps[at].last_id == row.id):
+            legacy = prev is None and start == GENESIS
+            if legacy and not (at < len(cps) and cps[at].last_id == row.id):
                 unchained += 1
                 continue
             return report(
@@ -212,9 +216,9 @@ def verify_chain(rows: Iterable[ChainRow], checkpoints: Sequence[Checkpoint] = (
             return report(
                 Break(row.id, "changed", "the row's content does not match its hash (edited)")
             )
-        expected = prev.hash if prev is not None else GENESIS
+        expected = prev.hash if prev is not None else start
         if row.prev_hash != expected:
-            return report(_misplaced(row, prev, pending, recent))
+            return report(_misplaced(row, prev, expected, pending, recent))
         while at < len(cps) and cps[at].last_id == row.id:
             cp = cps[at]
             at += 1
@@ -248,9 +252,12 @@ def verify_chain(rows: Iterable[ChainRow], checkpoints: Sequence[Checkpoint] = (
 
 
 def _misplaced(
-    row: ChainRow, prev: ChainRow | None, following: ChainRow | None, recent: Mapping[str, int]
+    row: ChainRow,
+    prev: ChainRow | None,
+    expected: str,
+    following: ChainRow | None,
+    recent: Mapping[str, int],
 ) -> Break:
-    expected = prev.hash if prev is not None else GENESIS
     after = f"row {prev.id}" if prev is not None else "the start of the chain"
     if row.prev_hash in recent or (following is not None and row.prev_hash == following.hash):
         where = recent.get(row.prev_hash, following.id if following is not None else 0)

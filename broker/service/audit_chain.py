@@ -14,6 +14,7 @@ compared against the rows. A checkpoint whose signature fails is a break.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from typing import Final
@@ -24,6 +25,8 @@ from broker.domain.audit_chain import Break, ChainRow, Checkpoint, Report
 from broker.errors import InvalidToken
 from broker.signing import KeyRing
 from broker.storage.base import AuditCheckpoint, Store
+
+log = logging.getLogger("broker.audit")
 
 CHECKPOINT_TYP: Final = "broker-audit-checkpoint+jwt"
 CHECKPOINT_AUDIENCE: Final = "broker-audit"
@@ -50,6 +53,17 @@ class AuditChain:
             return None
         checkpoints = await self._store.list_audit_checkpoints()
         if checkpoints and checkpoints[-1].last_id == head.id:
+            return None
+        # never sign a tampered head: the rows since the last checkpoint must hold first
+        broken = await self._segment_break(checkpoints[-1] if checkpoints else None)
+        if broken is not None:
+            log.error(
+                "audit chain broken at row %d (%s: %s): no checkpoint signed; "
+                "run `broker audit verify`",
+                broken.row_id,
+                broken.kind,
+                broken.detail,
+            )
             return None
         now = self._clock.now()
         token = self._keys.sign(
@@ -125,10 +139,24 @@ class AuditChain:
             notes=tuple(notes),
         )
 
-    async def _all_rows(self) -> list[ChainRow]:
-        """Every audit row in id order, read a page at a time."""
+    async def _segment_break(self, last: AuditCheckpoint | None) -> Break | None:
+        """The first break in the rows after the checkpoint ``last`` (all rows if None)."""
+        if last is None:
+            return audit_chain.verify_chain(await self._all_rows()).broken
+        _, problem = self._check_signature(last)
+        if problem:
+            return Break(last.last_id, "checkpoint", f"checkpoint {last.id}: {problem}")
+        rows = await self._all_rows(after=last.last_id - 1)
+        if not rows or rows[0].id != last.last_id:
+            return Break(last.last_id, "deleted", "the row of the last checkpoint is missing")
+        first = rows[0]
+        if first.hash != last.hash or audit_chain.hash_of(first) != first.hash:
+            return Break(first.id, "changed", "the row of the last checkpoint was changed")
+        return audit_chain.verify_chain(rows[1:], start=first.hash).broken
+
+    async def _all_rows(self, *, after: int = 0) -> list[ChainRow]:
+        """Every audit row with id > after in id order, read a page at a time."""
         rows: list[ChainRow] = []
-        after = 0
         while True:
             page = await self._store.audit_chain(after_id=after, limit=PAGE)
             rows += page
