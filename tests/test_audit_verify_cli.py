@@ -176,3 +176,29 @@ def test_a_truncated_tail_is_caught_by_the_checkpoint(
     code, report = verify(capsys, config)
     assert code == 1
     assert report["broken"]["kind"] == "deleted"
+
+
+def test_an_admin_change_that_cannot_be_audited_is_not_made(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = config.parent / "p.json"
+    doc.write_text(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"}]}))  # fmt: skip
+    sql(
+        config,
+        "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events "
+        "BEGIN SELECT RAISE(ABORT, 'audit store down'); END",
+    )
+    code, out, err = run(capsys, "admin", "policies", "create", "P", str(doc), "--config",
+                         str(config))  # fmt: skip
+    assert code == 1
+    assert out == ""
+    assert "audit_unavailable" in err
+    with sqlite3.connect(database(config)) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM managed_policies WHERE name = 'P'"
+        ).fetchone() == (0,)
+    code, _, err = run(capsys, "keys", "rotate", "--config", str(config))
+    assert code == 1
+    with sqlite3.connect(database(config)) as conn:
+        assert conn.execute("SELECT count(*) FROM signing_keys").fetchone() == (1,)

@@ -167,12 +167,34 @@ class Auditor:
     ) -> None:
         """Write the event now; ``AuditUnavailable`` if the store does not commit it. Call it
         before making the change (or handing out the credential) the event records."""
-        event = self._event(action, outcome, req, principal, reason, details, None)
+        await self.record_all_or_fail(
+            self.event(
+                action, outcome, req=req, principal=principal, reason=reason, details=details
+            )
+        )
+
+    def event(
+        self,
+        action: str,
+        outcome: str,
+        *,
+        req: RequestInfo | None = None,
+        principal: str = "",
+        reason: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
+        """An event for ``record_all_or_fail`` (logged now, as every recorded event is)."""
+        return self._event(action, outcome, req, principal, reason, details, None)
+
+    async def record_all_or_fail(self, *events: AuditEvent) -> None:
+        """``record_or_fail`` for several events, in one transaction: all are written or none
+        (and ``AuditUnavailable`` is raised)."""
         try:
-            await self._store.append_audit(event)
+            await self._store.append_audit_many(events)
         except StoreError as e:
-            log.error("could not write audit event %s/%s: refusing the request", action, outcome)
-            raise AuditUnavailable(f"audit_unavailable:{action}") from e
+            what = ",".join(f"{ev.action}/{ev.outcome}" for ev in events)
+            log.error("could not write audit event(s) %s: refusing the request", what)
+            raise AuditUnavailable(f"audit_unavailable:{events[0].action}") from e
 
     # --- batched ------------------------------------------------------------------------
 

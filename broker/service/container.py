@@ -246,6 +246,9 @@ class Broker:
         )
 
     async def rotate_keys(self, *, reason: str) -> str:
+        # Fail-closed: the row is written before the new key exists (its kid is not known yet;
+        # ``keys.rotate`` names it once made).
+        await self.auditor.record_or_fail("keys.rotate.start", "success", reason=reason)
         key = await self.keyring.rotate()
         await self.auditor.record("keys.rotate", "success", principal=key.kid, reason=reason)
         return key.kid
