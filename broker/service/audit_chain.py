@@ -36,6 +36,7 @@ CHECKPOINT_EXP_SECONDS: Final = 100 * 365 * 86400.0
 CLAIM_LAST_ID: Final = "audit_last_id"
 CLAIM_HASH: Final = "audit_hash"
 PAGE: Final = 2000
+CLOCK_LEEWAY: Final = 300.0  # another instance's clock may run ahead of this one's
 
 
 class AuditChain:
@@ -51,11 +52,11 @@ class AuditChain:
         head = await self._store.audit_head()
         if head is None or not head.hash:
             return None
-        checkpoints = await self._store.list_audit_checkpoints()
-        if checkpoints and checkpoints[-1].last_id == head.id:
+        last = await self._store.latest_audit_checkpoint()
+        if last is not None and last.last_id == head.id:
             return None
         # never sign a tampered head: the rows since the last checkpoint must hold first
-        broken = await self._segment_break(checkpoints[-1] if checkpoints else None)
+        broken = await self._segment_break(last)
         if broken is not None:
             log.error(
                 "audit chain broken at row %d (%s: %s): no checkpoint signed; "
@@ -168,7 +169,9 @@ class AuditChain:
         """(signed, problem): a verified signature whose claims match the row; or a key that is
         gone (not signed, no problem); anything else is a problem."""
         try:
-            claims = self._keys.verify(cp.token, typ=CHECKPOINT_TYP, audience=CHECKPOINT_AUDIENCE)
+            claims = self._keys.verify(
+                cp.token, typ=CHECKPOINT_TYP, audience=CHECKPOINT_AUDIENCE, leeway=CLOCK_LEEWAY
+            )
         except InvalidToken as e:
             if e.reason == "unknown_kid":
                 return False, ""

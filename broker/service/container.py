@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from broker.clock import Clock, SystemClock
 from broker.config import Settings
-from broker.errors import ConfigError, StoreError
+from broker.errors import BrokerError, ConfigError, StoreError
 from broker.idp import OIDCClient
 from broker.service.audit import Auditor
 from broker.service.audit_chain import CHECKPOINT_SECONDS, AuditChain
@@ -298,7 +298,7 @@ class Broker:
         next interval; like the audit flush, it says nothing about the revocation state."""
         try:
             await self.audit_chain.checkpoint()
-        except StoreError as e:
+        except BrokerError as e:  # the store, or the key ring
             log.warning("could not write an audit checkpoint: %s", e.reason)
 
     async def run_periodic(self, stop: asyncio.Event) -> None:

@@ -378,6 +378,9 @@ class Store(Protocol):
     async def list_audit_checkpoints(self) -> list[AuditCheckpoint]:
         """In id order."""
 
+    async def latest_audit_checkpoint(self) -> AuditCheckpoint | None:
+        """The checkpoint with the highest id."""
+
     async def list_audit(
         self, *, limit: int = 100, action: str | None = None, since: float | None = None
     ) -> list[AuditEvent]:

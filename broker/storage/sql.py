@@ -1428,6 +1428,13 @@ class SqlStore:
         async with self._read("list audit checkpoints") as conn:
             return [_checkpoint(r) for r in await conn.execute(sa.select(c).order_by(c.c.id))]
 
+    async def latest_audit_checkpoint(self) -> AuditCheckpoint | None:
+        c = t.audit_checkpoints
+        stmt = sa.select(c).order_by(c.c.id.desc()).limit(1)
+        async with self._read("read the latest audit checkpoint") as conn:
+            row = (await conn.execute(stmt)).first()
+        return _checkpoint(row) if row is not None else None
+
     async def list_audit(
         self, *, limit: int = 100, action: str | None = None, since: float | None = None
     ) -> list[AuditEvent]:

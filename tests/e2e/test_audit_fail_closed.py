@@ -133,3 +133,18 @@ async def test_password_change_session_and_logout_fail_closed(
     actions = [e.action for e in await b.broker.store.list_audit(limit=100)]
     assert "user.password_change" in actions
     assert "logout" in actions
+
+
+async def test_the_periodic_tick_signs_the_chain_head(broker: RunningBroker) -> None:
+    b = broker.broker
+    await b.auditor.record("test.event", "success", principal="someone")
+    b._last["checkpoint"] = 0.0  # as if the checkpoint interval had passed
+    await b.tick()
+    checkpoint = await b.store.latest_audit_checkpoint()
+    head = await b.store.audit_head()
+    assert checkpoint is not None
+    assert head is not None
+    assert (checkpoint.last_id, checkpoint.hash) == (head.id, head.hash)
+    report = await b.audit_chain.verify()
+    assert report.ok
+    assert report.checkpoints == 1

@@ -55,12 +55,14 @@ async def test_the_chain_is_read_in_pages(store: SqlStore) -> None:
 
 async def test_checkpoints_round_trip_in_order(store: SqlStore) -> None:
     assert await store.list_audit_checkpoints() == []
+    assert await store.latest_audit_checkpoint() is None
     a = await store.add_audit_checkpoint(AuditCheckpoint(3, "h3", T0, "tok3"))
     b = await store.add_audit_checkpoint(AuditCheckpoint(9, "h9", T0 + 1, "tok9"))
     assert a.id is not None
     assert b.id is not None
     assert a.id < b.id
     assert await store.list_audit_checkpoints() == [a, b]
+    assert await store.latest_audit_checkpoint() == b
 
 
 async def test_two_stores_appending_at_once_never_fork_the_chain(
