@@ -15,7 +15,8 @@ import pytest
 from yarl import URL
 
 from tests.conftest import E2E_ROLES, BrokerFactory, RunningBroker
-from tests.support.login_driver import parse_forms
+from tests.support.login_driver import follow_login, parse_forms
+from tests.support.oidc_server import OidcServer
 
 
 def db(b: RunningBroker) -> Path:
@@ -148,3 +149,30 @@ async def test_the_periodic_tick_signs_the_chain_head(broker: RunningBroker) -> 
     report = await b.audit_chain.verify()
     assert report.ok
     assert report.checkpoints == 1
+
+
+@pytest.mark.oidc
+async def test_a_role_choice_that_cannot_be_audited_issues_no_session(
+    broker_factory: BrokerFactory, oidc_server: OidcServer, browser: aiohttp.ClientSession
+) -> None:
+    """The real provider signs alice in; the chooser's POST finds the audit store down."""
+    b = await broker_factory(oidc=oidc_server)
+    r = await follow_login(
+        browser,
+        f"{b.url}/login/corp",
+        username="alice",
+        password=oidc_server.accounts["alice"],
+        provider_origins=oidc_server.issuers.values(),
+    )
+    assert r.url == f"{b.url}/roles"
+    form = parse_forms(r.text)[0]
+    audit_down(b)
+    async with browser.post(
+        f"{b.url}/roles", data=[*form.fields, ("role", "admin")], allow_redirects=False
+    ) as resp:
+        assert resp.status == 503
+    audit_up(b)
+    assert session_cookie(browser, b) is None
+    assert count(b, "SELECT count(*) FROM sessions") == 0
+    chosen = await b.broker.store.list_audit(action="role.choose")
+    assert [e.outcome for e in chosen if e.outcome == "success"] == []

@@ -8,10 +8,13 @@ import json
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import pytest
 import sqlalchemy as sa
 
 from broker.clock import FrozenClock
 from broker.domain.audit_chain import GENESIS, link
+from broker.errors import AuditUnavailable
+from broker.service.audit import Auditor
 from broker.service.audit_chain import CHECKPOINT_TYP, AuditChain
 from broker.signing import KeyRing, generate_kek
 from broker.storage import schema as t
@@ -129,3 +132,35 @@ async def test_an_edited_row_is_named_on_every_backend(store: SqlStore) -> None:
     report = await chain.verify()
     assert report.broken is not None
     assert (report.broken.row_id, report.broken.kind) == (rows[4].id, "deleted")
+
+
+async def audit_table_refuses(store: SqlStore) -> None:
+    """A real fault: the database refuses every insert into audit_events (nothing else)."""
+    if store.dialect == "postgresql":
+        await sql(store, sa.text(
+            "CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'audit store down'; END $$"))  # fmt: skip
+        await sql(store, sa.text(
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events "
+            "FOR EACH ROW EXECUTE FUNCTION audit_down()"))  # fmt: skip
+    else:
+        await sql(store, sa.text(
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events "
+            "BEGIN SELECT RAISE(ABORT, 'audit store down'); END"))  # fmt: skip
+
+
+async def test_record_or_fail_raises_and_writes_nothing(store: SqlStore) -> None:
+    clock = FrozenClock()
+    auditor = Auditor(store, clock)
+    await auditor.record_or_fail("before", "success")
+    await audit_table_refuses(store)
+    with pytest.raises(AuditUnavailable) as e:
+        await auditor.record_or_fail("user.password_change", "success", principal="corp/a")
+    assert e.value.status == 503
+    assert e.value.reason == "audit_unavailable:user.password_change"
+    with pytest.raises(AuditUnavailable):
+        await auditor.record_all_or_fail(
+            auditor.event("role.choose", "success"), auditor.event("login", "success")
+        )
+    await auditor.record("refusal", "failure")  # a refusal still does not raise
+    assert [e.action for e in await store.list_audit()] == ["before"]
