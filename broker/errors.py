@@ -206,6 +206,15 @@ class AlreadyExists(StoreError):
     public_message = "It already exists."
 
 
+class AuditUnavailable(StoreError):
+    """The audit row of a change or a credential could not be written, so the request fails
+    and the change is not made (nothing is issued without its audit row)."""
+
+    code = "audit_unavailable"
+    status = 503
+    public_message = "The broker cannot record this request now; try again later."
+
+
 class KeyRingError(BrokerError):
     code = "key_error"
     status = 503

@@ -1019,6 +1019,7 @@ def test_config_from_environment(
         pytest.param(["keys", "rotate"], id="keys-rotate"),
         pytest.param(["audit"], id="audit"),
         pytest.param(["audit", "list"], id="audit-list"),
+        pytest.param(["audit", "verify"], id="audit-verify"),
     ],
 )
 def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,9 +21,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from broker.clock import Clock, SystemClock
 from broker.config import Settings
-from broker.errors import ConfigError, StoreError
+from broker.errors import BrokerError, ConfigError, StoreError
 from broker.idp import OIDCClient
 from broker.service.audit import Auditor
+from broker.service.audit_chain import CHECKPOINT_SECONDS, AuditChain
 from broker.service.authorize import Authorizer
 from broker.service.backchannel import BackchannelLogout
 from broker.service.bootstrap import bootstrap_admin
@@ -231,7 +232,7 @@ class Broker:
             backchannel=BackchannelLogout(settings, store, clients, revocations, auditor, clock),
             csrf_key=derive_key(kek, b"broker/csrf"),
             bootstrap_password=password,
-            _last={"keys": now, "purge": now, "flush": now},
+            _last={"keys": now, "purge": now, "flush": now, "checkpoint": now},
         )
 
     async def close(self) -> None:
@@ -244,6 +245,7 @@ class Broker:
         with contextlib.suppress(StoreError):
             await self.forward_auth.flush()
         await self.auditor.close()  # commits the batched events (retrying); never raises
+        await self._checkpoint_audit()  # the head as this instance leaves it, signed
         await self.store.close()
 
     @property
@@ -252,7 +254,17 @@ class Broker:
         longest = max(self.settings.session.lifetime, STS_MAX_SESSION_SECONDS)
         return longest + REVOCATION_LEEWAY_SECONDS
 
+    @property
+    def audit_chain(self) -> AuditChain:
+        """Checkpoints and verification of the audit trail's hash chain."""
+        return AuditChain(
+            self.store, self.keyring, self.clock, issuer=self.settings.server.public_url
+        )
+
     async def rotate_keys(self, *, reason: str) -> str:
+        # Fail-closed: the row is written before the new key exists (its kid is not known yet;
+        # ``keys.rotate`` names it once made).
+        await self.auditor.record_or_fail("keys.rotate.start", "success", reason=reason)
         key = await self.keyring.rotate()
         await self.auditor.record("keys.rotate", "success", principal=key.kid, reason=reason)
         return key.kid
@@ -277,6 +289,9 @@ class Broker:
                     principal=self.keyring.current_kid,
                     reason="scheduled",
                 )
+        if now - self._last.get("checkpoint", now) >= CHECKPOINT_SECONDS:
+            self._last["checkpoint"] = now
+            await self._checkpoint_audit()
         if now - self._last["purge"] >= PURGE_SECONDS:
             self._last["purge"] = now
             await self.store.purge_login_states(now)
@@ -294,6 +309,14 @@ class Broker:
         with contextlib.suppress(StoreError):
             await self.forward_auth.flush()
             await self.auditor.flush()
+
+    async def _checkpoint_audit(self) -> None:
+        """Sign the audit chain's head (docs/audit.md). A failure is logged and retried at the
+        next interval; like the audit flush, it says nothing about the revocation state."""
+        try:
+            await self.audit_chain.checkpoint()
+        except BrokerError as e:  # the store, or the key ring
+            log.warning("could not write an audit checkpoint: %s", e.reason)
 
     async def run_periodic(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

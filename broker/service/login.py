@@ -427,8 +427,10 @@ class LoginService:
                 "user.password_change", "failure", req=req, principal=principal, reason=e.reason
             )
             raise
+        await self._audit.record_or_fail(
+            "user.password_change", "success", req=req, principal=principal
+        )
         await self._store.set_password(user.id, new_hash, must_change=False)
-        await self._audit.record("user.password_change", "success", req=req, principal=principal)
         return await self._store.get_user(user.id), change
 
     # --- choosing a role and issuing the session -------------------------------------------
@@ -549,17 +551,21 @@ class LoginService:
     ) -> Completed:
         principal = f"{identity.provider}/{identity.subject}"
         arn = self._roles.arn(role.name)
+        session_id = self._sessions.new_id()
+        # Fail-closed: no session exists, and no token leaves, without its audit rows.
+        await self._audit.record_all_or_fail(
+            self._audit.event(
+                "role.choose", "success", req=req, principal=principal, details={"role": arn}
+            ),
+            self._audit.event(
+                "login",
+                "success",
+                req=req,
+                principal=principal,
+                details={"role": arn, "session": session_id},
+            ),
+        )
         session, token = await self._sessions.create(
-            identity, arn, max_session_duration=role.max_session_duration
-        )
-        await self._audit.record(
-            "role.choose", "success", req=req, principal=principal, details={"role": arn}
-        )
-        await self._audit.record(
-            "login",
-            "success",
-            req=req,
-            principal=principal,
-            details={"role": arn, "session": session.id},
+            identity, arn, max_session_duration=role.max_session_duration, session_id=session_id
         )
         return Completed(session=session, token=token, redirect_after=rd)

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from broker.domain.audit_chain import ChainRow
+
 
 @dataclass(frozen=True)
 class User:
@@ -175,6 +177,18 @@ class AuditEvent:
     reason: str = ""
     source_ip: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
+    id: int | None = None  # set by the store
+
+
+@dataclass(frozen=True)
+class AuditCheckpoint:
+    """A signed claim that audit row ``last_id`` had hash ``hash`` (``token``: the broker's JWS
+    over both; see ``broker.service.audit_chain``)."""
+
+    last_id: int
+    hash: str
+    created_at: float
+    token: str
     id: int | None = None  # set by the store
 
 
@@ -377,11 +391,25 @@ class Store(Protocol):
         """``attached_policies`` of every principal of that type that has anything attached
         (one round trip: the authorizer compiles every role from it)."""
 
-    # audit (append-only)
+    # audit (append-only, hash-chained: ``broker.domain.audit_chain``)
     async def append_audit(self, event: AuditEvent) -> None: ...
     async def append_audit_many(self, events: Sequence[AuditEvent]) -> None:
         """Append the events in order, all in one transaction: every row or none. Ids follow
-        the sequence's order; an empty sequence does nothing."""
+        the sequence's order; an empty sequence does nothing. Every append links its rows to
+        the chain's head; appends are serialised (across instances) so the chain never forks."""
+
+    async def audit_chain(self, *, after_id: int = 0, limit: int = 1000) -> list[ChainRow]:
+        """Rows with id > after_id in id order, with their chain columns (for verification)."""
+
+    async def audit_head(self) -> ChainRow | None:
+        """The row with the highest id, or None if there is none."""
+
+    async def add_audit_checkpoint(self, checkpoint: AuditCheckpoint) -> AuditCheckpoint: ...
+    async def list_audit_checkpoints(self) -> list[AuditCheckpoint]:
+        """In id order."""
+
+    async def latest_audit_checkpoint(self) -> AuditCheckpoint | None:
+        """The checkpoint with the highest id."""
 
     async def list_audit(
         self, *, limit: int = 100, action: str | None = None, since: float | None = None

@@ -210,6 +210,20 @@ audit_events = sa.Table(
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("source_ip", sa.String(), nullable=False),
     sa.Column("details", sa.JSON(), nullable=False),
+    # the hash chain (``broker.domain.audit_chain``); empty on rows older than the chain
+    sa.Column("prev_hash", sa.String(), nullable=True),
+    sa.Column("hash", sa.String(), nullable=True),
+)
+
+# signed claims that the chain's row ``last_id`` had ``hash`` (``token``: the broker's JWS)
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("last_id", sa.BigInteger(), nullable=False, index=True),
+    sa.Column("hash", sa.String(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("token", sa.Text(), nullable=False),
 )
 
 meta = sa.Table(
