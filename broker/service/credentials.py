@@ -19,7 +19,7 @@ import base64
 import json
 import sys
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -208,8 +208,21 @@ class CredentialVerifier:
     def note_seen(self, cred: Credential, now: float) -> None:
         self._sessions.note_seen(cred.session_id, now)
 
+    async def learn_keys(self, tokens_: Iterable[str]) -> None:
+        """Before ``verify`` of tokens another instance may have signed with a key this one has
+        not read yet: one shared, rate-limited key-ring refresh (cached tokens need none)."""
+        for token in tokens_:
+            if token not in self._cache:
+                await self._sessions.learn_key(token)
+
+    async def verify_fresh(self, token: str) -> Credential:
+        """``verify`` after ``learn_keys``: what every asynchronous caller uses."""
+        await self.learn_keys((token,))
+        return self.verify(token)
+
     def verify(self, token: str) -> Credential:
-        """Raises ``Unauthenticated`` with the failed check as its reason."""
+        """Raises ``Unauthenticated`` with the failed check as its reason. Knows only the keys
+        the ring has read: call ``learn_keys`` first (or use ``verify_fresh``)."""
         now = self._clock.now()
         hit = self._cache.get(token)
         if hit is not None:
