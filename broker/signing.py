@@ -16,13 +16,14 @@ Lifecycle (Dex-style publish-ahead). A key's ``created_at`` is the time it start
 (``created_at``, then ``kid``) key that has started, is not retired and has not expired; every
 instance that has read the same keys signs with the same key at the same moment. ``rotate()`` is
 one compare-and-swap in a store transaction (``Store.swap_signing_key``): it stores a new key
-whose ``created_at`` is ``publish_ahead`` (default 30 s, more than the instances' refresh
-interval) from now, and retires the previous key at that same time with ``expires_at =
-created_at + max_token_lifetime + retire_leeway``. So the new key is in the JWKS and in every
-instance's ring before any instance signs with it, and the previous key keeps verifying until
-every token it signed has expired, then it is purged. Two rotations at once: one swap wins, the
-other retries on top of it (``rotate``) or gives way (``maybe_rotate``). The first key of an
-empty store is the same swap with nothing to replace (insert-if-absent), and signs at once.
+whose ``created_at`` is ``publish_ahead`` (default 330 s: the JWKS's cache lifetime plus more
+than the instances' refresh interval) from now, and retires the previous key at that same time
+with ``expires_at = created_at + max_token_lifetime + retire_leeway``. So the new key is in the
+JWKS and in every instance's ring before any instance signs with it, and the previous key keeps
+verifying until every token it signed has expired, then it is purged. Two rotations at once: one
+swap wins, the other retries on top of it (``rotate``) or gives way (``maybe_rotate``). The
+first key of an empty store is the same swap with nothing to replace (insert-if-absent), and
+signs at once.
 
 The hot path. ``sign()``, ``verify()`` and ``jwks()`` are synchronous and touch no database:
 keys are decrypted and parsed once per ``kid`` and kept as ``cryptography`` objects. A token
@@ -79,9 +80,11 @@ KEK_BYTES = 32
 RETIRE_LEEWAY = 300.0  # seconds a retired key outlives the longest token it may have signed
 MAX_TOKEN_LENGTH = 16 * 1024
 RSA_BITS = 3072
-# A new key is stored (and so in the JWKS and, after their next refresh, in every instance's
-# ring) this long before anyone signs with it: more than the instances' refresh interval.
-PUBLISH_AHEAD = 30.0
+# How long verifiers may cache the JWKS (its Cache-Control max-age, seconds).
+JWKS_MAX_AGE = 300
+# A new key is stored this long before anyone signs with it, so that every instance has read it
+# (they re-read the ring every 10 s) and every JWKS cache that obeys the max-age has it too.
+PUBLISH_AHEAD = JWKS_MAX_AGE + 30.0
 _CAS_TRIES = 4  # compare-and-swaps lost in a row (to other instances) before giving up
 # A token naming a kid this ring does not know makes it re-read the store at most this often
 # (seconds of the ring's clock), whatever the traffic: a flood of made-up kids is one read a second.
@@ -581,25 +584,31 @@ class KeyRing:
                         r.kid, retired_at=r.retired_at, expires_at=self._retirement(r.retired_at)
                     )
 
-    async def _ensure_signing_key(self) -> None:
+    async def _ensure_signing_key(self) -> Sequence[SigningKey]:
         """Read the store into the ring; if no stored key can sign, add one that signs at once
-        (insert-if-absent: of several instances starting on an empty store, one key wins)."""
+        (insert-if-absent: of several instances starting on an empty store, one key wins).
+        Returns the keys read."""
         for _ in range(_CAS_TRIES):
             records = await self._store.list_signing_keys()
             state = self._state_from(records)
             now = self._clock.now()
             if state.signing_key(now) is not None:
                 self._state = state
-                return
+                return records
             if await self._swap(records, activates_at=now) is not None:
                 log.info("no signing key could sign: made one (%s)", self._algorithm)
         raise KeyRingError("store_error: no signing key could be stored")
 
-    async def _rotate_locked(self, *, tries: int) -> SigningKey | None:
+    async def _rotate_locked(
+        self, *, tries: int, seen: Sequence[SigningKey] | None = None
+    ) -> SigningKey | None:
         """Publish a new key (see ``rotate``); None if another instance rotated ``tries`` times
-        in a row between our read and our swap."""
+        in a row between our read and our swap. ``seen``: the keys the decision to rotate was
+        made on, the first swap's expected state (a fresh read could see another instance's
+        rotation and rotate again on top of it)."""
         for _ in range(tries):
-            records = await self._store.list_signing_keys()
+            records = seen if seen is not None else await self._store.list_signing_keys()
+            seen = None
             now = self._clock.now()
             record = await self._swap(
                 records, activates_at=self._activation(self._state_from(records), now)
@@ -626,7 +635,7 @@ class KeyRing:
         Raises ``KeyRingError`` (``kek_mismatch: ...``) if the KEK cannot decrypt a stored key.
         """
         async with self._lock:
-            await self._ensure_signing_key()
+            records = await self._ensure_signing_key()
             newest = self._state.newest
             if newest is not None and newest.algorithm != self._algorithm:
                 log.warning(
@@ -635,7 +644,8 @@ class KeyRing:
                     newest.kid,
                     newest.algorithm,
                 )
-                await self._rotate_locked(tries=1)  # lost: another instance rotated
+                # lost: another instance rotated (with the same new setting, in a rolling restart)
+                await self._rotate_locked(tries=1, seen=records)
 
     async def refresh(self) -> None:
         """Re-read the store (another instance may have rotated); parsed keys stay cached.
@@ -668,7 +678,7 @@ class KeyRing:
             newest = state.newest
             untidy = sum(r.retired_at is None for r in records) > 1  # left by an old race
             if newest is None or untidy or now - newest.created_at >= self._rotate_every:
-                return await self._rotate_locked(tries=1)
+                return await self._rotate_locked(tries=1, seen=records)
             self._state = state
             if any(r.expires_at is not None and r.expires_at <= now for r in records):
                 await self._purge(records, now)

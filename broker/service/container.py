@@ -34,7 +34,7 @@ from broker.service.revocation import RevocationState
 from broker.service.roles import RoleCatalog, policy_problems, trust_policy_warnings
 from broker.service.sessions import SessionService
 from broker.service.sts import StsService
-from broker.signing import KeyRing, decode_kek, load_or_create_kek_file
+from broker.signing import PUBLISH_AHEAD, KeyRing, decode_kek, load_or_create_kek_file
 from broker.storage import migrate, open_store
 from broker.storage.base import SigningKey, Store
 
@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 REVOCATION_POLL_SECONDS = 1.0  # contract C4: revocations reach every instance within 2 s
 LAST_SEEN_FLUSH_SECONDS = 5.0
 KEY_CHECK_SECONDS = 10.0  # picks up rotations made by other instances or the CLI
-# a rotated key is stored this long before it signs: every instance reads it first
-KEY_PUBLISH_AHEAD_SECONDS = 3 * KEY_CHECK_SECONDS
+# a rotated key is stored this long before it signs: every instance and every JWKS cache has it
+KEY_PUBLISH_AHEAD_SECONDS = PUBLISH_AHEAD
 PURGE_SECONDS = 3600.0
 # Every credential the broker issues ends within the session lifetime or an STS role's longest
 # session (12 h); a revocation older than that (plus clock leeway) voids nothing any more.

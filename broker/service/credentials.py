@@ -185,6 +185,7 @@ class CredentialVerifier:
         max_entries: int = DEFAULT_CACHE_ENTRIES,
     ) -> None:
         self._sessions = sessions
+        self._ring = sessions.keyring
         self._revocations = revocations
         self._clock = clock
         self._max = max_entries
@@ -211,9 +212,12 @@ class CredentialVerifier:
     async def learn_keys(self, tokens_: Iterable[str]) -> None:
         """Before ``verify`` of tokens another instance may have signed with a key this one has
         not read yet: one shared, rate-limited key-ring refresh (cached tokens need none)."""
+        ring = self._ring
         for token in tokens_:
             if token not in self._cache:
-                await self._sessions.learn_key(token)
+                kid = ring.unknown_kid(token)  # no I/O; the usual answer is None
+                if kid is not None:
+                    await ring.refresh_for_kid(kid)
 
     async def verify_fresh(self, token: str) -> Credential:
         """``verify`` after ``learn_keys``: what every asynchronous caller uses."""

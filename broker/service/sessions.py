@@ -221,10 +221,10 @@ class SessionService:
             return self.verify(new), new
         return ctx, None
 
-    async def learn_key(self, token: str) -> None:
-        """Make sure the key ring knows the key ``token`` names, if it exists (one shared,
-        rate-limited store read); call before the synchronous ``verify``."""
-        await self._keys.learn(token)
+    @property
+    def keyring(self) -> KeyRing:
+        """The one key ring every verification path shares (see ``KeyRing.learn``)."""
+        return self._keys
 
     def _verify_expired(self, token: str) -> SessionContext:
         try:
