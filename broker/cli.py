@@ -263,7 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(
         dest="keys_command", required=True, metavar="VERB"
     )
-    p = keys.add_parser("rotate", help="make a new signing key current now")
+    p = keys.add_parser(
+        "rotate",
+        help="publish a new signing key now; it signs from the time printed (5.5 min later)",
+    )
     common_args(p)
     p.set_defaults(fn=cmd_keys_rotate)
 
