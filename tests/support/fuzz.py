@@ -79,7 +79,15 @@ def _token(header: str, payload: str, signature: bytes) -> str:
     return f"{b64url(header.encode())}.{b64url(payload.encode())}.{b64url(signature)}"
 
 
+_very_deep = st.builds(
+    _deep,
+    st.integers(min_value=900, max_value=6000),
+    st.sampled_from(["[", '{"a":']),
+    st.booleans(),
+)
+
 hostile_tokens = st.one_of(
+    st.builds(_token, _very_deep, st.just("{}"), st.binary(max_size=64)),
     st.builds(_token, hostile_json, hostile_json, st.binary(max_size=64)),
     st.builds(_token, st.just('{"alg":"RS256","kid":"k"}'), hostile_json, st.binary(max_size=64)),
     st.text(alphabet="abcXYZ019-_.=", min_size=1, max_size=60),
