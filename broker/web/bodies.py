@@ -35,11 +35,17 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 async def read_form(request: web.Request) -> MultiDictProxy[str | Any]:
-    """``request.post()``, with aiohttp's 413 as ``RequestTooLarge``."""
+    """``request.post()``, with aiohttp's 413 as ``RequestTooLarge`` and what it cannot parse
+    (a URL-encoded body that is not UTF-8, multipart without a boundary) as
+    ``InvalidRequest("malformed_form")``: both were 500s."""
     try:
         return await request.post()
     except web.HTTPRequestEntityTooLarge:
         raise RequestTooLarge("body_too_large") from None
+    except ValueError:  # UnicodeDecodeError included
+        raise InvalidRequest(
+            "malformed_form", public_message="The request body is not a valid form."
+        ) from None
 
 
 async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:

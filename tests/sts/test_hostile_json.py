@@ -175,4 +175,4 @@ async def test_an_oversize_form_to_a_page_is_refused(env: Env, path: str) -> Non
         status = r.status
     if path == "/login/local":
         assert status == 413
-        assert "body_too_large" in await failures(env, "http.request")
+        assert "body_too_large" in await last_failure(env)

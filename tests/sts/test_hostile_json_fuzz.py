@@ -117,3 +117,29 @@ async def test_bearer_tokens_at_forward_auth(env: Env, session: aiohttp.ClientSe
             assert "Set-Cookie" not in r.headers
 
     await fuzz(hostile_tokens, check, max_examples=EXAMPLES)
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/oauth2/token", "/oauth2/revoke", "/oauth2/introspect", "/login/local"]
+)
+async def test_raw_bodies(env: Env, session: aiohttp.ClientSession, path: str) -> None:
+    """Whatever the body and its declared type (broken multipart included), a 4xx at most."""
+    _, _, token = await issue(env)
+    before = await successes(env)
+    types = st.sampled_from(
+        [
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+            "multipart/form-data; boundary=x",
+            "application/json",
+            "text/plain; charset=utf-16",
+        ]
+    )
+
+    async def check(case: tuple[bytes, str]) -> None:
+        body, content_type = case
+        headers = {"Content-Type": content_type, "Authorization": f"Bearer {token}"}
+        await _post(session, env.url + path, body, headers)
+
+    await fuzz(st.tuples(st.binary(max_size=300), types), check, max_examples=EXAMPLES)
+    await _nothing_issued(env, before)
