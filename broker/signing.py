@@ -61,9 +61,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+import broker.domain.json_input as json_input
 from broker.clock import Clock
 from broker.config import ALGORITHMS, Algorithm
-from broker.domain import json_input
 from broker.errors import ExpiredToken, InvalidToken, KeyRingError, RecordNotFound
 from broker.storage.base import SigningKey, Store
 

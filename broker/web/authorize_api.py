@@ -20,9 +20,9 @@ from typing import Any
 from aiohttp import web
 
 from broker.domain.claims import ContextValue
-from broker.errors import InvalidRequest, Unauthenticated
+from broker.errors import Unauthenticated
 from broker.service.credentials import Credential
-from broker.web.bodies import read_json_object
+from broker.web.bodies import BodyError, read_json_object
 from broker.web.keys import BROKER
 from broker.web.oauth import NO_STORE, bearer
 from broker.web.request_info import client_ip, request_info
@@ -91,16 +91,17 @@ async def authorize(request: web.Request) -> web.Response:
     b = request.app[BROKER]
     token = bearer(request)
     if token is None:
-        await _refused(request, "", "missing_bearer")
         return _error(401, "invalid_token", "Send the credential as Authorization: Bearer.")
     try:
         cred: Credential = b.credentials.verify(token)
-    except Unauthenticated as e:
-        await _refused(request, "", e.reason)
+    except Unauthenticated:
         return _error(401, "invalid_token", "The credential is not valid.")
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        await _refused(request, cred.role_arn, "body_too_large")
+        return _error(413, "invalid_request", "The body is too large.")
     try:
         doc = await read_json_object(request, MAX_BODY)
-    except InvalidRequest as e:
+    except BodyError as e:
         await _refused(request, cred.role_arn, e.reason)
         return _error(e.status, "invalid_request", e.public_message)
     parsed = _question(doc)

@@ -17,6 +17,9 @@ from multidict import MultiDictProxy
 from broker.domain import json_input
 from broker.errors import InvalidRequest, RequestTooLarge
 
+BodyError = InvalidRequest
+"""What the readers below raise (``RequestTooLarge`` is one)."""
+
 
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The whole body, or ``RequestTooLarge`` once it passes ``limit`` bytes (without reading
