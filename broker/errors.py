@@ -51,6 +51,13 @@ class InvalidRequest(BrokerError):
     public_message = "The request is missing a parameter or has a malformed one."
 
 
+class RequestTooLarge(InvalidRequest):
+    """The body is larger than the endpoint reads (HTTP 413, RFC 9110 §15.5.14)."""
+
+    status = 413
+    public_message = "The request body is too large."
+
+
 class NotFound(BrokerError):
     code = "not_found"
     status = 404
@@ -333,6 +340,12 @@ class StsExpiredToken(StsError):
 
 class StsInvalidAction(StsError):
     code = "InvalidAction"
+
+
+class StsRequestEntityTooLarge(StsError):
+    code = "RequestEntityTooLarge"
+    status = 413
+    public_message = "The request body is too large."
 
 
 class StsServiceUnavailable(StsError):

@@ -69,6 +69,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+import broker.domain.json_input as json_input
 from broker.clock import Clock
 from broker.config import ALGORITHMS, Algorithm
 from broker.errors import ExpiredToken, InvalidToken, KeyRingError, RecordNotFound, StoreError
@@ -882,11 +883,9 @@ def _check_header(segment: str) -> _Header:
     ``kid``. The rest (kid known, alg, typ) depends on the ring and the caller: see ``verify``.
     """
     try:
-        header = json.loads(_b64url_decode(segment))
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        header = json_input.loads_object(_b64url_decode(segment), max_bytes=MAX_TOKEN_LENGTH)
+    except ValueError:  # JsonInputError, and a bad base64url segment
         raise InvalidToken("malformed") from None
-    if not isinstance(header, dict):
-        raise InvalidToken("malformed")
     for name in _FORBIDDEN_HEADERS:
         if name in header:
             raise InvalidToken(f"forbidden_header:{name}")

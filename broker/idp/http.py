@@ -8,7 +8,6 @@ only ever delays the requests that went to it. Faults become ``ProviderUnavailab
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from broker.domain import json_input
 from broker.errors import ProviderUnavailable
 
 MAX_RESPONSE_BYTES = 1024 * 1024
@@ -29,15 +29,14 @@ class HttpResponse:
     body: bytes
 
     def json(self, what: str) -> Any:
-        """The body as JSON (no NaN/Infinity); ``ProviderUnavailable("<what>_not_json")``."""
+        """The body as JSON (UTF-8, bounded in depth, no NaN/Infinity); else
+        ``ProviderUnavailable("<what>_not_json")`` (or ``_too_deep``, ``_not_utf8``). Duplicate
+        members are let through (last wins), as before: providers are not held to more."""
         try:
-            return json.loads(self.body, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError):
-            raise ProviderUnavailable(f"{what}_not_json") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+            return json_input.loads(self.body, max_bytes=MAX_RESPONSE_BYTES, unique_members=False)
+        except json_input.JsonInputError as e:
+            suffix = e.reason if e.reason in ("too_deep", "not_utf8") else "not_json"
+            raise ProviderUnavailable(f"{what}_{suffix}") from None
 
 
 def is_http_url(url: str, *, require_https: bool = False) -> bool:

@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from broker.clock import Clock
-from broker.domain import tokens
+from broker.domain import json_input, tokens
 from broker.errors import Unauthenticated
 from broker.policy import Policy
 from broker.service.authorize import Principal
@@ -164,10 +164,11 @@ def peek_typ(token: str) -> str:
     if not head or len(head) > 1024:
         return ""
     try:
-        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    except (ValueError, UnicodeDecodeError):
+        raw = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
+        header = json_input.loads_object(raw, max_bytes=1024)
+    except ValueError:  # bad base64, JsonInputError
         return ""
-    typ = header.get("typ") if isinstance(header, dict) else None
+    typ = header.get("typ")
     found = typ.lower() if isinstance(typ, str) else ""
     if len(_TYP_BY_HEADER) >= 1024:  # made-up headers cannot grow it without bound
         _TYP_BY_HEADER.clear()

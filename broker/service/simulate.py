@@ -33,8 +33,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.domain import json_input
 from broker.domain.claims import ContextValue
 from broker.domain.policy.context import canonical_key
+from broker.domain.policy.parse import MAX_DOCUMENT_BYTES
 from broker.errors import InvalidRequest, NotFound
 from broker.policy import Decision, Policy, PolicyError, evaluate, parse_policy
 from broker.service.authorize import Authorizer, Principal
@@ -278,11 +280,9 @@ def _check_request(action: str, resource: str) -> None:
 def guess_kind(text: str | bytes) -> str:
     """``trust`` if any statement of a JSON policy names a Principal, else ``identity``
     (unreadable documents are ``identity``: validation then reports why)."""
-    import json
-
     try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError):
+        doc = json_input.loads(text, max_bytes=MAX_DOCUMENT_BYTES)
+    except json_input.JsonInputError:
         return "identity"
     body = doc.get("Statement") if isinstance(doc, dict) else None
     statements = [body] if isinstance(body, dict) else body if isinstance(body, list) else []

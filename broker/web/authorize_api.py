@@ -15,7 +15,6 @@ app knows (``SourceIp`` of its end user, ``RequestTag/*``, resource attributes) 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -23,11 +22,13 @@ from aiohttp import web
 from broker.domain.claims import ContextValue
 from broker.errors import Unauthenticated
 from broker.service.credentials import Credential
+from broker.web.bodies import BodyError, read_json_object
 from broker.web.keys import BROKER
 from broker.web.oauth import NO_STORE, bearer
-from broker.web.request_info import client_ip
+from broker.web.request_info import client_ip, request_info
 
 MAX_BODY = 64 * 1024
+AUDIT_ACTION = "authorize"
 MAX_CONTEXT_KEYS = 100
 _RESERVED = (
     "principalarn",
@@ -75,6 +76,17 @@ def _context(raw: Any) -> dict[str, ContextValue] | str:
     return out
 
 
+def _question(doc: dict[str, Any]) -> tuple[str, str, dict[str, ContextValue]] | str:
+    """(action, resource, the caller's context) of the body, or the problem with it."""
+    action, resource = doc.get("action"), doc.get("resource")
+    if not isinstance(action, str) or ":" not in action or len(action) > 256:
+        return "action must be a 'service:Action' string."
+    if not isinstance(resource, str) or not resource or len(resource) > 2048:
+        return "resource must be a non-empty string."
+    extra = _context(doc.get("context"))
+    return extra if isinstance(extra, str) else (action, resource, extra)
+
+
 async def authorize(request: web.Request) -> web.Response:
     b = request.app[BROKER]
     token = bearer(request)
@@ -85,21 +97,18 @@ async def authorize(request: web.Request) -> web.Response:
     except Unauthenticated:
         return _error(401, "invalid_token", "The credential is not valid.")
     if request.content_length is not None and request.content_length > MAX_BODY:
+        await _refused(request, cred.role_arn, "body_too_large")
         return _error(413, "invalid_request", "The body is too large.")
     try:
-        doc = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "invalid_request", "The body must be a JSON object.")
-    if not isinstance(doc, dict):
-        return _error(400, "invalid_request", "The body must be a JSON object.")
-    action, resource = doc.get("action"), doc.get("resource")
-    if not isinstance(action, str) or ":" not in action or len(action) > 256:
-        return _error(400, "invalid_request", "action must be a 'service:Action' string.")
-    if not isinstance(resource, str) or not resource or len(resource) > 2048:
-        return _error(400, "invalid_request", "resource must be a non-empty string.")
-    extra = _context(doc.get("context"))
-    if isinstance(extra, str):
-        return _error(400, "invalid_request", extra)
+        doc = await read_json_object(request, MAX_BODY)
+    except BodyError as e:
+        await _refused(request, cred.role_arn, e.reason)
+        return _error(e.status, "invalid_request", e.public_message)
+    parsed = _question(doc)
+    if isinstance(parsed, str):
+        await _refused(request, cred.role_arn, f"bad_request:{parsed[:80]}")
+        return _error(400, "invalid_request", parsed)
+    action, resource, extra = parsed
     principal = cred.principal
     context = b.authorizer.context_for(
         principal,
@@ -114,3 +123,15 @@ async def authorize(request: web.Request) -> web.Response:
         session_policies=cred.session_policies,
     )
     return web.json_response(d.to_dict(), headers=NO_STORE)
+
+
+async def _refused(request: web.Request, principal: str, reason: str) -> None:
+    """A request refused before any decision, audited (batched: this is a hot path)."""
+    b = request.app[BROKER]
+    await b.auditor.record_batched(
+        AUDIT_ACTION,
+        "failure",
+        req=request_info(request, b.settings.server.trusted_proxies),
+        principal=principal,
+        reason=reason,
+    )

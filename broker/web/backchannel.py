@@ -2,17 +2,18 @@
 
 The provider POSTs ``logout_token`` form-encoded. The answer is 200 with ``Cache-Control:
 no-store`` when the logout succeeded, 400 with an OAuth 2.0 error document (``invalid_request``)
-when the request or the token is invalid, 404 when the provider has no back-channel logout
-configured, 5xx when the broker could not decide (store or provider JWKS unreachable; nothing
-was ended and the same token may be sent again).
+when the request or the token is invalid (413 for a body over the bound), 404 when the provider
+has no back-channel logout configured, 5xx when the broker could not decide (store or provider
+JWKS unreachable; nothing was ended and the same token may be sent again).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from broker.errors import BrokerError, InvalidLogoutToken
+from broker.errors import BrokerError, InvalidLogoutToken, InvalidRequest, RequestTooLarge
 from broker.idp.id_token import MAX_TOKEN_LENGTH
+from broker.web.bodies import read_form
 from broker.web.keys import BROKER
 from broker.web.oauth import NO_STORE, oauth_error
 from broker.web.request_info import request_info
@@ -25,11 +26,13 @@ async def _logout_token(request: web.Request) -> str:
     if request.content_type != FORM:
         raise InvalidLogoutToken("not_form_encoded")
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise InvalidLogoutToken("body_too_large")
+        raise RequestTooLarge("body_too_large")
     try:
-        form = await request.post()
-    except web.HTTPRequestEntityTooLarge as e:
-        raise InvalidLogoutToken("body_too_large") from e
+        form = await read_form(request)  # over aiohttp's limit: 413; not a form: 400
+    except RequestTooLarge:
+        raise
+    except InvalidRequest as e:
+        raise InvalidLogoutToken(e.reason) from None
     values = form.getall("logout_token", [])
     if len(values) > 1:
         raise InvalidLogoutToken("logout_token_repeated")

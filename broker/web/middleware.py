@@ -18,9 +18,10 @@ from aiohttp.typedefs import Handler
 
 from broker.errors import BrokerError, NotFound
 from broker.logs import request_id_var
-from broker.web.keys import METRICS, RENDERER
+from broker.web.keys import BROKER, METRICS, RENDERER
 from broker.web.pages import apply_refreshed_cookie
 from broker.web.render import SECURITY_HEADERS
+from broker.web.request_info import request_info
 
 log = logging.getLogger("broker.http")
 
@@ -97,6 +98,8 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException as e:
         if e.status < 400:
             raise
+        if e.status == 413:  # aiohttp's client_max_size: an outside body the broker refused
+            await _audit_too_large(request)
         err = BrokerError(f"http_{e.status}", public_message=e.reason)
         err.status = e.status
         err.code = "not_found" if e.status == 404 else "http_error"
@@ -107,3 +110,14 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
     except Exception:
         log.exception("unhandled error")
         return request.app[RENDERER].error(request, BrokerError("unhandled"))
+
+
+async def _audit_too_large(request: web.Request) -> None:
+    b = request.app[BROKER]
+    await b.auditor.record_batched(
+        "http.request",
+        "failure",
+        req=request_info(request, b.settings.server.trusted_proxies),
+        reason="body_too_large",
+        details={"method": request.method, "path": request.rel_url.path[:200]},
+    )

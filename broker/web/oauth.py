@@ -44,6 +44,7 @@ from broker.errors import (
 )
 from broker.service.credentials import Credential, peek_typ
 from broker.service.sts import BROKER_TYPS
+from broker.web.bodies import read_form
 from broker.web.keys import BROKER
 from broker.web.request_info import request_info
 
@@ -145,8 +146,8 @@ async def token(request: web.Request) -> web.Response:
     b = request.app[BROKER]
     req = request_info(request, b.settings.server.trusted_proxies)
     try:
-        form = await request.post()
         try:
+            form = await read_form(request)
             grant_type = _single(form, "grant_type")
             if grant_type is None:
                 raise _invalid_request("missing:grant_type", "grant_type is required.")
@@ -220,11 +221,13 @@ async def introspect(request: web.Request) -> web.Response:
     b = request.app[BROKER]
     try:
         caller = await _caller(request)
-        form = await request.post()
+        form = await read_form(request)
         value = _single(form, "token")
         if not value:
             raise _invalid_request("missing:token", "token is required.")
     except BrokerError as e:
+        req = request_info(request, b.settings.server.trusted_proxies)
+        await b.auditor.record_batched("oauth2.introspect", "failure", req=req, reason=e.reason)
         return oauth_error(as_oauth(e))
     await b.credentials.learn_keys((value,))
     return web.json_response(b.sts.introspect(caller, value), headers=NO_STORE)
@@ -235,13 +238,17 @@ async def revoke(request: web.Request) -> web.Response:
     b = request.app[BROKER]
     req = request_info(request, b.settings.server.trusted_proxies)
     try:
-        form = await request.post()
-        value = _single(form, "token")
-        if not value:
-            raise _invalid_request("missing:token", "token is required.")
-        typ = peek_typ(value)
-        if typ and typ not in BROKER_TYPS:
-            raise UnsupportedTokenType(f"typ:{typ[:40]}")
+        try:
+            form = await read_form(request)
+            value = _single(form, "token")
+            if not value:
+                raise _invalid_request("missing:token", "token is required.")
+            typ = peek_typ(value)
+            if typ and typ not in BROKER_TYPS:
+                raise UnsupportedTokenType(f"typ:{typ[:40]}")
+        except BrokerError as e:
+            await b.auditor.record("oauth2.revoke", "failure", req=req, reason=e.reason)
+            raise
         await b.sts.revoke(value, req)
     except BrokerError as e:
         return oauth_error(as_oauth(e))

@@ -23,6 +23,7 @@ from broker.service.container import Broker
 from broker.service.login import PENDING_LIFETIME, LoginOutcome
 from broker.service.passwords import MIN_PASSWORD_LENGTH
 from broker.service.sessions import SessionContext
+from broker.web.bodies import read_form
 from broker.web.cookies import Cookies
 from broker.web.csrf import check_csrf, csrf_token
 from broker.web.keys import BROKER, RENDERER
@@ -95,7 +96,13 @@ async def _checked_form(
 ) -> Mapping[str, object]:
     """The posted form, once its CSRF token (bound to ``binding``) checks out; else audited 403."""
     b = _broker(request)
-    form = await request.post()
+    try:
+        form = await read_form(request)
+    except InvalidRequest as e:
+        await b.auditor.record(
+            action, "failure", req=_info(request), principal=principal, reason=e.reason
+        )
+        raise
     try:
         check_csrf(
             request,

@@ -28,7 +28,6 @@ such role, user or group). Every refusal is audited.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +38,7 @@ from broker.logs import request_id_var
 from broker.policy import Policy, PolicyError
 from broker.service.credentials import Credential
 from broker.service.simulate import Simulator, check_context, parse_documents
+from broker.web.bodies import read_json_object
 from broker.web.keys import BROKER
 from broker.web.request_info import client_ip, request_info
 
@@ -80,17 +80,7 @@ def _bearer(request: web.Request) -> str:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise InvalidRequest("body_too_large", public_message="the body is larger than 256 KiB")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise InvalidRequest("body_too_large", public_message="the body is larger than 256 KiB")
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise InvalidRequest("bad_json", public_message="the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("bad_json", public_message="the body must be a JSON object")
+    body = await read_json_object(request, MAX_BODY)
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
         raise InvalidRequest(

@@ -25,12 +25,15 @@ from aiohttp import web
 from broker.domain import sts as rules
 from broker.errors import (
     BrokerError,
+    RequestTooLarge,
     StsError,
     StsInvalidAction,
     StsInvalidParameterValue,
+    StsRequestEntityTooLarge,
     StsServiceUnavailable,
 )
 from broker.service.sts import AssumeParams, IssuedCredentials, StsService
+from broker.web.bodies import read_body
 from broker.web.keys import BROKER
 from broker.web.request_info import request_info
 
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 ACTIONS = ("AssumeRoleWithWebIdentity", "AssumeRole", "GetCallerIdentity")
 SIGNED = frozenset({"AssumeRole", "GetCallerIdentity"})
 MAX_PARAMS = 500
+MAX_BODY = 256 * 1024  # a request at AWS's own parameter limits is under 100 KiB
 
 
 def _xml(status: int, body: str, request_id: str) -> web.Response:
@@ -165,9 +169,12 @@ async def _handle(request: web.Request, request_id: str) -> web.Response:
     b = request.app[BROKER]
     service: StsService = b.sts
     req = request_info(request, b.settings.server.trusted_proxies)
-    body = await request.read()
     action = "?"
     try:
+        try:
+            body = await read_body(request, MAX_BODY)
+        except RequestTooLarge as e:
+            raise StsRequestEntityTooLarge(e.reason) from None
         params = parse_params(request.query, body)
         action = params.get("Action", "")
         version = params.get("Version", "")

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -215,6 +216,13 @@ def _other_key_same_kid(idp: FakeIdP) -> FakeKey:
     return FakeKey(kid=idp.signing_key.kid, alg=other.alg, private_key=other.private_key)
 
 
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def _attacker_jwk() -> dict[str, object]:
     return FakeKey.generate("RS256", kid="attacker").public_jwk()
 
@@ -289,6 +297,7 @@ CASES: list[tuple[str, str, Forge]] = [
         lambda idp, n: idp.mint({"nonce": n}, header={"typ": "at+jwt"}),
     ),
     ("not-a-jws", "malformed", lambda idp, n: "not-a.jws"),
+    ("nested-header", "too_deep", lambda idp, n: idp.mint({"nonce": n}, header={"x": _nested(40)})),
     # hashes binding the token to its response (the fake's access token and code are random)
     (
         "at_hash-of-another-access-token",

@@ -119,6 +119,14 @@ BAD: list[Bad] = [
     Bad("header_not_json", _raw(b"{alg", b"{}"), "malformed"),
     Bad("payload_array", _raw(b'{"alg":"RS256"}', b"[1]"), "malformed"),
     Bad("payload_not_utf8", _raw(b'{"alg":"RS256"}', b"\xff\xfe"), "malformed"),
+    # nesting past json_input.MAX_DEPTH is refused before the (recursive) decoder sees it
+    Bad(
+        "header_nested",
+        _raw(b'{"alg":"RS256","x":' + b"[" * 4000 + b"]" * 4000 + b"}", b"{}"),
+        "too_deep",
+    ),
+    Bad("payload_nested", lambda i: i.mint({"x": json.loads("[" * 40 + "]" * 40)}), "too_deep"),
+    Bad("payload_brackets_unbalanced", _raw(b'{"alg":"RS256"}', b"[" * 50_000), "malformed"),
     Bad(
         "duplicate_claim",
         lambda i: encode_jws(

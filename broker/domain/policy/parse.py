@@ -25,6 +25,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
+from broker.domain.json_input import JsonInputError, as_text, check_depth
 from broker.domain.policy.conditions import OPERATORS, Condition, ValueMatcher, parse_operator
 from broker.domain.policy.context import canonical_key
 from broker.domain.policy.errors import PolicyError
@@ -134,6 +135,10 @@ def _describe(value: object) -> str:
 
 
 _JSON_FIX = "Fix the JSON syntax at that line and column (a JSON linter shows it)."
+_BOUNDS_FIX = "Write a smaller, flatter policy (IAM allows 6,144 characters)."
+MAX_DOCUMENT_BYTES = 256 * 1024
+"""A policy text longer than this is refused before it is parsed (outside input: request
+bodies, STS ``Policy``); IAM's own limits are far lower and checked after parsing."""
 
 
 class _JsonProblem(ValueError):
@@ -155,6 +160,10 @@ def _no_constants(name: str) -> NoReturn:
 
 def _load(doc: object) -> Mapping[Any, Any]:
     if isinstance(doc, str | bytes | bytearray):
+        try:
+            check_depth(as_text(doc, max_bytes=MAX_DOCUMENT_BYTES))
+        except JsonInputError as exc:
+            raise PolicyError("", exc.message, fixes=[_BOUNDS_FIX]) from None
         try:
             doc = json.loads(doc, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
         except _JsonProblem as exc:
