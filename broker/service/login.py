@@ -42,6 +42,7 @@ from broker.service.single_use import SingleUseValues, binding_hash
 from broker.storage.base import LoginState, RoleRecord, Session, Store, User
 
 PENDING_LIFETIME = 600  # seconds a role choice or a password change may wait
+DISABLED_MESSAGE = "This account is disabled. Ask an administrator."
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,8 @@ class LoginService:
         user = await self._store.upsert_federated_user(
             provider, subject, name=name, email=email, groups=groups, now=now
         )
+        if user.disabled:
+            raise AccessDenied("user_disabled", public_message=DISABLED_MESSAGE)
         amr = claims.get("amr")
         mfa = isinstance(amr, list) and any(m in ("mfa", "otp", "hwk", "swk") for m in amr)
         return Identity(
@@ -550,6 +553,14 @@ class LoginService:
         session, token = await self._sessions.create(
             identity, arn, max_session_duration=role.max_session_duration
         )
+        # Checked after the session exists: a user disabled after this read is disabled before
+        # its revocation is written, and that revocation voids this session.
+        if (await self._store.get_user(identity.user_id)).disabled:
+            await self._store.revoke_session(session.id, now=self._clock.now(), reason="disabled")
+            await self._audit.record(
+                "role.choose", "denied", req=req, principal=principal, reason="user_disabled"
+            )
+            raise AccessDenied("user_disabled", public_message=DISABLED_MESSAGE)
         await self._audit.record(
             "role.choose", "success", req=req, principal=principal, details={"role": arn}
         )

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from broker.domain.claims import ContextValue
-from broker.errors import Unauthenticated
+from broker.errors import RevocationStateStale, Unauthenticated
 from broker.service.credentials import Credential
 from broker.web.keys import BROKER
 from broker.web.oauth import NO_STORE, bearer
@@ -84,6 +84,8 @@ async def authorize(request: web.Request) -> web.Response:
         cred: Credential = b.credentials.verify(token)
     except Unauthenticated:
         return _error(401, "invalid_token", "The credential is not valid.")
+    except RevocationStateStale as e:
+        return _error(503, e.code, e.public_message)
     if request.content_length is not None and request.content_length > MAX_BODY:
         return _error(413, "invalid_request", "The body is too large.")
     try:
