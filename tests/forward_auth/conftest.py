@@ -54,13 +54,19 @@ async def start_broker(tmp_path: Path) -> AsyncIterator[BrokerStarter]:
         clock: Clock | None = None,
         port: int | None = None,
         name: str = "broker",
+        store_url: str | None = None,
     ) -> RunningBroker:
         port = port or free_port()
         roles = {r: E2E_ROLES.get(r, E2E_ROLES["viewer"]) for r in access}
         directory = tmp_path / name
         public_tables = "".join(f'[[proxy.public]]\nurl = "{u}"\n' for u in public)
         path = write_config(
-            directory, port=port, oidc=oidc, roles=roles, extra=extra + "\n" + public_tables
+            directory,
+            port=port,
+            oidc=oidc,
+            roles=roles,
+            extra=extra + "\n" + public_tables,
+            store_url=store_url,
         )
         for role, doc in access.items():
             (directory / f"{role}-access.json").write_text(json.dumps(doc))
