@@ -4,6 +4,8 @@ kept current."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,27 @@ async def test_a_state_older_than_max_staleness_refuses_and_recovers_at_the_next
     await state.poll()
     assert state.healthy
     assert _lookup(state)  # revoked, not stale
+
+
+async def test_slow_periodic_work_does_not_delay_the_revocation_poll(
+    broker_factory: BrokerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poll has a loop of its own: a tick stuck on a slow store write (an audit flush, a
+    key refresh) must not let the revocation state go stale."""
+    rb = await broker_factory()
+    b = rb.broker
+    release = asyncio.Event()
+
+    async def stuck() -> None:
+        await release.wait()
+
+    monkeypatch.setattr(b, "tick", stuck)
+    try:
+        first = b.revocations.polled_at
+        deadline = time.monotonic() + 20  # generous: polls come every second
+        while b.revocations.polled_at < first + 2:
+            assert time.monotonic() < deadline, "the revocation poll stopped with the tick"
+            await asyncio.sleep(0.1)
+        assert b.revocations.healthy
+    finally:
+        release.set()  # let the tick loop end with the app
