@@ -91,7 +91,7 @@ def test_disable_enable_and_revoke(config: Path, capsys: pytest.CaptureFixture[s
     assert data == {"target": "u-alice", "name": "alice", "sessions_ended": 2}
     disabled, revocations, audit = on_store(config, _state)
     assert disabled
-    assert revocations == [("user", "u-alice")]
+    assert revocations == [("user", "u-alice"), ("user", "corp/a")]  # corp/a: see StsService
     assert ("user.disable", "success", "") in audit
     session = on_store(config, lambda s: s.get_session("s1"))
     assert session is not None
@@ -110,7 +110,7 @@ def test_disable_enable_and_revoke(config: Path, capsys: pytest.CaptureFixture[s
     assert out.strip() == f"ended every credential of {ROLE_ARN} issued until now"
     disabled, revocations, audit = on_store(config, _state)
     assert not disabled
-    assert revocations == [("user", "u-alice"), ("user", "u-alice"), ("role", ROLE_ARN)]
+    assert revocations == [("user", "u-alice"), ("user", "corp/a")] * 2 + [("role", ROLE_ARN)]
     actions = [a for a, o, _ in audit if o == "success"]
     for action in ("user.enable", "user.revoke_sessions", "role.revoke_sessions"):
         assert action in actions

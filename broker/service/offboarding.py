@@ -130,7 +130,14 @@ class OffboardingService:
     async def _revoke_user(self, user: User, *, reason: str) -> int:
         now = self._clock.now()
         ended = await self._store.revoke_user_sessions(user.id, now=now, reason=reason)
+        # STS credentials issued to a subject before its first login carry ``provider/subject``
+        # as their user id (``StsService._user_id``): those end too.
+        stand_in = Revocation(
+            kind="user", target=f"{user.provider}/{user.subject}", before=now, created_at=now
+        )
+        await self._store.add_revocation(stand_in)
         self._revocations.apply(Revocation(kind="user", target=user.id, before=now, created_at=now))
+        self._revocations.apply(stand_in)
         return ended
 
     async def _user(self, action: str, ref: str, actor: str) -> User:

@@ -271,7 +271,7 @@ class StsService:
         user's sessions voids its STS credentials too), else ``provider/subject``. Cached for
         ``USER_CACHE_SECONDS``: user ids never change, a first login is seen within that time;
         a user revocation (which disabling records) drops the cache. A disabled user is refused
-        (``StsAccessDenied``)."""
+        (``StsAccessDenied``), and so is everyone while the store cannot say (503)."""
         now = self._clock.now()
         key = (provider, subject)
         generation = self._revocations.user_generation
@@ -280,8 +280,10 @@ class StsService:
             return hit[0]
         try:
             user = await self._store.find_user(provider, subject)
-        except StoreError:
-            return f"{provider}/{subject}"  # not cached: the next request asks again
+        except StoreError as e:
+            # Not a stand-in id: a credential issued under one would escape the user's
+            # revocation (offboarding) for its whole lifetime.
+            raise StsServiceUnavailable(f"user_lookup:{e.reason}") from e
         if user is not None and user.disabled:
             self._user_ids.pop(key, None)  # not cached either: enabling takes effect at once
             raise StsAccessDenied("user_disabled")

@@ -26,7 +26,7 @@ from tests.forward_auth.conftest import VIEWER, BrokerStarter, session_token
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.postgres]
-STALENESS = 2  # seconds: the smallest window the config accepts, to keep the test short
+STALENESS = 3  # seconds: short, yet well above the 1 s poll interval
 WAIT = 20.0  # a generous bound on "eventually": this is not a timing test
 
 
