@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker.cli_admin import add_admin_commands, common_args, read_text_file
+from broker.cli_audit import cmd_audit_verify
 from broker.config import Settings, load_settings
 from broker.errors import BrokerError, ConfigError, InvalidRequest
 
@@ -126,11 +127,14 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_list(args: argparse.Namespace) -> int:
-    async def run(broker: Any) -> Any:
-        await broker.auditor.flush()  # nothing batched in this process is left out
-        return await broker.store.list_audit(limit=args.limit, action=args.action)
+    from broker.cli_audit import verify, warn_if_broken
 
-    events = asyncio.run(with_broker(_settings(args), run))
+    async def run(broker: Any) -> Any:
+        report = await verify(broker)  # flushes what this process batched first
+        return report, await broker.store.list_audit(limit=args.limit, action=args.action)
+
+    report, events = asyncio.run(with_broker(_settings(args), run))
+    warn_if_broken(report)
     rows = [
         {
             "time": datetime.fromtimestamp(e.time, UTC).isoformat(),
@@ -273,6 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--action", help="only this action, e.g. login")
     p.set_defaults(fn=cmd_audit_list)
+    p = audit.add_parser(
+        "verify",
+        help="check the audit trail's hash chain and signed checkpoints",
+        description="Exit 0 if every audit row and checkpoint holds; otherwise name the first "
+        "broken row (changed, deleted, inserted, reordered) and exit 1.",
+    )
+    common_args(p)
+    p.set_defaults(fn=cmd_audit_verify)
 
     p = sub.add_parser(
         "simulate",

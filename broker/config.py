@@ -184,6 +184,8 @@ class LoginConfig:
     max_failures_per_user: int = 5
     max_failures_per_address: int = 20
     failure_window: float = 900
+    hash_workers: int = 2  # threads hashing passwords, off the event loop
+    hash_queue: int = 32  # hashes that may wait for a thread; beyond that, 503
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,8 @@ class ProviderConfig:
     timeout: float = 10
     discovery_ttl: float = 3600
     jwks_refetch_cooldown: float = 60
+    # OIDC Back-Channel Logout 1.0: the URI registered at the provider; "" = not accepted
+    backchannel_logout_uri: str = ""
 
 
 @dataclass(frozen=True)
@@ -541,6 +545,8 @@ def _login(t: _Table) -> LoginConfig:
             t.num("max_failures_per_address", 20, minimum=1, integer=True)
         ),
         failure_window=t.duration("failure_window", 900),
+        hash_workers=int(t.num("hash_workers", 2, minimum=1, integer=True)),
+        hash_queue=int(t.num("hash_queue", 32, minimum=0, integer=True)),
     )
     t.check_unknown()
     return c
@@ -591,9 +597,15 @@ def _provider(name: str, t: _Table) -> ProviderConfig | None:
         timeout=t.num("timeout", 10, minimum=0.1),
         discovery_ttl=t.duration("discovery_ttl", 3600),
         jwks_refetch_cooldown=t.duration("jwks_refetch_cooldown", 60),
+        backchannel_logout_uri=t.string("backchannel_logout_uri", ""),
     )
     t.check_unknown()
     return p
+
+
+def backchannel_logout_uri(public_url: str, provider: str) -> str:
+    """Where a provider sends logout tokens (DESIGN C3 ``POST /backchannel-logout/{provider}``)."""
+    return f"{public_url}/backchannel-logout/{provider}"
 
 
 def managed_policy_name(ref: str) -> str:
@@ -671,6 +683,15 @@ def parse_settings(
         problems.add(
             "providers", "at least one provider is required (for example [providers.local])"
         )
+    for name, p in providers.items():
+        expected = backchannel_logout_uri(server.public_url, name)
+        if p.backchannel_logout_uri and p.backchannel_logout_uri != expected:
+            # Back-Channel Logout 1.0 §2.2: same scheme, host and port as the redirect URI.
+            problems.add(
+                f"providers.{name}.backchannel_logout_uri",
+                f"must be {expected!r} (the broker's endpoint for this provider; register "
+                "the same URI at the provider)",
+            )
 
     roles: dict[str, RoleConfig] = {}
     rtable = root.table("roles")

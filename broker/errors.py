@@ -15,6 +15,7 @@ class BrokerError(Exception):
     code: str = "server_error"
     status: int = 500
     public_message: str = "The broker could not complete the request."
+    retry_after: int | None = None  # seconds; surfaces send it as ``Retry-After``
 
     def __init__(self, reason: str = "", *, public_message: str | None = None) -> None:
         super().__init__(reason or self.public_message)
@@ -86,6 +87,23 @@ class RateLimited(BrokerError):
     status = 429
     public_message = "Too many attempts; wait a little and try again."
 
+    def __init__(self, reason: str = "", *, retry_after: int | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class Overloaded(BrokerError):
+    """The broker refuses work it cannot queue (the password-hashing pool is full), rather
+    than letting it pile up and stall everything else."""
+
+    code = "overloaded"
+    status = 503
+    public_message = "The service is busy; try again in a moment."
+
+    def __init__(self, reason: str = "", *, retry_after: int = 1) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
 
 class CsrfError(BrokerError):
     code = "csrf_failed"
@@ -140,6 +158,13 @@ class InvalidIdToken(InvalidToken):
     code = "invalid_id_token"
 
 
+class InvalidLogoutToken(InvalidRequest):
+    """OpenID Connect Back-Channel Logout 1.0 §2.8: the logout token failed validation, or was
+    seen before; answered 400 with an OAuth 2.0 ``invalid_request`` error."""
+
+    public_message = "The logout token is not valid."
+
+
 class ExpiredToken(InvalidToken):
     code = "expired_token"
     public_message = "The token has expired."
@@ -192,6 +217,15 @@ class RevocationStateStale(BrokerError):
 
     def __init__(self, reason: str = "revocation_state_stale") -> None:
         super().__init__(reason)
+
+
+class AuditUnavailable(StoreError):
+    """The audit row of a change or a credential could not be written, so the request fails
+    and the change is not made (nothing is issued without its audit row)."""
+
+    code = "audit_unavailable"
+    status = 503
+    public_message = "The broker cannot record this request now; try again later."
 
 
 class KeyRingError(BrokerError):

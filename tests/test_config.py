@@ -117,6 +117,7 @@ def test_defaults() -> None:
     assert s.session.revocation_max_staleness == 10
     assert s.login.max_failures_per_user == 5
     assert s.login.max_failures_per_address == 20
+    assert (s.login.hash_workers, s.login.hash_queue) == (2, 32)
     assert s.log_level == "INFO"
     assert s.store.url == "sqlite:////nonexistent/broker.db"
     assert s.providers["local"].display_name == "User name and password"
@@ -438,6 +439,8 @@ BAD_VALUES = [
         "login.max_failures_per_address",
         id="failures-str",
     ),
+    pytest.param({"login": {"hash_workers": 0}}, "login.hash_workers", id="hash-workers-0"),
+    pytest.param({"login": {"hash_queue": -1}}, "login.hash_queue", id="hash-queue-negative"),
     pytest.param({"log_level": "TRACE"}, "log_level", id="log-level"),
     # [providers.*]
     pytest.param({"providers": {"Corp": OIDC}}, "providers.Corp", id="provider-upper"),
@@ -1027,6 +1030,7 @@ def test_config_from_environment(
         pytest.param(["keys", "rotate"], id="keys-rotate"),
         pytest.param(["audit"], id="audit"),
         pytest.param(["audit", "list"], id="audit-list"),
+        pytest.param(["audit", "verify"], id="audit-verify"),
     ],
 )
 def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

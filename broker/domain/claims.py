@@ -28,6 +28,7 @@ class Identity:
     claims: Mapping[str, Any] = field(default_factory=dict)
     mfa: bool = False
     user_id: str = ""
+    provider_sid: str = ""  # the provider's session (ID token ``sid``), for back-channel logout
 
 
 def _scalar(v: Any) -> str | None:

@@ -5,7 +5,8 @@ authorization response (RFC 6749 §4.1.2, RFC 9207 ``iss``), redeems the code (R
 §2.3.1 client authentication) and verifies ID tokens (``id_token``; OIDC Core §3.1.3.7). The
 pipeline in ``verify_id_token`` is authlib's ``parse_id_token``: pin ``iss`` from configuration,
 take algorithms from metadata, refetch the JWKS once on an unknown key, then always validate
-claims.
+claims. Logout tokens (Back-Channel Logout 1.0, ``verify_logout_token``) share the signature
+steps and have their own claims (``logout_token``).
 
 Discovery is cached for ``discovery_ttl`` and fetched by one request however many callers need
 it; nothing here is shared between providers, so a slow provider delays only its own callers.
@@ -29,8 +30,17 @@ from broker.config import ProviderConfig
 from broker.errors import InvalidIdToken, LoginError, ProviderError, ProviderUnavailable
 from broker.idp.cache import Refreshing
 from broker.idp.http import get_json_object, request
-from broker.idp.id_token import ClaimRules, IdToken, check_claims, check_header, parse_jws
+from broker.idp.id_token import (
+    ALLOWED_TYP,
+    ClaimRules,
+    IdToken,
+    UnverifiedJws,
+    check_claims,
+    check_header,
+    parse_jws,
+)
 from broker.idp.jwks import ASYMMETRIC_ALGS, JwksCache
+from broker.idp.logout_token import LOGOUT_TYP, LogoutToken, check_logout_claims
 from broker.idp.metadata import ProviderMetadata, discovery_url, parse_metadata
 
 log = logging.getLogger(__name__)
@@ -289,14 +299,7 @@ class OIDCClient:
         a ``c_hash`` claim, when present, must match. May also raise ``ProviderUnavailable``
         (discovery or JWKS down).
         """
-        jws = parse_jws(token)
-        md = await self.metadata()
-        advertised = set(md.id_token_signing_alg_values_supported)
-        allowed = [a for a in ASYMMETRIC_ALGS if a in advertised]
-        alg, kid = check_header(jws.header, allowed)
-        keys = await self._jwks_for(md).keys_for(kid, alg)
-        if not any(k.verify(alg, jws.signing_input, jws.signature) for k in keys):
-            raise InvalidIdToken("bad_signature")
+        jws = await self._verified_jws(token, ALLOWED_TYP)
         rules = ClaimRules(
             issuers=self._issuers,
             client_id=self.config.client_id,
@@ -307,6 +310,32 @@ class OIDCClient:
             now=self._clock.now(),
         )
         return check_claims(jws, token, rules, access_token=access_token, code=code)
+
+    async def verify_logout_token(self, token: str) -> LogoutToken:
+        """Verify a logout token (Back-Channel Logout 1.0 §2.6): signature as for ID tokens,
+        then its claims (``logout_token.check_logout_claims``). Raises ``InvalidIdToken(reason)``
+        or ``ProviderUnavailable``. The ``jti``'s single use is the caller's to enforce."""
+        jws = await self._verified_jws(token, LOGOUT_TYP)
+        return check_logout_claims(
+            jws,
+            issuers=self._issuers,
+            client_id=self.config.client_id,
+            leeway=self.config.leeway,
+            now=self._clock.now(),
+        )
+
+    async def _verified_jws(self, token: str, typs: Sequence[str]) -> UnverifiedJws:
+        """OIDC Core §3.1.3.7 steps 6-8 for any JWT the provider signs with its ID-token keys:
+        strict parsing, the header judged, the signature checked with the JWKS."""
+        jws = parse_jws(token)
+        md = await self.metadata()
+        advertised = set(md.id_token_signing_alg_values_supported)
+        allowed = [a for a in ASYMMETRIC_ALGS if a in advertised]
+        alg, kid = check_header(jws.header, allowed, typs)
+        keys = await self._jwks_for(md).keys_for(kid, alg)
+        if not any(k.verify(alg, jws.signing_input, jws.signature) for k in keys):
+            raise InvalidIdToken("bad_signature")
+        return jws
 
 
 def _token_set(doc: Mapping[str, Any]) -> TokenSet:

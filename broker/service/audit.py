@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from broker.clock import Clock
-from broker.errors import StoreError
+from broker.errors import AuditUnavailable, StoreError
 from broker.storage.base import AuditEvent, Store
 
 log = logging.getLogger("broker.audit")
@@ -38,12 +38,18 @@ class RequestInfo:
 class Auditor:
     """Builds audit events, logs each one, and writes them to the store in one of two ways.
 
-    ``record`` is write-through: it returns once the row is committed (or, if the store fails,
-    once the failure is logged: a refusal must not turn into an error page). Login, logout, key
-    rotation and other low-rate events use it.
+    ``record_or_fail`` is write-through and fail-closed: it returns once the row is committed
+    and raises ``AuditUnavailable`` (503 on every surface) otherwise. Whatever changes state or
+    issues a credential writes its row this way *before* the change or the hand-over, so that
+    nothing happens without its audit row (Vault's promise; see docs/audit.md).
 
-    ``record_batched`` is for hot paths (STS issuance and refusals, token exchange, forward-auth
-    verdicts): the event goes to an in-memory queue and returns at once; a writer task appends
+    ``record`` is write-through: it returns once the row is committed (or, if the store fails,
+    once the failure is logged: a refusal must not turn into an error page). Refusals and
+    other events that change nothing use it.
+
+    ``record_batched`` is for the hot path's events that grant nothing by themselves
+    (forward-auth's counted allows and its denials, STS and token-exchange refusals): the event
+    goes to an in-memory queue and returns at once; a writer task appends
     the queue in one transaction (``Store.append_audit_many``) when ``batch_size`` events are
     waiting or ``flush_interval`` after the first one arrived. The queue is bounded: when
     ``max_queued`` events are waiting, ``record_batched`` waits until the writer has made room
@@ -148,6 +154,47 @@ class Auditor:
             # The outcome already happened (or was already refused); losing the row must not
             # turn a refusal into an error page, but it must be loud.
             log.exception("could not write audit event %s/%s", action, outcome)
+
+    async def record_or_fail(
+        self,
+        action: str,
+        outcome: str,
+        *,
+        req: RequestInfo | None = None,
+        principal: str = "",
+        reason: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write the event now; ``AuditUnavailable`` if the store does not commit it. Call it
+        before making the change (or handing out the credential) the event records."""
+        await self.record_all_or_fail(
+            self.event(
+                action, outcome, req=req, principal=principal, reason=reason, details=details
+            )
+        )
+
+    def event(
+        self,
+        action: str,
+        outcome: str,
+        *,
+        req: RequestInfo | None = None,
+        principal: str = "",
+        reason: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
+        """An event for ``record_all_or_fail`` (logged now, as every recorded event is)."""
+        return self._event(action, outcome, req, principal, reason, details, None)
+
+    async def record_all_or_fail(self, *events: AuditEvent) -> None:
+        """``record_or_fail`` for several events, in one transaction: all are written or none
+        (and ``AuditUnavailable`` is raised)."""
+        try:
+            await self._store.append_audit_many(events)
+        except StoreError as e:
+            what = ",".join(f"{ev.action}/{ev.outcome}" for ev in events)
+            log.error("could not write audit event(s) %s: refusing the request", what)
+            raise AuditUnavailable(f"audit_unavailable:{events[0].action}") from e
 
     # --- batched ------------------------------------------------------------------------
 

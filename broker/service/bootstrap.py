@@ -8,14 +8,15 @@ from broker.clock import Clock
 from broker.config import Settings
 from broker.errors import AlreadyExists
 from broker.service.audit import Auditor
-from broker.service.passwords import hash_password, one_time_password
+from broker.service.hashing import PasswordHashing
+from broker.service.passwords import one_time_password
 from broker.storage.base import Store, User
 
 BOOTSTRAP_USER = "admin"
 
 
 async def bootstrap_admin(
-    settings: Settings, store: Store, auditor: Auditor, clock: Clock
+    settings: Settings, store: Store, auditor: Auditor, clock: Clock, hashing: PasswordHashing
 ) -> str | None:
     """Create ``admin`` if the store has no users and a local provider is configured.
 
@@ -26,6 +27,7 @@ async def bootstrap_admin(
     if local is None or await store.count_users() > 0:
         return None
     password = one_time_password()
+    password_hash = await hashing.hash(password)
     now = clock.now()
     try:
         await store.create_user(
@@ -35,7 +37,7 @@ async def bootstrap_admin(
                 subject=BOOTSTRAP_USER,
                 name=BOOTSTRAP_USER,
                 created_at=now,
-                password_hash=hash_password(password),
+                password_hash=password_hash,
                 must_change_password=True,
             )
         )

@@ -23,13 +23,16 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from broker.clock import Clock, SystemClock
 from broker.config import Settings
-from broker.errors import ConfigError, StoreError
+from broker.errors import BrokerError, ConfigError, StoreError
 from broker.idp import OIDCClient
 from broker.service.audit import Auditor
+from broker.service.audit_chain import CHECKPOINT_SECONDS, AuditChain
 from broker.service.authorize import Authorizer
+from broker.service.backchannel import BackchannelLogout
 from broker.service.bootstrap import bootstrap_admin
 from broker.service.credentials import CredentialVerifier
 from broker.service.forward_auth import ForwardAuth, HeaderFreezer
+from broker.service.hashing import PasswordHashing
 from broker.service.iam import IamService
 from broker.service.login import LoginService
 from broker.service.offboarding import OffboardingService
@@ -108,6 +111,8 @@ class Broker:
     clients: Mapping[str, OIDCClient]
     forward_auth: ForwardAuth
     sts: StsService
+    hashing: PasswordHashing
+    backchannel: BackchannelLogout
     offboarding: OffboardingService
     csrf_key: bytes = b""
     bootstrap_password: str | None = None
@@ -137,6 +142,9 @@ class Broker:
             db.parent.mkdir(parents=True, exist_ok=True)
         await migrate(settings.store.url)
         store = open_store(settings.store.url)
+        hashing = PasswordHashing(
+            workers=settings.login.hash_workers, queue=settings.login.hash_queue
+        )
         try:
             auditor = Auditor(store, clock)
             max_token = max(
@@ -171,9 +179,14 @@ class Broker:
                 for name, p in settings.providers.items()
                 if p.type != "local"
             }
-            login = LoginService(settings, store, clients, roles, sessions, auditor, clock)
-            password = await bootstrap_admin(settings, store, auditor, clock) if bootstrap else None
+            login = LoginService(settings, store, clients, roles, sessions, auditor, clock, hashing)
+            password = (
+                await bootstrap_admin(settings, store, auditor, clock, hashing)
+                if bootstrap
+                else None
+            )
         except BaseException:
+            hashing.close()
             await store.close()
             raise
         credentials = CredentialVerifier(sessions, revocations, clock)
@@ -201,6 +214,7 @@ class Broker:
             )
             await sts.refresh()
         except BaseException:
+            hashing.close()
             await store.close()
             raise
         now = clock.now()
@@ -220,13 +234,16 @@ class Broker:
             clients=clients,
             forward_auth=forward_auth,
             sts=sts,
+            hashing=hashing,
+            backchannel=BackchannelLogout(settings, store, clients, revocations, auditor, clock),
             offboarding=OffboardingService(store, iam, revocations, auditor, clock),
             csrf_key=derive_key(kek, b"broker/csrf"),
             bootstrap_password=password,
-            _last={"keys": now, "purge": now, "flush": now},
+            _last={"keys": now, "purge": now, "flush": now, "checkpoint": now},
         )
 
     async def close(self) -> None:
+        self.hashing.close()
         try:
             await self.sessions.flush_last_seen()
         except StoreError:
@@ -235,6 +252,7 @@ class Broker:
         with contextlib.suppress(StoreError):
             await self.forward_auth.flush()
         await self.auditor.close()  # commits the batched events (retrying); never raises
+        await self._checkpoint_audit()  # the head as this instance leaves it, signed
         await self.store.close()
 
     @property
@@ -243,7 +261,17 @@ class Broker:
         longest = max(self.settings.session.lifetime, STS_MAX_SESSION_SECONDS)
         return longest + REVOCATION_LEEWAY_SECONDS
 
+    @property
+    def audit_chain(self) -> AuditChain:
+        """Checkpoints and verification of the audit trail's hash chain."""
+        return AuditChain(
+            self.store, self.keyring, self.clock, issuer=self.settings.server.public_url
+        )
+
     async def rotate_keys(self, *, reason: str) -> str:
+        # Fail-closed: the row is written before the new key exists (its kid is not known yet;
+        # ``keys.rotate`` names it once made).
+        await self.auditor.record_or_fail("keys.rotate.start", "success", reason=reason)
         key = await self.keyring.rotate()
         await self.auditor.record("keys.rotate", "success", principal=key.kid, reason=reason)
         return key.kid
@@ -267,10 +295,14 @@ class Broker:
                     principal=self.keyring.current_kid,
                     reason="scheduled",
                 )
+        if now - self._last.get("checkpoint", now) >= CHECKPOINT_SECONDS:
+            self._last["checkpoint"] = now
+            await self._checkpoint_audit()
         if now - self._last["purge"] >= PURGE_SECONDS:
             self._last["purge"] = now
             await self.store.purge_login_states(now)
             await self.store.purge_single_use(now)
+            await self.store.purge_login_failures(now)
             await self.store.purge_sessions(now)
             horizon = now - self.revocation_horizon
             await self.store.purge_revocations(horizon)
@@ -294,6 +326,14 @@ class Broker:
             )
         except TimeoutError:
             raise StoreError("revocation_poll_timeout") from None
+
+    async def _checkpoint_audit(self) -> None:
+        """Sign the audit chain's head (docs/audit.md). A failure is logged and retried at the
+        next interval; like the audit flush, it says nothing about the revocation state."""
+        try:
+            await self.audit_chain.checkpoint()
+        except BrokerError as e:  # the store, or the key ring
+            log.warning("could not write an audit checkpoint: %s", e.reason)
 
     async def run_periodic(self, stop: asyncio.Event) -> None:
         await asyncio.gather(self._run_polling(stop), self._run_ticks(stop))

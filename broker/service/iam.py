@@ -158,8 +158,8 @@ class IamService:
         record = ManagedPolicyRecord(
             name=name, document=doc, description=description, created_at=now, updated_at=now
         )
-        await self._store.put_managed_policy(record)
         await self._audit("CreatePolicy", actor, policy=name)
+        await self._store.put_managed_policy(record)
         return record
 
     async def update_policy(
@@ -176,8 +176,8 @@ class IamService:
             created_at=record.created_at,
             updated_at=max(self._clock.now(), record.updated_at + 1e-6),
         )
-        await self._store.put_managed_policy(new)
         await self._audit("CreatePolicyVersion", actor, policy=record.name)
+        await self._store.put_managed_policy(new)
         return new
 
     async def delete_policy(self, ref: str, *, actor: str) -> None:
@@ -192,8 +192,8 @@ class IamService:
                 f"policy_in_use:{record.name}",
                 public_message=f"policy {record.name!r} is attached to {where}: detach it first",
             )
-        await self._store.delete_managed_policy(record.name)
         await self._audit("DeletePolicy", actor, policy=record.name)
+        await self._store.delete_managed_policy(record.name)
 
     async def _policy(self, ref: str) -> ManagedPolicyRecord:
         name = managed_policy_name(ref.strip())
@@ -252,13 +252,13 @@ class IamService:
     async def create_group(self, name: str, *, description: str = "", actor: str) -> Group:
         check_name(name, "group")
         group = Group(name=name, description=description, created_at=self._clock.now())
+        await self._audit("CreateGroup", actor, group=name)
         try:
             await self._store.create_group(group)
         except AlreadyExists:
             raise AlreadyExists(
                 f"group_exists:{name}", public_message=f"a group named {name!r} already exists"
             ) from None
-        await self._audit("CreateGroup", actor, group=name)
         return group
 
     async def delete_group(self, ref: str, *, actor: str) -> None:
@@ -273,24 +273,24 @@ class IamService:
                 f"{len(attached.managed)} attached and {len(attached.inline)} inline policies: "
                 "remove them first",
             )
-        await self._store.delete_group(group.name)
         await self._audit("DeleteGroup", actor, group=group.name)
+        await self._store.delete_group(group.name)
 
     async def add_user_to_group(self, group_ref: str, user_ref: str, *, actor: str) -> None:
         group = await self.resolve_group(group_ref)
         user = await self.resolve_user(user_ref)
-        await self._store.add_group_member(group.name, user.id)
         await self._audit("AddUserToGroup", actor, group=group.name, user=user.id)
+        await self._store.add_group_member(group.name, user.id)
 
     async def remove_user_from_group(self, group_ref: str, user_ref: str, *, actor: str) -> None:
         group = await self.resolve_group(group_ref)
         user = await self.resolve_user(user_ref)
+        await self._audit("RemoveUserFromGroup", actor, group=group.name, user=user.id)
         if not await self._store.remove_group_member(group.name, user.id):
             raise NotFound(
                 "not_a_member",
                 public_message=f"user {user.name!r} is not in group {group.name!r}",
             )
-        await self._audit("RemoveUserFromGroup", actor, group=group.name, user=user.id)
 
     async def describe(self, kind: PrincipalType, ref: str) -> PrincipalDetail:
         key, label = await self._principal(kind, ref, for_write=False)
@@ -313,20 +313,20 @@ class IamService:
     ) -> None:
         key, label = await self._principal(kind, ref)
         policy = await self._policy(policy_ref)
-        await self._store.attach_policy(kind, key, policy.name)
         await self._audit(f"Attach{kind.title()}Policy", actor, **{kind: label}, policy=policy.name)
+        await self._store.attach_policy(kind, key, policy.name)
 
     async def detach_policy(
         self, kind: PrincipalType, ref: str, policy_ref: str, *, actor: str
     ) -> None:
         key, label = await self._principal(kind, ref)
         name = managed_policy_name(policy_ref.strip())
+        await self._audit(f"Detach{kind.title()}Policy", actor, **{kind: label}, policy=name)
         if not await self._store.detach_policy(kind, key, name):
             raise NotFound(
                 f"not_attached:{name}",
                 public_message=f"policy {name!r} is not attached to {kind} {label!r}",
             )
-        await self._audit(f"Detach{kind.title()}Policy", actor, **{kind: label}, policy=name)
 
     async def put_inline_policy(
         self,
@@ -340,19 +340,19 @@ class IamService:
         check_name(name, "policy")
         key, label = await self._principal(kind, ref)
         doc = parse_document(document, f"inline policy {name!r}")
-        await self._store.put_inline_policy(kind, key, name, doc)
         await self._audit(f"Put{kind.title()}Policy", actor, **{kind: label}, policy=name)
+        await self._store.put_inline_policy(kind, key, name, doc)
 
     async def delete_inline_policy(
         self, kind: PrincipalType, ref: str, name: str, *, actor: str
     ) -> None:
         key, label = await self._principal(kind, ref)
+        await self._audit(f"Delete{kind.title()}Policy", actor, **{kind: label}, policy=name)
         if not await self._store.delete_inline_policy(kind, key, name):
             raise NotFound(
                 f"no_such_inline_policy:{name}",
                 public_message=f"{kind} {label!r} has no inline policy {name!r}",
             )
-        await self._audit(f"Delete{kind.title()}Policy", actor, **{kind: label}, policy=name)
 
     async def set_boundary(
         self, kind: PrincipalType, ref: str, policy_ref: str | None, *, actor: str
@@ -372,11 +372,11 @@ class IamService:
                     public_message=f"role {key!r} has a boundary document of its own",
                 )
         name = None if policy_ref is None else (await self._policy(policy_ref)).name
-        await self._store.set_boundary(kind, key, name)
         operation = "Put" if name else "Delete"
         await self._audit(
             f"{operation}{kind.title()}PermissionsBoundary", actor, **{kind: label}, policy=name
         )
+        await self._store.set_boundary(kind, key, name)
 
     async def _principal(
         self, kind: PrincipalType, ref: str, *, for_write: bool = True
@@ -434,7 +434,9 @@ class IamService:
             ) from None
 
     async def _audit(self, operation: str, actor: str, **details: str | None) -> None:
-        await self._auditor.record(
+        """Written before the change, fail-closed (``AuditUnavailable``): no change is made
+        without its audit row. A change refused after it is audited again as a failure."""
+        await self._auditor.record_or_fail(
             f"iam.{operation}",
             "success",
             principal=actor,

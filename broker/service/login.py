@@ -25,23 +25,22 @@ from broker.errors import (
     InvalidState,
     NoRoleAvailable,
     NotFound,
+    Overloaded,
     RateLimited,
 )
 from broker.idp import OIDCClient, new_pkce
 from broker.service import single_use
 from broker.service.audit import Auditor, RequestInfo
-from broker.service.passwords import (
-    RateLimiter,
-    hash_password,
-    password_problem,
-    verify_password,
-)
+from broker.service.hashing import PasswordHashing
+from broker.service.login_limits import LoginLimits
+from broker.service.passwords import password_problem
 from broker.service.roles import Candidate, RoleCatalog
 from broker.service.sessions import SessionService
 from broker.service.single_use import SingleUseValues, binding_hash
 from broker.storage.base import LoginState, RoleRecord, Session, Store, User
 
 PENDING_LIFETIME = 600  # seconds a role choice or a password change may wait
+MAX_SID_LENGTH = 256  # a provider's session id longer than this is not kept (nor matchable)
 DISABLED_MESSAGE = "This account is disabled. Ask an administrator."
 
 
@@ -90,6 +89,7 @@ class LoginService:
         sessions: SessionService,
         auditor: Auditor,
         clock: Clock,
+        hashing: PasswordHashing,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -99,13 +99,8 @@ class LoginService:
         self._audit = auditor
         self._clock = clock
         self._values = SingleUseValues(store, clock)
-        login = settings.login
-        self._user_limiter = RateLimiter(
-            clock, limit=login.max_failures_per_user, window=login.failure_window
-        )
-        self._ip_limiter = RateLimiter(
-            clock, limit=login.max_failures_per_address, window=login.failure_window
-        )
+        self._hashing = hashing
+        self._limits = LoginLimits(store, settings.login, clock)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -251,6 +246,7 @@ class LoginService:
             raise AccessDenied("user_disabled", public_message=DISABLED_MESSAGE)
         amr = claims.get("amr")
         mfa = isinstance(amr, list) and any(m in ("mfa", "otp", "hwk", "swk") for m in amr)
+        sid = claims.get("sid")  # OIDC Back-Channel Logout 1.0 §2.1; bounded like any name
         return Identity(
             provider=provider,
             subject=subject,
@@ -260,6 +256,7 @@ class LoginService:
             claims=dict(claims),
             mfa=mfa,
             user_id=user.id,
+            provider_sid=sid if isinstance(sid, str) and 0 < len(sid) <= MAX_SID_LENGTH else "",
         )
 
     async def _outcome(
@@ -298,22 +295,24 @@ class LoginService:
         if provider is None:
             raise NotFound("local_provider_disabled")
         role = self._valid_role_name(role)
-        user_key = f"{provider}:{username.lower()}"
-        ip_key = f"ip:{req.source_ip}"
-        if self._user_limiter.blocked(user_key) or self._ip_limiter.blocked(ip_key):
+        principal = f"{provider}/{username}"
+        try:
+            attempt = await self._limits.attempt(provider, username, req.source_ip)
+        except RateLimited:
             await self._audit.record(
-                "login",
-                "failure",
-                req=req,
-                principal=f"{provider}/{username}",
-                reason="rate_limited",
+                "login", "failure", req=req, principal=principal, reason="rate_limited"
             )
-            raise RateLimited("too_many_failures")
+            raise
         user = await self._store.find_user(provider, username) if username else None
-        ok = verify_password(user.password_hash if user else None, password)
+        try:
+            ok = await self._hashing.verify(user.password_hash if user else None, password)
+        except Overloaded as e:
+            await attempt.void()
+            await self._audit.record(
+                "login", "failure", req=req, principal=principal, reason=e.reason
+            )
+            raise
         if user is None or not ok or user.disabled:
-            self._user_limiter.fail(user_key)
-            self._ip_limiter.fail(ip_key)
             reason = (
                 "unknown_user"
                 if user is None
@@ -322,10 +321,10 @@ class LoginService:
                 else "wrong_password"
             )
             await self._audit.record(
-                "login", "failure", req=req, principal=f"{provider}/{username}", reason=reason
+                "login", "failure", req=req, principal=principal, reason=reason
             )
             raise InvalidCredentials(reason)
-        self._user_limiter.reset(user_key)
+        await attempt.succeeded()
         return user, self.safe_rd(rd), role
 
     async def local_outcome(
@@ -414,11 +413,12 @@ class LoginService:
             problem = password_problem(new_password, username=user.name)
             if problem:
                 raise InvalidRequest("weak_password", public_message=problem)
-            if verify_password(user.password_hash, new_password):
+            if await self._hashing.verify(user.password_hash, new_password):
                 raise InvalidRequest(
                     "password_reused",
                     public_message="Choose a password other than the one-time one.",
                 )
+            new_hash = await self._hashing.hash(new_password)  # Overloaded leaves the ticket
             # Consumed only now, by the one request that changes the password.
             if (
                 await self._values.consume(single_use.PASSWORD_CHANGE, ticket, browser=browser)
@@ -430,8 +430,10 @@ class LoginService:
                 "user.password_change", "failure", req=req, principal=principal, reason=e.reason
             )
             raise
-        await self._store.set_password(user.id, hash_password(new_password), must_change=False)
-        await self._audit.record("user.password_change", "success", req=req, principal=principal)
+        await self._audit.record_or_fail(
+            "user.password_change", "success", req=req, principal=principal
+        )
+        await self._store.set_password(user.id, new_hash, must_change=False)
         return await self._store.get_user(user.id), change
 
     # --- choosing a role and issuing the session -------------------------------------------
@@ -449,6 +451,7 @@ class LoginService:
                 "email": i.email,
                 "groups": list(i.groups),
                 "mfa": i.mfa,
+                "provider_sid": i.provider_sid,
                 "roles": [c.role.name for c in outcome.candidates],
                 "rd": outcome.redirect_after,
             },
@@ -478,6 +481,7 @@ class LoginService:
             groups=tuple(str(g) for g in c.get("groups", [])),
             mfa=c.get("mfa") is True,
             user_id=str(c["user_id"]),
+            provider_sid=str(c.get("provider_sid", "")),
         )
         return PendingChoice(
             identity=identity,
@@ -545,30 +549,42 @@ class LoginService:
             raise AccessDenied("role_deleted", public_message="That role no longer exists.")
         return role
 
+    async def _refuse_disabled(
+        self, identity: Identity, principal: str, req: RequestInfo, *, session_id: str = ""
+    ) -> None:
+        if not (await self._store.get_user(identity.user_id)).disabled:
+            return
+        if session_id:
+            await self._store.revoke_session(session_id, now=self._clock.now(), reason="disabled")
+        await self._audit.record(
+            "role.choose", "denied", req=req, principal=principal, reason="user_disabled"
+        )
+        raise AccessDenied("user_disabled", public_message=DISABLED_MESSAGE)
+
     async def _issue(
         self, identity: Identity, role: RoleRecord, *, rd: str, req: RequestInfo
     ) -> Completed:
         principal = f"{identity.provider}/{identity.subject}"
         arn = self._roles.arn(role.name)
+        await self._refuse_disabled(identity, principal, req)
+        session_id = self._sessions.new_id()
+        # Fail-closed: no session exists, and no token leaves, without its audit rows.
+        await self._audit.record_all_or_fail(
+            self._audit.event(
+                "role.choose", "success", req=req, principal=principal, details={"role": arn}
+            ),
+            self._audit.event(
+                "login",
+                "success",
+                req=req,
+                principal=principal,
+                details={"role": arn, "session": session_id},
+            ),
+        )
         session, token = await self._sessions.create(
-            identity, arn, max_session_duration=role.max_session_duration
+            identity, arn, max_session_duration=role.max_session_duration, session_id=session_id
         )
-        # Checked after the session exists: a user disabled after this read is disabled before
-        # its revocation is written, and that revocation voids this session.
-        if (await self._store.get_user(identity.user_id)).disabled:
-            await self._store.revoke_session(session.id, now=self._clock.now(), reason="disabled")
-            await self._audit.record(
-                "role.choose", "denied", req=req, principal=principal, reason="user_disabled"
-            )
-            raise AccessDenied("user_disabled", public_message=DISABLED_MESSAGE)
-        await self._audit.record(
-            "role.choose", "success", req=req, principal=principal, details={"role": arn}
-        )
-        await self._audit.record(
-            "login",
-            "success",
-            req=req,
-            principal=principal,
-            details={"role": arn, "session": session.id},
-        )
+        # Again once the session exists: a user disabled after the first read is disabled before
+        # its revocation is written, and that revocation voids this session; or this read sees it.
+        await self._refuse_disabled(identity, principal, req, session_id=session.id)
         return Completed(session=session, token=token, redirect_after=rd)

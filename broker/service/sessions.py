@@ -123,14 +123,20 @@ class SessionService:
     # --- issuing ---------------------------------------------------------------------------
 
     async def create(
-        self, identity: Identity, role_arn: str, *, max_session_duration: float
+        self,
+        identity: Identity,
+        role_arn: str,
+        *,
+        max_session_duration: float,
+        session_id: str | None = None,
     ) -> tuple[Session, str]:
-        """A brand-new session (a new id at every login: no fixation) and its first token."""
+        """A brand-new session (a new id at every login: no fixation) and its first token.
+        ``session_id``: the fresh id to use, when the caller audits it before (``new_id``)."""
         now = self._clock.now()
         cfg = self._settings.session
         lifetime = min(cfg.lifetime, max_session_duration)
         session = Session(
-            id=str(uuid.uuid4()),
+            id=session_id or self.new_id(),
             user_id=identity.user_id,
             provider=identity.provider,
             subject=identity.subject,
@@ -143,9 +149,15 @@ class SessionService:
             expires_at=now + lifetime,
             idle_timeout=cfg.idle_timeout,
             last_seen_at=now,
+            provider_sid=identity.provider_sid,
         )
         await self._store.create_session(session)
         return session, self._token(session, now)
+
+    @staticmethod
+    def new_id() -> str:
+        """A fresh, unguessable session id."""
+        return str(uuid.uuid4())
 
     def _token(self, s: Session, now: float) -> str:
         cfg = self._settings.session

@@ -505,7 +505,8 @@ class StsService:
         except BrokerError as e:
             await self._refused(action, req, principal or p.role_arn[:200], e)
             raise
-        await self._audit.record_batched(
+        # Fail-closed: the credential is handed out only once its audit row is committed.
+        await self._audit.record_or_fail(
             action,
             "success",
             req=req,
@@ -875,6 +876,12 @@ class StsService:
             await self._audit.record("oauth2.revoke", "failure", req=req, reason=e.reason)
             raise StsServiceUnavailable(e.reason) from e
         now = self._clock.now()
+        principal = str(target.claims.get(CLAIM_ASSUMED_ROLE, target.role_arn))
+        details = {"sid": target.session_id, "kind": target.kind}
+        # Fail-closed (``AuditUnavailable``, 503): nothing is revoked without its audit row.
+        await self._audit.record_or_fail(
+            "oauth2.revoke", "success", req=req, principal=principal, details=details
+        )
         try:
             if target.kind == "session":
                 await self._store.revoke_session(target.session_id, now=now, reason="rfc7009")
@@ -889,12 +896,5 @@ class StsService:
             raise StsServiceUnavailable(e.reason) from e
         self._revocations.apply(
             Revocation(kind="session", target=target.session_id, before=now, created_at=now)
-        )
-        await self._audit.record(
-            "oauth2.revoke",
-            "success",
-            req=req,
-            principal=str(target.claims.get(CLAIM_ASSUMED_ROLE, target.role_arn)),
-            details={"sid": target.session_id, "kind": target.kind},
         )
         return True

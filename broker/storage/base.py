@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from broker.domain.audit_chain import ChainRow
+
 
 @dataclass(frozen=True)
 class User:
@@ -62,6 +64,16 @@ class SingleUse:
 
 
 @dataclass(frozen=True)
+class LoginFailures:
+    """Failed logins counted against one key (a hashed user name or address) in a fixed
+    window that starts at its first failure and ends at ``window_end``."""
+
+    key: str
+    count: int
+    window_end: float
+
+
+@dataclass(frozen=True)
 class Session:
     """A server-side session; the cookie's JWT names it by ``id`` (the ``sid`` claim)."""
 
@@ -80,6 +92,7 @@ class Session:
     last_seen_at: float = 0.0
     revoked_at: float | None = None
     revoked_reason: str = ""
+    provider_sid: str = ""  # the provider's session it came from (ID token ``sid``), or ""
 
 
 @dataclass(frozen=True)
@@ -168,6 +181,18 @@ class AuditEvent:
 
 
 @dataclass(frozen=True)
+class AuditCheckpoint:
+    """A signed claim that audit row ``last_id`` had hash ``hash`` (``token``: the broker's JWS
+    over both; see ``broker.service.audit_chain``)."""
+
+    last_id: int
+    hash: str
+    created_at: float
+    token: str
+    id: int | None = None  # set by the store
+
+
+@dataclass(frozen=True)
 class Revocation:
     """A revocation the hot path must know about: one session, one user, or a role before T."""
 
@@ -246,11 +271,30 @@ class Store(Protocol):
 
     async def purge_single_use(self, now: float) -> int: ...
 
+    # failed-login counts, shared by every instance; one row per key, never evicted
+    async def add_login_failures(
+        self, keys: Sequence[str], *, now: float, window: float
+    ) -> list[LoginFailures]:
+        """Count one failure against each key and return the new counts, in ``keys`` order, all
+        in one transaction. A key whose window has ended starts a new one (``now + window``)."""
+
+    async def forgive_login_failures(
+        self, *, clear: Sequence[str] = (), once: Sequence[str] = ()
+    ) -> None:
+        """Forget every failure of the ``clear`` keys, and one failure of each ``once`` key."""
+
+    async def purge_login_failures(self, now: float) -> int:
+        """Delete the counts whose window has ended."""
+
     # sessions
     async def create_session(self, session: Session) -> None: ...
     async def get_session(self, session_id: str) -> Session | None: ...
     async def touch_sessions(self, last_seen: Mapping[str, float]) -> None:
         """Batched last-seen bookkeeping: session id -> time."""
+
+    async def provider_session_users(self, provider: str, provider_sid: str) -> list[str]:
+        """The user ids (sorted, distinct) of the sessions the provider's session
+        ``provider_sid`` started, revoked or not (Back-Channel Logout's ``sid``)."""
 
     async def revoke_session(self, session_id: str, *, now: float, reason: str) -> bool: ...
     async def revoke_user_sessions(self, user_id: str, *, now: float, reason: str) -> int: ...
@@ -351,11 +395,25 @@ class Store(Protocol):
         """``attached_policies`` of every principal of that type that has anything attached
         (one round trip: the authorizer compiles every role from it)."""
 
-    # audit (append-only)
+    # audit (append-only, hash-chained: ``broker.domain.audit_chain``)
     async def append_audit(self, event: AuditEvent) -> None: ...
     async def append_audit_many(self, events: Sequence[AuditEvent]) -> None:
         """Append the events in order, all in one transaction: every row or none. Ids follow
-        the sequence's order; an empty sequence does nothing."""
+        the sequence's order; an empty sequence does nothing. Every append links its rows to
+        the chain's head; appends are serialised (across instances) so the chain never forks."""
+
+    async def audit_chain(self, *, after_id: int = 0, limit: int = 1000) -> list[ChainRow]:
+        """Rows with id > after_id in id order, with their chain columns (for verification)."""
+
+    async def audit_head(self) -> ChainRow | None:
+        """The row with the highest id, or None if there is none."""
+
+    async def add_audit_checkpoint(self, checkpoint: AuditCheckpoint) -> AuditCheckpoint: ...
+    async def list_audit_checkpoints(self) -> list[AuditCheckpoint]:
+        """In id order."""
+
+    async def latest_audit_checkpoint(self) -> AuditCheckpoint | None:
+        """The checkpoint with the highest id."""
 
     async def list_audit(
         self, *, limit: int = 100, action: str | None = None, since: float | None = None

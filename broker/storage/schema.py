@@ -69,6 +69,14 @@ single_use = sa.Table(
     sa.PrimaryKeyConstraint("kind", "key"),
 )
 
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("key", sa.String(), primary_key=True),  # a hash of the user name or address
+    sa.Column("failures", sa.Integer(), nullable=False),
+    sa.Column("window_end", sa.Double(), nullable=False, index=True),
+)
+
 sessions = sa.Table(
     "sessions",
     metadata,
@@ -88,6 +96,8 @@ sessions = sa.Table(
     sa.Column("last_seen_at", sa.Double(), nullable=False),
     sa.Column("revoked_at", sa.Double(), nullable=True),
     sa.Column("revoked_reason", sa.Text(), nullable=False),
+    # the provider's session (ID token ``sid``) it came from, for back-channel logout
+    sa.Column("provider_sid", sa.String(), nullable=True, index=True),
 )
 
 revocations = sa.Table(
@@ -200,6 +210,20 @@ audit_events = sa.Table(
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("source_ip", sa.String(), nullable=False),
     sa.Column("details", sa.JSON(), nullable=False),
+    # the hash chain (``broker.domain.audit_chain``); empty on rows older than the chain
+    sa.Column("prev_hash", sa.String(), nullable=True),
+    sa.Column("hash", sa.String(), nullable=True),
+)
+
+# signed claims that the chain's row ``last_id`` had ``hash`` (``token``: the broker's JWS)
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("last_id", sa.BigInteger(), nullable=False, index=True),
+    sa.Column("hash", sa.String(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("token", sa.Text(), nullable=False),
 )
 
 meta = sa.Table(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import re
 import sqlite3
 import uuid
@@ -45,12 +46,15 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from broker.domain.audit_chain import GENESIS, ChainRow, link
 from broker.errors import AlreadyExists, BrokerError, RecordNotFound, StoreError
 from broker.storage import schema as t
 from broker.storage.base import (
     AttachedPolicies,
+    AuditCheckpoint,
     AuditEvent,
     Group,
+    LoginFailures,
     LoginState,
     ManagedPolicyRecord,
     PolicyUse,
@@ -84,6 +88,10 @@ _REVOCATION_LOCK: Final = 0x62726F6B65720002
 # Class of the (transaction-scoped, two-key) PostgreSQL locks that serialise
 # ``set_attached_policies`` per principal; the second key is a hash of the principal.
 _ATTACHMENTS_LOCK: Final = 0x62720003
+# Taken (transaction-scoped) by every audit append on PostgreSQL: each append reads the chain's
+# head and links its rows to it, so two appends must never interleave (SQLite serialises every
+# writer with BEGIN IMMEDIATE).
+_AUDIT_LOCK: Final = 0x62726F6B65720004
 # connection execution option: this connection only reads (SQLite: deferred BEGIN)
 _READ_ONLY: Final = "broker_read_only"
 
@@ -386,6 +394,7 @@ def _session(row: sa.Row[Any]) -> Session:
         last_seen_at=m["last_seen_at"],
         revoked_at=m["revoked_at"],
         revoked_reason=m["revoked_reason"],
+        provider_sid=m["provider_sid"] or "",
     )
 
 
@@ -507,15 +516,45 @@ def _audit_event(row: sa.Row[Any]) -> AuditEvent:
 
 def _audit_values(event: AuditEvent) -> dict[str, Any]:
     return {
-        "time": event.time,
+        "time": float(event.time),
         "action": event.action,
         "outcome": event.outcome,
         "request_id": event.request_id,
         "principal": event.principal,
         "reason": event.reason,
         "source_ip": event.source_ip,
-        "details": dict(event.details),
+        # as the JSON column gives it back (tuples become lists, keys strings), so that the
+        # hash computed now is the hash of what is read later
+        "details": json.loads(json.dumps(dict(event.details), default=str)),
     }
+
+
+def _chain_row(row: sa.Row[Any]) -> ChainRow:
+    m = row._mapping
+    return ChainRow(
+        id=int(m["id"]),
+        time=m["time"],
+        action=m["action"],
+        outcome=m["outcome"],
+        request_id=m["request_id"],
+        principal=m["principal"],
+        reason=m["reason"],
+        source_ip=m["source_ip"],
+        details=m["details"],
+        prev_hash=m["prev_hash"] or "",
+        hash=m["hash"] or "",
+    )
+
+
+def _checkpoint(row: sa.Row[Any]) -> AuditCheckpoint:
+    m = row._mapping
+    return AuditCheckpoint(
+        last_id=int(m["last_id"]),
+        hash=m["hash"],
+        created_at=m["created_at"],
+        token=m["token"],
+        id=int(m["id"]),
+    )
 
 
 def _user_values(user: User) -> dict[str, Any]:
@@ -897,6 +936,52 @@ class SqlStore:
             )
             return result.rowcount
 
+    # -- failed-login counts
+
+    async def add_login_failures(
+        self, keys: Sequence[str], *, now: float, window: float
+    ) -> list[LoginFailures]:
+        c = t.login_failures.c
+        counts: dict[str, LoginFailures] = {}
+        async with self._write("count login failures") as conn:
+            # One upsert per key, in a fixed order (two writers never wait on each other in a
+            # cycle); each is atomic, so concurrent failures on every instance all count.
+            ended = c.window_end <= now  # the stored row's window
+            for key in sorted(set(keys)):
+                stmt = self._upsert(
+                    t.login_failures,
+                    {"key": key, "failures": 1, "window_end": now + window},
+                    key=("key",),
+                    update={
+                        "failures": sa.case((ended, 1), else_=c.failures + 1),
+                        "window_end": lambda x: sa.case((ended, x.window_end), else_=c.window_end),
+                    },
+                ).returning(c.failures, c.window_end)
+                row = (await conn.execute(stmt)).one()
+                counts[key] = LoginFailures(key, int(row.failures), float(row.window_end))
+        return [counts[k] for k in keys]
+
+    async def forgive_login_failures(
+        self, *, clear: Sequence[str] = (), once: Sequence[str] = ()
+    ) -> None:
+        c = t.login_failures.c
+        async with self._write("forgive login failures") as conn:
+            if clear:
+                await conn.execute(sa.delete(t.login_failures).where(c.key.in_(list(clear))))
+            if once:
+                await conn.execute(
+                    sa.update(t.login_failures)
+                    .where(c.key.in_(list(once)), c.failures > 0)
+                    .values(failures=c.failures - 1)
+                )
+
+    async def purge_login_failures(self, now: float) -> int:
+        async with self._write("purge login failures") as conn:
+            result = await conn.execute(
+                sa.delete(t.login_failures).where(t.login_failures.c.window_end <= now)
+            )
+            return result.rowcount
+
     # -- sessions
 
     async def create_session(self, session: Session) -> None:
@@ -918,6 +1003,7 @@ class SqlStore:
                     last_seen_at=session.last_seen_at,
                     revoked_at=session.revoked_at,
                     revoked_reason=session.revoked_reason,
+                    provider_sid=session.provider_sid or None,
                 )
             )
 
@@ -945,6 +1031,19 @@ class SqlStore:
         params = [{"b_id": sid, "b_seen": seen} for sid, seen in sorted(last_seen.items())]
         async with self._write("touch sessions") as conn:
             await conn.execute(stmt, params)
+
+    async def provider_session_users(self, provider: str, provider_sid: str) -> list[str]:
+        if not provider_sid:
+            return []
+        s = t.sessions.c
+        stmt = (
+            sa.select(s.user_id)
+            .where(s.provider_sid == provider_sid, s.provider == provider)
+            .distinct()
+            .order_by(s.user_id)
+        )
+        async with self._read("find sessions by provider sid") as conn:
+            return [str(r[0]) for r in await conn.execute(stmt)]
 
     async def revoke_session(self, session_id: str, *, now: float, reason: str) -> bool:
         """Revoke one live session and record a ``session`` revocation; False if the session is
@@ -1343,16 +1442,68 @@ class SqlStore:
     # -- audit
 
     async def append_audit(self, event: AuditEvent) -> None:
-        async with self._write("append audit event") as conn:
-            await conn.execute(sa.insert(t.audit_events).values(**_audit_values(event)))
+        await self._append_chained([event], "append audit event")
 
     async def append_audit_many(self, events: Sequence[AuditEvent]) -> None:
         """One transaction, one ``executemany``; ids follow the order of ``events``."""
-        if not events:
-            return
+        if events:
+            await self._append_chained(events, f"append {len(events)} audit events")
+
+    async def _append_chained(self, events: Sequence[AuditEvent], what: str) -> None:
+        """Link the rows to the chain's head and insert them, holding the audit lock (on
+        PostgreSQL; SQLite's write transaction already excludes every other writer)."""
         rows = [_audit_values(e) for e in events]
-        async with self._write(f"append {len(rows)} audit events") as conn:
-            await conn.execute(sa.insert(t.audit_events), rows)
+        a = t.audit_events
+        async with self._write(what) as conn:
+            if self._target.dialect == "postgresql":
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_AUDIT_LOCK)))
+            head = (
+                await conn.execute(sa.select(a.c.hash).order_by(a.c.id.desc()).limit(1))
+            ).first()
+            prev = (head[0] if head is not None else None) or GENESIS
+            for row, (prev_hash, digest) in zip(rows, link(prev, rows), strict=True):
+                row["prev_hash"] = prev_hash
+                row["hash"] = digest
+            if len(rows) == 1:
+                await conn.execute(sa.insert(a).values(**rows[0]))
+            else:
+                await conn.execute(sa.insert(a), rows)
+
+    async def audit_chain(self, *, after_id: int = 0, limit: int = 1000) -> list[ChainRow]:
+        a = t.audit_events
+        stmt = sa.select(a).where(a.c.id > after_id).order_by(a.c.id).limit(max(limit, 0))
+        async with self._read("read the audit chain") as conn:
+            return [_chain_row(r) for r in await conn.execute(stmt)]
+
+    async def audit_head(self) -> ChainRow | None:
+        a = t.audit_events
+        async with self._read("read the audit chain's head") as conn:
+            row = (await conn.execute(sa.select(a).order_by(a.c.id.desc()).limit(1))).first()
+        return _chain_row(row) if row is not None else None
+
+    async def add_audit_checkpoint(self, checkpoint: AuditCheckpoint) -> AuditCheckpoint:
+        c = t.audit_checkpoints
+        values = {
+            "last_id": checkpoint.last_id,
+            "hash": checkpoint.hash,
+            "created_at": checkpoint.created_at,
+            "token": checkpoint.token,
+        }
+        async with self._write("add audit checkpoint") as conn:
+            result = await conn.execute(sa.insert(c).values(**values).returning(c.c.id))
+            return replace(checkpoint, id=int(result.scalar_one()))
+
+    async def list_audit_checkpoints(self) -> list[AuditCheckpoint]:
+        c = t.audit_checkpoints
+        async with self._read("list audit checkpoints") as conn:
+            return [_checkpoint(r) for r in await conn.execute(sa.select(c).order_by(c.c.id))]
+
+    async def latest_audit_checkpoint(self) -> AuditCheckpoint | None:
+        c = t.audit_checkpoints
+        stmt = sa.select(c).order_by(c.c.id.desc()).limit(1)
+        async with self._read("read the latest audit checkpoint") as conn:
+            row = (await conn.execute(stmt)).first()
+        return _checkpoint(row) if row is not None else None
 
     async def list_audit(
         self, *, limit: int = 100, action: str | None = None, since: float | None = None

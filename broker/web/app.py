@@ -15,7 +15,16 @@ from aiohttp import web
 from broker.clock import Clock
 from broker.config import Settings
 from broker.service.container import Broker
-from broker.web import authorize_api, forward_auth, oauth, ops, pages, sts, wellknown
+from broker.web import (
+    authorize_api,
+    backchannel,
+    forward_auth,
+    oauth,
+    ops,
+    pages,
+    sts,
+    wellknown,
+)
 from broker.web.cookies import Cookies
 from broker.web.keys import BROKER, METRICS, RENDERER, SETTINGS
 from broker.web.middleware import not_found, observed
@@ -82,6 +91,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     r.add_post("/oauth2/token", observed(oauth.token))
     r.add_post("/oauth2/introspect", observed(oauth.introspect))
     r.add_post("/oauth2/revoke", observed(oauth.revoke))
+    r.add_post("/backchannel-logout/{provider}", observed(backchannel.backchannel_logout))
     r.add_get("/healthz", observed(ops.healthz))
     r.add_get("/readyz", observed(ops.readyz))
     r.add_get("/metrics", observed(ops.metrics))

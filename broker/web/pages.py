@@ -412,16 +412,17 @@ async def logout_post(request: web.Request) -> web.StreamResponse:
         action="logout",
         principal=f"{ctx.provider}/{ctx.subject}",
     )
-    await b.sessions.end(ctx, reason="logout")
-    # Whatever flow this browser still has pending dies with its session.
-    await b.login.forget_browser(_browser(request), request.cookies.get(c.login, ""))
-    await b.auditor.record(
+    # Fail-closed (``AuditUnavailable``, 503): the session ends only once this is written.
+    await b.auditor.record_or_fail(
         "logout",
         "success",
         req=info,
         principal=f"{ctx.provider}/{ctx.subject}",
         details={"session": ctx.session_id, "role": ctx.role_arn},
     )
+    await b.sessions.end(ctx, reason="logout")
+    # Whatever flow this browser still has pending dies with its session.
+    await b.login.forget_browser(_browser(request), request.cookies.get(c.login, ""))
     request.pop(NEW_SESSION_TOKEN, None)
     resp = request.app[RENDERER].page("logout.html", signed_out=True, csrf="")
     for name in (c.session, c.pending, c.password, c.login, c.browser):

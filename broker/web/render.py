@@ -36,8 +36,9 @@ class Renderer:
 
     def error(self, request: web.Request, err: BrokerError) -> web.Response:
         """People get the public message and the request id; the reason stays in logs/audit."""
+        resp: web.Response
         if wants_json(request):
-            return web.json_response(
+            resp = web.json_response(
                 {
                     "error": err.code,
                     "error_description": err.public_message,
@@ -45,12 +46,16 @@ class Renderer:
                 },
                 status=err.status,
             )
-        return self.page(
-            "error.html",
-            status=err.status,
-            title=_TITLES.get(err.status, "Something went wrong"),
-            message=err.public_message,
-        )
+        else:
+            resp = self.page(
+                "error.html",
+                status=err.status,
+                title=_TITLES.get(err.status, "Something went wrong"),
+                message=err.public_message,
+            )
+        if err.retry_after is not None:
+            resp.headers["Retry-After"] = str(max(1, err.retry_after))
+        return resp
 
 
 _TITLES = {

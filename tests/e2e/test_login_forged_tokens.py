@@ -300,6 +300,19 @@ CASES: list[tuple[str, str, Forge]] = [
         "c_hash_mismatch",
         lambda idp, n: idp.mint({"nonce": n, "c_hash": "AAAAAAAAAAAAAAAAAAAAAA"}),
     ),
+    # a security event token (a logout token, with a nonce added) is no ID token
+    (
+        "logout-token-as-id-token",
+        "events_present",
+        lambda idp, n: idp.mint(
+            {
+                "nonce": n,
+                "sid": "op-1",
+                "jti": "j-1",
+                "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+            }
+        ),
+    ),
     # issuer
     (
         "wrong-iss",

@@ -22,7 +22,8 @@
 //     ]
 //   }
 //
-// Client entries are oidc-provider client metadata; defaults: grant_types [authorization_code],
+// Client entries are oidc-provider client metadata (backchannel_logout_uri and
+// backchannel_logout_session_required included); defaults: grant_types [authorization_code],
 // response_types [code], token_endpoint_auth_method client_secret_basic. Set
 // "application_type": "native" to accept any port on a loopback redirect URI (RFC 8252 7.3).
 //
@@ -178,6 +179,10 @@ function makeProvider(spec, issuer, sharedAccounts) {
       devInteractions: { enabled: false },
       userinfo: { enabled: true },
       claimsParameter: { enabled: true },
+      // OIDC Back-Channel Logout 1.0: a client that registers backchannel_logout_uri (and
+      // backchannel_logout_session_required: true, for sid in ID and logout tokens) is sent a
+      // logout token when the session ends at end_session_endpoint (/session/end).
+      backchannelLogout: { enabled: true },
     },
     interactions: {
       url: (ctx, interaction) => `/interaction/${interaction.uid}`,
@@ -210,7 +215,7 @@ function makeProvider(spec, issuer, sharedAccounts) {
   });
 
   for (const event of ['server_error', 'authorization.error', 'grant.error', 'introspection.error',
-    'revocation.error', 'userinfo.error', 'end_session.error']) {
+    'revocation.error', 'userinfo.error', 'end_session.error', 'backchannel.error']) {
     provider.on(event, (ctx, err) => log(`${name}: ${event}:`, err?.name, err?.message,
       err?.error_description || ''));
   }

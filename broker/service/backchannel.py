@@ -1,0 +1,175 @@
+"""IdP-initiated logout: OpenID Connect Back-Channel Logout 1.0 (§2.5 - §2.8).
+
+A provider whose configuration names a ``backchannel_logout_uri`` POSTs a logout token there
+when one of its sessions ends. The token is verified (``OIDCClient.verify_logout_token``: like
+an ID token, plus ``events``, ``sid``/``sub`` and no ``nonce``), its ``jti`` is used up in the
+store (a single-use value of kind ``LOGOUT_JTI``, remembered as long as the token could be
+accepted), and only then does anything end:
+
+- ``sub``: the broker user of that provider's subject;
+- ``sid``: the users of the broker sessions that began with that provider session (the
+  ``sid`` of the ID token at login, kept on the session).
+
+Every session and credential of those users issued until now ends, on every instance within
+the revocation poll (``Store.revoke_user_sessions``: the user's session rows and one ``user``
+revocation, which also voids the STS credentials and token-exchange results derived from the
+sessions). It is the whole user and not only the one session named by ``sid`` because derived
+credentials do not say which session they came from; when unsure, the broker ends more.
+
+Every refusal is audited (``logout.backchannel``, with the reason) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+
+from broker.clock import Clock
+from broker.config import Settings
+from broker.errors import (
+    AlreadyExists,
+    BrokerError,
+    InvalidIdToken,
+    InvalidLogoutToken,
+    NotFound,
+    StoreError,
+)
+from broker.idp import OIDCClient
+from broker.idp.logout_token import MAX_AGE, LogoutToken
+from broker.service.audit import Auditor, RequestInfo
+from broker.service.revocation import RevocationState
+from broker.storage.base import Revocation, SingleUse, Store
+
+log = logging.getLogger(__name__)
+
+ACTION = "logout.backchannel"
+LOGOUT_JTI = "logout-token-jti"  # single-use kind: a provider's logout token, by its jti
+REASON = "backchannel_logout"
+
+
+def jti_key(provider: str, jti: str) -> str:
+    """The store key of a logout token's ``jti`` (providers' ``jti`` values may collide)."""
+    return hashlib.sha256(f"{provider}\n{jti}".encode()).hexdigest()
+
+
+class BackchannelLogout:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clients: Mapping[str, OIDCClient],
+        revocations: RevocationState,
+        auditor: Auditor,
+        clock: Clock,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._clients = clients
+        self._revocations = revocations
+        self._audit = auditor
+        self._clock = clock
+
+    async def refused(self, provider: str, err: BrokerError, req: RequestInfo) -> None:
+        """Audit a request refused before its token could be read (the web layer's checks)."""
+        await self._audit.record(
+            ACTION, "failure", req=req, principal=provider[:64], reason=err.reason
+        )
+
+    async def logout(self, provider: str, logout_token: str, req: RequestInfo) -> int:
+        """Verify the logout token and end what it names; returns how many users' sessions
+        were ended (0 is a success too: nothing of that provider session is left here).
+        Raises ``NotFound`` (no such provider, or back-channel logout not enabled for it),
+        ``InvalidLogoutToken`` (400), ``ProviderUnavailable`` or ``StoreError``."""
+        principal = provider[:64]
+        try:
+            client = self._client(provider)
+            if not logout_token:
+                raise InvalidLogoutToken("logout_token_missing")
+            token = await self._verified(client, logout_token)
+            principal = f"{provider}/{token.subject or ''}"
+            await self._use_jti(provider, token)
+        except BrokerError as e:
+            await self._audit.record(
+                ACTION, "failure", req=req, principal=principal, reason=e.reason
+            )
+            raise
+        try:
+            users = await self._end(provider, token)
+        except StoreError as e:
+            # Nothing may be half done and unrepeatable: let the provider (or an operator) retry.
+            await self._release_jti(provider, token)
+            await self._audit.record(
+                ACTION, "failure", req=req, principal=principal, reason=e.reason
+            )
+            raise
+        await self._audit.record(
+            ACTION,
+            "success",
+            req=req,
+            principal=principal,
+            details={"sid": token.sid or "", "sub": token.subject or "", "users": users},
+        )
+        return len(users)
+
+    def _client(self, provider: str) -> OIDCClient:
+        client = self._clients.get(provider)
+        if client is None or not client.config.backchannel_logout_uri:
+            raise NotFound(
+                f"backchannel_logout_not_enabled:{provider[:64]}",
+                public_message="Back-channel logout is not enabled for this provider.",
+            )
+        return client
+
+    @staticmethod
+    async def _verified(client: OIDCClient, raw: str) -> LogoutToken:
+        try:
+            return await client.verify_logout_token(raw)
+        except InvalidIdToken as e:
+            raise InvalidLogoutToken(e.reason) from e
+
+    async def _use_jti(self, provider: str, token: LogoutToken) -> None:
+        """§2.6 step 7 (optional there, required here): a replayed token would end sessions
+        that began after the logout it announced."""
+        leeway = self._clients[provider].config.leeway
+        now = self._clock.now()
+        # The token is refused once its iat is older than MAX_AGE (+ leeway): remember that long.
+        until = max(token.issued_at + MAX_AGE + leeway, now) + 1
+        try:
+            await self._store.put_single_use(
+                SingleUse(
+                    kind=LOGOUT_JTI,
+                    key=jti_key(provider, token.jti),
+                    binding="",
+                    payload={"sid": token.sid or "", "sub": token.subject or ""},
+                    created_at=now,
+                    expires_at=until,
+                )
+            )
+        except AlreadyExists as e:
+            raise InvalidLogoutToken("jti_replayed") from e
+
+    async def _release_jti(self, provider: str, token: LogoutToken) -> None:
+        try:
+            await self._store.consume_single_use(
+                LOGOUT_JTI, jti_key(provider, token.jti), binding="", now=self._clock.now()
+            )
+        except StoreError:
+            log.warning("could not release the jti of a failed back-channel logout")
+
+    async def _end(self, provider: str, token: LogoutToken) -> list[str]:
+        users: set[str] = set()
+        if token.sid is not None:
+            users.update(await self._store.provider_session_users(provider, token.sid))
+        if token.subject is not None:
+            user = await self._store.find_user(provider, token.subject)
+            if user is not None:
+                users.add(user.id)
+        now = self._clock.now()
+        for user_id in sorted(users):
+            await self._store.revoke_user_sessions(user_id, now=now, reason=REASON)
+            # At once on this instance; the others read the revocation at their next poll.
+            self._revocations.apply(
+                Revocation(kind="user", target=user_id, before=now, created_at=now)
+            )
+        return sorted(users)

@@ -1,0 +1,203 @@
+"""End to end: IdP-initiated logout (OpenID Connect Back-Channel Logout 1.0) with the real
+oidc-provider.
+
+The provider's client registers the broker's ``/backchannel-logout/corp`` (and
+``backchannel_logout_session_required``, so ID and logout tokens carry ``sid``). A person logs in
+through the provider's real forms, then ends the session at the provider's end_session
+endpoint; the provider POSTs a logout token to the broker before it answers, and the broker's
+session is refused at ``/auth`` — on the instance that received the token at once, on another
+instance sharing the store after its next revocation poll (the periodic one runs every second).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from yarl import URL
+
+from broker.config import load_settings
+from broker.web.app import create_app
+from tests.conftest import E2E_ROLES, RunningBroker, write_config
+from tests.support.login_driver import follow_login, parse_forms
+from tests.support.oidc_server import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    OidcServer,
+    default_config,
+    free_port,
+    start_oidc_server,
+)
+
+pytestmark = pytest.mark.oidc
+
+APP = "https://app.example.com/"
+ROLES = {"dev": E2E_ROLES["dev"], "admin": E2E_ROLES["admin"]}  # alice: the chooser
+
+Start = Callable[[str, int, str, int], Awaitable[RunningBroker]]
+
+
+@dataclass(frozen=True)
+class Ports:
+    a: int  # the instance the provider sends logout tokens to
+    b: int
+
+
+@pytest.fixture(scope="module")
+def ports() -> Ports:
+    return Ports(free_port(), free_port())
+
+
+@pytest.fixture(scope="module")
+def provider(ports: Ports) -> Iterator[OidcServer]:
+    """``corp`` with the broker's client registered for back-channel logout at instance A."""
+    config = default_config(
+        {"corp": [f"http://127.0.0.1:{ports.a}/callback/corp"]}, algs={"corp": "RS256"}
+    )
+    client = config["providers"][0]["clients"][0]
+    client["backchannel_logout_uri"] = f"http://127.0.0.1:{ports.a}/backchannel-logout/corp"
+    client["backchannel_logout_session_required"] = True
+    with start_oidc_server(config) as server:
+        yield server
+
+
+@pytest.fixture
+async def start(tmp_path: Path, provider: OidcServer) -> AsyncIterator[Start]:
+    runners: list[web.AppRunner] = []
+
+    async def run(name: str, port: int, store_url: str, public_port: int) -> RunningBroker:
+        """A broker on ``port`` whose public URL (and issuer) is on ``public_port``."""
+        public_url = f"http://127.0.0.1:{public_port}"
+        extra = f"""
+            [providers.corp]
+            issuer = "{provider.issuers["corp"]}"
+            client_id = "{CLIENT_ID}"
+            client_secret = "{CLIENT_SECRET}"
+            backchannel_logout_uri = "{public_url}/backchannel-logout/corp"
+        """
+        path = write_config(
+            tmp_path / name,
+            port=port,
+            oidc=None,
+            store_url=store_url,
+            roles=ROLES,
+            extra=extra,
+            public_url=public_url,
+        )
+        path.write_text(
+            path.read_text().replace("[store]", 'trusted_proxies = ["127.0.0.1/32"]\n[store]', 1)
+        )
+        settings = load_settings(path)
+        app = create_app(settings)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        runners.append(runner)
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return RunningBroker(f"http://127.0.0.1:{port}", settings, app, runner)
+
+    yield run
+    for r in reversed(runners):
+        await r.cleanup()
+
+
+async def log_in(
+    browser: aiohttp.ClientSession, b: RunningBroker, oidc: OidcServer, user: str = "bob"
+) -> str:
+    """Bob has one role (straight to the session); Alice chooses ``dev`` among two."""
+    r = await follow_login(
+        browser,
+        f"{b.url}/login/corp",
+        username=user,
+        password=oidc.accounts[user],
+        provider_origins=oidc.issuers.values(),
+    )
+    assert r.status == 200, r.text
+    assert (r.url == f"{b.url}/roles") == (user == "alice")
+    if r.url == f"{b.url}/roles":
+        form = parse_forms(r.text)[0]
+        async with browser.post(f"{b.url}/roles", data=[*form.fields, ("role", "dev")]) as c:
+            assert c.status == 200, await c.text()
+    return browser.cookie_jar.filter_cookies(URL(b.url))["broker_session"].value
+
+
+async def auth_status(b: RunningBroker, token: str) -> int:
+    headers = {
+        "X-Original-Method": "GET",
+        "X-Original-URL": APP,
+        "Cookie": f"broker_session={token}",
+    }
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"{b.url}/auth", headers=headers, allow_redirects=False) as r,
+    ):
+        return r.status
+
+
+async def end_session_at_provider(browser: aiohttp.ClientSession, oidc: OidcServer) -> None:
+    """What a person does at the provider's "sign out" page: confirm, ending every client."""
+    async with browser.get(oidc.discovery_url("corp")) as r:
+        end_session = (await r.json())["end_session_endpoint"]
+    async with browser.get(end_session) as r:
+        assert r.status == 200
+        form = parse_forms(await r.text())[0]
+    action = str(URL(end_session).join(URL(form.action)))
+    async with browser.post(action, data=[*form.fields, ("logout", "yes")]) as r:
+        assert r.status == 200, await r.text()
+
+
+@pytest.mark.parametrize("user", ["bob", "alice"], ids=["one-role", "role-chooser"])
+async def test_logout_at_the_provider_ends_the_broker_session(
+    start: Start, ports: Ports, provider: OidcServer, user: str
+) -> None:
+    a = await start("a", ports.a, "sqlite:///broker.db", ports.a)
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as browser:
+        token = await log_in(browser, a, provider, user)
+        session = await a.broker.store.get_session(a.broker.sessions.verify(token).session_id)
+        assert session.provider_sid  # the ID token's sid, kept for the logout token
+        assert await auth_status(a, token) == 200
+        await end_session_at_provider(browser, provider)
+    assert await auth_status(a, token) == 401
+    events = await a.broker.store.list_audit(action="logout.backchannel")
+    assert [(e.outcome, e.principal) for e in events] == [("success", f"corp/{user}")]
+    assert events[0].details["sid"] == session.provider_sid
+    assert (await a.broker.store.get_session(session.id)).revoked_at is not None
+    assert "backchannel.error" not in provider.stderr
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    dsn = os.environ.get("BROKER_TEST_POSTGRES_DSN", "")
+    if not dsn:
+        pytest.skip("set BROKER_TEST_POSTGRES_DSN to run the several-instances test")
+    schema = f"broker_bcl_{secrets.token_hex(4)}"
+    yield f"{dsn}?schema={schema}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+async def test_the_logout_reaches_every_instance(
+    pg_url: str, start: Start, ports: Ports, provider: OidcServer
+) -> None:
+    # (pg_url first: its schema is dropped only after both brokers have stopped)
+    a = await start("a", ports.a, pg_url, ports.a)
+    b = await start("b", ports.b, pg_url, ports.a)
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as browser:
+        token = await log_in(browser, a, provider)
+        assert await auth_status(b, token) == 200  # B verifies A's session
+        await end_session_at_provider(browser, provider)
+    assert await auth_status(a, token) == 401  # at once where the token arrived
+    await b.broker.revocations.poll()  # what B's periodic task does every second
+    assert await auth_status(b, token) == 401

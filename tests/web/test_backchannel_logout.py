@@ -1,0 +1,350 @@
+"""``POST /backchannel-logout/{provider}`` against logout tokens a real provider never sends.
+
+The provider is the in-process fake (``tests/support/fake_idp.py``), configured as ``fake`` with
+back-channel logout on; its ID tokens carry ``sid`` = ``op-sid-1``. Each case signs in through
+it, then POSTs a forged or broken logout token: the answer is 400 with an OAuth error document,
+the refusal is audited with its specific reason, and nothing changed: the session still works,
+no revocation was written and the token's ``jti`` was not used up (a valid token with the same
+``jti`` still works afterwards). The real provider's round trip is in
+``tests/e2e/test_backchannel_logout.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpServer
+from yarl import URL
+
+from broker.clock import FrozenClock
+from broker.config import load_settings
+from broker.idp.logout_token import BACKCHANNEL_LOGOUT_EVENT
+from broker.service.backchannel import jti_key
+from broker.storage.base import AuditEvent
+from broker.web.app import create_app
+from tests.conftest import RunningBroker, trust, write_config
+from tests.support.fake_idp import FakeIdP, FakeKey, encode_jws, tamper_signature
+from tests.support.oidc_server import free_port
+
+ROLES = {
+    "fake-user": trust("fake", {"StringEquals": {"fake:sub": "user-1"}}),
+    # taken from a fake-user session by token exchange (a derived credential)
+    "chained": {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:broker:iam::000000000000:role/fake-user"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    },
+}
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
+SID = "op-sid-1"
+EVENTS: dict[str, dict[str, Any]] = {BACKCHANNEL_LOGOUT_EVENT: {}}
+
+
+@dataclass
+class Env:
+    broker: RunningBroker
+    idp: FakeIdP
+    clock: FrozenClock
+
+    @property
+    def url(self) -> str:
+        return self.broker.url
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.url}/backchannel-logout/fake"
+
+
+@pytest.fixture
+async def env(tmp_path: Path, aiohttp_server: AiohttpServer) -> AsyncIterator[Env]:
+    clock = FrozenClock(float(int(time.time())))
+    idp = FakeIdP(clock=clock, id_token_claims={"sid": SID})
+    idp.bind(await aiohttp_server(idp.app))
+    port = free_port()
+    extra = f"""
+[providers.fake]
+issuer = "{idp.issuer}"
+client_id = "{idp.client_id}"
+client_secret = "{idp.client_secret}"
+backchannel_logout_uri = "http://127.0.0.1:{port}/backchannel-logout/fake"
+
+[providers.quiet]
+issuer = "{idp.issuer}"
+client_id = "{idp.client_id}"
+"""
+    settings = load_settings(
+        write_config(tmp_path / "broker", port=port, oidc=None, roles=ROLES, extra=extra)
+    )
+    app = create_app(settings, clock=clock)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield Env(RunningBroker(f"http://127.0.0.1:{port}", settings, app, runner), idp, clock)
+    finally:
+        await runner.cleanup()
+
+
+async def sign_in(env: Env) -> str:
+    """A browser login through the fake; returns the broker session token."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.get(f"{env.url}/login/fake", allow_redirects=True) as r:
+            assert r.status == 200, await r.text()
+        token = s.cookie_jar.filter_cookies(URL(env.url))["broker_session"].value
+    assert await session_status(env, token) == 200
+    return token
+
+
+async def session_status(env: Env, token: str) -> int:
+    headers = {"Accept": "application/json", "Cookie": f"broker_session={token}"}
+    async with aiohttp.ClientSession() as s, s.get(f"{env.url}/session", headers=headers) as r:
+        return r.status
+
+
+def logout_token(env: Env, claims: dict[str, Any] | None = None, **kwargs: Any) -> str:
+    """A valid logout token (as oidc-provider makes them), changed by ``claims``/``kwargs``."""
+    values: dict[str, Any] = {"sid": SID, "events": EVENTS, "jti": "jti-1"}
+    values.update(claims or {})
+    header = {"typ": "logout+jwt", **kwargs.pop("header", {})}
+    return env.idp.mint(values, header=header, omit=kwargs.pop("omit", ("email",)), **kwargs)
+
+
+async def post(
+    env: Env, data: Any, *, provider: str = "fake", content_type: str | None = None
+) -> tuple[int, dict[str, str], Any]:
+    url = f"{env.url}/backchannel-logout/{provider}"
+    headers = {"Content-Type": content_type} if content_type else {}
+    async with aiohttp.ClientSession() as s, s.post(url, data=data, headers=headers) as r:
+        body = await r.json() if r.content_type == "application/json" else await r.text()
+        return r.status, dict(r.headers), body
+
+
+async def audit(env: Env) -> list[AuditEvent]:
+    return list(
+        reversed(await env.broker.broker.store.list_audit(limit=100, action="logout.backchannel"))
+    )
+
+
+async def revocations(env: Env) -> list[Any]:
+    return list(await env.broker.broker.store.revocations_since(0))
+
+
+# --- success -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{}, {"sub": None}, {"sid": None}, {"sid": "another-provider-session"}],
+    ids=["sid-and-sub", "sid-only", "sub-only", "unknown-sid-known-sub"],
+)
+async def test_a_valid_logout_token_ends_the_session(env: Env, claims: dict[str, Any]) -> None:
+    token = await sign_in(env)
+    omit = ["email", *(k for k, v in claims.items() if v is None)]
+    raw = logout_token(env, {k: v for k, v in claims.items() if v is not None}, omit=omit)
+    status, headers, body = await post(env, {"logout_token": raw})
+    assert status == 200, body
+    assert headers["Cache-Control"] == "no-store"
+    assert await session_status(env, token) == 401
+    [event] = await audit(env)
+    assert (event.outcome, event.principal) == (
+        "success",
+        "fake/user-1" if "sub" not in claims else "fake/",
+    )
+    assert [r.kind for r in await revocations(env)] == ["user"]
+
+
+async def exchange(env: Env, session_token: str) -> str:
+    """RFC 8693: the session token for a credential of the role ``chained``."""
+    form = {
+        "grant_type": TOKEN_EXCHANGE,
+        "subject_token": session_token,
+        "subject_token_type": ACCESS_TOKEN,
+        "scope": "role:chained",
+    }
+    async with aiohttp.ClientSession() as s, s.post(f"{env.url}/oauth2/token", data=form) as r:
+        body = await r.json()
+        assert r.status == 200, body
+        return str(body["access_token"])
+
+
+async def introspect_status(env: Env, token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{env.url}/oauth2/introspect", data={"token": token}, headers=headers) as r,
+    ):
+        return r.status
+
+
+async def test_credentials_derived_from_the_session_end_too(env: Env) -> None:
+    token = await sign_in(env)
+    derived = await exchange(env, token)
+    assert await introspect_status(env, derived) == 200
+    assert (await post(env, {"logout_token": logout_token(env, omit=("email", "sub"))}))[0] == 200
+    assert await session_status(env, token) == 401
+    assert await introspect_status(env, derived) == 401
+
+
+async def test_a_logout_token_for_no_session_here_is_still_a_success(env: Env) -> None:
+    token = await sign_in(env)
+    raw = logout_token(env, {"sid": "elsewhere", "sub": "someone-else"})
+    status, _, _ = await post(env, {"logout_token": raw})
+    assert status == 200
+    assert await session_status(env, token) == 200
+    assert await revocations(env) == []
+
+
+async def test_a_replayed_logout_token_is_refused_and_ends_nothing_new(env: Env) -> None:
+    await sign_in(env)
+    raw = logout_token(env)
+    assert (await post(env, {"logout_token": raw}))[0] == 200
+    env.clock.advance(5)  # a new login after the logout: a replay must not end it
+    token = await sign_in(env)
+    status, _, body = await post(env, {"logout_token": raw})
+    assert status == 400
+    assert body["error"] == "invalid_request"
+    assert await session_status(env, token) == 200
+    assert (await audit(env))[-1].reason == "jti_replayed"
+    assert len(await revocations(env)) == 1
+
+
+def test_the_same_jti_from_another_provider_is_another_token() -> None:
+    """Replay protection is per provider: the store key is (provider, jti)."""
+    assert jti_key("fake", "jti-1") != jti_key("quiet", "jti-1")
+
+
+# --- refusals ------------------------------------------------------------------------------
+
+Forge = Callable[[Env], str]
+OTHER_KEY = FakeKey.generate("RS256")
+
+
+def _with(claims: dict[str, Any] | None = None, **kwargs: Any) -> Forge:
+    return lambda env: logout_token(env, claims, **kwargs)
+
+
+def _id_token(env: Env) -> str:
+    return env.idp.mint({"nonce": "n-1", "sid": SID, "jti": "id-jti"})
+
+
+def _alg_none(env: Env) -> str:
+    return logout_token(env, alg="none")
+
+
+def _hmac_with_public_key(env: Env) -> str:
+    return logout_token(env, alg="HS256", hmac_secret=env.idp.signing_key.public_pem())
+
+
+def _bad_signature(env: Env) -> str:
+    return tamper_signature(logout_token(env))
+
+
+def _duplicate_member(env: Env) -> str:
+    """``sub`` twice: a parser that keeps the last one would read ``admin``."""
+    head = {"alg": "RS256", "kid": env.idp.signing_key.kid, "typ": "logout+jwt"}
+    claims = env.idp.claims(sid=SID, jti="jti-1", events=EVENTS)
+    body = json.dumps(claims)[:-1] + ', "sub": "admin"}'
+    return encode_jws(head, body.encode(), alg="RS256", key=env.idp.signing_key)
+
+
+REFUSED: list[tuple[str, Forge, str]] = [
+    ("nonce", _with({"nonce": "n-1"}), "nonce_present"),
+    ("id-token", _id_token, "events_missing"),
+    ("no-events", _with(omit=("email", "events")), "events_missing"),
+    ("other-event", _with({"events": {"http://example.com/other": {}}}), "events_not_logout"),
+    ("events-not-object", _with({"events": [BACKCHANNEL_LOGOUT_EVENT]}), "events_not_logout"),
+    ("event-not-object", _with({"events": {BACKCHANNEL_LOGOUT_EVENT: "yes"}}), "event_not_object"),
+    ("no-sid-no-sub", _with(omit=("email", "sid", "sub")), "sid_and_sub_missing"),
+    ("empty-sid", _with({"sid": ""}, omit=("email", "sub")), "malformed"),
+    ("no-jti", _with(omit=("email", "jti")), "jti_missing"),
+    ("empty-jti", _with({"jti": ""}), "jti_missing"),
+    ("wrong-aud", _with({"aud": "someone-else"}), "aud_mismatch"),
+    ("wrong-iss", _with({"iss": "https://evil.example"}), "iss_mismatch"),
+    ("no-iat", _with(omit=("email", "iat")), "missing_iat"),
+    ("iat-future", _with({"iat": int(time.time()) + 3600}), "iat_in_future"),
+    ("iat-too-old", _with({"iat": int(time.time()) - 3600}), "iat_too_old"),
+    ("expired", _with({"exp": int(time.time()) - 3600}), "expired"),
+    ("bad-signature", _bad_signature, "bad_signature"),
+    ("alg-none", _alg_none, "alg_not_allowed"),
+    ("hmac-public-key", _hmac_with_public_key, "alg_not_allowed"),
+    ("other-key", _with(key=OTHER_KEY), "unknown_kid"),
+    ("jku-header", _with(header={"jku": "https://evil.example/jwks"}), "forbidden_header:jku"),
+    ("typ-at-jwt", _with(header={"typ": "at+jwt"}), "typ_mismatch"),
+    ("duplicate-member", _duplicate_member, "malformed"),
+    ("not-a-jwt", lambda env: "not.a.jwt", "malformed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("forge", "reason"), [(f, r) for _, f, r in REFUSED], ids=[i for i, _, _ in REFUSED]
+)
+async def test_a_bad_logout_token_is_refused_and_changes_nothing(
+    env: Env, forge: Forge, reason: str
+) -> None:
+    token = await sign_in(env)
+    status, headers, body = await post(env, {"logout_token": forge(env)})
+    assert status == 400
+    assert body["error"] == "invalid_request"
+    assert headers["Cache-Control"] == "no-store"
+    assert reason not in str(body)  # the reason is for the audit log, not the caller
+    assert [(e.outcome, e.reason) for e in await audit(env)] == [("failure", reason)]
+    assert await session_status(env, token) == 200
+    assert await revocations(env) == []
+    # The refused token did not use up its jti: a valid token with the same jti still works.
+    assert (await post(env, {"logout_token": logout_token(env)}))[0] == 200
+    assert await session_status(env, token) == 401
+
+
+REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
+    ("missing", {"data": {"other": "x"}}, 400, "logout_token_missing"),
+    ("empty", {"data": {"logout_token": ""}}, 400, "logout_token_missing"),
+    (
+        "repeated",
+        {"data": [("logout_token", "a"), ("logout_token", "b")]},
+        400,
+        "logout_token_repeated",
+    ),
+    (
+        "json-body",
+        {"data": b'{"logout_token": "x"}', "content_type": "application/json"},
+        400,
+        "not_form_encoded",
+    ),
+    ("too-large", {"data": {"logout_token": "x" * 200_000}}, 400, "body_too_large"),
+    ("unknown-provider", {"data": {"logout_token": "x"}, "provider": "nope"}, 404, ""),
+    ("not-enabled", {"data": {"logout_token": "x"}, "provider": "quiet"}, 404, ""),
+    ("local-provider", {"data": {"logout_token": "x"}, "provider": "local"}, 404, ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "reason"),
+    [(k, s, r) for _, k, s, r in REQUESTS],
+    ids=[i for i, _, _, _ in REQUESTS],
+)
+async def test_a_bad_request_is_refused_and_audited(
+    env: Env, kwargs: dict[str, Any], status: int, reason: str
+) -> None:
+    token = await sign_in(env)
+    got, _, body = await post(env, **kwargs)
+    assert got == status
+    assert "error" in body
+    [event] = await audit(env)
+    assert event.outcome == "failure"
+    assert event.reason == reason or (status == 404 and "not_enabled" in event.reason)
+    assert await session_status(env, token) == 200
+    assert await revocations(env) == []
