@@ -11,7 +11,9 @@ session rows are marked revoked too.
 A disabled user cannot sign in (local or federated), choose a role, or get STS credentials with
 a web identity token; disabling also ends what the user already holds. Every operation is
 audited (``user.disable``, ``user.enable``, ``user.revoke_sessions``, ``role.revoke_sessions``),
-a refused one as a failure.
+a refused one as a failure. Enabling gives access back, so its audit row is written first and the
+change is not made without it; an operation that takes access away is never held back by the
+audit log: it is made, then its row is written, and the operator gets an error if that fails.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class OffboardingService:
         except BrokerError as e:
             await self._failed(action, actor, user.id, e)
             raise
-        await self._audit.record(
+        await self._audit.record_or_fail(
             action,
             "success",
             principal=actor,
@@ -75,16 +77,16 @@ class OffboardingService:
         action = "user.enable"
         user = await self._user(action, ref, actor)
         try:
+            await self._audit.record_or_fail(
+                action,
+                "success",
+                principal=actor,
+                details={"user": user.id, "name": user.name, "note": reason},
+            )
             await self._store.set_user_disabled(user.id, False)
         except BrokerError as e:
             await self._failed(action, actor, user.id, e)
             raise
-        await self._audit.record(
-            action,
-            "success",
-            principal=actor,
-            details={"user": user.id, "name": user.name, "note": reason},
-        )
         return Offboarded(user.id, user.name)
 
     async def revoke_user_sessions(self, ref: str, *, actor: str, reason: str = "") -> Offboarded:
@@ -96,7 +98,7 @@ class OffboardingService:
         except BrokerError as e:
             await self._failed(action, actor, user.id, e)
             raise
-        await self._audit.record(
+        await self._audit.record_or_fail(
             action,
             "success",
             principal=actor,
@@ -122,7 +124,7 @@ class OffboardingService:
             await self._failed(action, actor, text[:200], e)
             raise
         self._revocations.apply(stored)  # here at once; elsewhere at the next poll
-        await self._audit.record(
+        await self._audit.record_or_fail(
             action, "success", principal=actor, details={"role": arn, "note": reason}
         )
         return Offboarded(arn, name)

@@ -16,7 +16,14 @@ import pytest
 from broker.clock import FrozenClock
 from broker.config import load_settings
 from broker.domain.claims import Identity
-from broker.errors import AccessDenied, InvalidCredentials, NotFound, Unauthenticated
+from broker.errors import (
+    AccessDenied,
+    AuditUnavailable,
+    InvalidCredentials,
+    NotFound,
+    StoreError,
+    Unauthenticated,
+)
 from broker.service.audit import RequestInfo
 from broker.service.container import Broker
 from tests.conftest import E2E_ROLES, write_config
@@ -201,3 +208,22 @@ async def test_another_instance_follows_at_its_next_poll(
             assert not valid(other, access)
         finally:
             await other.close()
+
+
+async def test_enable_is_not_made_without_its_audit_row_and_disable_is_never_held_back(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = broker
+    session, _ = await credentials(b)
+
+    async def refused(events: object) -> None:
+        raise StoreError("audit table is read-only")
+
+    monkeypatch.setattr(b.store, "append_audit_many", refused)
+    with pytest.raises(AuditUnavailable):  # the operator learns the row is missing...
+        await b.offboarding.disable_user("admin", actor="cli:ops")
+    assert (await b.store.find_user("local", "admin")).disabled  # type: ignore[union-attr]
+    assert not valid(b, session)  # ...but the user is offboarded all the same
+    with pytest.raises(AuditUnavailable):
+        await b.offboarding.enable_user("admin", actor="cli:ops")
+    assert (await b.store.find_user("local", "admin")).disabled  # type: ignore[union-attr]
