@@ -113,15 +113,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    async def run(broker: Any) -> str:
-        return str(await broker.rotate_keys(reason="cli"))
+    async def run(broker: Any) -> Any:
+        return await broker.rotate_keys(reason="cli")
 
-    kid = asyncio.run(with_broker(_settings(args), run))
+    key = asyncio.run(with_broker(_settings(args), run))
+    active_from = datetime.fromtimestamp(key.created_at, UTC).isoformat(timespec="seconds")
     out(
         args,
-        {"kid": kid},
-        f"new signing key {kid}; the previous key stays in the JWKS until "
-        "the tokens it signed expire",
+        {"kid": key.kid, "active_from": active_from},
+        f"new signing key {key.kid}, published now (in the JWKS and, within seconds, on every "
+        f"instance); it signs from {active_from}. The previous key signs until then and stays "
+        "in the JWKS until the tokens it signed expire",
     )
     return 0
 
@@ -195,7 +197,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     token = os.environ.get("BROKER_TOKEN", "") if args.token == "-" else args.token
 
     async def run(broker: Any) -> Simulation:
-        credential = broker.credentials.verify(token) if token else None
+        credential = await broker.credentials.verify_fresh(token) if token else None
         return await Simulator(broker.authorizer, broker.iam).simulate(
             action=args.action,
             resource=args.resource,
@@ -265,7 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(
         dest="keys_command", required=True, metavar="VERB"
     )
-    p = keys.add_parser("rotate", help="make a new signing key current now")
+    p = keys.add_parser(
+        "rotate",
+        help="publish a new signing key now; it signs from the time printed (5.5 min later)",
+    )
     common_args(p)
     p.set_defaults(fn=cmd_keys_rotate)
 

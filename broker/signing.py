@@ -11,24 +11,32 @@ as ``b"v1:" + nonce + ciphertext``. The ``kid`` is the RFC 7638 JWK thumbprint (
 base64url) of the public key. The public JWK is recomputed from the decrypted private key and
 must match the stored one.
 
-Lifecycle. The *current* key is the newest (``created_at``, then ``kid``) key that is not
-retired; every instance sharing a store picks the same one, so after ``refresh()`` they sign with
-the same key. ``rotate()`` adds a new key and retires every older unretired key with
-``expires_at = now + max_token_lifetime + retire_leeway``: a retired key stays in the JWKS and
-keeps verifying until every token it can have signed has expired, then it is purged. Another
-instance keeps signing with a key that was just retired until its next ``refresh()``; refresh
-more often than ``retire_leeway`` (default 5 minutes) so those tokens are covered too.
+Lifecycle (Dex-style publish-ahead). A key's ``created_at`` is the time it starts signing. The
+*current* key at a time is a pure function of the stored keys and that time: the newest
+(``created_at``, then ``kid``) key that has started, is not retired and has not expired; every
+instance that has read the same keys signs with the same key at the same moment. ``rotate()`` is
+one compare-and-swap in a store transaction (``Store.swap_signing_key``): it stores a new key
+whose ``created_at`` is ``publish_ahead`` (default 330 s: the JWKS's cache lifetime plus more
+than the instances' refresh interval) from now, and retires the previous key at that same time
+with ``expires_at = created_at + max_token_lifetime + retire_leeway``. So the new key is in the
+JWKS and in every instance's ring before any instance signs with it, and the previous key keeps
+verifying until every token it signed has expired, then it is purged. Two rotations at once: one
+swap wins, the other retries on top of it (``rotate``) or gives way (``maybe_rotate``). The
+first key of an empty store is the same swap with nothing to replace (insert-if-absent), and
+signs at once.
 
 The hot path. ``sign()``, ``verify()`` and ``jwks()`` are synchronous and touch no database:
 keys are decrypted and parsed once per ``kid`` and kept as ``cryptography`` objects. A token
-signed by a key this instance has not seen yet fails with ``unknown_kid``; callers may
-``refresh()`` (rate-limited) and try again. Compact JWS is handled here rather than by PyJWT:
-``verify`` sits on forward-auth's path for every never-seen token, where PyJWT's generic
-machinery (option merging, algorithm lookup, key preparation, its own header parse) cost about
-as much as the signature check itself. The JOSE header of a token that verified is remembered by
-its encoded form (all tokens of one key and ``typ`` share it), so the next token with that
-header skips its parse; the checks that depend on the ring's keys, the clock or the caller's
-``typ`` still run on every call.
+signed by a key this instance has not seen yet fails with ``unknown_kid``: every verification
+path first awaits ``learn(token)``, which re-reads the store when the token names an unknown
+``kid``, at most once a second for all callers together (``refresh_for_kid``).
+
+Compact JWS is handled here rather than by PyJWT: ``verify`` sits on forward-auth's path for
+every never-seen token, where PyJWT's generic machinery (option merging, algorithm lookup, key
+preparation, its own header parse) cost about as much as the signature check itself. The JOSE
+header of a token that verified is remembered by its encoded form (all tokens of one key and
+``typ`` share it), so the next token with that header skips its parse; the checks that depend on
+the ring's keys, the clock or the caller's ``typ`` still run on every call.
 """
 
 from __future__ import annotations
@@ -63,7 +71,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from broker.clock import Clock
 from broker.config import ALGORITHMS, Algorithm
-from broker.errors import ExpiredToken, InvalidToken, KeyRingError, RecordNotFound
+from broker.errors import ExpiredToken, InvalidToken, KeyRingError, RecordNotFound, StoreError
 from broker.storage.base import SigningKey, Store
 
 log = logging.getLogger(__name__)
@@ -72,6 +80,15 @@ KEK_BYTES = 32
 RETIRE_LEEWAY = 300.0  # seconds a retired key outlives the longest token it may have signed
 MAX_TOKEN_LENGTH = 16 * 1024
 RSA_BITS = 3072
+# How long verifiers may cache the JWKS (its Cache-Control max-age, seconds).
+JWKS_MAX_AGE = 300
+# A new key is stored this long before anyone signs with it, so that every instance has read it
+# (they re-read the ring every 10 s) and every JWKS cache that obeys the max-age has it too.
+PUBLISH_AHEAD = JWKS_MAX_AGE + 30.0
+_CAS_TRIES = 4  # compare-and-swaps lost in a row (to other instances) before giving up
+# A token naming a kid this ring does not know makes it re-read the store at most this often
+# (seconds of the ring's clock), whatever the traffic: a flood of made-up kids is one read a second.
+KID_REFRESH_INTERVAL = 1.0
 
 _KEY_FORMAT = b"v1:"
 _NONCE_BYTES = 12
@@ -365,13 +382,40 @@ def _material(private_key: PrivateKey, algorithm: Algorithm, kid: str) -> _Key:
     )
 
 
+def _rank(key: _Key) -> tuple[float, str]:
+    return (key.created_at, key.kid)
+
+
 @dataclass(frozen=True, slots=True)
 class _State:
     keys: Mapping[str, _Key]  # every key not yet expired, by kid
-    current: _Key | None
+
+    def signing_key(self, now: float) -> _Key | None:
+        """The key to sign with at ``now``: a pure function of the keys and the time, so every
+        instance that has read the same keys picks the same one at the same moment.
+
+        The newest (activation, kid) key that is active: activated, not retired, not expired.
+        If none is active yet but one will be (this clock is behind the one of the instance
+        that stored the first key), the one activating first: better than not signing."""
+        active: _Key | None = None
+        pending: _Key | None = None
+        for k in self.keys.values():
+            if not (k.signs_at(now) and k.live_at(now)):
+                continue
+            if k.created_at <= now:
+                if active is None or _rank(k) > _rank(active):
+                    active = k
+            elif pending is None or _rank(k) < _rank(pending):
+                pending = k
+        return active or pending
+
+    @property
+    def newest(self) -> _Key | None:
+        """The key activated last or to be activated next: what a rotation is measured from."""
+        return max(self.keys.values(), key=_rank, default=None)
 
 
-_EMPTY = _State(keys={}, current=None)
+_EMPTY = _State(keys={})
 
 _REQUIRED_CLAIMS = ("exp", "iat", "iss", "jti")  # checked in this order; null counts as absent
 
@@ -399,12 +443,13 @@ class KeyRing:
         issuer: str,
         clock: Clock,
         retire_leeway: float = RETIRE_LEEWAY,
+        publish_ahead: float = PUBLISH_AHEAD,
     ) -> None:
         if algorithm not in ALGORITHMS:
             raise KeyRingError(f"bad_algorithm: {algorithm!r} is not one of {ALGORITHMS}")
         if len(kek) != KEK_BYTES:
             raise KeyRingError("bad_kek: the KEK must be 32 bytes")
-        if rotate_every <= 0 or max_token_lifetime <= 0 or retire_leeway < 0:
+        if rotate_every <= 0 or max_token_lifetime <= 0 or retire_leeway < 0 or publish_ahead < 0:
             raise KeyRingError("bad_key_config: rotate_every and max_token_lifetime must be > 0")
         if not issuer:
             raise KeyRingError("bad_key_config: the issuer must not be empty")
@@ -414,6 +459,7 @@ class KeyRing:
         self._rotate_every = rotate_every
         self._max_token_lifetime = max_token_lifetime
         self._retire_leeway = retire_leeway
+        self._publish_ahead = publish_ahead
         self._issuer = issuer
         self._clock = clock
         self._state = _EMPTY
@@ -421,9 +467,12 @@ class KeyRing:
         self._lock = asyncio.Lock()
         # encoded header segment -> its parse; only headers of tokens whose signature verified
         self._headers: dict[str, _Header] = {}
+        # the refresh on an unknown kid: when it last ran, and the one in flight (shared)
+        self._kid_refreshed_at = float("-inf")
+        self._kid_refresh: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
-        current = self._state.current
+        current = self._state.signing_key(self._clock.now())
         return (
             f"KeyRing(algorithm={self._algorithm!r}, current={current.kid if current else None!r})"
         )
@@ -477,19 +526,20 @@ class KeyRing:
             )
         for kid in set(self._parsed) - set(keys):
             del self._parsed[kid]
-        signing = [k for k in keys.values() if k.signs_at(now)]
-        current = max(signing, key=lambda k: (k.created_at, k.kid)) if signing else None
-        return _State(keys=keys, current=current)
+        return _State(keys=keys)
 
     def _retirement(self, now: float) -> float:
         return now + self._max_token_lifetime + self._retire_leeway
 
-    async def _rotate_locked(self) -> SigningKey:
-        records = await self._store.list_signing_keys()
+    async def _swap(
+        self, records: Sequence[SigningKey], *, activates_at: float
+    ) -> SigningKey | None:
+        """One compare-and-swap: a new key, signing from ``activates_at``, replaces the keys of
+        ``records`` that have no ``retired_at`` (they sign until then). None if the store's
+        keys are no longer ``records``' (another instance rotated first): nothing was written."""
         self._state_from(records)  # every stored key opens with this KEK: check before writing
-        now = self._clock.now()
         # created_at orders keys; never let the new key rank below one already stored
-        created_at = max([now, *(r.created_at + 0.001 for r in records)])
+        created_at = max([activates_at, *(r.created_at + 0.001 for r in records)])
         private_key = await asyncio.to_thread(_generate, self._algorithm)
         members = _key_members(private_key.public_key())
         kid = _thumbprint(members)
@@ -506,96 +556,187 @@ class KeyRing:
             public_jwk=dict(key.public_jwk),
             created_at=created_at,
         )
-        await self._store.add_signing_key(record)
+        won = await self._store.swap_signing_key(
+            record,
+            replaces=[r.kid for r in records if r.retired_at is None],
+            replaced_expire_at=self._retirement(created_at),
+        )
+        if not won:
+            return None
         self._parsed[kid] = key
-        await self._retire_and_purge(records, newest=(created_at, kid), now=now)
-        state = await self._read()
-        if state.current is None:  # only if the store lost the key just written
-            raise KeyRingError(f"store_error: the new signing key {kid} was not stored")
-        self._state = state
-        log.info("signing key rotated: new kid %s (%s)", kid, self._algorithm)
         return record
 
-    async def _retire_and_purge(
-        self, records: Sequence[SigningKey], *, newest: tuple[float, str], now: float
-    ) -> None:
-        """Retire every signing key older than ``newest``; delete keys past their expiry."""
+    def _activation(self, state: _State, now: float) -> float:
+        """When a new key may start signing: at once if nothing can sign now (there is nothing
+        to stay compatible with), else once every instance has had time to read it."""
+        return now if state.signing_key(now) is None else now + self._publish_ahead
+
+    async def _purge(self, records: Sequence[SigningKey], now: float) -> None:
+        """Delete keys past their expiry; give a retired key without an end one."""
         for r in records:
             if r.expires_at is not None and r.expires_at <= now:
                 with contextlib.suppress(RecordNotFound):  # another instance purged it first
                     await self._store.delete_signing_key(r.kid)
                 log.info("signing key %s expired and was removed", r.kid)
-            elif r.retired_at is None or r.retired_at > now:
-                if (r.created_at, r.kid) < newest:
+            elif r.retired_at is not None and r.expires_at is None:
+                with contextlib.suppress(RecordNotFound):
                     await self._store.update_signing_key(
-                        r.kid, retired_at=now, expires_at=self._retirement(now)
+                        r.kid, retired_at=r.retired_at, expires_at=self._retirement(r.retired_at)
                     )
-            elif r.expires_at is None:  # retired without an end: give it one
-                await self._store.update_signing_key(
-                    r.kid, retired_at=r.retired_at, expires_at=self._retirement(r.retired_at)
+
+    async def _ensure_signing_key(self) -> Sequence[SigningKey]:
+        """Read the store into the ring; if no stored key can sign, add one that signs at once
+        (insert-if-absent: of several instances starting on an empty store, one key wins).
+        Returns the keys read."""
+        for _ in range(_CAS_TRIES):
+            records = await self._store.list_signing_keys()
+            state = self._state_from(records)
+            now = self._clock.now()
+            if state.signing_key(now) is not None:
+                self._state = state
+                return records
+            if await self._swap(records, activates_at=now) is not None:
+                log.info("no signing key could sign: made one (%s)", self._algorithm)
+        raise KeyRingError("store_error: no signing key could be stored")
+
+    async def _rotate_locked(
+        self, *, tries: int, seen: Sequence[SigningKey] | None = None
+    ) -> SigningKey | None:
+        """Publish a new key (see ``rotate``); None if another instance rotated ``tries`` times
+        in a row between our read and our swap. ``seen``: the keys the decision to rotate was
+        made on, the first swap's expected state (a fresh read could see another instance's
+        rotation and rotate again on top of it)."""
+        for _ in range(tries):
+            records = seen if seen is not None else await self._store.list_signing_keys()
+            seen = None
+            now = self._clock.now()
+            record = await self._swap(
+                records, activates_at=self._activation(self._state_from(records), now)
+            )
+            if record is not None:
+                await self._purge(records, now)
+                self._state = await self._read()
+                log.info(
+                    "signing key rotated: new kid %s (%s), signing from %s",
+                    record.kid,
+                    self._algorithm,
+                    record.created_at,
                 )
+                return record
+        self._state = await self._read()
+        return None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def load(self) -> None:
-        """Read the keys from the store; make a key if none can sign or the algorithm changed.
+        """Read the keys from the store; make a key if none can sign; rotate if the algorithm
+        changed.
 
         Raises ``KeyRingError`` (``kek_mismatch: ...``) if the KEK cannot decrypt a stored key.
         """
         async with self._lock:
-            state = await self._read()
-            if state.current is None or state.current.algorithm != self._algorithm:
-                if state.current is not None:
-                    log.warning(
-                        "[keys].algorithm is %s but the current key %s is %s: rotating",
-                        self._algorithm,
-                        state.current.kid,
-                        state.current.algorithm,
-                    )
-                await self._rotate_locked()
-            else:
-                self._state = state
+            records = await self._ensure_signing_key()
+            newest = self._state.newest
+            if newest is not None and newest.algorithm != self._algorithm:
+                log.warning(
+                    "[keys].algorithm is %s but the newest key %s is %s: rotating",
+                    self._algorithm,
+                    newest.kid,
+                    newest.algorithm,
+                )
+                # lost: another instance rotated (with the same new setting, in a rolling restart)
+                await self._rotate_locked(tries=1, seen=records)
 
     async def refresh(self) -> None:
-        """Re-read the store (another instance may have rotated); parsed keys stay cached."""
+        """Re-read the store (another instance may have rotated); parsed keys stay cached.
+        Never leaves the ring without a key that can sign (see ``load``)."""
         async with self._lock:
-            state = await self._read()
-            if state.current is None:  # never publish an empty JWKS or stop signing
-                await self._rotate_locked()
-            else:
-                self._state = state
+            await self._ensure_signing_key()
 
     async def rotate(self) -> SigningKey:
-        """Make a new current key; retire the previous one; purge expired keys."""
-        async with self._lock:
-            return await self._rotate_locked()
+        """Publish a new key: stored now, in the JWKS now and in every instance's ring at its
+        next refresh, it signs from its ``created_at`` (``publish_ahead`` from now; at once if
+        no key could sign) on every instance alike. Until then the current key signs; it then
+        retires and stays in the JWKS until every token it signed has expired. Expired keys
+        are purged.
 
-    async def maybe_rotate(self) -> bool:
-        """Rotate if the current key is older than ``rotate_every`` (the periodic job).
-
-        Re-reads the store first, so of several instances running this only one rotates
-        (unless they race, in which case every older unretired key is retired here).
-        """
+        One compare-and-swap in the store: two rotations at once never leave two keys that
+        sign; the one that loses retries on top of the winner's key."""
         async with self._lock:
-            state = await self._read()
+            record = await self._rotate_locked(tries=_CAS_TRIES)
+        if record is None:
+            raise KeyRingError("rotation_conflict: other instances kept rotating; try again")
+        return record
+
+    async def maybe_rotate(self) -> SigningKey | None:
+        """Rotate if the newest key activated ``rotate_every`` ago (the periodic job); the new
+        key if this instance rotated. Of several instances running it at once, one rotates."""
+        async with self._lock:
+            records = await self._store.list_signing_keys()
+            state = self._state_from(records)
             now = self._clock.now()
-            current = state.current
-            if current is None or now - current.created_at >= self._rotate_every:
-                await self._rotate_locked()
-                return True
+            newest = state.newest
+            untidy = sum(r.retired_at is None for r in records) > 1  # left by an old race
+            if newest is None or untidy or now - newest.created_at >= self._rotate_every:
+                return await self._rotate_locked(tries=1, seen=records)
             self._state = state
-            untidy = any(
-                k.signs_at(now) or k.expires_at is None
-                for k in state.keys.values()
-                if k is not current
-            )
-            if untidy:  # two instances rotated at once: retire the losers
-                records = await self._store.list_signing_keys()
-                await self._retire_and_purge(
-                    records, newest=(current.created_at, current.kid), now=now
-                )
-                self._state = await self._read()
-            return False
+            if any(r.expires_at is not None and r.expires_at <= now for r in records):
+                await self._purge(records, now)
+            return None
+
+    # --- learning keys made by other instances --------------------------------------------------
+
+    def unknown_kid(self, token: str) -> str | None:
+        """The ``kid`` a token names if this ring has no such key, else None. No I/O.
+
+        None too for a token whose header does not parse: ``verify`` refuses it, and no store
+        read could change that."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+            return None
+        segment = token.partition(".")[0]
+        header = self._headers.get(segment)
+        if header is None:
+            try:
+                header = _check_header(segment)
+            except InvalidToken:
+                return None
+        return None if header.kid in self._state.keys else header.kid
+
+    async def learn(self, token: str) -> None:
+        """Before a synchronous ``verify``: if ``token`` names a key this ring does not know
+        (another instance made it), re-read the store once (see ``refresh_for_kid``)."""
+        kid = self.unknown_kid(token)
+        if kid is not None:
+            await self.refresh_for_kid(kid)
+
+    async def refresh_for_kid(self, kid: str) -> bool:
+        """Re-read the store to learn ``kid``; whether the ring knows it now.
+
+        Rate-limited to one read per ``KID_REFRESH_INTERVAL`` for every caller together, and
+        concurrent callers share the read in flight: a burst of tokens with unknown (or made
+        up) kids costs one store read. A store that fails is logged and the kid stays unknown
+        (the token is refused, never let through)."""
+        if kid in self._state.keys:
+            return True
+        pending = self._kid_refresh
+        if pending is None:
+            now = self._clock.now()
+            if now - self._kid_refreshed_at < KID_REFRESH_INTERVAL:
+                return False
+            self._kid_refreshed_at = now
+            pending = self._kid_refresh = asyncio.ensure_future(self._refresh_logged())
+            pending.add_done_callback(self._kid_refresh_done)
+        await asyncio.shield(pending)
+        return kid in self._state.keys
+
+    def _kid_refresh_done(self, _: asyncio.Future[None]) -> None:
+        self._kid_refresh = None
+
+    async def _refresh_logged(self) -> None:
+        try:
+            await self.refresh()
+        except (StoreError, KeyRingError) as e:
+            log.warning("could not re-read the signing keys for an unknown kid: %s", e)
 
     # --- the hot path ------------------------------------------------------------------------
 
@@ -609,7 +750,7 @@ class KeyRing:
         return self._algorithm
 
     def _current(self) -> _Key:
-        current = self._state.current
+        current = self._state.signing_key(self._clock.now())
         if current is None:
             raise KeyRingError("not_loaded: the key ring has no signing key; call load() first")
         return current
@@ -703,12 +844,14 @@ class KeyRing:
         self._headers[header_segment] = header
 
     def jwks(self) -> dict[str, Any]:
-        """RFC 7517 §5 JWK Set: the current key first, then retired keys not yet expired."""
+        """RFC 7517 §5 JWK Set: the current key first, then the others not yet expired, newest
+        first: a published key that signs from a later time, and retired keys."""
         now = self._clock.now()
         state = self._state
+        current = state.signing_key(now)
         keys = sorted(
             (k for k in state.keys.values() if k.live_at(now)),
-            key=lambda k: (k is not state.current, -k.created_at, k.kid),
+            key=lambda k: (k is not current, -k.created_at, k.kid),
         )
         return {"keys": [dict(k.public_jwk) for k in keys]}
 

@@ -13,7 +13,7 @@ import json
 import math
 import stat
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,15 @@ from joserfc.jwk import KeySet
 from broker import signing
 from broker.clock import FrozenClock
 from broker.config import Algorithm
-from broker.errors import ExpiredToken, InvalidToken, KeyRingError, RecordNotFound
+from broker.errors import (
+    ExpiredToken,
+    InvalidToken,
+    KeyRingError,
+    RecordNotFound,
+    StoreError,
+)
 from broker.signing import (
+    PUBLISH_AHEAD,
     RETIRE_LEEWAY,
     KeyRing,
     decode_kek,
@@ -90,6 +97,21 @@ class FakeStore:
         if kid not in self.keys:
             raise RecordNotFound(kid)
         del self.keys[kid]
+
+    async def swap_signing_key(
+        self, new: SigningKey, *, replaces: Collection[str], replaced_expire_at: float
+    ) -> bool:
+        self._touch()
+        open_kids = {k.kid for k in self.keys.values() if k.retired_at is None}
+        if open_kids != set(replaces):
+            return False
+        for kid in open_kids:
+            self.keys[kid] = dataclasses.replace(
+                self.keys[kid], retired_at=new.created_at, expires_at=replaced_expire_at
+            )
+        assert new.kid not in self.keys
+        self.keys[new.kid] = new
+        return True
 
 
 def make_ring(
@@ -437,9 +459,17 @@ async def test_rotation_keeps_old_tokens_verifiable(env: Env) -> None:
     old_kid = env.ring.current_kid
     old_token = env.ring.sign(env.claims(), typ=TYP)
     env.clock.advance(100)
+    rotated_at = env.clock.now()
     new = await env.ring.rotate()
     assert new.kid != old_kid
     assert new.algorithm == env.alg
+    assert new.created_at == rotated_at + PUBLISH_AHEAD  # published ahead of signing
+    # published at once, but the old key signs until the new one activates
+    assert env.ring.current_kid == old_kid
+    assert [k["kid"] for k in env.ring.jwks()["keys"]] == [old_kid, new.kid]
+    env.clock.advance(PUBLISH_AHEAD - 1)
+    assert env.ring.current_kid == old_kid
+    env.clock.advance(1)
     assert env.ring.current_kid == new.kid
     new_token = env.ring.sign(env.claims(), typ=TYP)
     assert header_of(new_token)["kid"] == new.kid
@@ -447,8 +477,8 @@ async def test_rotation_keeps_old_tokens_verifiable(env: Env) -> None:
         env.ring.verify(token, typ=TYP, audience=AUD)
     assert [k["kid"] for k in env.ring.jwks()["keys"]] == [new.kid, old_kid]
     retired = env.store.keys[old_kid]
-    assert retired.retired_at == env.clock.now()
-    assert retired.expires_at == env.clock.now() + LIFETIME + RETIRE_LEEWAY
+    assert retired.retired_at == new.created_at
+    assert retired.expires_at == new.created_at + LIFETIME + RETIRE_LEEWAY
     assert env.store.keys[new.kid].retired_at is None
 
 
@@ -457,9 +487,9 @@ async def test_expired_retired_key_leaves_jwks_and_store(ed_env: Env) -> None:
     old_kid = e.ring.current_kid
     old_token = e.ring.sign(e.claims(), typ=TYP)
     await e.ring.rotate()
-    e.clock.advance(LIFETIME + RETIRE_LEEWAY - 1)
+    e.clock.advance(PUBLISH_AHEAD + LIFETIME + RETIRE_LEEWAY - 1)
     assert old_kid in {k["kid"] for k in e.ring.jwks()["keys"]}
-    e.ring.verify(old_token, typ=TYP, audience=AUD, leeway=RETIRE_LEEWAY)
+    e.ring.verify(old_token, typ=TYP, audience=AUD, leeway=RETIRE_LEEWAY + PUBLISH_AHEAD)
     e.clock.advance(1)
     assert [k["kid"] for k in e.ring.jwks()["keys"]] == [e.ring.current_kid]
     with pytest.raises(InvalidToken) as info:
@@ -478,7 +508,7 @@ async def test_jwks_never_empty() -> None:
     with pytest.raises(KeyRingError) as info:
         ring.sign({}, typ=TYP)
     assert info.value.reason.startswith("not_loaded")
-    await ring.load()  # empty store: a key is made
+    await ring.load()  # empty store: a key is made, signing at once (nothing to publish ahead of)
     assert len(ring.jwks()["keys"]) == 1
     first = ring.current_kid
 
@@ -510,12 +540,16 @@ async def test_maybe_rotate(ed_env: Env) -> None:
     e = ed_env
     first = e.ring.current_kid
     e.clock.advance(ROTATE - 120)
-    assert await e.ring.maybe_rotate() is False
+    assert await e.ring.maybe_rotate() is None
     assert e.ring.current_kid == first
     e.clock.advance(120)
-    assert await e.ring.maybe_rotate() is True
-    assert e.ring.current_kid != first
-    assert await e.ring.maybe_rotate() is False
+    new = await e.ring.maybe_rotate()
+    assert new is not None
+    assert e.ring.current_kid == first  # published, not yet signing
+    assert await e.ring.maybe_rotate() is None  # a rotation is already under way
+    e.clock.advance(PUBLISH_AHEAD)
+    assert e.ring.current_kid == new.kid
+    assert await e.ring.maybe_rotate() is None
 
 
 async def test_two_instances_converge(ed_env: Env) -> None:
@@ -525,15 +559,65 @@ async def test_two_instances_converge(ed_env: Env) -> None:
     assert other.current_kid == e.ring.current_kid
 
     e.clock.advance(10)
-    await other.rotate()
+    new = await other.rotate()
+    await e.ring.refresh()  # the periodic refresh, before the new key activates
+    assert e.ring.jwks() == other.jwks()
+    e.clock.advance(PUBLISH_AHEAD)
+    # both switch at the same moment, with no store access: a pure function of keys and time
+    e.store.down = True
+    assert e.ring.current_kid == other.current_kid == new.kid
     token = other.sign(e.claims(), typ=TYP)
-    with pytest.raises(InvalidToken) as info:  # no DB access on verify: unseen until refresh
-        e.ring.verify(token, typ=TYP, audience=AUD)
-    assert info.value.reason == "unknown_kid"
-    await e.ring.refresh()
-    assert e.ring.current_kid == other.current_kid
     e.ring.verify(token, typ=TYP, audience=AUD)
     assert e.ring.jwks() == other.jwks()
+
+
+async def test_unknown_kid_learned_with_one_shared_rate_limited_read(ed_env: Env) -> None:
+    """A key another instance made (here: a first key that signs at once, after the store lost
+    every key) is learned on first sight of a token, by one store read shared by every caller,
+    and a flood of unknown kids costs at most one read a second."""
+    e = ed_env
+    other = make_ring(e.store, e.clock)
+    await other.load()
+    e.store.keys.clear()
+    await other.refresh()  # makes a key that signs at once
+    token = other.sign(e.claims(), typ=TYP)
+    with pytest.raises(InvalidToken) as info:  # verify itself never reads the store
+        e.ring.verify(token, typ=TYP, audience=AUD)
+    assert info.value.reason == "unknown_kid"
+    assert e.ring.unknown_kid(token) == other.current_kid
+
+    calls = e.store.calls
+    await asyncio.gather(*(e.ring.learn(token) for _ in range(20)))
+    assert e.store.calls == calls + 1  # coalesced
+    assert e.ring.unknown_kid(token) is None
+    e.ring.verify(token, typ=TYP, audience=AUD)
+
+    forged = compact({"alg": "EdDSA", "kid": "made-up", "typ": TYP}, e.claims(), None) + "AA"
+    calls = e.store.calls
+    for _ in range(5):
+        await e.ring.learn(forged)
+    assert e.store.calls == calls  # within the second of the last read: none
+    e.clock.advance(1)
+    await asyncio.gather(*(e.ring.learn(forged) for _ in range(5)))
+    assert e.store.calls == calls + 1
+    assert await e.ring.refresh_for_kid("made-up") is False
+    assert e.ring.unknown_kid("not a token") is None  # unparsable: verify refuses, no read
+
+
+async def test_unknown_kid_refresh_fails_closed(
+    ed_env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store that cannot be read leaves the kid unknown (the token is refused), logged."""
+    e = ed_env
+
+    async def unreachable() -> list[SigningKey]:
+        raise StoreError("store_unavailable: list signing keys: connection refused")
+
+    monkeypatch.setattr(e.store, "list_signing_keys", unreachable)
+    e.clock.advance(5)
+    assert await e.ring.refresh_for_kid("someone-elses-kid") is False
+    assert "could not re-read the signing keys" in caplog.text
+    assert e.ring.current_kid  # the ring keeps what it had
 
 
 async def test_concurrent_rotations_settle_on_one_current_key(ed_env: Env) -> None:
@@ -542,15 +626,38 @@ async def test_concurrent_rotations_settle_on_one_current_key(ed_env: Env) -> No
     await other.load()
     e.clock.advance(ROTATE)
     rotated = await asyncio.gather(e.ring.maybe_rotate(), other.maybe_rotate())
-    assert list(rotated) == [True, True]  # both saw an old key
+    assert sum(r is not None for r in rotated) == 1  # one compare-and-swap wins
+    unretired = [k for k in e.store.keys.values() if k.retired_at is None]
+    assert len(unretired) == 1
     await e.ring.refresh()
     await other.refresh()
-    assert e.ring.current_kid == other.current_kid
-    e.clock.advance(1)
-    assert await e.ring.maybe_rotate() is False  # tidies up: the losing key is retired
-    unretired = [k for k in e.store.keys.values() if k.retired_at is None]
-    assert [k.kid for k in unretired] == [e.ring.current_kid]
+    e.clock.advance(PUBLISH_AHEAD)
+    assert e.ring.current_kid == other.current_kid == unretired[0].kid
     assert all(k.expires_at is not None for k in e.store.keys.values() if k.retired_at)
+
+
+async def test_concurrent_explicit_rotations_both_happen_one_key_signs(ed_env: Env) -> None:
+    e = ed_env
+    other = make_ring(e.store, e.clock)
+    await other.load()
+    a, b = await asyncio.gather(e.ring.rotate(), other.rotate())
+    assert a.kid != b.kid
+    assert sum(k.retired_at is None for k in e.store.keys.values()) == 1
+
+
+async def test_legacy_store_with_two_unretired_keys_is_tidied(ed_env: Env) -> None:
+    """Two keys that both sign (left by a race of an earlier version): the next periodic check
+    rotates, retiring both."""
+    e = ed_env
+    first = next(iter(e.store.keys.values()))
+    other = make_ring(FakeStore(), e.clock)
+    await other.load()
+    second = next(iter(other._store.keys.values()))  # type: ignore[attr-defined]
+    e.store.keys[second.kid] = dataclasses.replace(second, created_at=first.created_at + 1)
+    assert await e.ring.maybe_rotate() is not None
+    unretired = [k for k in e.store.keys.values() if k.retired_at is None]
+    assert len(unretired) == 1
+    assert unretired[0].kid not in {first.kid, second.kid}
 
 
 async def test_rotate_same_instant_new_key_wins() -> None:
@@ -559,7 +666,8 @@ async def test_rotate_same_instant_new_key_wins() -> None:
     await ring.load()
     for _ in range(5):
         new = await ring.rotate()
-        assert ring.current_kid == new.kid
+    clock.advance(PUBLISH_AHEAD + 1)  # each later key ranks just after the one before
+    assert ring.current_kid == new.kid
     assert sum(k.retired_at is None for k in store.keys.values()) == 1
 
 
@@ -580,6 +688,8 @@ async def test_algorithm_change_in_config(
     clock.advance(60)
     ring = make_ring(store, clock, after)  # restarted with the new [keys].algorithm
     await ring.load()
+    assert ring.current_kid == old_kid  # the new key is published ahead
+    clock.advance(PUBLISH_AHEAD)
     assert ring.current_kid != old_kid
     assert header_of(ring.sign({}, typ=TYP))["alg"] == after
     assert ring.verify(old_token, typ=TYP, audience=AUD)["jti"] == "jti-1"
@@ -614,6 +724,7 @@ async def test_keys_parsed_once_and_hot_path_uses_no_store(
     await e.ring.refresh()
     await e.ring.refresh()
     await e.ring.refresh()
+    e.clock.advance(PUBLISH_AHEAD)
     first_kid = next(k for k in e.store.keys if k != e.ring.current_kid)
     # other parsed the stored key (its own new key needs no parsing); e parsed the new key once
     assert parsed == [first_kid, e.ring.current_kid]
@@ -1027,7 +1138,7 @@ async def test_cached_header_still_checked_per_call(ed_env: Env) -> None:
             e.ring.verify(forge(e), typ=TYP, audience=AUD)
         assert info.value.reason == reason
     await e.ring.rotate()
-    e.clock.advance(LIFETIME + RETIRE_LEEWAY)
+    e.clock.advance(PUBLISH_AHEAD + LIFETIME + RETIRE_LEEWAY)
     with pytest.raises(InvalidToken) as info:
         e.ring.verify(token, typ=TYP, audience=AUD, leeway=10 * LIFETIME)
     assert info.value.reason == "unknown_kid"

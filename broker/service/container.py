@@ -40,15 +40,17 @@ from broker.service.revocation import RevocationState
 from broker.service.roles import RoleCatalog, policy_problems, trust_policy_warnings
 from broker.service.sessions import SessionService
 from broker.service.sts import StsService
-from broker.signing import KeyRing, decode_kek, load_or_create_kek_file
+from broker.signing import PUBLISH_AHEAD, KeyRing, decode_kek, load_or_create_kek_file
 from broker.storage import migrate, open_store
-from broker.storage.base import Store
+from broker.storage.base import SigningKey, Store
 
 log = logging.getLogger(__name__)
 
 REVOCATION_POLL_SECONDS = 1.0  # contract C4: revocations reach every instance within 2 s
 LAST_SEEN_FLUSH_SECONDS = 5.0
 KEY_CHECK_SECONDS = 10.0  # picks up rotations made by other instances or the CLI
+# a rotated key is stored this long before it signs: every instance and every JWKS cache has it
+KEY_PUBLISH_AHEAD_SECONDS = PUBLISH_AHEAD
 PURGE_SECONDS = 3600.0
 # Every credential the broker issues ends within the session lifetime or an STS role's longest
 # session (12 h); a revocation older than that (plus clock leeway) voids nothing any more.
@@ -161,6 +163,7 @@ class Broker:
                 max_token_lifetime=max_token,
                 issuer=settings.server.public_url,
                 clock=clock,
+                publish_ahead=KEY_PUBLISH_AHEAD_SECONDS,
             )
             await keyring.load()
             revocations = RevocationState(
@@ -268,13 +271,14 @@ class Broker:
             self.store, self.keyring, self.clock, issuer=self.settings.server.public_url
         )
 
-    async def rotate_keys(self, *, reason: str) -> str:
+    async def rotate_keys(self, *, reason: str) -> SigningKey:
+        """A new key, published now; it signs from its ``created_at`` (see ``KeyRing.rotate``)."""
         # Fail-closed: the row is written before the new key exists (its kid is not known yet;
         # ``keys.rotate`` names it once made).
         await self.auditor.record_or_fail("keys.rotate.start", "success", reason=reason)
         key = await self.keyring.rotate()
         await self.auditor.record("keys.rotate", "success", principal=key.kid, reason=reason)
-        return key.kid
+        return key
 
     async def tick(self) -> None:
         """One round of periodic work; each part runs when its interval has passed."""
@@ -288,12 +292,10 @@ class Broker:
             await self.keyring.refresh()
             await self.authorizer.refresh()
             await self.sts.refresh()
-            if await self.keyring.maybe_rotate():
+            rotated = await self.keyring.maybe_rotate()
+            if rotated is not None:
                 await self.auditor.record(
-                    "keys.rotate",
-                    "success",
-                    principal=self.keyring.current_kid,
-                    reason="scheduled",
+                    "keys.rotate", "success", principal=rotated.kid, reason="scheduled"
                 )
         if now - self._last.get("checkpoint", now) >= CHECKPOINT_SECONDS:
             self._last["checkpoint"] = now

@@ -19,7 +19,7 @@ import base64
 import json
 import sys
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -185,6 +185,7 @@ class CredentialVerifier:
         max_entries: int = DEFAULT_CACHE_ENTRIES,
     ) -> None:
         self._sessions = sessions
+        self._ring = sessions.keyring
         self._revocations = revocations
         self._clock = clock
         self._max = max_entries
@@ -208,8 +209,24 @@ class CredentialVerifier:
     def note_seen(self, cred: Credential, now: float) -> None:
         self._sessions.note_seen(cred.session_id, now)
 
+    async def learn_keys(self, tokens_: Iterable[str]) -> None:
+        """Before ``verify`` of tokens another instance may have signed with a key this one has
+        not read yet: one shared, rate-limited key-ring refresh (cached tokens need none)."""
+        ring = self._ring
+        for token in tokens_:
+            if token not in self._cache:
+                kid = ring.unknown_kid(token)  # no I/O; the usual answer is None
+                if kid is not None:
+                    await ring.refresh_for_kid(kid)
+
+    async def verify_fresh(self, token: str) -> Credential:
+        """``verify`` after ``learn_keys``: what every asynchronous caller uses."""
+        await self.learn_keys((token,))
+        return self.verify(token)
+
     def verify(self, token: str) -> Credential:
-        """Raises ``Unauthenticated`` with the failed check as its reason."""
+        """Raises ``Unauthenticated`` with the failed check as its reason. Knows only the keys
+        the ring has read: call ``learn_keys`` first (or use ``verify_fresh``)."""
         now = self._clock.now()
         hit = self._cache.get(token)
         if hit is not None:

@@ -26,9 +26,6 @@ from broker.storage.base import Revocation, Session, Store
 
 log = logging.getLogger(__name__)
 
-# A flood of tokens with made-up kids must not turn into a flood of store reads.
-KEY_REFRESH_COOLDOWN = 5.0
-
 
 @dataclass(frozen=True)
 class SessionContext:
@@ -118,7 +115,6 @@ class SessionService:
         self._clock = clock
         self._issuer = settings.server.public_url
         self._pending_touch: dict[str, float] = {}
-        self._last_key_refresh = float("-inf")
 
     # --- issuing ---------------------------------------------------------------------------
 
@@ -222,11 +218,10 @@ class SessionService:
     async def resume(self, token: str) -> tuple[SessionContext, str | None]:
         """Verify a cookie token, refreshing it through the store when it is past half-life or
         expired-but-within-the-idle-window. Returns the context and a new token (or None)."""
+        await self._keys.learn(token)  # a key another instance made: the ring's shared refresh
         try:
             ctx = self.verify(token)
         except Unauthenticated as e:
-            if e.reason == "invalid_token:unknown_kid" and await self._refresh_keys():
-                return await self.resume(token)  # another instance rotated: now we know the key
             if e.reason != "token_expired":
                 raise
             # An expired token may still name a live session: one store read decides.
@@ -238,14 +233,10 @@ class SessionService:
             return self.verify(new), new
         return ctx, None
 
-    async def _refresh_keys(self) -> bool:
-        """Re-read the key ring after an unknown ``kid``, at most once per cooldown."""
-        now = self._clock.now()
-        if now - self._last_key_refresh < KEY_REFRESH_COOLDOWN:
-            return False
-        self._last_key_refresh = now
-        await self._keys.refresh()
-        return True
+    @property
+    def keyring(self) -> KeyRing:
+        """The one key ring every verification path shares (see ``KeyRing.learn``)."""
+        return self._keys
 
     def _verify_expired(self, token: str) -> SessionContext:
         try:

@@ -786,7 +786,7 @@ class StsService:
             raise err
         if is_broker:
             try:
-                parent = self._credentials.verify(subject_token)
+                parent = await self._credentials.verify_fresh(subject_token)
             except Unauthenticated as e:
                 err = (
                     StsExpiredToken(f"subject_token:{e.reason}")
@@ -868,7 +868,7 @@ class StsService:
         """RFC 7009 §2.1: whoever holds a token may revoke it. Returns whether something was
         revoked; an invalid, expired or already revoked token changes nothing (§2.2: 200)."""
         try:
-            target = self._credentials.verify(token)
+            target = await self._credentials.verify_fresh(token)
         except Unauthenticated as e:
             await self._audit.record("oauth2.revoke", "failure", req=req, reason=e.reason)
             return False

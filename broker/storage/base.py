@@ -8,7 +8,7 @@ raised as ``StoreError`` so that callers can deny instead of guessing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -103,6 +103,8 @@ class SigningKey:
     algorithm: str
     private_key: bytes
     public_jwk: Mapping[str, Any]
+    # Signs from this time on (its activation). A rotation stores the key ahead of it, so that
+    # every instance has it, and the JWKS shows it, before anyone signs with it.
     created_at: float
     retired_at: float | None = None  # no longer signs after this time
     expires_at: float | None = None  # removed from the JWKS after this time
@@ -315,6 +317,16 @@ class Store(Protocol):
         self, kid: str, *, retired_at: float | None, expires_at: float | None
     ) -> None: ...
     async def delete_signing_key(self, kid: str) -> None: ...
+    async def swap_signing_key(
+        self, new: SigningKey, *, replaces: Collection[str], replaced_expire_at: float
+    ) -> bool:
+        """Rotation as one compare-and-swap, in one transaction serialised with every other.
+
+        If the keys with no ``retired_at`` are exactly ``replaces``, retire each of them at
+        ``new.created_at`` (when ``new`` starts signing) with ``expires_at =
+        replaced_expire_at``, add ``new`` and return True. Otherwise change nothing and return
+        False: another instance rotated first. With ``replaces`` empty this is the first key's
+        insert-if-absent: of instances starting together on an empty store, one adds its key."""
 
     # roles
     async def put_role(self, role: RoleRecord) -> None:

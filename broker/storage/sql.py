@@ -31,7 +31,7 @@ import json
 import re
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -92,6 +92,8 @@ _ATTACHMENTS_LOCK: Final = 0x62720003
 # head and links its rows to it, so two appends must never interleave (SQLite serialises every
 # writer with BEGIN IMMEDIATE).
 _AUDIT_LOCK: Final = 0x62726F6B65720004
+# Serialises signing-key rotations (``swap_signing_key``) on PostgreSQL.
+_SIGNING_KEYS_LOCK: Final = 0x62726F6B65720005
 # connection execution option: this connection only reads (SQLite: deferred BEGIN)
 _READ_ONLY: Final = "broker_read_only"
 
@@ -1161,6 +1163,39 @@ class SqlStore:
             )
             if result.rowcount == 0:
                 raise RecordNotFound(f"signing key {kid!r} not found")
+
+    async def swap_signing_key(
+        self, new: SigningKey, *, replaces: Collection[str], replaced_expire_at: float
+    ) -> bool:
+        k = t.signing_keys
+        async with self._write(f"rotate signing key to {new.kid!r}") as conn:
+            # SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL's READ COMMITTED
+            # would let two rotations both see the old key and both insert, hence the lock.
+            if self._target.dialect == "postgresql":
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SIGNING_KEYS_LOCK)))
+            open_kids = set(
+                (await conn.execute(sa.select(k.c.kid).where(k.c.retired_at.is_(None)))).scalars()
+            )
+            if open_kids != set(replaces):
+                return False
+            if open_kids:
+                await conn.execute(
+                    sa.update(k)
+                    .where(k.c.kid.in_(sorted(open_kids)))
+                    .values(retired_at=new.created_at, expires_at=replaced_expire_at)
+                )
+            await conn.execute(
+                sa.insert(k).values(
+                    kid=new.kid,
+                    algorithm=new.algorithm,
+                    private_key=bytes(new.private_key),
+                    public_jwk=dict(new.public_jwk),
+                    created_at=new.created_at,
+                    retired_at=new.retired_at,
+                    expires_at=new.expires_at,
+                )
+            )
+            return True
 
     # -- roles
 

@@ -81,7 +81,7 @@ async def authorize(request: web.Request) -> web.Response:
     if token is None:
         return _error(401, "invalid_token", "Send the credential as Authorization: Bearer.")
     try:
-        cred: Credential = b.credentials.verify(token)
+        cred: Credential = await b.credentials.verify_fresh(token)
     except Unauthenticated:
         return _error(401, "invalid_token", "The credential is not valid.")
     except RevocationStateStale as e:

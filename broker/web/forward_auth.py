@@ -160,6 +160,7 @@ async def auth(request: web.Request) -> web.StreamResponse:
         except UrlRejected as e:
             original = e
         tokens = presented_tokens(request, app[COOKIES].session)
+        await broker.credentials.learn_keys(tokens)  # a new key of another instance
         verdict = fa.decide(original, tokens, info, raw=raw)
         app[METRICS][forward_auth_metric(verdict.status)] += 1  # count_forward_auth, inlined
         return respond(verdict)

@@ -204,12 +204,12 @@ def bearer(request: web.Request) -> str | None:
     return value.strip()
 
 
-def _caller(request: web.Request) -> Credential:
+async def _caller(request: web.Request) -> Credential:
     value = bearer(request)
     if value is None:
         raise InvalidClient("no_bearer")
     try:
-        cred: Credential = request.app[BROKER].credentials.verify(value)
+        cred: Credential = await request.app[BROKER].credentials.verify_fresh(value)
     except Unauthenticated as e:
         raise InvalidClient(f"bearer:{e.reason}") from e
     return cred
@@ -219,13 +219,14 @@ async def introspect(request: web.Request) -> web.Response:
     """RFC 7662 §2."""
     b = request.app[BROKER]
     try:
-        caller = _caller(request)
+        caller = await _caller(request)
         form = await request.post()
         value = _single(form, "token")
         if not value:
             raise _invalid_request("missing:token", "token is required.")
     except BrokerError as e:
         return oauth_error(as_oauth(e))
+    await b.credentials.learn_keys((value,))
     return web.json_response(b.sts.introspect(caller, value), headers=NO_STORE)
 
 

@@ -131,7 +131,7 @@ async def simulate(request: web.Request) -> web.Response:
     info = request_info(request, trusted)
     caller: Credential | None = None
     try:
-        caller = broker.credentials.verify(_bearer(request))
+        caller = await broker.credentials.verify_fresh(_bearer(request))
         body = await _body(request)
         policies, boundary, sessions = _documents(body)
         context = check_context(body.get("context", {}))

@@ -179,6 +179,7 @@ async def _handle(request: web.Request, request_id: str) -> web.Response:
         cred = None
         if action in SIGNED:
             path, _, raw_query = request.raw_path.partition("?")
+            await b.credentials.learn_keys(request.headers.getall("X-Amz-Security-Token", ()))
             cred = service.authenticate(
                 method=request.method,
                 raw_path=path,

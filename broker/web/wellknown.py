@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from broker.signing import JWKS_MAX_AGE  # rotation publishes a key this long before it signs
 from broker.web.keys import BROKER
-
-# Verifiers may cache the JWKS briefly; rotation publishes new keys before they sign anything
-# that outlives this.
-JWKS_MAX_AGE = 300
 
 
 async def openid_configuration(request: web.Request) -> web.StreamResponse:

@@ -55,6 +55,7 @@ async def start_broker(tmp_path: Path) -> AsyncIterator[BrokerStarter]:
         port: int | None = None,
         name: str = "broker",
         store_url: str | None = None,
+        public_url: str | None = None,
     ) -> RunningBroker:
         port = port or free_port()
         roles = {r: E2E_ROLES.get(r, E2E_ROLES["viewer"]) for r in access}
@@ -67,6 +68,7 @@ async def start_broker(tmp_path: Path) -> AsyncIterator[BrokerStarter]:
             roles=roles,
             extra=extra + "\n" + public_tables,
             store_url=store_url,
+            public_url=public_url,
         )
         for role, doc in access.items():
             (directory / f"{role}-access.json").write_text(json.dumps(doc))

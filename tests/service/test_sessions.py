@@ -13,7 +13,7 @@ from broker.clock import FrozenClock
 from broker.config import load_settings
 from broker.domain.claims import Identity
 from broker.errors import Unauthenticated
-from broker.service.container import Broker
+from broker.service.container import KEY_PUBLISH_AHEAD_SECONDS, Broker
 from tests.conftest import E2E_ROLES, write_config
 
 
@@ -150,7 +150,10 @@ async def test_a_key_rotated_by_another_instance_is_picked_up_on_first_sight(
     async with aiohttp.ClientSession() as http:
         other = await Broker.open(broker.settings, http=http, clock=clock)
         try:
-            await other.rotate_keys(reason="test")
+            new = await other.rotate_keys(reason="test")
+            # this instance missed every refresh until the new key activated
+            clock.advance(KEY_PUBLISH_AHEAD_SECONDS)
+            assert other.keyring.current_kid == new.kid
             user = await other.store.find_user("local", "admin")
             assert user is not None
             identity = Identity(provider="local", subject="admin", name="admin", user_id=user.id)
@@ -161,5 +164,31 @@ async def test_a_key_rotated_by_another_instance_is_picked_up_on_first_sight(
                 broker.sessions.verify(token)
             ctx, _ = await broker.sessions.resume(token)
             assert ctx.user_id == user.id
+        finally:
+            await other.close()
+
+
+async def test_every_bearer_path_learns_a_key_of_another_instance(
+    broker: Broker, clock: FrozenClock
+) -> None:
+    """``CredentialVerifier`` (forward-auth, /v1/authorize, STS, token exchange) shares the
+    ring's refresh on an unknown kid: a token signed with a key this instance has not read yet
+    is accepted on first sight."""
+    async with aiohttp.ClientSession() as http:
+        other = await Broker.open(broker.settings, http=http, clock=clock)
+        try:
+            await other.rotate_keys(reason="test")
+            clock.advance(KEY_PUBLISH_AHEAD_SECONDS)
+            user = await other.store.find_user("local", "admin")
+            assert user is not None
+            identity = Identity(provider="local", subject="admin", name="admin", user_id=user.id)
+            _, token = await other.sessions.create(
+                identity, other.roles.arn("local-admin"), max_session_duration=3600
+            )
+            with pytest.raises(Unauthenticated, match="unknown_kid"):
+                broker.credentials.verify(token)  # synchronous: only the keys already read
+            cred = await broker.credentials.verify_fresh(token)
+            assert cred.user_id == user.id
+            assert broker.keyring.current_kid == other.keyring.current_kid
         finally:
             await other.close()

@@ -19,6 +19,7 @@ from broker.storage.base import (
     ManagedPolicyRecord,
     Revocation,
     Session,
+    SigningKey,
     SingleUse,
     User,
 )
@@ -233,3 +234,34 @@ async def test_many_writers_do_not_fail_with_busy_errors(
         )
     )
     assert await opened[0].get_meta("k0") is not None
+
+
+async def test_one_of_many_concurrent_signing_key_swaps_wins(store_factory: StoreFactory) -> None:
+    """Two brokers rotating (or starting on an empty store) at once: one key, never two open."""
+    stores = [await store_factory(), await store_factory()]
+
+    def key(n: int) -> SigningKey:
+        return SigningKey(
+            kid=f"k{n}",
+            algorithm="EdDSA",
+            private_key=b"sealed",
+            public_jwk={"kty": "OKP", "crv": "Ed25519", "x": f"x{n}"},
+            created_at=T0 + n,
+        )
+
+    expected: list[str] = []  # empty store first: insert-if-absent
+    for round_ in range(3):
+        results = await asyncio.gather(
+            *(
+                stores[i % 2].swap_signing_key(
+                    key(round_ * 100 + i), replaces=expected, replaced_expire_at=T0 + 10_000
+                )
+                for i in range(RACERS)
+            )
+        )
+        assert sum(results) == 1
+        keys = await stores[0].list_signing_keys()
+        open_keys = [k.kid for k in keys if k.retired_at is None]
+        assert len(open_keys) == 1
+        assert len(keys) == round_ + 1
+        expected = open_keys

@@ -618,6 +618,25 @@ async def test_signing_keys_add_list_update_delete(store: Store) -> None:
     assert await store.list_signing_keys() == [k2]
 
 
+async def test_swap_signing_key_is_a_compare_and_swap(store: Store) -> None:
+    k1, k2, k3 = a_key("k1", T0), a_key("k2", T0 + 30), a_key("k3", T0 + 60)
+    # the first key: insert-if-absent
+    assert await store.swap_signing_key(k1, replaces=[], replaced_expire_at=T0 + 99) is True
+    assert await store.list_signing_keys() == [k1]
+    assert await store.swap_signing_key(k2, replaces=[], replaced_expire_at=T0 + 99) is False
+    # a rotation retires the open key at the new key's activation
+    assert await store.swap_signing_key(k2, replaces=["k1"], replaced_expire_at=T0 + 999)
+    assert await store.list_signing_keys() == [
+        replace(k1, retired_at=T0 + 30, expires_at=T0 + 999),
+        k2,
+    ]
+    before = await store.list_signing_keys()
+    # a stale view (k1 is no longer the open key) changes nothing
+    for stale in ([], ["k1"], ["k1", "k2"], ["nope"]):
+        assert await store.swap_signing_key(k3, replaces=stale, replaced_expire_at=T0) is False
+        assert await store.list_signing_keys() == before
+
+
 async def test_signing_key_errors(store: Store) -> None:
     await store.add_signing_key(a_key("k1"))
     with pytest.raises(AlreadyExists):
