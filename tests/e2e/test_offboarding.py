@@ -7,14 +7,11 @@ credential) derived from it — and a disabled user cannot sign in again on eith
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
 from yarl import URL
 
@@ -23,6 +20,7 @@ from broker.web.oauth import TOKEN_EXCHANGE, TT_ACCESS_TOKEN
 from tests.conftest import E2E_ROLES, BrokerFactory, RunningBroker
 from tests.support.login_driver import follow_login
 from tests.support.oidc_server import OidcServer
+from tests.support.postgres import fresh_schema
 
 pytestmark = [pytest.mark.postgres, pytest.mark.oidc]
 ACCOUNT = "000000000000"
@@ -45,16 +43,8 @@ ROLES = {
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
-    dsn = os.environ.get("BROKER_TEST_POSTGRES_DSN", "")
-    if not dsn:
-        pytest.skip("set BROKER_TEST_POSTGRES_DSN to run the several-instances tests")
-    schema = f"broker_off_{secrets.token_hex(4)}"
-    yield f"{dsn}?schema={schema}"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    async with fresh_schema("broker_off") as url:
+        yield url
 
 
 async def login(b: RunningBroker, oidc: OidcServer) -> tuple[int, str]:
