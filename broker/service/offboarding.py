@@ -54,23 +54,7 @@ class OffboardingService:
 
     async def disable_user(self, ref: str, *, actor: str, reason: str = "") -> Offboarded:
         """Refuse the user's logins from now on and end everything it holds."""
-        action = "user.disable"
-        user = await self._user(action, ref, actor)
-        try:
-            # The flag first: a login that passes its disabled check before this write creates
-            # its session before the revocation below, which then voids it.
-            await self._store.set_user_disabled(user.id, True)
-            ended = await self._revoke_user(user, reason=reason or "disabled")
-        except BrokerError as e:
-            await self._failed(action, actor, user.id, e)
-            raise
-        await self._audit.record_or_fail(
-            action,
-            "success",
-            principal=actor,
-            details={"user": user.id, "name": user.name, "sessions": ended, "note": reason},
-        )
-        return Offboarded(user.id, user.name, ended)
+        return await self._end_user("user.disable", ref, actor, reason, disable=True)
 
     async def enable_user(self, ref: str, *, actor: str, reason: str = "") -> Offboarded:
         """Let the user sign in again; credentials ended earlier stay ended."""
@@ -91,13 +75,24 @@ class OffboardingService:
 
     async def revoke_user_sessions(self, ref: str, *, actor: str, reason: str = "") -> Offboarded:
         """End every credential the user holds now; it may sign in again."""
-        action = "user.revoke_sessions"
+        return await self._end_user("user.revoke_sessions", ref, actor, reason, disable=False)
+
+    async def _end_user(
+        self, action: str, ref: str, actor: str, reason: str, *, disable: bool
+    ) -> Offboarded:
         user = await self._user(action, ref, actor)
         try:
-            ended = await self._revoke_user(user, reason=reason or "revoked by an administrator")
+            if disable:
+                # The flag first: a login that passes its disabled check before this write
+                # creates its session before the revocation below, which then voids it.
+                await self._store.set_user_disabled(user.id, True)
+            default = "disabled" if disable else "revoked by an administrator"
+            ended = await self._revoke_user(user, reason=reason or default)
         except BrokerError as e:
             await self._failed(action, actor, user.id, e)
             raise
+        # After the change, not before: an offboarding is never held back by the audit log
+        # (the operator gets the error; the change stands).
         await self._audit.record_or_fail(
             action,
             "success",
