@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +21,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from broker.service.container import KEY_CHECK_SECONDS
 from tests.conftest import E2E_ROLES, write_config
 from tests.support.broker_process import BrokerProcess, broker_processes, run_cli_async
 from tests.support.login_driver import parse_forms
@@ -82,6 +84,9 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
             b = procs.start(config_b, "b", port_b)
             await asyncio.gather(a.wait_ready(), b.wait_ready())
             yield Pair(a, b)
+            for p in procs.started:  # SIGTERM: a clean shutdown, nothing crashed meanwhile
+                assert p.stop() == 0, p.describe()
+                assert "Traceback" not in p.stderr(), p.describe()
 
 
 # --- clients ---------------------------------------------------------------------------------
@@ -150,10 +155,10 @@ async def jwks_kids(p: BrokerProcess) -> list[str]:
         return [k["kid"] for k in (await r.json())["keys"]]
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + WAIT
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = WAIT) -> None:
+    deadline = time.monotonic() + within
     while not await check():
-        assert time.monotonic() < deadline, f"not within {WAIT} s: {what}"
+        assert time.monotonic() < deadline, f"not within {within} s: {what}"
         await asyncio.sleep(0.05)
 
 
@@ -161,6 +166,13 @@ async def cli(p: BrokerProcess, *args: str) -> str:
     r = await run_cli_async(*args, "--config", str(p.config))
     assert r.returncode == 0, (args, r.stdout, r.stderr)
     return r.stdout
+
+
+async def next_second() -> None:
+    """Wait for the next whole second. Tokens carry a whole-second ``iat``, and a revocation
+    voids ``iat <= its time``: a session issued within the second of a revocation just made is
+    void too (tests/forward_auth/test_revocation_same_second.py, a known bug)."""
+    await asyncio.sleep(math.floor(time.time()) + 1 - time.time())
 
 
 # --- the tests -------------------------------------------------------------------------------
@@ -203,6 +215,7 @@ async def test_offboarding_through_the_cli_reaches_both_processes(pair: Pair) ->
     assert await statuses(pair.b, token) == (200, 200)
 
     await cli(pair.a, "admin", "users", "disable", USER, "--reason", "offboarded")
+    await next_second()
     await eventually(lambda: refused_everywhere(pair, token), "A and B refuse a disabled user")
     for p in pair.both:  # and the user cannot sign in anywhere
         async with _browser() as browser:
@@ -215,6 +228,7 @@ async def test_offboarding_through_the_cli_reaches_both_processes(pair: Pair) ->
     assert await statuses(pair.a, token) == (200, 200)
 
     await cli(pair.b, "admin", "roles", "revoke-sessions", ROLE)
+    await next_second()
     await eventually(lambda: refused_everywhere(pair, token), "A and B refuse the role's session")
     async with _browser() as browser:  # revoking sessions does not lock the user out
         again = await sign_in(browser, pair.a, PASSWORD)
@@ -235,7 +249,10 @@ async def test_keys_rotate_publishes_ahead_to_both_and_old_tokens_keep_working(
     async def published_everywhere() -> bool:
         return all([{old, new} <= set(await jwks_kids(p)) for p in pair.both])
 
-    await eventually(published_everywhere, "the new kid is in A's and B's JWKS")
+    # neither process rotated: each finds the new key at its next key check
+    await eventually(
+        published_everywhere, "the new kid is in A's and B's JWKS", KEY_CHECK_SECONDS + WAIT
+    )
     for p in pair.both:
         assert await statuses(p, token) == (200, 200), p.describe()
     async with _browser() as browser:  # and a token signed now works at both too
