@@ -28,7 +28,7 @@ from joserfc import jwt as jose_jwt
 from joserfc.errors import BadSignatureError, SecurityWarning
 from joserfc.jwk import KeySet
 
-from broker import signing
+from broker import jose
 from broker.clock import FrozenClock
 from broker.config import Algorithm
 from broker.errors import (
@@ -38,14 +38,8 @@ from broker.errors import (
     RecordNotFound,
     StoreError,
 )
-from broker.signing import (
-    PUBLISH_AHEAD,
-    RETIRE_LEEWAY,
-    KeyRing,
-    decode_kek,
-    generate_kek,
-    load_or_create_kek_file,
-)
+from broker.kek import decode_kek, generate_kek, load_or_create_kek_file
+from broker.keyring import PUBLISH_AHEAD, RETIRE_LEEWAY, KeyRing
 from broker.storage.base import SigningKey
 
 ALGS: list[Algorithm] = ["EdDSA", "ES256", "RS256"]
@@ -1145,7 +1139,7 @@ async def test_cached_header_still_checked_per_call(ed_env: Env) -> None:
 
 
 async def test_header_cache_bounded(ed_env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(signing, "_HEADER_CACHE_SIZE", 8)
+    monkeypatch.setattr(jose, "HEADER_CACHE_SIZE", 8)
     e = ed_env
     header = {"alg": e.alg, "kid": e.ring.current_kid, "typ": TYP}
     tokens = [compact({**header, "cty": f"c{i}"}, e.claims(), e.key) for i in range(20)]

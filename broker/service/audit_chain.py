@@ -23,7 +23,7 @@ from broker.clock import Clock
 from broker.domain import audit_chain
 from broker.domain.audit_chain import Break, ChainRow, Checkpoint, Report
 from broker.errors import InvalidToken
-from broker.signing import KeyRing
+from broker.keyring import KeyRing
 from broker.storage.base import AuditCheckpoint, Store
 
 log = logging.getLogger("broker.audit")

@@ -20,8 +20,8 @@ from broker.config import Settings
 from broker.domain import tokens
 from broker.domain.claims import Identity
 from broker.errors import ExpiredToken, InvalidToken, Unauthenticated
+from broker.keyring import KeyRing
 from broker.service.revocation import RevocationState
-from broker.signing import KeyRing
 from broker.storage.base import Revocation, Session, Store
 
 log = logging.getLogger(__name__)

@@ -76,6 +76,7 @@ from broker.errors import (
 from broker.idp import OIDCClient
 from broker.idp.client import accepted_issuers
 from broker.idp.id_token import parse_jws
+from broker.keyring import KeyRing
 from broker.policy import Policy, PolicyError, evaluate_trust, parse_policy
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
@@ -83,7 +84,6 @@ from broker.service.credentials import Credential, CredentialVerifier, peek_typ
 from broker.service.policy_sets import PolicyCompiler
 from broker.service.revocation import RevocationState
 from broker.service.sessions import verified_claims
-from broker.signing import KeyRing
 from broker.storage.base import Revocation, RoleRecord, Store
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from broker import jose
 from broker.clock import FrozenClock
 from broker.config import Networks
 from broker.domain import tokens
@@ -27,7 +28,6 @@ from broker.service.credentials import (
     credential_from_claims,
 )
 from broker.service.sessions import SessionContext, _context
-from broker.signing import _b64url, _b64url_decode, _parse_payload, _split
 from broker.web.request_info import peer_is_trusted
 from tests.conftest import RunningBroker
 from tests.forward_auth.conftest import VIEWER, BrokerStarter, session_token
@@ -70,7 +70,7 @@ def outcome(f: Any, *args: Any) -> Any:
 def reference_b64url_decode(text: str) -> bytes:
     """Decode leniently, re-encode, compare: the definition the fast decoder must match."""
     data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if _b64url(data) != text:
+    if jose.b64url(data) != text:
         raise ValueError("not canonical base64url")
     return data
 
@@ -80,19 +80,19 @@ def test_b64url_decode_matches_the_reference_exhaustively() -> None:
     for n in range(5):
         for chars in itertools.product(alphabet, repeat=n):
             text = "".join(chars)
-            assert outcome(_b64url_decode, text) == outcome(reference_b64url_decode, text), text
+            assert outcome(jose.b64url_decode, text) == outcome(reference_b64url_decode, text), text
 
 
 def test_b64url_decode_matches_the_reference_on_mutated_encodings() -> None:
     rng = random.Random(7)
     junk = "-_+/= \n\t.!\x00é"
     for _ in range(20_000):
-        text = _b64url(rng.randbytes(rng.randint(0, 70)))
+        text = jose.b64url(rng.randbytes(rng.randint(0, 70)))
         for _ in range(rng.choice((0, 1, 2))):
             i = rng.randrange(len(text) + 1)
             c = rng.choice(junk + "AQgw")
             text = text[:i] + c + text[i + rng.choice((0, 1)) :]
-        assert outcome(_b64url_decode, text) == outcome(reference_b64url_decode, text), text
+        assert outcome(jose.b64url_decode, text) == outcome(reference_b64url_decode, text), text
 
 
 # --- splitting a compact JWS ------------------------------------------------------------------
@@ -109,7 +109,7 @@ def test_split_matches_the_reference_exhaustively() -> None:
     for n in range(8):
         for chars in itertools.product("a.", repeat=n):
             token = "".join(chars)
-            assert outcome(_split, token) == outcome(reference_split, token), token
+            assert outcome(jose.split, token) == outcome(reference_split, token), token
 
 
 # --- the claims parse ------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_parse_payload_is_json_loads(payload: bytes) -> None:
             raise InvalidToken("malformed")
         return claims
 
-    assert repr(outcome(_parse_payload, payload)) == repr(outcome(reference, payload))
+    assert repr(outcome(jose.parse_payload, payload)) == repr(outcome(reference, payload))
 
 
 # --- credentials straight from claims --------------------------------------------------------
@@ -216,7 +216,7 @@ def test_credential_from_claims_is_credential_from_session(override: dict[str, A
     c = claims(**override)
     expected = outcome(lambda: credential_from_session(_context(c)))
     assert outcome(credential_from_claims, c) == expected
-    token = "h." + _b64url(json.dumps(c).encode()) + ".s"
+    token = "h." + jose.b64url(json.dumps(c).encode()) + ".s"
     got = outcome(credential_from_claims, c, token)
     assert got == expected
     if isinstance(got, Credential):
@@ -262,7 +262,7 @@ def test_credential_is_immutable() -> None:
 
 def test_token_claims_decode_the_token_as_verified() -> None:
     c = claims(**{tokens.CLAIM_EMAIL: "é@example.com", "n": [1, {"x": None}]})
-    token = "h." + _b64url(json.dumps(c).encode()) + ".s"
+    token = "h." + jose.b64url(json.dumps(c).encode()) + ".s"
     lazy = TokenClaims(token)
     assert lazy == c
     assert dict(lazy) == c
