@@ -10,6 +10,10 @@ preparation, its own header parse) cost about as much as the signature check its
 header of a token that verified is remembered by its encoded form (all tokens of one key and
 ``typ`` share it), so the next token with that header skips its parse; the checks that depend on
 the ring's keys, the clock or the caller's ``typ`` still run on every call.
+
+JSON in a token (header and payload alike) may not repeat a member name: parsers that keep the
+first and parsers that keep the last would read different claims (a parser differential), so
+such a token is ``malformed``, as an ID token is (``broker.idp.id_token``).
 """
 
 from __future__ import annotations
@@ -294,9 +298,10 @@ def _header_segment(alg: str, kid: str, typ: str) -> str:
     return b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8"))
 
 
-def split(token: str) -> tuple[str, str, str]:
-    """The three segments of a compact JWS (RFC 7515 §7.1), or ``InvalidToken("malformed")``."""
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+def split(token: str, max_length: int = MAX_TOKEN_LENGTH) -> tuple[str, str, str]:
+    """The three segments of a compact JWS (RFC 7515 §7.1), or ``InvalidToken("malformed")``:
+    header and payload not empty, at most ``max_length`` characters in all."""
+    if not isinstance(token, str) or len(token) > max_length:
         raise InvalidToken("malformed")
     # ``find`` rather than ``split``: it skips to each dot at memchr speed, and forward-auth
     # splits every token it has not seen.
@@ -339,25 +344,28 @@ def _norm_typ(typ: str) -> str:
 _expected_typ = functools.lru_cache(maxsize=64)(_norm_typ)  # callers pass a few constants
 
 
-_JSON = json.JSONDecoder()
+_JSON = json.JSONDecoder(object_pairs_hook=json_input.unique_object)
 
 
 def parse_payload(payload: bytes) -> dict[str, Any]:
-    """The JWT claims set: a JSON object (RFC 7519 §7.2 step 10), else ``malformed``.
+    """The JWT claims set: a JSON object (RFC 7519 §7.2 step 10) naming no member twice, in
+    no object, else ``malformed``.
 
-    Parsed as ``json.loads(payload)`` (as PyJWT does): what that accepts and refuses is unchanged.
-    The common case, UTF-8 holding exactly one JSON value, skips its encoding detection and
-    whitespace scans; anything else (a BOM, UTF-16, surrounding blanks, bad JSON) takes
-    ``json.loads`` itself."""
+    Parsed as ``json.loads(payload)`` (as PyJWT does), except for repeated members: what that
+    accepts and refuses is otherwise unchanged. The common case, UTF-8 holding exactly one JSON
+    value, skips its encoding detection and whitespace scans; anything else (a BOM, UTF-16,
+    surrounding blanks, bad JSON) takes ``json.loads`` itself."""
     try:
         try:
             text = payload.decode("utf-8")
             claims, end = _JSON.raw_decode(text)
             if end != len(text):
                 raise ValueError("trailing data")
+        except json_input.JsonInputError:
+            raise
         except ValueError:
-            claims = json.loads(payload)
-    except (ValueError, RecursionError):
+            claims = json.loads(payload, object_pairs_hook=json_input.unique_object)
+    except (ValueError, RecursionError):  # JsonInputError (a repeated member) is a ValueError
         raise InvalidToken("malformed") from None
     if not isinstance(claims, dict):
         raise InvalidToken("malformed")

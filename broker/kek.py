@@ -35,6 +35,8 @@ def generate_kek() -> bytes:
 
 def decode_kek(b64: str) -> bytes:
     """The KEK from its base64 text (``[keys].kek``); raises ``KeyRingError`` unless 32 bytes."""
+    # Standard padded base64, not JOSE's base64url: the text ``openssl rand -base64 32``
+    # prints, as configured by a person (config.py checks it alike).
     try:
         raw = base64.b64decode(b64.strip(), validate=True)
     except (binascii.Error, ValueError):

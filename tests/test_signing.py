@@ -1034,6 +1034,7 @@ async def test_payload_encodings_agree_with_pyjwt(env: Env) -> None:
         "deep": b64(b"[" * 100_000 + b"]" * 100_000),
         "number": b64(b"5"),
         "duplicate-jti": b64(claims_json[:-1].encode() + b', "jti": "other"}'),
+        "duplicate-nested": b64(claims_json[:-1].encode() + b', "t": {"a": 1, "a": 2}}'),
         "bom": b64(b"\xef\xbb\xbf" + claims_json.encode()),
     }  # fmt: skip
     for name, segment in variants.items():
@@ -1042,10 +1043,31 @@ async def test_payload_encodings_agree_with_pyjwt(env: Env) -> None:
             token = token[: 16 * 1024]  # the size limit; both reject
         new = _outcome(env.ring.verify, token, typ=TYP, audience=AUD)
         old = _outcome(_reference_verify, env, token, AUD)
-        if name == "deep":
-            assert new == ("InvalidToken", "malformed")
+        # refused where PyJWT parses (duplicate members: as ID tokens, a parser differential)
+        if name in ("deep", "duplicate-jti", "duplicate-nested"):
+            assert new == ("InvalidToken", "malformed"), name
             continue
         assert new == old, name
+
+
+async def test_duplicate_members_refused_in_header_and_payload(env: Env) -> None:
+    """A member named twice is refused wherever it is (one reader keeps the first, another the
+    last): a parser differential. ID tokens are refused alike (``tests/idp``)."""
+    e = env
+    kid = e.ring.current_kid
+    claims = json.dumps(e.claims())
+    header = f'{{"alg":"{e.alg}","kid":"{kid}","typ":"{TYP}"'
+    for h, p in [
+        (header + ',"typ":"other+jwt"}', claims),
+        (header + f',"kid":"{kid}"}}', claims),
+        (header + "}", claims[:-1] + ', "sub": "someone-else"}'),
+        (header + "}", claims[:-1] + ', "x": [{"y": 1, "y": 1}]}'),
+    ]:
+        signing_input = f"{b64(h.encode())}.{b64(p.encode())}"
+        sig = jwt.get_algorithm_by_name(e.alg).sign(signing_input.encode(), e.key)
+        with pytest.raises(InvalidToken) as info:
+            e.ring.verify(f"{signing_input}.{b64(sig)}", typ=TYP, audience=AUD)
+        assert info.value.reason == "malformed", (h, p)
 
 
 async def test_huge_integer_time_rejected(ed_env: Env) -> None:

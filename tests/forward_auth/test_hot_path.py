@@ -134,12 +134,21 @@ def test_split_matches_the_reference_exhaustively() -> None:
         b"{",
         b'{"a": NaN}',
         b'{"a": 1, "a": 2}',
+        b'{"a": {"b": 1, "b": 1}}',
+        b'{"a": [{"b": 1, "c": 2, "b": 3}]}',
     ],
 )
 def test_parse_payload_is_json_loads(payload: bytes) -> None:
+    """``json.loads``, except that an object may not repeat a member (as in ID tokens)."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise ValueError("duplicate member")
+        return dict(pairs)
+
     def reference(p: bytes) -> Any:
         try:
-            claims = json.loads(p)
+            claims = json.loads(p, object_pairs_hook=unique)
         except ValueError:
             raise InvalidToken("malformed") from None
         if not isinstance(claims, dict):

@@ -60,6 +60,15 @@ def _no_kid_two_keys(idp: FakeIdP) -> str:
     return idp.mint(omit=["kid"])
 
 
+def _non_canonical_signature(idp: FakeIdP) -> str:
+    """The same signature bytes, spelt with non-zero unused bits in its last character (a
+    lenient decoder reads it as the valid signature; RFC 7515 §2 base64url has one spelling)."""
+    token = idp.mint()
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    assert len(token.rsplit(".", 1)[1]) % 4 in (2, 3)  # RS256-3072/2048: unused bits exist
+    return token[:-1] + alphabet[alphabet.index(token[-1]) | 1]
+
+
 def _raw(header: bytes, payload: bytes) -> Callable[[FakeIdP], str]:
     return lambda idp: encode_jws(header, payload, alg="RS256", key=idp.signing_key)
 
@@ -116,6 +125,7 @@ BAD: list[Bad] = [
     Bad("four_parts", lambda i: i.mint() + ".AAAA", "malformed"),
     Bad("padding", lambda i: i.mint().replace(".", "=.", 1), "malformed"),
     Bad("bad_base64", lambda i: "*" + i.mint(), "malformed"),
+    Bad("non_canonical_base64", _non_canonical_signature, "malformed"),
     Bad("header_not_json", _raw(b"{alg", b"{}"), "malformed"),
     Bad("payload_array", _raw(b'{"alg":"RS256"}', b"[1]"), "malformed"),
     Bad("payload_not_utf8", _raw(b'{"alg":"RS256"}', b"\xff\xfe"), "malformed"),
