@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 import broker.domain.json_input as json_input
-from broker.errors import ExpiredToken, InvalidToken
+from broker.errors import ExpiredToken, InvalidToken, UnknownKey
 
 MAX_TOKEN_LENGTH = 16 * 1024
 HEADER_CACHE_SIZE = 1024  # distinct verified JOSE headers remembered (keys x typs in practice)
@@ -250,7 +250,7 @@ def verify(
     # never cached: the ring's keys change on refresh and expire with the clock
     key = keys.get(header.kid)
     if key is None or not key.live_at(now):
-        raise InvalidToken("unknown_kid")
+        raise UnknownKey("unknown_kid")
     if header.alg != key.algorithm:
         raise InvalidToken("alg_mismatch")
     if header.typ is None or header.typ != _expected_typ(typ):

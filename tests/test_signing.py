@@ -37,6 +37,7 @@ from broker.errors import (
     KeyRingError,
     RecordNotFound,
     StoreError,
+    UnknownKey,
 )
 from broker.kek import decode_kek, generate_kek, load_or_create_kek_file
 from broker.keyring import PUBLISH_AHEAD, RETIRE_LEEWAY, KeyRing
@@ -410,7 +411,7 @@ REJECTIONS: list[tuple[str, Forge, str, type[InvalidToken]]] = [
     ("tampered-payload", _tampered_payload, "bad_signature", InvalidToken),
     ("tampered-signature", _tampered_signature, "bad_signature", InvalidToken),
     ("foreign-key-same-kid", _foreign_key_same_kid, "bad_signature", InvalidToken),
-    ("unknown-kid", _signed({"kid": "no-such-key"}), "unknown_kid", InvalidToken),
+    ("unknown-kid", _signed({"kid": "no-such-key"}), "unknown_kid", UnknownKey),
     ("no-kid", _signed({"kid": None}), "missing_kid", InvalidToken),
     ("kid-not-string", _signed({"kid": 7}), "missing_kid", InvalidToken),
     ("jku", _signed({"jku": "https://evil.example.com/jwks"}), "forbidden_header:jku",

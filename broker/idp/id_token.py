@@ -33,7 +33,7 @@ from joserfc.errors import ExpiredTokenError, InvalidClaimError, MissingClaimErr
 
 from broker import jose
 from broker.domain import json_input
-from broker.errors import InvalidIdToken, InvalidToken
+from broker.errors import ExpiredIdToken, InvalidIdToken, InvalidToken
 
 REASONS = (
     "malformed",
@@ -229,7 +229,7 @@ def _authlib_validate(
         if code is not None and "c_hash" in claims:
             HybridIDToken(claims, header, {}, {"code": code}).validate_c_hash()
     except ExpiredTokenError:
-        raise InvalidIdToken("expired") from None
+        raise ExpiredIdToken("expired") from None
     except MissingClaimError as e:
         raise InvalidIdToken(_MISSING.get(e.claim, "malformed")) from None
     except InvalidClaimError as e:

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from broker import jose
 from broker.clock import Clock
 from broker.domain import json_input, tokens
-from broker.errors import Unauthenticated
+from broker.errors import TokenExpired, Unauthenticated
 from broker.policy import Policy
 from broker.service.authorize import Principal
 from broker.service.revocation import RevocationState
@@ -230,7 +230,7 @@ class CredentialVerifier:
         if hit is not None:
             if now >= hit.expires_at:
                 del self._cache[token]
-                raise Unauthenticated("token_expired")
+                raise TokenExpired("token_expired")
             if self._revocations.is_revoked(
                 session_id=hit.session_id,
                 user_id=hit.user_id,

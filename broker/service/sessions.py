@@ -19,7 +19,7 @@ from broker.clock import Clock
 from broker.config import Settings
 from broker.domain import tokens
 from broker.domain.claims import Identity
-from broker.errors import ExpiredToken, InvalidToken, Unauthenticated
+from broker.errors import ExpiredToken, InvalidToken, TokenExpired, Unauthenticated
 from broker.keyring import KeyRing
 from broker.service.revocation import RevocationState
 from broker.storage.base import Revocation, Session, Store
@@ -72,7 +72,7 @@ def verified_claims(keys: KeyRing, token: str, *, typ: str, audience: str) -> di
     try:
         return keys.verify(token, typ=typ, audience=audience)
     except ExpiredToken as e:
-        raise Unauthenticated("token_expired") from e
+        raise TokenExpired("token_expired") from e
     except InvalidToken as e:
         raise Unauthenticated(f"invalid_token:{e.reason}") from e
 
@@ -221,9 +221,7 @@ class SessionService:
         await self._keys.learn(token)  # a key another instance made: the ring's shared refresh
         try:
             ctx = self.verify(token)
-        except Unauthenticated as e:
-            if e.reason != "token_expired":
-                raise
+        except TokenExpired:
             # An expired token may still name a live session: one store read decides.
             ctx = self._verify_expired(token)
             new = await self.refresh(ctx)

@@ -56,6 +56,7 @@ from broker.domain.claims import (
 )
 from broker.errors import (
     BrokerError,
+    ExpiredIdToken,
     InvalidIdToken,
     ProviderUnavailable,
     StoreError,
@@ -71,6 +72,7 @@ from broker.errors import (
     StsMissingAuthenticationToken,
     StsServiceUnavailable,
     StsValidationError,
+    TokenExpired,
     Unauthenticated,
 )
 from broker.idp import OIDCClient
@@ -555,9 +557,9 @@ class StsService:
             verified = await client.verify_id_token(
                 token, nonce=None, audiences=client.config.audiences
             )
+        except ExpiredIdToken as e:
+            raise StsExpiredTokenException(f"id_token:{provider}:{e.reason}") from e
         except InvalidIdToken as e:
-            if e.reason == "expired":
-                raise StsExpiredTokenException(f"id_token:{provider}:expired") from e
             raise StsInvalidIdentityToken(f"id_token:{provider}:{e.reason}") from e
         except ProviderUnavailable as e:
             raise StsIDPCommunicationError(f"provider:{provider}:{e.reason}") from e
@@ -660,9 +662,9 @@ class StsService:
             raise StsInvalidClientTokenId("security_token_typ")
         try:
             cred = self._credentials.verify(token[0])
+        except TokenExpired as e:
+            raise StsExpiredToken(f"security_token:{e.reason}") from e
         except Unauthenticated as e:
-            if e.reason == "token_expired":
-                raise StsExpiredToken(f"security_token:{e.reason}") from e
             raise StsInvalidClientTokenId(f"security_token:{e.reason}") from e
         akid = str(cred.claims.get(CLAIM_AKID, ""))
         if not hmac.compare_digest(akid.encode(), signed.access_key_id.encode()):
@@ -780,7 +782,7 @@ class StsService:
             except Unauthenticated as e:
                 err = (
                     StsExpiredToken(f"subject_token:{e.reason}")
-                    if e.reason == "token_expired"
+                    if isinstance(e, TokenExpired)
                     else StsInvalidClientTokenId(f"subject_token:{e.reason}")
                 )
                 await self._refused(action, req, role_arn[:200], err)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from broker.config import ProviderConfig
-from broker.errors import InvalidIdToken
+from broker.errors import ExpiredIdToken, InvalidIdToken
 from broker.idp import OIDCClient
 from broker.idp.client import accepted_issuers
 from broker.idp.id_token import ClaimRules, check_claims, parse_jws
@@ -215,6 +215,7 @@ async def test_bad_id_token_is_refused(case: Bad, idp: FakeIdP, client: OIDCClie
     with pytest.raises(InvalidIdToken) as e:
         await client.verify_id_token(token, **kwargs)
     assert e.value.reason == case.reason
+    assert isinstance(e.value, ExpiredIdToken) == (case.reason == "expired")  # typed, for callers
 
 
 @pytest.mark.parametrize("alg", ["RS256", "RS512", "PS256", "ES256", "ES384", "ES512", "EdDSA"])

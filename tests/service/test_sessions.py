@@ -12,7 +12,7 @@ import pytest
 from broker.clock import FrozenClock
 from broker.config import load_settings
 from broker.domain.claims import Identity
-from broker.errors import Unauthenticated
+from broker.errors import TokenExpired, Unauthenticated
 from broker.service.container import KEY_PUBLISH_AHEAD_SECONDS, Broker
 from tests.conftest import E2E_ROLES, write_config
 
@@ -77,7 +77,7 @@ async def test_expired_token_of_an_active_session_is_renewed(
     broker.sessions.verify(token)
     await broker.sessions.flush_last_seen()
     clock.advance(1000)  # token (15m) expired, but the session was used 1000 s ago < 1 h idle
-    with pytest.raises(Unauthenticated, match="token_expired"):
+    with pytest.raises(TokenExpired, match="token_expired"):  # typed: resume renews on it
         broker.sessions.verify(token)
     _, new = await broker.sessions.resume(token)
     assert new is not None
