@@ -38,7 +38,8 @@ from broker.keyring import KeyRing
 from broker.policy import Decision
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
-from broker.service.credentials import Credential, CredentialVerifier
+from broker.service.credentials import CredentialVerifier
+from broker.service.verified import Credential
 
 log = logging.getLogger(__name__)
 

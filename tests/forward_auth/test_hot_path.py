@@ -22,12 +22,7 @@ from broker.domain import tokens
 from broker.domain.urls import from_original_url
 from broker.errors import InvalidToken, Unauthenticated
 from broker.service.audit import RequestInfo
-from broker.service.credentials import (
-    Credential,
-    TokenClaims,
-    credential_from_claims,
-)
-from broker.service.sessions import SessionContext, _context
+from broker.service.verified import Credential, TokenClaims, credential_from_claims
 from broker.web.request_info import peer_is_trusted
 from tests.conftest import RunningBroker
 from tests.forward_auth.conftest import VIEWER, BrokerStarter, session_token
@@ -35,23 +30,28 @@ from tests.forward_auth.conftest import VIEWER, BrokerStarter, session_token
 APP = "https://app.example.com"
 
 
-# The reference: a Credential from the SessionContext that SessionService.verify returns.
-def credential_from_session(ctx: SessionContext) -> Credential:
-    return Credential(
-        kind="session",
-        session_id=ctx.session_id,
-        user_id=ctx.user_id,
-        provider=ctx.provider,
-        subject=ctx.subject,
-        role_arn=ctx.role_arn,
-        email=ctx.email,
-        groups=ctx.groups,
-        mfa=ctx.mfa,
-        issued_at=ctx.issued_at,
-        expires_at=ctx.token_expires_at,
-        tags=ctx.tags,
-        claims=ctx.claims,
-    )
+# The reference: the plain conversion credential_from_claims shortcuts (no interning, no
+# shortcut for empty tags), as the broker's separate session decoder did.
+def reference_credential(c: dict[str, Any]) -> Credential:
+    try:
+        return Credential(
+            kind="session",
+            session_id=str(c[tokens.CLAIM_SID]),
+            user_id=str(c["sub"]),
+            provider=str(c[tokens.CLAIM_PROVIDER]),
+            subject=str(c[tokens.CLAIM_SUBJECT]),
+            role_arn=str(c[tokens.CLAIM_ROLE]),
+            email=str(c.get(tokens.CLAIM_EMAIL, "")),
+            groups=tuple(str(g) for g in c.get(tokens.CLAIM_GROUPS, [])),
+            mfa=bool(c.get(tokens.CLAIM_MFA, False)),
+            tags={str(k): str(v) for k, v in dict(c.get(tokens.CLAIM_TAGS, {})).items()},
+            issued_at=float(c["iat"]),
+            expires_at=float(c["exp"]),
+            session_expires_at=float(c.get("session_exp", c["exp"])),
+            claims=c,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise Unauthenticated("invalid_token:missing_claim") from e
 
 
 def outcome(f: Any, *args: Any) -> Any:
@@ -221,15 +221,48 @@ CLAIM_VARIANTS: list[dict[str, Any]] = [
 
 
 @pytest.mark.parametrize("override", CLAIM_VARIANTS)
-def test_credential_from_claims_is_credential_from_session(override: dict[str, Any]) -> None:
+def test_credential_from_claims_is_the_plain_conversion(override: dict[str, Any]) -> None:
     c = claims(**override)
-    expected = outcome(lambda: credential_from_session(_context(c)))
+    expected = outcome(reference_credential, c)
     assert outcome(credential_from_claims, c) == expected
     token = "h." + jose.b64url(json.dumps(c).encode()) + ".s"
     got = outcome(credential_from_claims, c, token)
     assert got == expected
     if isinstance(got, Credential):
         assert isinstance(got.claims, TokenClaims)
+
+
+def test_access_token_claims_through_the_same_decoder() -> None:
+    """An access token's claims: the session fields decoded alike, plus its own; any of those
+    missing or malformed is the same refusal."""
+    from broker.policy import parse_policy
+    from broker.service.verified import ACCESS
+
+    doc = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+    extra = {
+        tokens.CLAIM_AKID: "ASIA0000000000000000",
+        tokens.CLAIM_SESSION_NAME: "bob",
+        tokens.CLAIM_SOURCE_IDENTITY: "bob@corp",
+        tokens.CLAIM_SESSION_POLICIES: [doc],
+    }
+    parse = lambda text: parse_policy(text, name="session-policy")  # noqa: E731
+    c = claims(**extra)
+    cred = credential_from_claims(c, kind=ACCESS, session_policy=parse)
+    plain = reference_credential(c)
+    assert cred.kind == "access"
+    assert cred[1:12] == plain[1:12]  # the fields every broker token has, decoded alike
+    assert (cred.session_name, cred.source_identity) == ("bob", "bob@corp")
+    assert len(cred.session_policies) == 1
+    for bad in (
+        {tokens.CLAIM_AKID: _DROP},
+        {tokens.CLAIM_SESSION_NAME: _DROP},
+        {tokens.CLAIM_SESSION_POLICIES: doc},  # not a list
+        {tokens.CLAIM_SESSION_POLICIES: ["{not a policy"]},
+        {"iat": "soon"},
+    ):
+        with pytest.raises(Unauthenticated) as info:
+            credential_from_claims(claims(**{**extra, **bad}), kind=ACCESS, session_policy=parse)
+        assert info.value.reason == "invalid_token:missing_claim", bad
 
 
 def test_credential_fields_are_all_set() -> None:

@@ -53,7 +53,7 @@ async def test_lifetime_is_the_shorter_of_session_and_role(broker: Broker) -> No
     token = await _session(broker, max_duration=3600)
     ctx = broker.sessions.verify(token)
     assert ctx.session_expires_at - ctx.issued_at == pytest.approx(3600, abs=1)
-    assert ctx.token_expires_at - ctx.issued_at == pytest.approx(900, abs=1)
+    assert ctx.expires_at - ctx.issued_at == pytest.approx(900, abs=1)
 
 
 async def test_token_is_refreshed_past_half_life_through_the_store(
@@ -67,7 +67,7 @@ async def test_token_is_refreshed_past_half_life_through_the_store(
     ctx2, new = await broker.sessions.resume(token)
     assert new is not None
     assert ctx2.session_id == ctx.session_id
-    assert ctx2.token_expires_at > ctx.token_expires_at
+    assert ctx2.expires_at > ctx.expires_at
 
 
 async def test_expired_token_of_an_active_session_is_renewed(
