@@ -22,6 +22,7 @@ from broker.errors import BrokerError, InvalidRequest
 if TYPE_CHECKING:
     from broker.service.container import Broker
     from broker.service.iam import PrincipalDetail
+    from broker.service.offboarding import Offboarded
     from broker.storage.base import Group, ManagedPolicyRecord, User
 
 Result = tuple[Any, str]  # (JSON data, text)
@@ -230,6 +231,36 @@ async def _users_delete_boundary(b: Broker, a: argparse.Namespace, actor: str) -
     return _done(f"{a.user} has no permissions boundary")
 
 
+async def _users_disable(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    done = await b.offboarding.disable_user(a.user, actor=actor, reason=a.reason)
+    return _offboarded(done), (
+        f"disabled {done.label} ({done.target}); ended {done.sessions_ended} session(s) and "
+        "every credential derived from them"
+    )
+
+
+async def _users_enable(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    done = await b.offboarding.enable_user(a.user, actor=actor, reason=a.reason)
+    return _offboarded(done), f"enabled {done.label} ({done.target})"
+
+
+async def _users_revoke_sessions(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    done = await b.offboarding.revoke_user_sessions(a.user, actor=actor, reason=a.reason)
+    return _offboarded(done), (
+        f"ended {done.sessions_ended} session(s) of {done.label} ({done.target}) and every "
+        "credential derived from them"
+    )
+
+
+async def _roles_revoke_sessions(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    done = await b.offboarding.revoke_role_sessions(a.role, actor=actor, reason=a.reason)
+    return _offboarded(done), f"ended every credential of {done.target} issued until now"
+
+
+def _offboarded(done: Offboarded) -> dict[str, Any]:
+    return {"target": done.target, "name": done.label, "sessions_ended": done.sessions_ended}
+
+
 async def _roles_list(b: Broker, a: argparse.Namespace, actor: str) -> Result:
     rows = [
         {
@@ -362,6 +393,12 @@ def add_principal_verbs(sub: Any, kind: str, who: str, op: str) -> None:
     )
 
 
+def _offboarding_verbs(sub: Any, name: str, help: str, action: Action, who: str) -> None:
+    """Audited by the offboarding service itself (``user.disable`` ...), failures included."""
+    p = _verb(sub, name, help, _run(None, action), who)
+    p.add_argument("--reason", default="", help="a note for the audit log")
+
+
 def add_admin_commands(admin: Any) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     """Register ``groups`` and ``users``, and the managed-policy verbs of ``policies``; returns
     the ``policies`` verbs so that the caller adds ``validate``."""
@@ -454,9 +491,34 @@ def add_admin_commands(admin: Any) -> argparse._SubParsersAction[argparse.Argume
         _run("DeleteUserPermissionsBoundary", _users_delete_boundary),
         USER,
     )
+    _offboarding_verbs(
+        users,
+        "disable",
+        "refuse the user's logins and end every session and "
+        "credential it holds (visible on every instance within 2 s)",
+        _users_disable,
+        USER,
+    )
+    _offboarding_verbs(users, "enable", "let a disabled user sign in again", _users_enable, USER)
+    _offboarding_verbs(
+        users,
+        "revoke-sessions",
+        "end every session and credential the user holds now (it may sign in again)",
+        _users_revoke_sessions,
+        USER,
+    )
     roles = admin.add_parser("roles", help="roles and their policies").add_subparsers(
         dest="roles_verb", required=True, metavar="VERB"
     )
     _verb(roles, "list", "list roles", _run(None, _roles_list))
+    _offboarding_verbs(
+        roles,
+        "revoke-sessions",
+        "end every session and credential of the role "
+        "issued until now: browser sessions, bearer tokens, STS credentials, token-exchange "
+        "results",
+        _roles_revoke_sessions,
+        ROLE,
+    )
     add_principal_verbs(roles, "role", ROLE, "Role")
     return policies  # type: ignore[no-any-return]

@@ -175,6 +175,7 @@ class SessionConfig:
     idle_timeout: float = 3600
     token_lifetime: float = 900  # the JWT in the cookie is short-lived and re-issued while in use
     cookie_domain: str = ""  # "" = host-only; ".example.com" lets apps on sibling hosts see it
+    revocation_max_staleness: float = 10  # past it, credentials are refused (fail closed)
 
 
 @dataclass(frozen=True)
@@ -515,7 +516,11 @@ def _session(t: _Table) -> SessionConfig:
         idle_timeout=t.duration("idle_timeout", 3600),
         token_lifetime=t.duration("token_lifetime", 900),
         cookie_domain=_cookie_domain(t),
+        revocation_max_staleness=t.duration("revocation_max_staleness", 10),
     )
+    if not 2 <= s.revocation_max_staleness <= 300:
+        # Revocations are polled every second: a shorter window would refuse at random.
+        t.problems.add(t.path("revocation_max_staleness"), "must be between 2s and 5m")
     t.check_unknown()
     return s
 

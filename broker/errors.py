@@ -226,6 +226,19 @@ class AlreadyExists(StoreError):
     public_message = "It already exists."
 
 
+class RevocationStateStale(BrokerError):
+    """The in-memory revocation state has not been refreshed from the store for longer than
+    ``[session] revocation_max_staleness``: no credential can be shown unrevoked, so each one
+    that needs the state is refused (fail closed) until a poll succeeds again."""
+
+    code = "temporarily_unavailable"
+    status = 503
+    public_message = "The broker cannot check revocations now. Try again later."
+
+    def __init__(self, reason: str = "revocation_state_stale") -> None:
+        super().__init__(reason)
+
+
 class AuditUnavailable(StoreError):
     """The audit row of a change or a credential could not be written, so the request fails
     and the change is not made (nothing is issued without its audit row)."""

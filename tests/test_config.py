@@ -114,6 +114,7 @@ def test_defaults() -> None:
         3600,
         900,
     )
+    assert s.session.revocation_max_staleness == 10
     assert s.login.max_failures_per_user == 5
     assert s.login.max_failures_per_address == 20
     assert (s.login.hash_workers, s.login.hash_queue) == (2, 32)
@@ -277,6 +278,16 @@ def test_duration_bad(text: str) -> None:
             {"session": {"lifetime": "1h", "idle_timeout": "2h"}},
             "session.idle_timeout: must not be longer than session.lifetime",
             id="idle-longer-than-lifetime",
+        ),
+        pytest.param(
+            {"session": {"revocation_max_staleness": "1s"}},
+            "session.revocation_max_staleness: must be between 2s and 5m",
+            id="staleness-below-the-poll-interval",
+        ),
+        pytest.param(
+            {"session": {"revocation_max_staleness": "1h"}},
+            "session.revocation_max_staleness: must be between 2s and 5m",
+            id="staleness-too-long",
         ),
     ],
 )

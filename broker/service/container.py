@@ -1,8 +1,10 @@
 """The broker's services wired together, opened and closed as one unit.
 
 ``Broker.open`` migrates the store, loads the key ring, reconciles config roles, bootstraps the
-first admin, and primes the revocation state; ``Broker.tick`` runs the periodic work (revocation
-polling, batched last-seen and audit writes, key rotation, purges) that the web layer schedules.
+first admin, and primes the revocation state; ``Broker.run_periodic`` polls revocations every
+second in a loop of its own (slow periodic work must not let the state go stale) and runs
+``Broker.tick``, the rest of the periodic work (batched last-seen and audit writes, key rotation,
+purges).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from broker.service.forward_auth import ForwardAuth, HeaderFreezer
 from broker.service.hashing import PasswordHashing
 from broker.service.iam import IamService
 from broker.service.login import LoginService
+from broker.service.offboarding import OffboardingService
 from broker.service.revocation import RevocationState
 from broker.service.roles import RoleCatalog, policy_problems, trust_policy_warnings
 from broker.service.sessions import SessionService
@@ -113,6 +116,7 @@ class Broker:
     sts: StsService
     hashing: PasswordHashing
     backchannel: BackchannelLogout
+    offboarding: OffboardingService
     csrf_key: bytes = b""
     bootstrap_password: str | None = None
     _last: dict[str, float] = field(default_factory=dict)
@@ -163,7 +167,9 @@ class Broker:
                 publish_ahead=KEY_PUBLISH_AHEAD_SECONDS,
             )
             await keyring.load()
-            revocations = RevocationState(store)
+            revocations = RevocationState(
+                store, clock, max_staleness=settings.session.revocation_max_staleness
+            )
             await revocations.poll()
             iam = IamService(settings, store, auditor, clock)
             await iam.reconcile()
@@ -234,6 +240,7 @@ class Broker:
             sts=sts,
             hashing=hashing,
             backchannel=BackchannelLogout(settings, store, clients, revocations, auditor, clock),
+            offboarding=OffboardingService(store, iam, revocations, auditor, clock),
             csrf_key=derive_key(kek, b"broker/csrf"),
             bootstrap_password=password,
             _last={"keys": now, "purge": now, "flush": now, "checkpoint": now},
@@ -277,7 +284,6 @@ class Broker:
     async def tick(self) -> None:
         """One round of periodic work; each part runs when its interval has passed."""
         now = self.clock.now()
-        await self.revocations.poll()
         await self._flush_audit()
         if now - self._last["flush"] >= LAST_SEEN_FLUSH_SECONDS:
             self._last["flush"] = now
@@ -313,6 +319,17 @@ class Broker:
             await self.forward_auth.flush()
             await self.auditor.flush()
 
+    async def poll_revocations(self) -> int:
+        """One revocation poll (what the polling loop runs every second); raises ``StoreError``.
+        A poll that hangs (a store cut off without a reset) is given up on once the state would
+        be stale anyway, so that the next one can succeed when the store is back."""
+        try:
+            return await asyncio.wait_for(
+                self.revocations.poll(), timeout=self.revocations.max_staleness
+            )
+        except TimeoutError:
+            raise StoreError("revocation_poll_timeout") from None
+
     async def _checkpoint_audit(self) -> None:
         """Sign the audit chain's head (docs/audit.md). A failure is logged and retried at the
         next interval; like the audit flush, it says nothing about the revocation state."""
@@ -322,11 +339,30 @@ class Broker:
             log.warning("could not write an audit checkpoint: %s", e.reason)
 
     async def run_periodic(self, stop: asyncio.Event) -> None:
+        await asyncio.gather(self._run_polling(stop), self._run_ticks(stop))
+
+    async def _run_polling(self, stop: asyncio.Event) -> None:
+        failing = False
+        while not stop.is_set():
+            try:
+                await self.poll_revocations()
+                if failing:
+                    log.warning("revocation polling works again")
+                failing = False
+            except StoreError as e:
+                if not failing:  # once per outage, not every second
+                    log.warning("revocation polling failed: %s", e.reason)
+                failing = True
+            except Exception:
+                log.exception("revocation polling failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=REVOCATION_POLL_SECONDS)
+
+    async def _run_ticks(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self.tick()
             except StoreError as e:
-                self.revocations.healthy = False
                 log.warning("periodic work failed: %s", e.reason)
             except Exception:
                 log.exception("periodic work failed")

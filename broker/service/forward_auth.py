@@ -33,7 +33,7 @@ from broker.clock import Clock
 from broker.config import Settings
 from broker.domain import tokens
 from broker.domain.urls import OriginalRequest, PublicPattern, UrlRejected, public_pattern
-from broker.errors import ConfigError, Unauthenticated
+from broker.errors import ConfigError, RevocationStateStale, Unauthenticated
 from broker.keyring import KeyRing
 from broker.policy import Decision
 from broker.service.audit import Auditor, RequestInfo
@@ -198,10 +198,11 @@ class ForwardAuth:
         now = self._clock.now()
         if int(now) != self._verdicts_second:  # an entry of a past second: not rolled yet
             return None
-        if (
-            not self._credentials.still_valid(hit.cred, now)
-            or self._authorizer.role(hit.cred.role_arn) is not hit.role
-        ):
+        try:
+            valid = self._credentials.still_valid(hit.cred, now)
+        except RevocationStateStale:
+            valid = False  # ``decide`` denies it, audited
+        if not valid or self._authorizer.role(hit.cred.role_arn) is not hit.role:
             self._fold(self._verdicts.pop(raw))
             return None
         hit.hits += 1
@@ -250,6 +251,10 @@ class ForwardAuth:
                 break
             except Unauthenticated as e:
                 why = e.reason
+            except RevocationStateStale as e:
+                # Fail closed, and with a 403: a 401 would send the browser to a login that
+                # cannot help (the session may be fine; this instance cannot tell).
+                return self._deny(403, e.reason, req, original=original)
         if cred is None:
             return self._deny(
                 401,

@@ -41,6 +41,7 @@ from broker.storage.base import LoginState, RoleRecord, Session, Store, User
 
 PENDING_LIFETIME = 600  # seconds a role choice or a password change may wait
 MAX_SID_LENGTH = 256  # a provider's session id longer than this is not kept (nor matchable)
+DISABLED_MESSAGE = "This account is disabled. Ask an administrator."
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,8 @@ class LoginService:
         user = await self._store.upsert_federated_user(
             provider, subject, name=name, email=email, groups=groups, now=now
         )
+        if user.disabled:
+            raise AccessDenied("user_disabled", public_message=DISABLED_MESSAGE)
         amr = claims.get("amr")
         mfa = isinstance(amr, list) and any(m in ("mfa", "otp", "hwk", "swk") for m in amr)
         sid = claims.get("sid")  # OIDC Back-Channel Logout 1.0 §2.1; bounded like any name
@@ -546,11 +549,24 @@ class LoginService:
             raise AccessDenied("role_deleted", public_message="That role no longer exists.")
         return role
 
+    async def _refuse_disabled(
+        self, identity: Identity, principal: str, req: RequestInfo, *, session_id: str = ""
+    ) -> None:
+        if not (await self._store.get_user(identity.user_id)).disabled:
+            return
+        if session_id:
+            await self._store.revoke_session(session_id, now=self._clock.now(), reason="disabled")
+        await self._audit.record(
+            "role.choose", "denied", req=req, principal=principal, reason="user_disabled"
+        )
+        raise AccessDenied("user_disabled", public_message=DISABLED_MESSAGE)
+
     async def _issue(
         self, identity: Identity, role: RoleRecord, *, rd: str, req: RequestInfo
     ) -> Completed:
         principal = f"{identity.provider}/{identity.subject}"
         arn = self._roles.arn(role.name)
+        await self._refuse_disabled(identity, principal, req)
         session_id = self._sessions.new_id()
         # Fail-closed: no session exists, and no token leaves, without its audit rows.
         await self._audit.record_all_or_fail(
@@ -568,4 +584,7 @@ class LoginService:
         session, token = await self._sessions.create(
             identity, arn, max_session_duration=role.max_session_duration, session_id=session_id
         )
+        # Again once the session exists: a user disabled after the first read is disabled before
+        # its revocation is written, and that revocation voids this session; or this read sees it.
+        await self._refuse_disabled(identity, principal, req, session_id=session.id)
         return Completed(session=session, token=token, redirect_after=rd)

@@ -2,43 +2,66 @@
 
 Verification never touches the database: it asks this object. Revocations made on this instance
 apply at once (``apply``); those made elsewhere arrive through ``poll`` within its interval.
+
+It fails closed: once the last successful poll is older than ``max_staleness``, a lookup raises
+``RevocationStateStale`` instead of answering from data that may miss a logout made on another
+instance. The next successful poll ends that by itself.
 """
 
 from __future__ import annotations
 
 import logging
 
+from broker.clock import Clock, SystemClock
+from broker.errors import RevocationStateStale
 from broker.storage.base import Revocation, Store
 
 log = logging.getLogger(__name__)
 
 
 class RevocationState:
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, clock: Clock | None = None, *, max_staleness: float = 10.0
+    ) -> None:
         self._store = store
+        self._clock = clock or SystemClock()
+        self.max_staleness = max_staleness
+        self.polled_at: float | None = None  # when a poll last succeeded
         self._last_id = 0
         self._sessions: dict[str, float] = {}  # session id -> when it was revoked
         self._users: dict[str, float] = {}
         self._roles: dict[str, float] = {}
-        self.healthy = False  # False until the first successful poll
+        # Counts user revocations seen: what caches user records (``StsService``) re-read after,
+        # since disabling a user always records one.
+        self.user_generation = 0
 
     def apply(self, r: Revocation) -> None:
         if r.kind == "session":
             self._sessions[r.target] = max(self._sessions.get(r.target, 0.0), r.before)
         elif r.kind == "user":
             self._users[r.target] = max(self._users.get(r.target, 0.0), r.before)
+            self.user_generation += 1
         elif r.kind == "role":
             self._roles[r.target] = max(self._roles.get(r.target, 0.0), r.before)
         if r.id is not None and r.id > self._last_id:
             self._last_id = r.id
 
     async def poll(self) -> int:
-        """Fetch revocations added since the last poll; returns how many."""
+        """Fetch revocations added since the last poll; returns how many. Raises
+        ``StoreError`` (the state then ages towards stale)."""
+        started = self._clock.now()  # what is known is as old as the moment the read began
         new = await self._store.revocations_since(self._last_id)
         for r in new:
             self.apply(r)
-        self.healthy = True
+        self.polled_at = started
         return len(new)
+
+    @property
+    def healthy(self) -> bool:
+        """Polled successfully within ``max_staleness``."""
+        return self.polled_at is not None and (
+            self._clock.now() - self.polled_at <= self.max_staleness
+        )
 
     def forget(self, before: float) -> int:
         """Drop revocations older than ``before`` (every credential they void has expired), so
@@ -52,6 +75,10 @@ class RevocationState:
         return dropped
 
     def is_revoked(self, *, session_id: str, user_id: str, role_arn: str, issued_at: float) -> bool:
+        """Raises ``RevocationStateStale`` when the state is too old to say "not revoked"."""
+        polled = self.polled_at
+        if polled is None or self._clock.now() - polled > self.max_staleness:
+            raise RevocationStateStale()
         if session_id in self._sessions:
             return True
         u = self._users.get(user_id)

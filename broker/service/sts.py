@@ -65,6 +65,7 @@ from broker.errors import (
     ExpiredIdToken,
     InvalidIdToken,
     ProviderUnavailable,
+    RevocationStateStale,
     StoreError,
     StsAccessDenied,
     StsExpiredToken,
@@ -233,7 +234,8 @@ class StsService:
         self._last_role_refresh = float("-inf")
         self._policies: OrderedDict[str, Policy] = OrderedDict()
         self._managed = PolicyCompiler()  # PolicyArns documents, parsed once per version
-        self._user_ids: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        # (provider, subject) -> (user id, cached until, revocations' user_generation then)
+        self._user_ids: OrderedDict[tuple[str, str], tuple[str, float, int]] = OrderedDict()
         self._issuers: dict[str, str] = {}  # accepted iss -> provider name
         for name, p in settings.providers.items():
             if p.type != "local":
@@ -272,18 +274,26 @@ class StsService:
     async def _user_id(self, provider: str, subject: str) -> str:
         """The broker user id of a federated subject that has signed in (so that revoking the
         user's sessions voids its STS credentials too), else ``provider/subject``. Cached for
-        ``USER_CACHE_SECONDS``: user ids never change, a first login is seen within that time."""
+        ``USER_CACHE_SECONDS``: user ids never change, a first login is seen within that time;
+        a user revocation (which disabling records) drops the cache. A disabled user is refused
+        (``StsAccessDenied``), and so is everyone while the store cannot say (503)."""
         now = self._clock.now()
         key = (provider, subject)
+        generation = self._revocations.user_generation
         hit = self._user_ids.get(key)
-        if hit is not None and hit[1] > now:
+        if hit is not None and hit[1] > now and hit[2] == generation:
             return hit[0]
         try:
             user = await self._store.find_user(provider, subject)
-        except StoreError:
-            return f"{provider}/{subject}"  # not cached: the next request asks again
+        except StoreError as e:
+            # Not a stand-in id: a credential issued under one would escape the user's
+            # revocation (offboarding) for its whole lifetime.
+            raise StsServiceUnavailable(f"user_lookup:{e.reason}") from e
+        if user is not None and user.disabled:
+            self._user_ids.pop(key, None)  # not cached either: enabling takes effect at once
+            raise StsAccessDenied("user_disabled")
         user_id = user.id if user is not None else f"{provider}/{subject}"
-        self._user_ids[key] = (user_id, now + USER_CACHE_SECONDS)
+        self._user_ids[key] = (user_id, now + USER_CACHE_SECONDS, generation)
         self._user_ids.move_to_end(key)
         if len(self._user_ids) > USER_CACHE_ENTRIES:
             self._user_ids.popitem(last=False)
@@ -769,6 +779,10 @@ class StsService:
                 )
                 await self._refused(action, req, role_arn[:200], err)
                 raise err from e
+            except RevocationStateStale as e:
+                err = StsServiceUnavailable(e.reason)
+                await self._refused(action, req, role_arn[:200], err)
+                raise err from e
             caller = self._chained_caller(parent, req)
             name = parent.session_name or session_name_for(parent.subject)
             p = AssumeParams(role_arn=role_arn, session_name=name)
@@ -842,6 +856,9 @@ class StsService:
         except Unauthenticated as e:
             await self._audit.record("oauth2.revoke", "failure", req=req, reason=e.reason)
             return False
+        except RevocationStateStale as e:
+            await self._audit.record("oauth2.revoke", "failure", req=req, reason=e.reason)
+            raise StsServiceUnavailable(e.reason) from e
         now = self._clock.now()
         principal = str(target.claims.get(CLAIM_ASSUMED_ROLE, target.role_arn))
         details = {"sid": target.session_id, "kind": target.kind}

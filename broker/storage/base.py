@@ -233,6 +233,10 @@ class Store(Protocol):
     async def set_password(
         self, user_id: str, password_hash: str, *, must_change: bool
     ) -> None: ...
+    async def set_user_disabled(self, user_id: str, disabled: bool) -> None:
+        """``RecordNotFound`` if missing. A disabled user cannot sign in; ending what it
+        already holds is ``revoke_user_sessions``."""
+
     async def count_users(self) -> int: ...
     async def list_users(self) -> list[User]: ...
     async def find_users_by_name(self, name: str) -> list[User]:

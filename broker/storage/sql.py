@@ -804,6 +804,14 @@ class SqlStore:
             if result.rowcount == 0:
                 raise RecordNotFound(f"user {user_id!r} not found")
 
+    async def set_user_disabled(self, user_id: str, disabled: bool) -> None:
+        async with self._write("set user disabled") as conn:
+            result = await conn.execute(
+                sa.update(t.users).where(t.users.c.id == user_id).values(disabled=disabled)
+            )
+            if result.rowcount == 0:
+                raise RecordNotFound(f"user {user_id!r} not found")
+
     async def count_users(self) -> int:
         async with self._read("count users") as conn:
             result = await conn.execute(sa.select(sa.func.count()).select_from(t.users))

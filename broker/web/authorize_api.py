@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from broker.domain.claims import ContextValue
-from broker.errors import Unauthenticated
+from broker.errors import RevocationStateStale, Unauthenticated
 from broker.service.verified import Credential
 from broker.web.bodies import BodyError, read_json_object
 from broker.web.keys import BROKER
@@ -96,6 +96,8 @@ async def authorize(request: web.Request) -> web.Response:
         cred: Credential = await b.credentials.verify_fresh(token)
     except Unauthenticated:
         return _error(401, "invalid_token", "The credential is not valid.")
+    except RevocationStateStale as e:
+        return _error(503, e.code, e.public_message)
     if request.content_length is not None and request.content_length > MAX_BODY:
         await _refused(request, cred.role_arn, "body_too_large")
         return _error(413, "invalid_request", "The body is too large.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 from aiohttp import web
@@ -10,22 +11,26 @@ from broker.errors import StoreError
 from broker.web.keys import BROKER, METRICS
 from broker.web.middleware import forward_auth_metric
 
+log = logging.getLogger(__name__)
+
 
 async def healthz(request: web.Request) -> web.StreamResponse:
     return web.json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    """Ready when the store answers, a signing key is loaded and revocations are current."""
+    """Ready when the store answers, a signing key is loaded and revocations are current. The
+    answer names what fails, never how (the store's error text stays in the log)."""
     b = request.app[BROKER]
     checks: dict[str, str] = {}
     try:
         await b.store.ping()
         checks["store"] = "ok"
     except StoreError as e:
-        checks["store"] = f"failing: {e.reason}"
+        log.warning("readiness: the store does not answer: %s", e.reason)
+        checks["store"] = "failing: store unavailable"
     checks["keys"] = "ok" if b.keyring.jwks().get("keys") else "failing: no signing key"
-    checks["revocations"] = "ok" if b.revocations.healthy else "failing: not current"
+    checks["revocations"] = "ok" if b.revocations.healthy else "failing: revocation state stale"
     ok = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ready" if ok else "not ready", "checks": checks}, status=200 if ok else 503

@@ -11,14 +11,11 @@ instance sharing the store after its next revocation poll (the periodic one runs
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
 from aiohttp import web
 from yarl import URL
@@ -35,6 +32,7 @@ from tests.support.oidc_server import (
     free_port,
     start_oidc_server,
 )
+from tests.support.postgres import fresh_schema
 
 pytestmark = pytest.mark.oidc
 
@@ -174,16 +172,8 @@ async def test_logout_at_the_provider_ends_the_broker_session(
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
-    dsn = os.environ.get("BROKER_TEST_POSTGRES_DSN", "")
-    if not dsn:
-        pytest.skip("set BROKER_TEST_POSTGRES_DSN to run the several-instances test")
-    schema = f"broker_bcl_{secrets.token_hex(4)}"
-    yield f"{dsn}?schema={schema}"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    async with fresh_schema("broker_bcl") as url:
+        yield url
 
 
 @pytest.mark.postgres

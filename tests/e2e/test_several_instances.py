@@ -4,19 +4,17 @@ one takes effect on the other within 2 seconds (contract C4)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import time
 from collections.abc import AsyncIterator
 
 import aiohttp
-import asyncpg
 import pytest
 from yarl import URL
 
 from tests.conftest import BrokerFactory, RunningBroker
 from tests.support.login_driver import follow_login, parse_forms
 from tests.support.oidc_server import OidcServer
+from tests.support.postgres import fresh_schema
 
 pytestmark = [pytest.mark.postgres, pytest.mark.oidc]
 SKIP = (
@@ -27,16 +25,8 @@ SKIP = (
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
-    dsn = os.environ.get("BROKER_TEST_POSTGRES_DSN", "")
-    if not dsn:
-        pytest.skip(SKIP)
-    schema = f"broker_e2e_{secrets.token_hex(4)}"
-    yield f"{dsn}?schema={schema}"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    async with fresh_schema("broker_e2e") as url:
+        yield url
 
 
 async def _session_status(s: aiohttp.ClientSession, b: RunningBroker, token: str) -> int:

@@ -5,13 +5,10 @@ The instances share a ``FrozenClock`` that the test moves: nothing waits for the
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
 from collections.abc import AsyncIterator
 
 import aiohttp
-import asyncpg
 import jwt
 import pytest
 
@@ -20,22 +17,15 @@ from broker.service.container import KEY_PUBLISH_AHEAD_SECONDS
 from tests.conftest import RunningBroker
 from tests.forward_auth.conftest import VIEWER, BrokerStarter, session_token
 from tests.forward_auth.test_auth_endpoint import APP, ask, cookie, nginx
+from tests.support.postgres import fresh_schema
 
 pytestmark = [pytest.mark.postgres]
 
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
-    dsn = os.environ.get("BROKER_TEST_POSTGRES_DSN", "")
-    if not dsn:
-        pytest.skip("set BROKER_TEST_POSTGRES_DSN=postgresql://postgres@127.0.0.1:5432/test")
-    schema = f"broker_keys_{secrets.token_hex(4)}"
-    yield f"{dsn}?schema={schema}"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    async with fresh_schema("broker_keys") as url:
+        yield url
 
 
 async def _authorize(b: RunningBroker, token: str) -> int:
@@ -83,6 +73,8 @@ async def test_the_other_instance_accepts_tokens_of_a_rotated_key_at_every_momen
     await _accepted_everywhere(both, before)
 
     clock.advance(KEY_PUBLISH_AHEAD_SECONDS)
+    for instance in both:  # as their revocation polls do, every second (the clock is frozen)
+        await instance.broker.poll_revocations()
     assert a.broker.keyring.current_kid == new.kid
     after = await session_token(a, "viewer")
     assert jwt.get_unverified_header(after)["kid"] == new.kid

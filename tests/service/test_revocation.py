@@ -1,10 +1,17 @@
-"""The in-memory revocation state of the hot path: what it voids, and that it forgets only
-revocations no live credential can be affected by."""
+"""The in-memory revocation state of the hot path: what it voids, that it forgets only
+revocations no live credential can be affected by, and that it fails closed when it cannot be
+kept current."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
+import pytest
+
+from broker.clock import FrozenClock
+from broker.errors import RevocationStateStale, StoreError
 from broker.service.container import REVOCATION_LEEWAY_SECONDS, STS_MAX_SESSION_SECONDS
 from broker.service.revocation import RevocationState
 from broker.storage import migrate, open_store
@@ -14,8 +21,22 @@ from tests.conftest import BrokerFactory
 T0 = 1_800_000_000.0
 
 
-def state_with(*revocations: Revocation) -> RevocationState:
-    state = RevocationState(store=None)  # type: ignore[arg-type]  # apply() needs no store
+class FlakyStore:
+    """Only what ``poll`` reads; ``down`` makes it fail as a cut-off database does."""
+
+    def __init__(self) -> None:
+        self.rows: list[Revocation] = []
+        self.down = False
+
+    async def revocations_since(self, after_id: int) -> list[Revocation]:
+        if self.down:
+            raise StoreError("connection refused")
+        return [r for r in self.rows if r.id is not None and r.id > after_id]
+
+
+def state_with(*revocations: Revocation, clock: FrozenClock | None = None) -> RevocationState:
+    state = RevocationState(FlakyStore(), clock or FrozenClock(T0))  # type: ignore[arg-type]
+    state.polled_at = state._clock.now()  # as if just polled: these tests are about apply()
     for r in revocations:
         state.apply(r)
     return state
@@ -84,3 +105,65 @@ async def test_a_new_instance_loads_only_what_is_kept(tmp_path: Path) -> None:
         assert state.healthy
     finally:
         await store.close()
+
+
+def _lookup(state: RevocationState) -> bool:
+    return state.is_revoked(session_id="s", user_id="u", role_arn="r", issued_at=T0)
+
+
+async def test_a_state_never_polled_refuses_every_lookup() -> None:
+    state = RevocationState(FlakyStore(), FrozenClock(T0))  # type: ignore[arg-type]
+    assert not state.healthy
+    with pytest.raises(RevocationStateStale):
+        _lookup(state)
+
+
+async def test_a_state_older_than_max_staleness_refuses_and_recovers_at_the_next_poll() -> None:
+    clock = FrozenClock(T0)
+    store = FlakyStore()
+    state = RevocationState(store, clock, max_staleness=10)  # type: ignore[arg-type]
+    await state.poll()
+    assert state.healthy
+    assert not _lookup(state)
+    store.down = True
+    for _ in range(10):  # a poll fails every second: the state answers until it is 10 s old
+        clock.advance(1)
+        with pytest.raises(StoreError):
+            await state.poll()
+        assert not _lookup(state)
+    clock.advance(0.5)
+    assert not state.healthy
+    with pytest.raises(RevocationStateStale) as e:
+        _lookup(state)
+    assert e.value.status == 503
+    assert e.value.reason == "revocation_state_stale"
+    # a revocation made elsewhere meanwhile is picked up by the poll that ends the outage
+    store.rows.append(Revocation("session", "s", T0 + 5, T0 + 5, id=1))
+    store.down = False
+    await state.poll()
+    assert state.healthy
+    assert _lookup(state)  # revoked, not stale
+
+
+async def test_slow_periodic_work_does_not_delay_the_revocation_poll(
+    broker_factory: BrokerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poll has a loop of its own: a tick stuck on a slow store write (an audit flush, a
+    key refresh) must not let the revocation state go stale."""
+    rb = await broker_factory()
+    b = rb.broker
+    release = asyncio.Event()
+
+    async def stuck() -> None:
+        await release.wait()
+
+    monkeypatch.setattr(b, "tick", stuck)
+    try:
+        first = b.revocations.polled_at
+        deadline = time.monotonic() + 20  # generous: polls come every second
+        while b.revocations.polled_at < first + 2:
+            assert time.monotonic() < deadline, "the revocation poll stopped with the tick"
+            await asyncio.sleep(0.1)
+        assert b.revocations.healthy
+    finally:
+        release.set()  # let the tick loop end with the app

@@ -271,6 +271,20 @@ async def test_upsert_of_a_precreated_user_sets_its_first_login(store: Store) ->
     assert user.created_at == created.created_at
 
 
+async def test_set_user_disabled_and_back(store: Store) -> None:
+    user = await store.create_user(a_user())
+    await store.set_user_disabled(user.id, True)
+    assert (await store.get_user(user.id)).disabled
+    again = await store.upsert_federated_user(  # a later login does not undo it
+        "google", "sub-1", name="x", email="", groups=[], now=T0 + 9
+    )
+    assert again.disabled
+    await store.set_user_disabled(user.id, False)
+    assert not (await store.get_user(user.id)).disabled
+    with pytest.raises(RecordNotFound):
+        await store.set_user_disabled("no-such-user", True)
+
+
 async def test_record_login(store: Store) -> None:
     user = await store.create_user(a_user())
     await store.record_login(user.id, T0 + 5)

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
 
 from tests.conftest import E2E_ROLES, BrokerFactory, RunningBroker
 from tests.support.login_driver import parse_forms
+from tests.support.postgres import fresh_schema
 
 ROLES = {"local-admin": E2E_ROLES["local-admin"]}
 
@@ -59,16 +57,8 @@ async def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'shared.db'}"
         return
-    dsn = os.environ.get("BROKER_TEST_POSTGRES_DSN", "")
-    if not dsn:
-        pytest.skip("set BROKER_TEST_POSTGRES_DSN to run the PostgreSQL case")
-    schema = f"broker_limits_{secrets.token_hex(4)}"
-    yield f"{dsn}?schema={schema}"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    async with fresh_schema("broker_limits") as url:
+        yield url
 
 
 async def test_limits_are_shared_by_two_brokers_on_one_store(

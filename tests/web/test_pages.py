@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -53,7 +55,36 @@ async def test_readyz_fails_when_the_store_is_gone(
     monkeypatch.setattr(broker.broker.store, "ping", down)  # fault injection
     async with client.get(f"{broker.url}/readyz") as r:
         assert r.status == 503
-        assert (await r.json())["checks"]["store"].startswith("failing")
+        text = await r.text()
+    assert "locked" not in text  # the store's error text stays in the log
+    assert (await r.json())["checks"]["store"] == "failing: store unavailable"
+
+
+async def test_readyz_says_when_the_revocation_state_is_stale(
+    client: aiohttp.ClientSession, broker: RunningBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = broker.broker
+
+    async def unreachable(after_id: int) -> list[object]:
+        raise StoreError("could not connect to 10.1.2.3:5432: password authentication failed")
+
+    monkeypatch.setattr(b.store, "revocations_since", unreachable)  # fault injection
+    for _ in range(100):  # until no poll that started before the fault is still in flight
+        # as if the last good poll were older than the limit (the clock here is the real one)
+        old = time.time() - b.settings.session.revocation_max_staleness - 1
+        b.revocations.polled_at = min(b.revocations.polled_at, old)
+        async with client.get(f"{broker.url}/readyz") as r:
+            body = await r.json()
+            if r.status == 503:
+                break
+        await asyncio.sleep(0.1)
+    assert body["checks"]["revocations"] == "failing: revocation state stale"
+    assert "10.1.2.3" not in str(body)
+    assert "password" not in str(body)
+    monkeypatch.undo()
+    await b.poll_revocations()  # what the polling loop does every second
+    async with client.get(f"{broker.url}/readyz") as r:
+        assert r.status == 200
 
 
 async def test_pages_carry_security_headers_and_request_ids(
