@@ -41,7 +41,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from broker.clock import FrozenClock  # noqa: E402
 from broker.config import Algorithm  # noqa: E402
-from broker.signing import KeyRing, generate_kek  # noqa: E402
+from broker.kek import generate_kek  # noqa: E402
+from broker.keyring import KeyRing  # noqa: E402
 from broker.storage.base import SigningKey  # noqa: E402
 
 ISSUER = "https://broker.example.com"

@@ -6,7 +6,7 @@ Layers, each importing only the ones below it (see ``../shared/DESIGN.md``)::
             \\                   /
              service/ (use cases)
             /      |       \\        \\
-    domain/   signing.py   idp/   storage/
+    domain/   keyring.py (jose.py, kek.py)   idp/   storage/
             \\______ config.py, errors.py, clock.py ______/
 """
 

@@ -159,10 +159,18 @@ class InvalidToken(BrokerError):
     public_message = "The token is not valid."
 
 
+class UnknownKey(InvalidToken):
+    """The token names a key (``kid``) the verifier does not have (yet): reason ``unknown_kid``."""
+
+
 class InvalidIdToken(InvalidToken):
     """An ID token from a provider failed validation (OIDC Core §3.1.3.7)."""
 
     code = "invalid_id_token"
+
+
+class ExpiredIdToken(InvalidIdToken):
+    """An ID token (or logout token) past its ``exp``: reason ``expired``."""
 
 
 class InvalidLogoutToken(InvalidRequest):
@@ -175,6 +183,11 @@ class InvalidLogoutToken(InvalidRequest):
 class ExpiredToken(InvalidToken):
     code = "expired_token"
     public_message = "The token has expired."
+
+
+class TokenExpired(Unauthenticated):
+    """A broker credential that verified but for its expiry (reason ``token_expired``): a session
+    may still be renewed, STS answers ``ExpiredToken``. Any other ``Unauthenticated`` is final."""
 
 
 class InvalidCredentials(LoginError):

@@ -28,7 +28,7 @@ from joserfc import jwt as jose_jwt
 from joserfc.errors import BadSignatureError, SecurityWarning
 from joserfc.jwk import KeySet
 
-from broker import signing
+from broker import jose
 from broker.clock import FrozenClock
 from broker.config import Algorithm
 from broker.errors import (
@@ -37,15 +37,10 @@ from broker.errors import (
     KeyRingError,
     RecordNotFound,
     StoreError,
+    UnknownKey,
 )
-from broker.signing import (
-    PUBLISH_AHEAD,
-    RETIRE_LEEWAY,
-    KeyRing,
-    decode_kek,
-    generate_kek,
-    load_or_create_kek_file,
-)
+from broker.kek import decode_kek, generate_kek, load_or_create_kek_file
+from broker.keyring import PUBLISH_AHEAD, RETIRE_LEEWAY, KeyRing
 from broker.storage.base import SigningKey
 
 ALGS: list[Algorithm] = ["EdDSA", "ES256", "RS256"]
@@ -416,7 +411,7 @@ REJECTIONS: list[tuple[str, Forge, str, type[InvalidToken]]] = [
     ("tampered-payload", _tampered_payload, "bad_signature", InvalidToken),
     ("tampered-signature", _tampered_signature, "bad_signature", InvalidToken),
     ("foreign-key-same-kid", _foreign_key_same_kid, "bad_signature", InvalidToken),
-    ("unknown-kid", _signed({"kid": "no-such-key"}), "unknown_kid", InvalidToken),
+    ("unknown-kid", _signed({"kid": "no-such-key"}), "unknown_kid", UnknownKey),
     ("no-kid", _signed({"kid": None}), "missing_kid", InvalidToken),
     ("kid-not-string", _signed({"kid": 7}), "missing_kid", InvalidToken),
     ("jku", _signed({"jku": "https://evil.example.com/jwks"}), "forbidden_header:jku",
@@ -1040,6 +1035,7 @@ async def test_payload_encodings_agree_with_pyjwt(env: Env) -> None:
         "deep": b64(b"[" * 100_000 + b"]" * 100_000),
         "number": b64(b"5"),
         "duplicate-jti": b64(claims_json[:-1].encode() + b', "jti": "other"}'),
+        "duplicate-nested": b64(claims_json[:-1].encode() + b', "t": {"a": 1, "a": 2}}'),
         "bom": b64(b"\xef\xbb\xbf" + claims_json.encode()),
     }  # fmt: skip
     for name, segment in variants.items():
@@ -1048,10 +1044,31 @@ async def test_payload_encodings_agree_with_pyjwt(env: Env) -> None:
             token = token[: 16 * 1024]  # the size limit; both reject
         new = _outcome(env.ring.verify, token, typ=TYP, audience=AUD)
         old = _outcome(_reference_verify, env, token, AUD)
-        if name == "deep":
-            assert new == ("InvalidToken", "malformed")
+        # refused where PyJWT parses (duplicate members: as ID tokens, a parser differential)
+        if name in ("deep", "duplicate-jti", "duplicate-nested"):
+            assert new == ("InvalidToken", "malformed"), name
             continue
         assert new == old, name
+
+
+async def test_duplicate_members_refused_in_header_and_payload(env: Env) -> None:
+    """A member named twice is refused wherever it is (one reader keeps the first, another the
+    last): a parser differential. ID tokens are refused alike (``tests/idp``)."""
+    e = env
+    kid = e.ring.current_kid
+    claims = json.dumps(e.claims())
+    header = f'{{"alg":"{e.alg}","kid":"{kid}","typ":"{TYP}"'
+    for h, p in [
+        (header + ',"typ":"other+jwt"}', claims),
+        (header + f',"kid":"{kid}"}}', claims),
+        (header + "}", claims[:-1] + ', "sub": "someone-else"}'),
+        (header + "}", claims[:-1] + ', "x": [{"y": 1, "y": 1}]}'),
+    ]:
+        signing_input = f"{b64(h.encode())}.{b64(p.encode())}"
+        sig = jwt.get_algorithm_by_name(e.alg).sign(signing_input.encode(), e.key)
+        with pytest.raises(InvalidToken) as info:
+            e.ring.verify(f"{signing_input}.{b64(sig)}", typ=TYP, audience=AUD)
+        assert info.value.reason == "malformed", (h, p)
 
 
 async def test_huge_integer_time_rejected(ed_env: Env) -> None:
@@ -1145,7 +1162,7 @@ async def test_cached_header_still_checked_per_call(ed_env: Env) -> None:
 
 
 async def test_header_cache_bounded(ed_env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(signing, "_HEADER_CACHE_SIZE", 8)
+    monkeypatch.setattr(jose, "HEADER_CACHE_SIZE", 8)
     e = ed_env
     header = {"alg": e.alg, "kid": e.ring.current_kid, "typ": TYP}
     tokens = [compact({**header, "cty": f"c{i}"}, e.claims(), e.key) for i in range(20)]

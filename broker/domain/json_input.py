@@ -65,15 +65,20 @@ def check_depth(text: str, max_depth: int = MAX_DEPTH) -> None:
         raise JsonInputError("too_deep", f"JSON nested deeper than {max_depth} levels")
 
 
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
+def unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An ``object_pairs_hook`` refusing an object that names a member twice (parsers that
+    keep the first and parsers that keep the last would read different values)."""
+    out = dict(pairs)  # in C; the names are looked at one by one only to say which repeats
+    if len(out) == len(pairs):
+        return out
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
             shown = json.dumps(key)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             raise JsonInputError("duplicate_member", f"duplicate key {shown} in a JSON object")
-        out[key] = value
-    return out
+        seen.add(key)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _no_constant(name: str) -> NoReturn:
@@ -108,7 +113,7 @@ def loads(
     try:
         return json.loads(
             text,
-            object_pairs_hook=_unique if unique_members else None,
+            object_pairs_hook=unique_object if unique_members else None,
             parse_constant=None if constants else _no_constant,
         )
     except JsonInputError:

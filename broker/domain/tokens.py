@@ -16,3 +16,8 @@ CLAIM_GROUPS = "groups"
 CLAIM_MFA = "mfa"
 CLAIM_TAGS = "tags"
 CLAIM_USER = "uid"
+# access tokens (STS SessionTokens) also carry
+CLAIM_AKID = "akid"
+CLAIM_SESSION_NAME = "sn"
+CLAIM_SOURCE_IDENTITY = "si"
+CLAIM_SESSION_POLICIES = "sp"

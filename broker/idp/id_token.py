@@ -14,16 +14,15 @@ Split in two pure steps around the signature check, which needs the provider's k
 
 The JWS parsing and header rules stay hand-written: they are stricter than authlib's (duplicate
 members, key-carrying headers and ``crit`` are refused outright) and run before any key lookup.
+The compact form and its base64url are the broker's own tokens' (``broker.jose``): one spelling
+per token, the same refusals.
 
 Each failure raises ``InvalidIdToken(reason)`` with one of the reasons listed in ``REASONS``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -32,8 +31,9 @@ from typing import Any
 from authlib.oidc.core import CodeIDToken, HybridIDToken
 from joserfc.errors import ExpiredTokenError, InvalidClaimError, MissingClaimError
 
+from broker import jose
 from broker.domain import json_input
-from broker.errors import InvalidIdToken
+from broker.errors import ExpiredIdToken, InvalidIdToken, InvalidToken
 
 REASONS = (
     "malformed",
@@ -74,7 +74,6 @@ FORBIDDEN_HEADERS = (
     "x5c",
 )  # RFC 7515 §4.1.2-6: keys/URLs chosen by the sender
 ALLOWED_TYP = ("jwt", "application/jwt")  # RFC 7519 §5.1, compared case-insensitively
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True)
@@ -105,11 +104,9 @@ class UnverifiedJws:
 
 
 def _b64url(part: str) -> bytes:
-    if not _B64URL.fullmatch(part):
-        raise InvalidIdToken("malformed")
     try:
-        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-    except (binascii.Error, ValueError):
+        return jose.b64url_decode(part)
+    except ValueError:
         raise InvalidIdToken("malformed") from None
 
 
@@ -123,11 +120,10 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 
 def parse_jws(token: str) -> UnverifiedJws:
     """Split a compact JWS; header and payload must be JSON objects without duplicate names."""
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
-        raise InvalidIdToken("malformed")
-    parts = token.split(".")
-    if len(parts) != 3 or not parts[0] or not parts[1]:
-        raise InvalidIdToken("malformed")
+    try:
+        parts = jose.split(token, MAX_TOKEN_LENGTH)
+    except InvalidToken:
+        raise InvalidIdToken("malformed") from None
     header = _json_object(_b64url(parts[0]))
     claims = _json_object(_b64url(parts[1]))
     signature = _b64url(parts[2])
@@ -233,7 +229,7 @@ def _authlib_validate(
         if code is not None and "c_hash" in claims:
             HybridIDToken(claims, header, {}, {"code": code}).validate_c_hash()
     except ExpiredTokenError:
-        raise InvalidIdToken("expired") from None
+        raise ExpiredIdToken("expired") from None
     except MissingClaimError as e:
         raise InvalidIdToken(_MISSING.get(e.claim, "malformed")) from None
     except InvalidClaimError as e:

@@ -23,7 +23,7 @@ from typing import Any
 from authlib.oauth2.claims import JWTClaims
 from joserfc.errors import ExpiredTokenError, InvalidClaimError, MissingClaimError
 
-from broker.errors import InvalidIdToken
+from broker.errors import ExpiredIdToken, InvalidIdToken
 from broker.idp.id_token import ALLOWED_TYP, UnverifiedJws
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -112,7 +112,7 @@ def check_logout_claims(
     try:
         JWTClaims(dict(c), dict(jws.header), options).validate(now=int(now), leeway=int(leeway))
     except ExpiredTokenError:
-        raise InvalidIdToken("expired") from None
+        raise ExpiredIdToken("expired") from None
     except MissingClaimError as e:
         raise InvalidIdToken(_MISSING.get(e.claim, "malformed")) from None
     except InvalidClaimError as e:

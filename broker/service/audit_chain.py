@@ -22,8 +22,8 @@ from typing import Final
 from broker.clock import Clock
 from broker.domain import audit_chain
 from broker.domain.audit_chain import Break, ChainRow, Checkpoint, Report
-from broker.errors import InvalidToken
-from broker.signing import KeyRing
+from broker.errors import InvalidToken, UnknownKey
+from broker.keyring import KeyRing
 from broker.storage.base import AuditCheckpoint, Store
 
 log = logging.getLogger("broker.audit")
@@ -172,9 +172,9 @@ class AuditChain:
             claims = self._keys.verify(
                 cp.token, typ=CHECKPOINT_TYP, audience=CHECKPOINT_AUDIENCE, leeway=CLOCK_LEEWAY
             )
+        except UnknownKey:
+            return False, ""
         except InvalidToken as e:
-            if e.reason == "unknown_kid":
-                return False, ""
             return False, f"signature does not verify ({e.reason})"
         if claims.get(CLAIM_LAST_ID) != cp.last_id or claims.get(CLAIM_HASH) != cp.hash:
             return False, "the signed head differs from the stored one"

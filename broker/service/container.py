@@ -25,6 +25,8 @@ from broker.clock import Clock, SystemClock
 from broker.config import Settings
 from broker.errors import BrokerError, ConfigError, StoreError
 from broker.idp import OIDCClient
+from broker.kek import decode_kek, load_or_create_kek_file
+from broker.keyring import PUBLISH_AHEAD, KeyRing
 from broker.service.audit import Auditor
 from broker.service.audit_chain import CHECKPOINT_SECONDS, AuditChain
 from broker.service.authorize import Authorizer
@@ -40,7 +42,6 @@ from broker.service.revocation import RevocationState
 from broker.service.roles import RoleCatalog, policy_problems, trust_policy_warnings
 from broker.service.sessions import SessionService
 from broker.service.sts import StsService
-from broker.signing import PUBLISH_AHEAD, KeyRing, decode_kek, load_or_create_kek_file
 from broker.storage import migrate, open_store
 from broker.storage.base import SigningKey, Store
 

@@ -15,140 +15,19 @@ remembered as the token's hash only, in a bounded set.
 
 from __future__ import annotations
 
-import base64
-import json
-import sys
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
-from types import MappingProxyType
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import Any
 
+from broker import jose
 from broker.clock import Clock
 from broker.domain import json_input, tokens
-from broker.errors import Unauthenticated
-from broker.policy import Policy
-from broker.service.authorize import Principal
+from broker.errors import TokenExpired, Unauthenticated
 from broker.service.revocation import RevocationState
 from broker.service.sessions import SessionService
+from broker.service.verified import Credential
 
 DEFAULT_CACHE_ENTRIES = 50_000
-
-
-_NONE: Mapping[str, Any] = MappingProxyType({})
-
-
-class Credential(NamedTuple):
-    """A verified broker credential, whatever token type carried it.
-
-    Immutable. A named tuple rather than a frozen dataclass: forward-auth makes one for every
-    token it has not seen, and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per
-    field) cost three times what building the tuple does."""
-
-    kind: str  # "session" (browser sessions) | "access" (STS / token exchange)
-    session_id: str
-    user_id: str
-    provider: str
-    subject: str
-    role_arn: str
-    email: str
-    groups: tuple[str, ...]
-    mfa: bool
-    issued_at: float
-    expires_at: float
-    tags: Mapping[str, str] = _NONE
-    session_policies: tuple[Policy, ...] = ()
-    session_name: str = ""
-    source_identity: str = ""
-    claims: Mapping[str, Any] = _NONE
-
-    @property
-    def role_name(self) -> str:
-        return self.role_arn.rsplit("/", 1)[-1]
-
-    @property
-    def principal(self) -> Principal:
-        return Principal(
-            role_arn=self.role_arn,
-            user_id=self.user_id,
-            username=self.subject,
-            provider=self.provider,
-            subject=self.subject,
-            mfa=self.mfa,
-            tags=self.tags,
-            issued_at=self.issued_at,
-            session_name=self.session_name,
-            source_identity=self.source_identity,
-        )
-
-
-class TokenClaims(Mapping[str, Any]):
-    """The claims of a verified token, decoded again from the token when first read.
-
-    A cached credential keeps its token anyway (it is the cache's key), and the parsed claims
-    (a dict, its keys, its values) were most of what an entry held besides: forward-auth caches
-    an entry for every token it has not seen and never reads them. Only for a token whose
-    signature and claims were checked: this decodes it again without checking anything."""
-
-    __slots__ = ("_claims", "_token")
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-        self._claims: dict[str, Any] | None = None
-
-    def _parsed(self) -> dict[str, Any]:
-        if self._claims is None:
-            segment = self._token.split(".", 2)[1]
-            payload = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-            self._claims = json.loads(payload)  # as KeyRing.verify parsed it
-        return self._claims
-
-    def __getitem__(self, name: str) -> Any:
-        return self._parsed()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._parsed())
-
-    def __len__(self) -> int:
-        return len(self._parsed())
-
-    def __repr__(self) -> str:
-        return repr(self._parsed())
-
-
-_intern = sys.intern
-
-
-def credential_from_claims(c: Mapping[str, Any], token: str | None = None) -> Credential:
-    """A verified session token's claims as a ``Credential``: the same fields, conversions and
-    refusals as ``sessions._context(c)`` gives a ``SessionContext``, without one in between
-    (forward-auth makes one for every token it has not seen). Same conversions, same refusal
-    (``invalid_token:missing_claim``) of a claim that is missing or of the wrong form. With
-    ``token`` (the one ``c`` came from), the credential keeps ``TokenClaims`` instead of ``c``.
-    """
-    try:
-        raw_tags = c.get(tokens.CLAIM_TAGS, {})
-        float(c.get("session_exp", c["exp"]))  # not kept, but a session token must have it right
-        # Interned: every token of a session repeats these, so the cache keeps one copy of each
-        # (not one per token), and their hashes, used as keys downstream, are computed once.
-        return Credential(
-            "session",
-            _intern(str(c[tokens.CLAIM_SID])),
-            _intern(str(c["sub"])),
-            _intern(str(c[tokens.CLAIM_PROVIDER])),
-            _intern(str(c[tokens.CLAIM_SUBJECT])),
-            _intern(str(c[tokens.CLAIM_ROLE])),
-            _intern(str(c.get(tokens.CLAIM_EMAIL, ""))),
-            tuple(map(str, c.get(tokens.CLAIM_GROUPS, []))),
-            bool(c.get(tokens.CLAIM_MFA, False)),
-            float(c["iat"]),
-            float(c["exp"]),
-            {str(k): str(v) for k, v in dict(raw_tags).items()}
-            if raw_tags or type(raw_tags) is not dict
-            else {},
-            claims=c if token is None else TokenClaims(token),
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise Unauthenticated("invalid_token:missing_claim") from e
 
 
 _TYP_BY_HEADER: dict[str, str] = {}  # tokens of one key and type share one header segment
@@ -164,9 +43,8 @@ def peek_typ(token: str) -> str:
     if not head or len(head) > 1024:
         return ""
     try:
-        raw = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
-        header = json_input.loads_object(raw, max_bytes=1024)
-    except ValueError:  # bad base64, JsonInputError
+        header = json_input.loads_object(jose.b64url_decode(head), max_bytes=1024)
+    except ValueError:  # bad base64url, JsonInputError
         return ""
     typ = header.get("typ")
     found = typ.lower() if isinstance(typ, str) else ""
@@ -196,7 +74,7 @@ class CredentialVerifier:
         self.verifiers: dict[str, Any] = {tokens.SESSION_TYP: self._verify_session}
 
     def _verify_session(self, token: str) -> Credential:
-        return self._sessions.verify_as(token, lambda c: credential_from_claims(c, token))
+        return self._sessions.verify(token)
 
     def still_valid(self, cred: Credential, now: float) -> bool:
         """Not expired and not revoked: what a cache hit must re-check every time."""
@@ -233,7 +111,7 @@ class CredentialVerifier:
         if hit is not None:
             if now >= hit.expires_at:
                 del self._cache[token]
-                raise Unauthenticated("token_expired")
+                raise TokenExpired("token_expired")
             if self._revocations.is_revoked(
                 session_id=hit.session_id,
                 user_id=hit.user_id,

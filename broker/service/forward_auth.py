@@ -34,11 +34,12 @@ from broker.config import Settings
 from broker.domain import tokens
 from broker.domain.urls import OriginalRequest, PublicPattern, UrlRejected, public_pattern
 from broker.errors import ConfigError, RevocationStateStale, Unauthenticated
+from broker.keyring import KeyRing
 from broker.policy import Decision
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
-from broker.service.credentials import Credential, CredentialVerifier
-from broker.signing import KeyRing
+from broker.service.credentials import CredentialVerifier
+from broker.service.verified import Credential
 
 log = logging.getLogger(__name__)
 

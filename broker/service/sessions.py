@@ -11,59 +11,19 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from broker.clock import Clock
 from broker.config import Settings
 from broker.domain import tokens
 from broker.domain.claims import Identity
-from broker.errors import ExpiredToken, InvalidToken, Unauthenticated
+from broker.errors import ExpiredToken, InvalidToken, TokenExpired, Unauthenticated
+from broker.keyring import KeyRing
 from broker.service.revocation import RevocationState
-from broker.signing import KeyRing
+from broker.service.verified import Credential, credential_from_claims
 from broker.storage.base import Revocation, Session, Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SessionContext:
-    """A verified session token, as the rest of the broker sees it."""
-
-    session_id: str
-    user_id: str
-    provider: str
-    subject: str
-    role_arn: str
-    email: str
-    groups: tuple[str, ...]
-    mfa: bool
-    tags: Mapping[str, str]
-    issued_at: float
-    token_expires_at: float
-    session_expires_at: float
-    claims: Mapping[str, Any]
-
-    @property
-    def role_name(self) -> str:
-        return self.role_arn.rsplit("/", 1)[-1]
-
-
-class SessionView(Protocol):
-    """What revocation is checked on: any verified form of a session token's claims."""
-
-    @property
-    def session_id(self) -> str: ...
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def role_arn(self) -> str: ...
-    @property
-    def issued_at(self) -> float: ...
-
-
-View = TypeVar("View", bound=SessionView)
 
 
 def verified_claims(keys: KeyRing, token: str, *, typ: str, audience: str) -> dict[str, Any]:
@@ -72,31 +32,9 @@ def verified_claims(keys: KeyRing, token: str, *, typ: str, audience: str) -> di
     try:
         return keys.verify(token, typ=typ, audience=audience)
     except ExpiredToken as e:
-        raise Unauthenticated("token_expired") from e
+        raise TokenExpired("token_expired") from e
     except InvalidToken as e:
         raise Unauthenticated(f"invalid_token:{e.reason}") from e
-
-
-def _context(c: Mapping[str, Any]) -> SessionContext:
-    """A verified token's claims as a ``SessionContext``; a missing claim is an invalid token."""
-    try:
-        return SessionContext(
-            session_id=str(c[tokens.CLAIM_SID]),
-            user_id=str(c["sub"]),
-            provider=str(c[tokens.CLAIM_PROVIDER]),
-            subject=str(c[tokens.CLAIM_SUBJECT]),
-            role_arn=str(c[tokens.CLAIM_ROLE]),
-            email=str(c.get(tokens.CLAIM_EMAIL, "")),
-            groups=tuple(str(g) for g in c.get(tokens.CLAIM_GROUPS, [])),
-            mfa=bool(c.get(tokens.CLAIM_MFA, False)),
-            tags={str(k): str(v) for k, v in dict(c.get(tokens.CLAIM_TAGS, {})).items()},
-            issued_at=float(c["iat"]),
-            token_expires_at=float(c["exp"]),
-            session_expires_at=float(c.get("session_exp", c["exp"])),
-            claims=c,
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise Unauthenticated("invalid_token:missing_claim") from e
 
 
 class SessionService:
@@ -180,29 +118,26 @@ class SessionService:
 
     # --- verifying (hot path: no database) -------------------------------------------------
 
-    def verify(self, token: str) -> SessionContext:
-        """Signature, typ, audience, expiry and revocation. Raises ``Unauthenticated``."""
-        return self.verify_as(token, _context)
+    def verify(self, token: str) -> Credential:
+        """Signature, typ, audience, expiry and revocation. Raises ``Unauthenticated``.
 
-    def verify_as(self, token: str, convert: Callable[[Mapping[str, Any]], View]) -> View:
-        """``verify``, with the claims turned into what ``convert`` makes instead of a
-        ``SessionContext`` (forward-auth builds its ``Credential`` straight from them).
-        ``convert`` raises ``Unauthenticated`` for a missing claim, as ``_context`` does."""
+        The credential's claims are decoded again from ``token`` if read (``TokenClaims``):
+        forward-auth verifies every token it has not seen and rarely reads them."""
         c = verified_claims(self._keys, token, typ=tokens.SESSION_TYP, audience=self._issuer)
-        view = self._not_revoked(convert(c))
-        self.note_seen(view.session_id, self._clock.now())
-        return view
+        cred = self._not_revoked(credential_from_claims(c, token))
+        self.note_seen(cred.session_id, self._clock.now())
+        return cred
 
     def note_seen(self, session_id: str, now: float) -> None:
         """Last-seen bookkeeping, batched: written by ``flush_last_seen``."""
         self._pending_touch[session_id] = now
 
-    def needs_refresh(self, ctx: SessionContext) -> bool:
+    def needs_refresh(self, ctx: Credential) -> bool:
         now = self._clock.now()
-        half = (ctx.token_expires_at - ctx.issued_at) / 2
-        return now >= ctx.issued_at + half and ctx.token_expires_at < ctx.session_expires_at
+        half = (ctx.expires_at - ctx.issued_at) / 2
+        return now >= ctx.issued_at + half and ctx.expires_at < ctx.session_expires_at
 
-    async def refresh(self, ctx: SessionContext) -> str:
+    async def refresh(self, ctx: Credential) -> str:
         """A new token for a live session; enforces revocation and idle timeout from the store."""
         now = self._clock.now()
         s = await self._store.get_session(ctx.session_id)
@@ -215,15 +150,13 @@ class SessionService:
         await self._store.touch_sessions({s.id: now})
         return self._token(s, now)
 
-    async def resume(self, token: str) -> tuple[SessionContext, str | None]:
+    async def resume(self, token: str) -> tuple[Credential, str | None]:
         """Verify a cookie token, refreshing it through the store when it is past half-life or
         expired-but-within-the-idle-window. Returns the context and a new token (or None)."""
         await self._keys.learn(token)  # a key another instance made: the ring's shared refresh
         try:
             ctx = self.verify(token)
-        except Unauthenticated as e:
-            if e.reason != "token_expired":
-                raise
+        except TokenExpired:
             # An expired token may still name a live session: one store read decides.
             ctx = self._verify_expired(token)
             new = await self.refresh(ctx)
@@ -238,7 +171,7 @@ class SessionService:
         """The one key ring every verification path shares (see ``KeyRing.learn``)."""
         return self._keys
 
-    def _verify_expired(self, token: str) -> SessionContext:
+    def _verify_expired(self, token: str) -> Credential:
         try:
             c = self._keys.verify(
                 token,
@@ -248,21 +181,21 @@ class SessionService:
             )
         except InvalidToken as e:
             raise Unauthenticated(f"invalid_token:{e.reason}") from e
-        return self._not_revoked(_context(c))
+        return self._not_revoked(credential_from_claims(c, token))
 
-    def _not_revoked(self, view: View) -> View:
+    def _not_revoked(self, cred: Credential) -> Credential:
         if self._revocations.is_revoked(
-            session_id=view.session_id,
-            user_id=view.user_id,
-            role_arn=view.role_arn,
-            issued_at=view.issued_at,
+            session_id=cred.session_id,
+            user_id=cred.user_id,
+            role_arn=cred.role_arn,
+            issued_at=cred.issued_at,
         ):
             raise Unauthenticated("session_revoked")
-        return view
+        return cred
 
     # --- ending ----------------------------------------------------------------------------
 
-    async def end(self, ctx: SessionContext, *, reason: str) -> None:
+    async def end(self, ctx: Credential, *, reason: str) -> None:
         now = self._clock.now()
         await self._store.revoke_session(ctx.session_id, now=now, reason=reason)
         # Take effect on this instance at once, before the next poll.

@@ -40,8 +40,8 @@ from broker.domain.policy.parse import MAX_DOCUMENT_BYTES
 from broker.errors import InvalidRequest, NotFound
 from broker.policy import Decision, Policy, PolicyError, evaluate, parse_policy
 from broker.service.authorize import Authorizer, Principal
-from broker.service.credentials import Credential
 from broker.service.iam import IamService
+from broker.service.verified import Credential
 
 _ASSUMED = re.compile(r"arn:[^:]+:sts::(?P<account>[^:]*):assumed-role/(?P<role>[^/]+)/.+")
 _ROLE = re.compile(r"arn:[^:]+:iam::(?P<account>[^:]*):role/(?:.*/)?(?P<role>[^/]+)")

@@ -54,8 +54,15 @@ from broker.domain.claims import (
     federated_principal,
     global_context,
 )
+from broker.domain.tokens import (
+    CLAIM_AKID,
+    CLAIM_SESSION_NAME,
+    CLAIM_SESSION_POLICIES,
+    CLAIM_SOURCE_IDENTITY,
+)
 from broker.errors import (
     BrokerError,
+    ExpiredIdToken,
     InvalidIdToken,
     ProviderUnavailable,
     RevocationStateStale,
@@ -72,19 +79,21 @@ from broker.errors import (
     StsMissingAuthenticationToken,
     StsServiceUnavailable,
     StsValidationError,
+    TokenExpired,
     Unauthenticated,
 )
 from broker.idp import OIDCClient
 from broker.idp.client import accepted_issuers
 from broker.idp.id_token import parse_jws
+from broker.keyring import KeyRing
 from broker.policy import Policy, PolicyError, evaluate_trust, parse_policy
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
-from broker.service.credentials import Credential, CredentialVerifier, peek_typ
+from broker.service.credentials import CredentialVerifier, peek_typ
 from broker.service.policy_sets import PolicyCompiler
 from broker.service.revocation import RevocationState
 from broker.service.sessions import verified_claims
-from broker.signing import KeyRing
+from broker.service.verified import ACCESS, Credential, credential_from_claims
 from broker.storage.base import Revocation, RoleRecord, Store
 
 log = logging.getLogger(__name__)
@@ -104,12 +113,8 @@ BROKER_TYPS = frozenset(
     t.lower() for t in (tokens.SESSION_TYP, tokens.ACCESS_TYP, tokens.ASSERTION_TYP)
 )
 
-# SessionToken claims (beyond tokens.CLAIM_*)
-CLAIM_AKID = "akid"
-CLAIM_SESSION_NAME = "sn"
-CLAIM_SOURCE_IDENTITY = "si"
+# SessionToken claims (beyond tokens.CLAIM_*, where those every decoder reads are)
 CLAIM_TRANSITIVE = "tt"
-CLAIM_SESSION_POLICIES = "sp"
 CLAIM_CHAINED = "ch"
 CLAIM_ASSUMED_ROLE = "arn"
 CLAIM_WEB_AUDIENCE = "waud"
@@ -565,9 +570,9 @@ class StsService:
             verified = await client.verify_id_token(
                 token, nonce=None, audiences=client.config.audiences
             )
+        except ExpiredIdToken as e:
+            raise StsExpiredTokenException(f"id_token:{provider}:{e.reason}") from e
         except InvalidIdToken as e:
-            if e.reason == "expired":
-                raise StsExpiredTokenException(f"id_token:{provider}:expired") from e
             raise StsInvalidIdentityToken(f"id_token:{provider}:{e.reason}") from e
         except ProviderUnavailable as e:
             raise StsIDPCommunicationError(f"provider:{provider}:{e.reason}") from e
@@ -670,9 +675,9 @@ class StsService:
             raise StsInvalidClientTokenId("security_token_typ")
         try:
             cred = self._credentials.verify(token[0])
+        except TokenExpired as e:
+            raise StsExpiredToken(f"security_token:{e.reason}") from e
         except Unauthenticated as e:
-            if e.reason == "token_expired":
-                raise StsExpiredToken(f"security_token:{e.reason}") from e
             raise StsInvalidClientTokenId(f"security_token:{e.reason}") from e
         akid = str(cred.claims.get(CLAIM_AKID, ""))
         if not hmac.compare_digest(akid.encode(), signed.access_key_id.encode()):
@@ -734,32 +739,11 @@ class StsService:
     def verify_access_token(self, token: str) -> Credential:
         """``CredentialVerifier`` hook for ``typ`` = ACCESS_TYP; raises ``Unauthenticated``."""
         c = verified_claims(self._keys, token, typ=tokens.ACCESS_TYP, audience=self._issuer)
-        try:
-            texts = c.get(CLAIM_SESSION_POLICIES, [])
-            if not isinstance(texts, list):
-                raise TypeError("sp")
-            policies = tuple(self._cached_policy(str(t), "session-policy") for t in texts)
-            cred = Credential(
-                kind="access",
-                session_id=str(c[tokens.CLAIM_SID]),
-                user_id=str(c["sub"]),
-                provider=str(c[tokens.CLAIM_PROVIDER]),
-                subject=str(c[tokens.CLAIM_SUBJECT]),
-                role_arn=str(c[tokens.CLAIM_ROLE]),
-                email=str(c.get(tokens.CLAIM_EMAIL, "")),
-                groups=tuple(str(g) for g in c.get(tokens.CLAIM_GROUPS, [])),
-                mfa=bool(c.get(tokens.CLAIM_MFA, False)),
-                issued_at=float(c["iat"]),
-                expires_at=float(c["exp"]),
-                tags={str(k): str(v) for k, v in dict(c.get(tokens.CLAIM_TAGS, {})).items()},
-                session_policies=policies,
-                session_name=str(c[CLAIM_SESSION_NAME]),
-                source_identity=str(c.get(CLAIM_SOURCE_IDENTITY, "")),
-                claims=c,
-            )
-            str(c[CLAIM_AKID])
-        except (KeyError, TypeError, ValueError, PolicyError) as e:
-            raise Unauthenticated("invalid_token:missing_claim") from e
+        cred = credential_from_claims(
+            c,
+            kind=ACCESS,
+            session_policy=lambda text: self._cached_policy(text, "session-policy"),
+        )
         if self._revocations.is_revoked(
             session_id=cred.session_id,
             user_id=cred.user_id,
@@ -790,7 +774,7 @@ class StsService:
             except Unauthenticated as e:
                 err = (
                     StsExpiredToken(f"subject_token:{e.reason}")
-                    if e.reason == "token_expired"
+                    if isinstance(e, TokenExpired)
                     else StsInvalidClientTokenId(f"subject_token:{e.reason}")
                 )
                 await self._refused(action, req, role_arn[:200], err)

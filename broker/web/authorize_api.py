@@ -21,7 +21,7 @@ from aiohttp import web
 
 from broker.domain.claims import ContextValue
 from broker.errors import RevocationStateStale, Unauthenticated
-from broker.service.credentials import Credential
+from broker.service.verified import Credential
 from broker.web.bodies import BodyError, read_json_object
 from broker.web.keys import BROKER
 from broker.web.oauth import NO_STORE, bearer

@@ -42,8 +42,9 @@ from broker.errors import (
     UnsupportedGrantType,
     UnsupportedTokenType,
 )
-from broker.service.credentials import Credential, peek_typ
+from broker.service.credentials import peek_typ
 from broker.service.sts import BROKER_TYPS
+from broker.service.verified import Credential
 from broker.web.bodies import read_form
 from broker.web.keys import BROKER
 from broker.web.request_info import request_info

@@ -22,7 +22,7 @@ from broker.service.audit import RequestInfo
 from broker.service.container import Broker
 from broker.service.login import PENDING_LIFETIME, LoginOutcome
 from broker.service.passwords import MIN_PASSWORD_LENGTH
-from broker.service.sessions import SessionContext
+from broker.service.verified import Credential
 from broker.web.bodies import read_form
 from broker.web.cookies import Cookies
 from broker.web.csrf import check_csrf, csrf_token
@@ -66,7 +66,7 @@ def _ensure_browser(request: web.Request, resp: web.StreamResponse) -> str:
     return raw
 
 
-async def current_session(request: web.Request) -> SessionContext | None:
+async def current_session(request: web.Request) -> Credential | None:
     """The verified session of this browser, refreshing its token when due; None if none."""
     token = request.cookies.get(request.app[COOKIES].session)
     if not token:
@@ -120,7 +120,7 @@ async def _checked_form(
     return form
 
 
-def _session_json(ctx: SessionContext) -> dict[str, object]:
+def _session_json(ctx: Credential) -> dict[str, object]:
     return {
         "role": ctx.role_arn,
         "role_name": ctx.role_name,

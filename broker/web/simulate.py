@@ -36,8 +36,8 @@ from aiohttp import web
 from broker.errors import AccessDenied, BrokerError, InvalidRequest, Unauthenticated
 from broker.logs import request_id_var
 from broker.policy import Policy, PolicyError
-from broker.service.credentials import Credential
 from broker.service.simulate import Simulator, check_context, parse_documents
+from broker.service.verified import Credential
 from broker.web.bodies import read_json_object
 from broker.web.keys import BROKER
 from broker.web.request_info import client_ip, request_info

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from broker.signing import JWKS_MAX_AGE  # rotation publishes a key this long before it signs
+from broker.keyring import JWKS_MAX_AGE  # rotation publishes a key this long before it signs
 from broker.web.keys import BROKER
 
 

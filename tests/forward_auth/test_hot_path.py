@@ -15,19 +15,14 @@ from typing import Any
 
 import pytest
 
+from broker import jose
 from broker.clock import FrozenClock
 from broker.config import Networks
 from broker.domain import tokens
 from broker.domain.urls import from_original_url
 from broker.errors import InvalidToken, Unauthenticated
 from broker.service.audit import RequestInfo
-from broker.service.credentials import (
-    Credential,
-    TokenClaims,
-    credential_from_claims,
-)
-from broker.service.sessions import SessionContext, _context
-from broker.signing import _b64url, _b64url_decode, _parse_payload, _split
+from broker.service.verified import Credential, TokenClaims, credential_from_claims
 from broker.web.request_info import peer_is_trusted
 from tests.conftest import RunningBroker
 from tests.forward_auth.conftest import VIEWER, BrokerStarter, session_token
@@ -35,23 +30,28 @@ from tests.forward_auth.conftest import VIEWER, BrokerStarter, session_token
 APP = "https://app.example.com"
 
 
-# The reference: a Credential from the SessionContext that SessionService.verify returns.
-def credential_from_session(ctx: SessionContext) -> Credential:
-    return Credential(
-        kind="session",
-        session_id=ctx.session_id,
-        user_id=ctx.user_id,
-        provider=ctx.provider,
-        subject=ctx.subject,
-        role_arn=ctx.role_arn,
-        email=ctx.email,
-        groups=ctx.groups,
-        mfa=ctx.mfa,
-        issued_at=ctx.issued_at,
-        expires_at=ctx.token_expires_at,
-        tags=ctx.tags,
-        claims=ctx.claims,
-    )
+# The reference: the plain conversion credential_from_claims shortcuts (no interning, no
+# shortcut for empty tags), as the broker's separate session decoder did.
+def reference_credential(c: dict[str, Any]) -> Credential:
+    try:
+        return Credential(
+            kind="session",
+            session_id=str(c[tokens.CLAIM_SID]),
+            user_id=str(c["sub"]),
+            provider=str(c[tokens.CLAIM_PROVIDER]),
+            subject=str(c[tokens.CLAIM_SUBJECT]),
+            role_arn=str(c[tokens.CLAIM_ROLE]),
+            email=str(c.get(tokens.CLAIM_EMAIL, "")),
+            groups=tuple(str(g) for g in c.get(tokens.CLAIM_GROUPS, [])),
+            mfa=bool(c.get(tokens.CLAIM_MFA, False)),
+            tags={str(k): str(v) for k, v in dict(c.get(tokens.CLAIM_TAGS, {})).items()},
+            issued_at=float(c["iat"]),
+            expires_at=float(c["exp"]),
+            session_expires_at=float(c.get("session_exp", c["exp"])),
+            claims=c,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise Unauthenticated("invalid_token:missing_claim") from e
 
 
 def outcome(f: Any, *args: Any) -> Any:
@@ -70,7 +70,7 @@ def outcome(f: Any, *args: Any) -> Any:
 def reference_b64url_decode(text: str) -> bytes:
     """Decode leniently, re-encode, compare: the definition the fast decoder must match."""
     data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if _b64url(data) != text:
+    if jose.b64url(data) != text:
         raise ValueError("not canonical base64url")
     return data
 
@@ -80,19 +80,19 @@ def test_b64url_decode_matches_the_reference_exhaustively() -> None:
     for n in range(5):
         for chars in itertools.product(alphabet, repeat=n):
             text = "".join(chars)
-            assert outcome(_b64url_decode, text) == outcome(reference_b64url_decode, text), text
+            assert outcome(jose.b64url_decode, text) == outcome(reference_b64url_decode, text), text
 
 
 def test_b64url_decode_matches_the_reference_on_mutated_encodings() -> None:
     rng = random.Random(7)
     junk = "-_+/= \n\t.!\x00é"
     for _ in range(20_000):
-        text = _b64url(rng.randbytes(rng.randint(0, 70)))
+        text = jose.b64url(rng.randbytes(rng.randint(0, 70)))
         for _ in range(rng.choice((0, 1, 2))):
             i = rng.randrange(len(text) + 1)
             c = rng.choice(junk + "AQgw")
             text = text[:i] + c + text[i + rng.choice((0, 1)) :]
-        assert outcome(_b64url_decode, text) == outcome(reference_b64url_decode, text), text
+        assert outcome(jose.b64url_decode, text) == outcome(reference_b64url_decode, text), text
 
 
 # --- splitting a compact JWS ------------------------------------------------------------------
@@ -109,7 +109,7 @@ def test_split_matches_the_reference_exhaustively() -> None:
     for n in range(8):
         for chars in itertools.product("a.", repeat=n):
             token = "".join(chars)
-            assert outcome(_split, token) == outcome(reference_split, token), token
+            assert outcome(jose.split, token) == outcome(reference_split, token), token
 
 
 # --- the claims parse ------------------------------------------------------------------------
@@ -134,19 +134,28 @@ def test_split_matches_the_reference_exhaustively() -> None:
         b"{",
         b'{"a": NaN}',
         b'{"a": 1, "a": 2}',
+        b'{"a": {"b": 1, "b": 1}}',
+        b'{"a": [{"b": 1, "c": 2, "b": 3}]}',
     ],
 )
 def test_parse_payload_is_json_loads(payload: bytes) -> None:
+    """``json.loads``, except that an object may not repeat a member (as in ID tokens)."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise ValueError("duplicate member")
+        return dict(pairs)
+
     def reference(p: bytes) -> Any:
         try:
-            claims = json.loads(p)
+            claims = json.loads(p, object_pairs_hook=unique)
         except ValueError:
             raise InvalidToken("malformed") from None
         if not isinstance(claims, dict):
             raise InvalidToken("malformed")
         return claims
 
-    assert repr(outcome(_parse_payload, payload)) == repr(outcome(reference, payload))
+    assert repr(outcome(jose.parse_payload, payload)) == repr(outcome(reference, payload))
 
 
 # --- credentials straight from claims --------------------------------------------------------
@@ -212,15 +221,48 @@ CLAIM_VARIANTS: list[dict[str, Any]] = [
 
 
 @pytest.mark.parametrize("override", CLAIM_VARIANTS)
-def test_credential_from_claims_is_credential_from_session(override: dict[str, Any]) -> None:
+def test_credential_from_claims_is_the_plain_conversion(override: dict[str, Any]) -> None:
     c = claims(**override)
-    expected = outcome(lambda: credential_from_session(_context(c)))
+    expected = outcome(reference_credential, c)
     assert outcome(credential_from_claims, c) == expected
-    token = "h." + _b64url(json.dumps(c).encode()) + ".s"
+    token = "h." + jose.b64url(json.dumps(c).encode()) + ".s"
     got = outcome(credential_from_claims, c, token)
     assert got == expected
     if isinstance(got, Credential):
         assert isinstance(got.claims, TokenClaims)
+
+
+def test_access_token_claims_through_the_same_decoder() -> None:
+    """An access token's claims: the session fields decoded alike, plus its own; any of those
+    missing or malformed is the same refusal."""
+    from broker.policy import parse_policy
+    from broker.service.verified import ACCESS
+
+    doc = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+    extra = {
+        tokens.CLAIM_AKID: "ASIA0000000000000000",
+        tokens.CLAIM_SESSION_NAME: "bob",
+        tokens.CLAIM_SOURCE_IDENTITY: "bob@corp",
+        tokens.CLAIM_SESSION_POLICIES: [doc],
+    }
+    parse = lambda text: parse_policy(text, name="session-policy")  # noqa: E731
+    c = claims(**extra)
+    cred = credential_from_claims(c, kind=ACCESS, session_policy=parse)
+    plain = reference_credential(c)
+    assert cred.kind == "access"
+    assert cred[1:12] == plain[1:12]  # the fields every broker token has, decoded alike
+    assert (cred.session_name, cred.source_identity) == ("bob", "bob@corp")
+    assert len(cred.session_policies) == 1
+    for bad in (
+        {tokens.CLAIM_AKID: _DROP},
+        {tokens.CLAIM_SESSION_NAME: _DROP},
+        {tokens.CLAIM_SESSION_POLICIES: doc},  # not a list
+        {tokens.CLAIM_SESSION_POLICIES: ["{not a policy"]},
+        {"iat": "soon"},
+    ):
+        with pytest.raises(Unauthenticated) as info:
+            credential_from_claims(claims(**{**extra, **bad}), kind=ACCESS, session_policy=parse)
+        assert info.value.reason == "invalid_token:missing_claim", bad
 
 
 def test_credential_fields_are_all_set() -> None:
@@ -262,7 +304,7 @@ def test_credential_is_immutable() -> None:
 
 def test_token_claims_decode_the_token_as_verified() -> None:
     c = claims(**{tokens.CLAIM_EMAIL: "é@example.com", "n": [1, {"x": None}]})
-    token = "h." + _b64url(json.dumps(c).encode()) + ".s"
+    token = "h." + jose.b64url(json.dumps(c).encode()) + ".s"
     lazy = TokenClaims(token)
     assert lazy == c
     assert dict(lazy) == c

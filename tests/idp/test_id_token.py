@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from broker.config import ProviderConfig
-from broker.errors import InvalidIdToken
+from broker.errors import ExpiredIdToken, InvalidIdToken
 from broker.idp import OIDCClient
 from broker.idp.client import accepted_issuers
 from broker.idp.id_token import ClaimRules, check_claims, parse_jws
@@ -58,6 +58,15 @@ def _ps256_with_rs256_pinned_jwk(idp: FakeIdP) -> str:
 def _no_kid_two_keys(idp: FakeIdP) -> str:
     idp.rotate(keep_old=True)
     return idp.mint(omit=["kid"])
+
+
+def _non_canonical_signature(idp: FakeIdP) -> str:
+    """The same signature bytes, spelt with non-zero unused bits in its last character (a
+    lenient decoder reads it as the valid signature; RFC 7515 §2 base64url has one spelling)."""
+    token = idp.mint()
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    assert len(token.rsplit(".", 1)[1]) % 4 in (2, 3)  # RS256-3072/2048: unused bits exist
+    return token[:-1] + alphabet[alphabet.index(token[-1]) | 1]
 
 
 def _raw(header: bytes, payload: bytes) -> Callable[[FakeIdP], str]:
@@ -116,6 +125,7 @@ BAD: list[Bad] = [
     Bad("four_parts", lambda i: i.mint() + ".AAAA", "malformed"),
     Bad("padding", lambda i: i.mint().replace(".", "=.", 1), "malformed"),
     Bad("bad_base64", lambda i: "*" + i.mint(), "malformed"),
+    Bad("non_canonical_base64", _non_canonical_signature, "malformed"),
     Bad("header_not_json", _raw(b"{alg", b"{}"), "malformed"),
     Bad("payload_array", _raw(b'{"alg":"RS256"}', b"[1]"), "malformed"),
     Bad("payload_not_utf8", _raw(b'{"alg":"RS256"}', b"\xff\xfe"), "malformed"),
@@ -205,6 +215,7 @@ async def test_bad_id_token_is_refused(case: Bad, idp: FakeIdP, client: OIDCClie
     with pytest.raises(InvalidIdToken) as e:
         await client.verify_id_token(token, **kwargs)
     assert e.value.reason == case.reason
+    assert isinstance(e.value, ExpiredIdToken) == (case.reason == "expired")  # typed, for callers
 
 
 @pytest.mark.parametrize("alg", ["RS256", "RS512", "PS256", "ES256", "ES384", "ES512", "EdDSA"])

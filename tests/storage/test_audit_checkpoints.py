@@ -14,9 +14,10 @@ import sqlalchemy as sa
 from broker.clock import FrozenClock
 from broker.domain.audit_chain import GENESIS, link
 from broker.errors import AuditUnavailable
+from broker.kek import generate_kek
+from broker.keyring import KeyRing
 from broker.service.audit import Auditor
 from broker.service.audit_chain import CHECKPOINT_TYP, AuditChain
-from broker.signing import KeyRing, generate_kek
 from broker.storage import schema as t
 from broker.storage.base import AuditCheckpoint, AuditEvent
 

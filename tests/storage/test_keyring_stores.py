@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from broker.clock import FrozenClock
-from broker.signing import PUBLISH_AHEAD, KeyRing
+from broker.keyring import PUBLISH_AHEAD, KeyRing
 from broker.storage.base import Store
 
 if TYPE_CHECKING:

@@ -119,6 +119,7 @@ def parse_bool(text: str) -> bool | None:
 
 
 def parse_binary(text: str) -> bytes | None:
+    # IAM's Binary condition values are standard base64 (AWS's spelling), not JOSE base64url.
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
