@@ -184,6 +184,9 @@ async def serve(directory: Path, fresh: int) -> None:
         for _ in range(fresh):
             claims = {**base, "jti": secrets.token_urlsafe(16)}
             f.write(broker.keyring.sign(claims, typ=tokens.SESSION_TYP) + "\n")
+    # Signing them held the loop for longer than ``revocation_max_staleness``: /auth would fail
+    # closed (403) until the polling loop's next turn. One poll now, as that loop would make.
+    await broker.poll_revocations()
     cookie = f"{app[COOKIES].session}={token}"
 
     # The floor: a bare handler answering with the same six identity headers (same values, same
