@@ -32,6 +32,7 @@ from broker.storage.base import AuditEvent
 from broker.web.app import create_app
 from tests.conftest import RunningBroker, trust, write_config
 from tests.support.fake_idp import FakeIdP, FakeKey, encode_jws, tamper_signature
+from tests.support.fuzz import fuzz, hostile_tokens
 from tests.support.oidc_server import free_port
 
 ROLES = {
@@ -354,3 +355,18 @@ async def test_a_bad_request_is_refused_and_audited(
     assert event.reason == reason or (status == 404 and "not_enabled" in event.reason)
     assert await session_status(env, token) == 200
     assert await revocations(env) == []
+
+
+async def test_hostile_logout_tokens_never_answer_5xx_and_end_nothing(env: Env) -> None:
+    """Fuzz (issue 11, 0c): whatever the logout token (nested far past any limit, broken
+    JSON, duplicate members, ...), the answer is a 4xx and no session is ended."""
+    token = await sign_in(env)
+
+    async def check(logout_token: str) -> None:
+        status, _, _ = await post(env, {"logout_token": logout_token})
+        assert 400 <= status < 500, status
+
+    await fuzz(hostile_tokens, check, max_examples=40)
+    assert await session_status(env, token) == 200
+    assert await revocations(env) == []
+    assert all(e.outcome == "failure" for e in await audit(env))
