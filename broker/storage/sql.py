@@ -62,6 +62,8 @@ from broker.storage.sql_base import (
     parse_store_url,
     sqlite_enable_wal,
 )
+from broker.storage.sql_roles import RolesMixin
+from broker.storage.sql_roles import role_from_row as _role
 from broker.storage.sql_tags import TagsMixin
 
 __all__ = [
@@ -177,22 +179,6 @@ def _signing_key(row: sa.Row[Any]) -> SigningKey:
         created_at=m["created_at"],
         retired_at=m["retired_at"],
         expires_at=m["expires_at"],
-    )
-
-
-def _role(row: sa.Row[Any]) -> RoleRecord:
-    m = row._mapping
-    boundary = m["permissions_boundary"]
-    return RoleRecord(
-        name=m["name"],
-        description=m["description"],
-        trust_policy=dict(m["trust_policy"]),
-        policies=list(m["policies"]),
-        permissions_boundary=dict(boundary) if boundary is not None else None,
-        max_session_duration=m["max_session_duration"],
-        source=m["source"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
     )
 
 
@@ -335,7 +321,7 @@ def _user_values(user: User) -> dict[str, Any]:
 # --- the store -----------------------------------------------------------------------------
 
 
-class SqlStore(TagsMixin, SqlBase):
+class SqlStore(RolesMixin, TagsMixin, SqlBase):
     """The ``Store`` protocol on one SQLAlchemy async engine (SQLite or PostgreSQL).
 
     Open it with ``open_store(url)`` after ``broker.storage.migrate(url)``; ``close()`` disposes
@@ -903,12 +889,15 @@ class SqlStore(TagsMixin, SqlBase):
             return [_role(r) for r in rows]
 
     async def delete_role(self, name: str) -> None:
-        """Delete the role with its managed attachments, inline policies and boundary."""
+        """Delete the role with its managed attachments, inline policies, boundary and tags."""
         async with self._write("delete role") as conn:
             result = await conn.execute(sa.delete(t.roles).where(t.roles.c.name == name))
             if result.rowcount == 0:
                 raise RecordNotFound(f"role {name!r} not found")
             await self._delete_principal_policies(conn, "role", name)
+            await conn.execute(
+                sa.delete(t.tags).where(t.tags.c.kind == "role", t.tags.c.principal == name)
+            )
 
     # -- managed policies
 
