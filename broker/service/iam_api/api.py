@@ -204,15 +204,17 @@ class IamApi:
         await self._refresh()
 
     async def poll(self) -> bool:
-        """Refresh if another instance (or ``broker admin``) changed IAM; True if it did."""
+        """Refresh if another instance (or ``broker admin``) changed IAM; True if it did.
+
+        The caches were loaded when this instance started, before its first poll: a
+        generation other than the last one seen (none, at first) may be a change made since
+        then, so it refreshes -- at worst once more than needed, at start-up."""
         generation = await self.store.get_meta(GENERATION_KEY)
         if generation == self._generation:
             return False
-        first = self._generation is None
         self._generation = generation
-        if not first:
-            await self._refresh()
-        return not first
+        await self._refresh()
+        return True
 
 
 __all__ = ["IamApi", "IamError", "IamServiceFailure", "as_iam_error"]

@@ -11,6 +11,7 @@ on every instance within the revocation poll (contract C4: 2 s).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,10 +21,18 @@ from broker.service.offboarding import Offboarded
 
 
 async def after_put_role_policy(
-    call: Call, role: str, policy_name: str, document: Mapping[str, Any]
+    call: Call, role: str, policy_name: str, document: str | Mapping[str, Any]
 ) -> Offboarded | None:
-    """Call after ``PutRolePolicy`` stored ``document`` (parsed) as ``policy_name`` on
-    ``role``; a no-op unless it is the console's ``AWSRevokeOlderSessions`` policy."""
+    """Call after ``PutRolePolicy`` stored ``document`` (the JSON text as given, or parsed)
+    as ``policy_name`` on ``role``; a no-op unless it is the console's
+    ``AWSRevokeOlderSessions`` policy. Returns what was revoked."""
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except ValueError:
+            return None  # not stored either: PutRolePolicy refused it
+        if not isinstance(document, Mapping):
+            return None
     return await role_admin(call).revoke_older_sessions(
         role, policy_name, document, actor=call.actor
     )
