@@ -414,3 +414,18 @@ async def test_aws_cli_creates_role_as_in_the_issue_and_pages_past_100(
     code, out, err = await iam_env.aws(creds, "iam", "delete-role", "--role-name", "deploy")
     assert code != 0
     assert "NoSuchEntity" in err
+
+
+async def test_a_retired_key_verifies_for_as_long_as_an_api_role_session_lasts(
+    iam_env: IamEnv,
+) -> None:
+    # the config's roles and sessions last at most 8 h; a role created here may issue 12 h
+    b = iam_env.broker.broker
+    assert max(r.max_session_duration for r in iam_env.broker.settings.roles.values()) < 43200
+    new = await b.rotate_keys(reason="test")
+    retired = [k for k in await b.store.list_signing_keys() if k.kid != new.kid]
+    assert retired
+    for key in retired:
+        assert key.retired_at is not None
+        assert key.expires_at is not None
+        assert key.expires_at - key.retired_at >= 43200
