@@ -21,3 +21,6 @@ CLAIM_AKID = "akid"
 CLAIM_SESSION_NAME = "sn"
 CLAIM_SOURCE_IDENTITY = "si"
 CLAIM_SESSION_POLICIES = "sp"
+# credentials derived from a broker session (STS, token exchange, chains of them) also carry the
+# id of the broker session they came from: the first one, not an intermediate credential's
+CLAIM_ORIGIN_SID = "origin_sid"

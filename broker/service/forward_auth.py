@@ -368,6 +368,8 @@ class ForwardAuth:
             tokens.CLAIM_PROVIDER: cred.provider,
             tokens.CLAIM_SUBJECT: cred.subject,
         }
+        if cred.origin_session_id and cred.origin_session_id != cred.session_id:
+            claims[tokens.CLAIM_ORIGIN_SID] = cred.origin_session_id  # a derived credential's
         headers = self._freeze_headers(
             {
                 H_USER: header_safe(user_name(cred)),

@@ -189,6 +189,7 @@ class SessionService:
             user_id=cred.user_id,
             role_arn=cred.role_arn,
             issued_at=cred.issued_at,
+            origin_session_id=cred.origin_session_id,
         ):
             raise Unauthenticated("session_revoked")
         return cred
