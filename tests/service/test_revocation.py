@@ -60,6 +60,27 @@ def test_each_kind_voids_what_it_names() -> None:
     assert not revoked()
 
 
+def test_an_origin_revocation_voids_the_session_and_what_was_derived_from_it() -> None:
+    state = state_with(Revocation("origin", "s-a", T0, T0), Revocation("session", "s-b", T0, T0))
+
+    def revoked(session: str, origin: str, iat: float = T0 + 100) -> bool:
+        return state.is_revoked(
+            session_id=session, user_id="u", role_arn="r", issued_at=iat, origin_session_id=origin
+        )
+
+    assert revoked("s-a", "s-a")  # the session's own tokens (a session's origin is itself)
+    assert revoked("sts-1", "s-a")  # derived from it, issued whenever
+    assert not revoked("sts-2", "s-c")  # another session's
+    assert not revoked("sts-3", "")  # derived from no session (web identity)
+    # a plain ``session`` revocation voids that session's tokens, not what was derived from it
+    assert revoked("s-b", "s-b")
+    assert not revoked("sts-4", "s-b")
+    state.apply(Revocation("origin", "", T0, T0))  # never recorded; must not void "" origins
+    assert not revoked("sts-3", "")
+    assert state.forget(T0 + 1) == 2
+    assert not revoked("sts-1", "s-a")
+
+
 def test_forget_drops_only_revocations_older_than_the_horizon() -> None:
     state = state_with(
         Revocation("session", "old", T0, T0),
