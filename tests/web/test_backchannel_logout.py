@@ -328,6 +328,33 @@ async def test_a_sid_ends_that_provider_session_and_its_derived_credentials_only
     assert await session_status(env, session_b) == 200
 
 
+async def assertion_claims(env: Env, token: str) -> dict[str, Any]:
+    headers = {
+        "X-Original-Method": "GET",
+        "X-Original-URL": "https://app.example.com/",
+        "Authorization": f"Bearer {token}",
+    }
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"{env.url}/auth", headers=headers, allow_redirects=False) as r,
+    ):
+        assert r.status == 200
+        return claims_of(r.headers["X-Auth-Request-Assertion"])
+
+
+async def test_the_forward_auth_assertion_of_a_derived_credential_names_its_origin(
+    env: Env,
+) -> None:
+    session = await sign_in(env)
+    sid = env.broker.broker.sessions.verify(session).session_id
+    derived = await exchange(env, session)
+    of_session = await assertion_claims(env, session)
+    assert of_session["sid"] == sid
+    assert "origin_sid" not in of_session  # a session is its own origin: nothing to add
+    of_derived = await assertion_claims(env, derived)
+    assert (of_derived["sid"], of_derived["origin_sid"]) == (claims_of(derived)["sid"], sid)
+
+
 async def test_a_sid_also_ends_what_a_session_ended_by_logout_left_behind(env: Env) -> None:
     """A plain logout ends only the session's own tokens (its derived credential lives on);
     the provider's later logout of that provider session ends the derived credential too."""
