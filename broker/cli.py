@@ -341,9 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         "as the account's root: every permission check is skipped (as for AWS's root user) "
         "and every change is audited with principal 'root/cli:<OS user>'. Everyone else "
         "administers through the IAM API (aws iam ... --endpoint-url <public_url>).",
-    ).add_subparsers(
-        dest="admin_noun", required=True, metavar="NOUN"
-    )
+    ).add_subparsers(dest="admin_noun", required=True, metavar="NOUN")
     policies = add_admin_commands(admin)
     p = policies.add_parser(
         "validate",
