@@ -73,6 +73,12 @@ class Conflict(BrokerError):
     public_message = "The request conflicts with the current state."
 
 
+class LimitExceeded(Conflict):
+    """A quota would be exceeded (tags per entity, versions per policy, ...)."""
+
+    code = "limit_exceeded"
+
+
 class Unauthenticated(BrokerError):
     """No valid credential was presented."""
 
@@ -379,6 +385,71 @@ class StsServiceUnavailable(StsError):
     code = "ServiceUnavailable"
     status = 503
     public_message = "The broker is unavailable. Try again later."
+
+
+# --- IAM (the AWS Query protocol, Version=2010-05-08) --------------------------------------
+
+
+class IamError(StsError):
+    """An error of the IAM API: AWS IAM's code and HTTP status, rendered in the same
+    ``ErrorResponse`` envelope as STS (the signing errors are shared, as in AWS)."""
+
+    code = "InvalidInput"
+    status = 400
+
+
+class IamNoSuchEntity(IamError):
+    code = "NoSuchEntity"
+    status = 404
+
+
+class IamEntityAlreadyExists(IamError):
+    code = "EntityAlreadyExists"
+    status = 409
+
+
+class IamDeleteConflict(IamError):
+    """The entity is still in use (attached, has members, ...): detach first, as in AWS."""
+
+    code = "DeleteConflict"
+    status = 409
+
+
+class IamLimitExceeded(IamError):
+    code = "LimitExceeded"
+    status = 409
+
+
+class IamMalformedPolicyDocument(IamError):
+    code = "MalformedPolicyDocument"
+
+
+class IamInvalidInput(IamError):
+    code = "InvalidInput"
+
+
+class IamValidationError(IamError):
+    """A parameter breaks the service model's constraints (length, pattern, range, required)."""
+
+    code = "ValidationError"
+
+
+class IamAccessDenied(IamError):
+    code = "AccessDenied"
+    status = 403
+
+
+class IamUnmodifiableEntity(IamError):
+    """Declared in the configuration file: read-only through the API."""
+
+    code = "UnmodifiableEntity"
+
+
+class IamServiceFailure(IamError):
+    sts_type = "Receiver"
+    code = "ServiceFailure"
+    status = 500
+    public_message = "The request processing has failed because of an unknown error."
 
 
 # --- OAuth 2.0 (RFC 6749 §5.2, RFC 8693 §2.2.2, RFC 7009 §2.2.1) ---------------------------

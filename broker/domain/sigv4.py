@@ -137,19 +137,25 @@ def _iso(t: float) -> str:
 
 
 def check_scope(
-    req: SignedRequest, *, now: float, sent_headers: Sequence[str], window: float = WINDOW_SECONDS
+    req: SignedRequest,
+    *,
+    now: float,
+    sent_headers: Sequence[str],
+    window: float = WINDOW_SECONDS,
+    service: str = SERVICE,
 ) -> None:
-    """Scope, signed-header and clock rules (before any key is looked at)."""
+    """Scope, signed-header and clock rules (before any key is looked at). ``service`` is the
+    credential scope's service the endpoint answers as (``sts``, or ``iam`` for the IAM API)."""
     if req.scope_date != req.amz_date[:8]:
         raise StsSignatureDoesNotMatch(
             "scope_date_mismatch",
             public_message="Date in Credential scope does not match YYYYMMDD from ISO-8601 "
             "version of date from HTTP.",
         )
-    if req.service != SERVICE:
+    if req.service != service:
         raise StsSignatureDoesNotMatch(
             "wrong_service",
-            public_message=f"Credential should be scoped to correct service: '{SERVICE}'.",
+            public_message=f"Credential should be scoped to correct service: '{service}'.",
         )
     if req.terminator != TERMINATOR or not _REGION.fullmatch(req.region):
         raise StsSignatureDoesNotMatch(

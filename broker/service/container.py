@@ -36,6 +36,7 @@ from broker.service.credentials import CredentialVerifier
 from broker.service.forward_auth import ForwardAuth, HeaderFreezer
 from broker.service.hashing import PasswordHashing
 from broker.service.iam import IamService
+from broker.service.iam_api import IamApi, all_actions
 from broker.service.login import LoginService
 from broker.service.offboarding import OffboardingService
 from broker.service.revocation import RevocationState
@@ -117,6 +118,7 @@ class Broker:
     hashing: PasswordHashing
     backchannel: BackchannelLogout
     offboarding: OffboardingService
+    iam_api: IamApi
     csrf_key: bytes = b""
     bootstrap_password: str | None = None
     _last: dict[str, float] = field(default_factory=dict)
@@ -221,6 +223,23 @@ class Broker:
             hashing.close()
             await store.close()
             raise
+        offboarding = OffboardingService(store, iam, revocations, auditor, clock)
+
+        async def refresh_iam() -> None:
+            await authorizer.refresh()
+            await sts.refresh()
+
+        iam_api = IamApi(
+            settings=settings,
+            store=store,
+            iam=iam,
+            authorizer=authorizer,
+            offboarding=offboarding,
+            auditor=auditor,
+            clock=clock,
+            actions=all_actions(),
+            refresh=refresh_iam,
+        )
         now = clock.now()
         return cls(
             settings=settings,
@@ -240,7 +259,8 @@ class Broker:
             sts=sts,
             hashing=hashing,
             backchannel=BackchannelLogout(settings, store, clients, revocations, auditor, clock),
-            offboarding=OffboardingService(store, iam, revocations, auditor, clock),
+            offboarding=offboarding,
+            iam_api=iam_api,
             csrf_key=derive_key(kek, b"broker/csrf"),
             bootstrap_password=password,
             _last={"keys": now, "purge": now, "flush": now, "checkpoint": now},
@@ -324,9 +344,13 @@ class Broker:
         A poll that hangs (a store cut off without a reset) is given up on once the state would
         be stale anyway, so that the next one can succeed when the store is back."""
         try:
-            return await asyncio.wait_for(
+            count = await asyncio.wait_for(
                 self.revocations.poll(), timeout=self.revocations.max_staleness
             )
+            # IAM changed elsewhere (another instance, ``broker admin``): roles and policies
+            # are current here within the same second as revocations.
+            await asyncio.wait_for(self.iam_api.poll(), timeout=self.revocations.max_staleness)
+            return count
         except TimeoutError:
             raise StoreError("revocation_poll_timeout") from None
 

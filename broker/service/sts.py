@@ -668,8 +668,10 @@ class StsService:
         raw_query: str,
         headers: Mapping[str, Sequence[str]],
         body: bytes,
+        service: str = "sts",
     ) -> Credential:
-        """The broker credential that signed this request, or the ``StsError`` AWS would give."""
+        """The broker credential that signed this request, or the ``StsError`` AWS would give.
+        ``service``: the credential scope's service (``iam`` for the IAM API)."""
         auth = headers.get("authorization")
         if not auth:
             raise StsMissingAuthenticationToken("missing_authorization")
@@ -691,7 +693,9 @@ class StsService:
         akid = str(cred.claims.get(CLAIM_AKID, ""))
         if not hmac.compare_digest(akid.encode(), signed.access_key_id.encode()):
             raise StsInvalidClientTokenId("access_key_id_does_not_match_token")
-        sigv4.check_scope(signed, now=self._clock.now(), sent_headers=list(headers))
+        sigv4.check_scope(
+            signed, now=self._clock.now(), sent_headers=list(headers), service=service
+        )
         sigv4.verify(
             signed,
             derive_secret(self._secret_key, akid),

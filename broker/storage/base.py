@@ -144,6 +144,9 @@ class Group:
     created_at: float = 0.0
 
 
+TagTarget = Literal["user", "role"]
+"""What carries tags: the principal is the user's *id* or the role's name."""
+
 PrincipalType = Literal["user", "group", "role"]
 """Whom a policy is attached to. The principal is the user's *id*, the group's or role's name."""
 
@@ -441,6 +444,22 @@ class Store(Protocol):
         self, *, limit: int = 100, action: str | None = None, since: float | None = None
     ) -> list[AuditEvent]:
         """Newest first."""
+
+    # tags (users and roles)
+    async def list_tags(self, kind: TagTarget, principal: str) -> dict[str, str]:
+        """Key -> value, by key."""
+
+    async def tag(
+        self, kind: TagTarget, principal: str, tags: Mapping[str, str], *, limit: int
+    ) -> None:
+        """Add or overwrite the tags in one transaction; ``LimitExceeded`` (and nothing
+        changed) if the principal would then have more than ``limit``."""
+
+    async def untag(self, kind: TagTarget, principal: str, keys: Sequence[str]) -> None:
+        """Remove those keys (absent ones are ignored)."""
+
+    async def delete_tags(self, kind: TagTarget, principal: str) -> None:
+        """Remove every tag of the principal (it is being deleted)."""
 
     # small key/value settings (bootstrap done, schema facts)
     async def get_meta(self, key: str) -> str | None: ...

@@ -25,6 +25,8 @@ from aiohttp import web
 from broker.domain import sts as rules
 from broker.errors import (
     BrokerError,
+    IamInvalidInput,
+    IamServiceFailure,
     RequestTooLarge,
     StsError,
     StsInvalidAction,
@@ -32,7 +34,10 @@ from broker.errors import (
     StsRequestEntityTooLarge,
     StsServiceUnavailable,
 )
+from broker.service.audit import RequestInfo
 from broker.service.sts import AssumeParams, IssuedCredentials, StsService
+from broker.service.verified import Credential
+from broker.web import iam
 from broker.web.bodies import read_body
 from broker.web.keys import BROKER
 from broker.web.request_info import request_info
@@ -154,28 +159,73 @@ def _headers(request: web.Request) -> dict[str, Sequence[str]]:
 
 
 async def query(request: web.Request) -> web.Response:
-    """``POST /``: one STS action."""
+    """``POST /``: one STS action, or (``Version=2010-05-08``) one IAM action."""
     request_id = str(uuid.uuid4())
+    render = error_response
     try:
-        return await _handle(request, request_id)
+        b = request.app[BROKER]
+        req = request_info(request, b.settings.server.trusted_proxies)
+        try:
+            body = await read_body(request, MAX_BODY)
+            params = parse_params(request.query, body)
+        except BrokerError as e:
+            if isinstance(e, RequestTooLarge):
+                e = StsRequestEntityTooLarge(e.reason)
+            elif iam.is_iam_request(body, request.query_string):
+                render = iam.error_response  # an IAM client's broken form: IAM's dialect
+                e = IamInvalidInput(e.reason, public_message=e.public_message)
+            await b.auditor.record_batched(
+                "iam.Unknown" if render is iam.error_response else "sts.Unknown",
+                "failure",
+                req=req,
+                reason=e.reason,
+                details={"request_id": request_id},
+            )
+            raise e from None
+        if params.get("Version") == iam.VERSION:
+            render = iam.error_response
+
+            async def authenticate() -> Credential:
+                return await _authenticate(request, body, service="iam")
+
+            return await iam.handle(
+                request, params, authenticate=authenticate, req=req, request_id=request_id
+            )
+        return await _handle(request, request_id, req, body, params)
     except BrokerError as e:
-        return error_response(e, request_id)
+        return render(e, request_id)
     except Exception:
-        log.exception("STS request failed")
+        log.exception("AWS Query request failed")
+        if render is iam.error_response:
+            return render(IamServiceFailure("unhandled"), request_id)
         return error_response(StsServiceUnavailable("unhandled"), request_id)
 
 
-async def _handle(request: web.Request, request_id: str) -> web.Response:
+async def _authenticate(request: web.Request, body: bytes, *, service: str) -> Credential:
+    b = request.app[BROKER]
+    path, _, raw_query = request.raw_path.partition("?")
+    await b.credentials.learn_keys(request.headers.getall("X-Amz-Security-Token", ()))
+    return b.sts.authenticate(
+        method=request.method,
+        raw_path=path,
+        raw_query=raw_query,
+        headers=_headers(request),
+        body=body,
+        service=service,
+    )
+
+
+async def _handle(
+    request: web.Request,
+    request_id: str,
+    req: RequestInfo,
+    body: bytes,
+    params: Mapping[str, str],
+) -> web.Response:
     b = request.app[BROKER]
     service: StsService = b.sts
-    req = request_info(request, b.settings.server.trusted_proxies)
     action = "?"
     try:
-        try:
-            body = await read_body(request, MAX_BODY)
-        except RequestTooLarge as e:
-            raise StsRequestEntityTooLarge(e.reason) from None
-        params = parse_params(request.query, body)
         action = params.get("Action", "")
         version = params.get("Version", "")
         if action not in ACTIONS or version != rules.API_VERSION:
@@ -185,15 +235,7 @@ async def _handle(request: web.Request, request_id: str) -> web.Response:
             )
         cred = None
         if action in SIGNED:
-            path, _, raw_query = request.raw_path.partition("?")
-            await b.credentials.learn_keys(request.headers.getall("X-Amz-Security-Token", ()))
-            cred = service.authenticate(
-                method=request.method,
-                raw_path=path,
-                raw_query=raw_query,
-                headers=_headers(request),
-                body=body,
-            )
+            cred = await _authenticate(request, body, service="sts")
         p = assume_params(params, signed=True) if action == "AssumeRole" else None
         token = ""
         if action == "AssumeRoleWithWebIdentity":

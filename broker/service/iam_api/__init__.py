@@ -1,0 +1,18 @@
+"""The IAM API (AWS's IAM Query actions) as a service: ``IamApi.call(caller, action, params)``.
+
+Each module owns one family of actions and exports ``ACTIONS``; ``all_actions()`` is the
+catalogue. docs/iam-api.md lists what is supported and how it differs from AWS.
+"""
+
+from __future__ import annotations
+
+from broker.service.iam_api import users
+from broker.service.iam_api.api import IamApi
+from broker.service.iam_api.registry import Action, Call, Caller
+
+
+def all_actions() -> tuple[Action, ...]:
+    return (*users.ACTIONS,)
+
+
+__all__ = ["Action", "Call", "Caller", "IamApi", "all_actions"]

@@ -1,0 +1,121 @@
+"""The IAM Query API's protocol: real boto3 and AWS CLI calls, IAM's XML, errors and paging."""
+
+from __future__ import annotations
+
+import uuid
+
+import aiohttp
+import pytest
+from botocore.exceptions import ClientError
+
+from broker.storage.base import User
+from tests.iam.conftest import IamEnv, call, error_code
+from tests.sts.conftest import sts_post
+
+
+async def test_boto3_creates_gets_and_lists_users(iam_env: IamEnv) -> None:
+    iam = await iam_env.client("admin")
+    out = await call(iam, "create_user", UserName="carol")
+    user = out["User"]
+    assert user["UserName"] == "carol"
+    assert user["Arn"] == iam_env.arn("user", "carol")
+    assert user["UserId"].startswith("AIDA")
+    assert user["Path"] == "/"
+    got = await call(iam, "get_user", UserName="carol")
+    assert got["User"] == user
+    listed = await call(iam, "list_users")
+    assert "carol" in [u["UserName"] for u in listed["Users"]]
+    assert listed["IsTruncated"] is False
+
+    with pytest.raises(ClientError) as e:
+        await call(iam, "create_user", UserName="carol")
+    assert error_code(e.value) == "EntityAlreadyExists"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    with pytest.raises(ClientError) as e:
+        await call(iam, "get_user", UserName="nobody-here")
+    assert error_code(e.value) == "NoSuchEntity"
+
+
+async def test_model_constraints_are_validation_errors_and_nothing_is_stored(
+    iam_env: IamEnv,
+) -> None:
+    iam = await iam_env.client("admin")
+    for bad in ("x" * 65, "has space", "sla/sh"):
+        with pytest.raises(ClientError) as e:
+            await call(iam, "create_user", UserName=bad)
+        assert error_code(e.value) == "ValidationError", bad
+    names = [u.name for u in await iam_env.broker.broker.store.list_users()]
+    assert not [n for n in names if n.startswith(("x", "has", "sla"))]
+
+
+async def test_callers_need_iam_permission_on_the_target(iam_env: IamEnv) -> None:
+    reader = await iam_env.client("reader")
+    with pytest.raises(ClientError) as e:
+        await call(reader, "create_user", UserName="dave")
+    assert error_code(e.value) == "AccessDenied"
+    assert "iam:CreateUser" in e.value.response["Error"]["Message"]
+    assert not await iam_env.broker.broker.store.find_users_by_name("dave")
+    await call(reader, "list_users")  # iam:List* is allowed
+    events = await iam_env.broker.broker.store.list_audit(action="iam.CreateUser")
+    assert events[0].outcome == "failure"
+    assert events[0].reason.startswith("not_authorized")
+
+
+async def test_unsigned_and_unknown_calls_are_refused_in_iam_dialect(iam_env: IamEnv) -> None:
+    status, text = await sts_post(iam_env.url, {"Action": "ListUsers", "Version": "2010-05-08"})
+    assert status == 403
+    assert "MissingAuthenticationToken" in text
+    assert "https://iam.amazonaws.com/doc/2010-05-08/" in text
+    status, text = await sts_post(iam_env.url, {"Action": "FlyToTheMoon", "Version": "2010-05-08"})
+    assert status == 400
+    assert "InvalidAction" in text
+
+
+async def test_aws_cli_lists_users_past_one_page(iam_env: IamEnv) -> None:
+    creds = await iam_env.credentials("admin")
+    iam = await iam_env.client("admin")
+    for i in range(12):
+        await call(iam, "create_user", UserName=f"u{i:03d}")
+    code, out, err = await iam_env.aws(creds, "iam", "list-users", "--page-size", "5")
+    assert code == 0, err
+    names = [u["UserName"] for u in out["Users"]]
+    assert [n for n in names if n.startswith("u0")] == [f"u{i:03d}" for i in range(12)]
+    page = await call(iam, "list_users", MaxItems=5)
+    assert page["IsTruncated"] is True
+    rest = await call(iam, "list_users", Marker=page["Marker"], MaxItems=100)
+    assert len(page["Users"]) + len(rest["Users"]) == len(names)
+
+
+async def test_broken_forms_from_iam_clients_get_iam_errors_and_change_nothing(
+    iam_env: IamEnv,
+) -> None:
+    bodies = [
+        b"Action=CreateUser&Version=2010-05-08&UserName=\xff\xfe",
+        b"Action=CreateUser&Version=2010-05-08&UserName=a&UserName=b",
+    ]
+    async with aiohttp.ClientSession() as s:
+        for body in bodies:
+            async with s.post(
+                iam_env.url + "/",
+                data=body,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            ) as r:
+                text = await r.text()
+                assert r.status == 400, text
+                assert "https://iam.amazonaws.com/doc/2010-05-08/" in text
+                assert "<Code>InvalidInput</Code>" in text
+    assert not await iam_env.broker.broker.store.find_users_by_name("a")
+
+
+async def test_aws_cli_auto_paginates_past_one_hundred_users(iam_env: IamEnv) -> None:
+    store = iam_env.broker.broker.store
+    for i in range(130):
+        await store.create_user(
+            User(id=str(uuid.uuid4()), provider="local", subject=f"p{i:03d}", name=f"p{i:03d}")
+        )
+    creds = await iam_env.credentials("admin")
+    code, out, err = await iam_env.aws(creds, "iam", "list-users")
+    assert code == 0, err
+    names = [u["UserName"] for u in out["Users"]]
+    assert [n for n in names if n.startswith("p")] == [f"p{i:03d}" for i in range(130)]
+    assert len(names) == len(set(names))
