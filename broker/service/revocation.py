@@ -75,7 +75,12 @@ class RevocationState:
         return dropped
 
     def is_revoked(self, *, session_id: str, user_id: str, role_arn: str, issued_at: float) -> bool:
-        """Raises ``RevocationStateStale`` when the state is too old to say "not revoked"."""
+        """Whether a credential issued at ``issued_at`` (its token's ``iat``) is revoked: its
+        session is, or its user or role was revoked at or after ``issued_at`` (fail closed at
+        the very instant). Tokens the broker issues carry ``iat`` to the millisecond, rounded
+        down (``tokens.issue_time``), so what is issued after a revocation lives unless it falls
+        within the same millisecond; older tokens carry whole seconds. Raises
+        ``RevocationStateStale`` when the state is too old to say "not revoked"."""
         polled = self.polled_at
         if polled is None or self._clock.now() - polled > self.max_staleness:
             raise RevocationStateStale()

@@ -22,13 +22,11 @@ from tests.conftest import RunningBroker
 from tests.forward_auth.conftest import VIEWER, BrokerStarter, session_token
 from tests.forward_auth.test_auth_endpoint import APP, ask, cookie, nginx
 
-# in the past (relying parties read the real clock) and not on a whole millisecond
-START = math.floor(time.time()) - 5 + 0.1234
-
 
 @pytest.fixture
 def clock() -> FrozenClock:
-    return FrozenClock(START)
+    """Just past (relying parties read the real clock), and not on a whole millisecond."""
+    return FrozenClock(math.floor(time.time()) - 5 + 0.1234)
 
 
 @pytest.fixture
@@ -49,6 +47,7 @@ def _payload_text(token: str) -> str:
 async def test_pyjwt_and_joserfc_accept_a_fresh_token_with_a_millisecond_iat(
     b: RunningBroker, clock: FrozenClock
 ) -> None:
+    start = clock.now()
     session = await session_token(b, "viewer")
     status, headers, _ = await ask(b, nginx(APP + "/x", **cookie(session)))
     assert status == 200
@@ -67,8 +66,8 @@ async def test_pyjwt_and_joserfc_accept_a_fresh_token_with_a_millisecond_iat(
             leeway=0,
             options={"require": ["exp", "iat", "nbf"]},
         )
-        assert claims["iat"] == claims["nbf"] == tokens.issue_time(START)
-        assert f'"iat":{int(START)}.123,' in _payload_text(token)  # a JSON number, 3 decimals
+        assert claims["iat"] == claims["nbf"] == tokens.issue_time(start)
+        assert f'"iat":{int(start)}.123,' in _payload_text(token)  # a JSON number, 3 decimals
         assert isinstance(claims["exp"], int)
 
         with warnings.catch_warnings():
@@ -85,11 +84,12 @@ async def test_a_token_with_a_whole_second_iat_still_verifies_and_is_still_revok
     b: RunningBroker, clock: FrozenClock
 ) -> None:
     """Tokens in flight when the broker is upgraded carry an integer ``iat``."""
+    start = clock.now()
     fresh = await session_token(b, "viewer")
     claims = jwt.decode(fresh, options={"verify_signature": False})
     claims["iat"] = claims["nbf"] = int(claims["iat"])
     old = b.broker.keyring.sign(claims, typ=tokens.SESSION_TYP)
-    assert f'"iat":{int(START)},' in _payload_text(old)
+    assert f'"iat":{int(start)},' in _payload_text(old)
     status, _, _ = await ask(b, nginx(APP + "/x", **cookie(old)))
     assert status == 200
     clock.advance(0.1)  # a revocation in the same second voids it ...

@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import jwt
 import pytest
 
+from broker.domain.tokens import issue_time
 from tests.sts.conftest import CALLER, Env, creds_of, post, post_raw, sign, web_identity
 from tests.sts.test_token_exchange import call, exchange
 
@@ -94,6 +96,9 @@ async def test_credentials_issued_just_after_a_revocation_in_the_same_second_wor
         env, "/oauth2/introspect", {"token": new["access_token"]}, bearer=new_creds[2]
     )
     assert (status, info["active"]) == (200, True)
+    iat = jwt.decode(new["access_token"], options={"verify_signature": False})["iat"]
+    assert iat == issue_time(env.clock.now())  # to the millisecond, in the same second
+    assert info["iat"] == info["nbf"] == int(iat)  # RFC 7662 §2.2: integer timestamps
     status, info, _ = await call(
         env, "/oauth2/introspect", {"token": old_token}, bearer=new_creds[2]
     )
