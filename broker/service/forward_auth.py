@@ -352,12 +352,13 @@ class ForwardAuth:
         if hit is not None and now < hit[1]:
             return hit[0]
         exp = min(now + self.assertion_lifetime, cred.expires_at)
+        iat = tokens.issue_time(now)
         claims: dict[str, Any] = {
             "iss": self._issuer,
             "sub": cred.user_id,
             "aud": origin,
-            "iat": int(now),
-            "nbf": int(now),
+            "iat": iat,
+            "nbf": iat,
             "exp": int(exp),
             "jti": secrets.token_urlsafe(12),
             "user": user_name(cred),

@@ -93,9 +93,14 @@ class RevocationState:
         issued_at: float,
         origin_session_id: str = "",
     ) -> bool:
-        """``origin_session_id``: the broker session the credential is or was derived from
-        (``Credential.origin_session_id``; "" for none). Raises ``RevocationStateStale`` when
-        the state is too old to say "not revoked"."""
+        """Whether a credential issued at ``issued_at`` (its token's ``iat``) is revoked: its
+        session (or the broker session it was derived from, ``origin_session_id``:
+        ``Credential.origin_session_id``, "" for none) is, or its user or role was revoked at
+        or after ``issued_at`` (fail closed at the very instant). Tokens the broker issues carry
+        ``iat`` to the millisecond, rounded down (``tokens.issue_time``), so what is issued
+        after a revocation lives unless it falls within the same millisecond; older tokens
+        carry whole seconds. Raises ``RevocationStateStale`` when the state is too old to say
+        "not revoked"."""
         polled = self.polled_at
         if polled is None or self._clock.now() - polled > self.max_staleness:
             raise RevocationStateStale()

@@ -458,8 +458,10 @@ class StsService:
         packed: int | None,
     ) -> IssuedCredentials:
         now = self._clock.now()
-        iat = int(now)
-        exp = iat + duration
+        # ``iat`` to the millisecond (a revocation within the same second must not void what
+        # is issued after it: see ``tokens.issue_time``); ``exp`` stays whole seconds.
+        iat = tokens.issue_time(now)
+        exp = int(now) + duration
         akid = sts.new_access_key_id()
         assumed = sts.assumed_role_arn(self._account, role.record.name, session_name)
         claims: dict[str, Any] = {
@@ -498,7 +500,7 @@ class StsService:
             access_key_id=akid,
             secret_access_key=derive_secret(self._secret_key, akid),
             session_token=token,
-            issued_at=float(iat),
+            issued_at=iat,
             expiration=float(exp),
             role_arn=role.arn,
             assumed_role_arn=assumed,
@@ -841,7 +843,7 @@ class StsService:
             "scope": f"role:{target.role_name}",
             "token_type": "Bearer",
             "exp": int(target.expires_at),
-            "iat": int(target.issued_at),
+            "iat": int(target.issued_at),  # §2.2: integer timestamps (the token's to the ms)
             "nbf": int(c.get("nbf", target.issued_at)),
             "sub": target.user_id,
             "aud": c.get("aud"),
