@@ -4,10 +4,12 @@ stores nothing, read-only config roles, and a role created here being assumable 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import boto3
 import pytest
 from botocore.config import Config
@@ -16,6 +18,7 @@ from botocore.exceptions import ClientError
 from broker.domain.claims import Identity
 from tests.iam.conftest import IamEnv, allow, call, error_code, policy, sts_client
 from tests.sts.conftest import ACCOUNT, web_trust
+from tests.support.login_driver import parse_forms
 
 READ_ONLY_ARN = f"arn:broker:iam::{ACCOUNT}:policy/ReadOnly"
 
@@ -304,8 +307,6 @@ async def test_delete_conflicts_while_policies_remain_and_ends_sessions(iam_env:
 
 
 async def authorize_status(env: IamEnv, creds: dict[str, str]) -> int:
-    import aiohttp
-
     body = {"action": "s3:GetObject", "resource": "arn:aws:s3:::bucket/key"}
     headers = {"Authorization": f"Bearer {creds['SessionToken']}"}
     async with (
@@ -429,3 +430,67 @@ async def test_a_retired_key_verifies_for_as_long_as_an_api_role_session_lasts(
         assert key.retired_at is not None
         assert key.expires_at is not None
         assert key.expires_at - key.retired_at >= 43200
+
+
+async def test_browser_login_takes_a_role_created_through_the_api(iam_env: IamEnv) -> None:
+    # the bootstrap local user admin signs in; its only role is one created just now
+    b = iam_env.broker
+    password = b.broker.bootstrap_password
+    assert password
+    iam = await iam_env.client("admin")
+    trust = web_trust("local", {"StringEquals": {"local:sub": "admin"}})
+    await call(iam, "create_role", RoleName="ops", AssumeRolePolicyDocument=json.dumps(trust))
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.get(f"{b.url}/login/local") as r:
+            fields = dict(parse_forms(await r.text())[0].fields)
+        async with s.post(
+            f"{b.url}/login/local",
+            data={**fields, "username": "admin", "password": password},
+            allow_redirects=False,
+        ) as r:
+            assert r.status == 303
+        async with s.get(f"{b.url}/password") as r:
+            form = dict(parse_forms(await r.text())[0].fields)
+        new = "correct horse battery staple"
+        data = {**form, "new_password": new, "confirm": new}
+        async with s.post(f"{b.url}/password", data=data) as r:
+            assert r.status == 200, await r.text()
+        async with s.get(f"{b.url}/session", headers={"Accept": "application/json"}) as r:
+            assert r.status == 200
+            assert (await r.json())["role"] == iam_env.arn("role", "ops")
+
+
+async def test_two_admins_racing_one_wins(iam_env: IamEnv) -> None:
+    admins = [await iam_env.client("admin") for _ in range(2)]
+    store = iam_env.broker.broker.store
+
+    async def attempt(i: int, op: str, **params: Any) -> str:
+        try:
+            await call(admins[i % 2], op, **params)
+        except ClientError as e:
+            return error_code(e)
+        return "ok"
+
+    results = await asyncio.gather(
+        *(
+            attempt(
+                i,
+                "create_role",
+                RoleName="race" if i % 2 else "RACE",
+                AssumeRolePolicyDocument=json.dumps(trust_for(f"sub-{i}")),
+                Tags=[{"Key": "by", "Value": str(i)}],
+            )
+            for i in range(6)
+        )
+    )
+    assert sorted(results) == ["EntityAlreadyExists"] * 5 + ["ok"]
+    winner = results.index("ok")
+    (role,) = [r for r in await store.list_roles() if r.name.lower() == "race"]
+    assert role.trust_policy == trust_for(f"sub-{winner}")
+    assert await store.list_tags("role", role.name) == {"by": str(winner)}
+
+    results = await asyncio.gather(
+        *(attempt(i, "delete_role", RoleName=role.name) for i in range(4))
+    )
+    assert sorted(results) == ["NoSuchEntity"] * 3 + ["ok"]
+    assert await store.get_role(role.name) is None
