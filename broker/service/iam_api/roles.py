@@ -90,6 +90,9 @@ async def create_role(call: Call) -> Result:
     p = call.params
     name = p["RoleName"]
     tags = _tags(p.get("Tags", []))
+    # ESCALATION (iampolicies' iam_api/escalation.py, once on main): a bounded caller creates
+    # only roles under its own boundary:
+    #   await escalation.require_boundary_for_new(call, "role", p.get("PermissionsBoundary"))
     if tags:  # tagging on create needs iam:TagRole as well, as in IAM
         call.api.authorize(call.caller, "TagRole", call.arn("role", name), call.req)
     view = await role_admin(call).create(
@@ -146,6 +149,9 @@ async def update_role_description(call: Call) -> Result:
 
 async def update_assume_role_policy(call: Call) -> Result:
     p = call.params
+    # ESCALATION (iampolicies' iam_api/escalation.py, once on main): a bounded caller changes
+    # the trust only of roles under its own boundary:
+    #   await escalation.require_bounded_target(call, "role", p["RoleName"], p["RoleName"])
     await role_admin(call).update(
         p["RoleName"],
         operation="UpdateAssumeRolePolicy",
