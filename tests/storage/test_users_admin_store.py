@@ -136,3 +136,34 @@ async def test_delete_racing_a_group_join_never_leaves_an_orphan(
         assert (uid in members) == (joined == "joined")
         if joined == "joined":
             await a.remove_group_member("devs", uid)
+
+
+async def test_racing_creators_and_renamers_of_one_local_name(store_factory: StoreFactory) -> None:
+    """Two admins creating user ``racer`` (or renaming someone to it): one wins, the other
+    gets ``AlreadyExists`` and nothing of its attempt is stored."""
+    a, b = await store_factory(), await store_factory()
+
+    async def create(s: SqlStore, uid: str) -> str:
+        try:
+            await s.create_user(local("racer", uid=uid))
+            return "created"
+        except AlreadyExists:
+            return "exists"
+
+    results = await asyncio.gather(create(a, "id-1"), create(b, "id-2"))
+    assert sorted(results) == ["created", "exists"]
+    assert len(await a.find_users_by_name("racer")) == 1
+    await a.create_user(local("x"))
+    await a.create_user(local("y"))
+
+    async def rename(s: SqlStore, uid: str) -> str:
+        try:
+            await s.rename_user(uid, "z", subject="z")
+            return "renamed"
+        except AlreadyExists:
+            return "exists"
+
+    results = await asyncio.gather(rename(a, "id-x"), rename(b, "id-y"))
+    assert sorted(results) == ["exists", "renamed"]
+    assert len(await a.find_users_by_name("z")) == 1
+    assert len(await a.find_users_by_name("x")) + len(await a.find_users_by_name("y")) == 1
