@@ -378,6 +378,10 @@ class Store(Protocol):
     async def list_groups(self) -> list[Group]:
         """By name."""
 
+    async def rename_group(self, name: str, new_name: str) -> Group:
+        """Rename a group with its members and policies, in one transaction.
+        ``RecordNotFound`` if missing, ``AlreadyExists`` (nothing changed) if the name is taken."""
+
     async def delete_group(self, name: str) -> None:
         """``RecordNotFound`` if missing; its memberships and policies go with it."""
 

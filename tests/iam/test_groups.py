@@ -177,3 +177,47 @@ async def test_two_admins_creating_the_same_group_one_wins(users_env: IamEnv) ->
     results = await asyncio.gather(create(a), create(b))
     assert sorted(results) == ["EntityAlreadyExists", "created"]
     assert [g.name for g in await store(env).list_groups()] == ["racers"]
+
+
+async def test_update_group_renames_with_members_and_policies(users_env: IamEnv) -> None:
+    env = users_env
+    iam = await env.client("admin")
+    await call(iam, "create_group", GroupName="devs")
+    await call(iam, "create_group", GroupName="ops")
+    await call(iam, "create_user", UserName="carol")
+    await call(iam, "add_user_to_group", GroupName="devs", UserName="carol")
+    await store(env).attach_policy("group", "devs", "ReadOnly")
+    assert await refused(iam, "update_group", GroupName="devs", NewGroupName="ops") == (
+        "EntityAlreadyExists"
+    )
+    assert await refused(iam, "update_group", GroupName="nope", NewGroupName="x") == (
+        "NoSuchEntity"
+    )
+    assert await refused(iam, "update_group", GroupName="devs", NewPath="/x/") == (
+        "ValidationError"
+    )
+    assert await refused(iam, "update_group", GroupName="devs", NewGroupName="g" * 129) == (
+        "ValidationError"
+    )
+    assert await store(env).get_group("devs") is not None
+    await call(iam, "update_group", GroupName="devs", NewGroupName="engineers")
+    got = await call(iam, "get_group", GroupName="engineers")
+    assert [u["UserName"] for u in got["Users"]] == ["carol"]
+    assert (await store(env).attached_policies("group", "engineers")).managed == ("ReadOnly",)
+    assert await refused(iam, "get_group", GroupName="devs") == "NoSuchEntity"
+    # the scoped caller may rename team-a only to a name it is also allowed on
+    scoped = await env.client("scoped")
+    await call(scoped, "create_group", GroupName="team-a")
+    assert await refused(scoped, "update_group", GroupName="team-a", NewGroupName="team-z") == (
+        "AccessDenied"
+    )
+    assert await refused(scoped, "update_group", GroupName="ops", NewGroupName="team-a") == (
+        "AccessDenied"
+    )
+    assert sorted(g.name for g in await store(env).list_groups()) == ["engineers", "ops", "team-a"]
+    creds = await env.credentials("admin")
+    code, _, err = await env.aws(
+        creds, "iam", "update-group", "--group-name", "ops", "--new-group-name", "operations"
+    )
+    assert code == 0, err
+    assert await store(env).get_group("operations") is not None

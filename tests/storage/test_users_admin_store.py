@@ -167,3 +167,45 @@ async def test_racing_creators_and_renamers_of_one_local_name(store_factory: Sto
     assert sorted(results) == ["exists", "renamed"]
     assert len(await a.find_users_by_name("z")) == 1
     assert len(await a.find_users_by_name("x")) + len(await a.find_users_by_name("y")) == 1
+
+
+async def test_rename_group_moves_members_and_policies(store: Store) -> None:
+    await store.create_user(local("ann"))
+    await store.create_group(Group("devs", description="d", created_at=5.0))
+    await store.create_group(Group("ops"))
+    await store.add_group_member("devs", "id-ann")
+    await store.put_managed_policy(ManagedPolicyRecord(name="mp", document={}))
+    await store.attach_policy("group", "devs", "mp")
+    await store.put_inline_policy("group", "devs", "p", {"Version": "2012-10-17"})
+    with pytest.raises(AlreadyExists):
+        await store.rename_group("devs", "ops")
+    assert await store.user_groups("id-ann") == ["devs"]
+    with pytest.raises(RecordNotFound):
+        await store.rename_group("nope", "x")
+    renamed = await store.rename_group("devs", "engineers")
+    assert (renamed.name, renamed.description, renamed.created_at) == ("engineers", "d", 5.0)
+    assert await store.get_group("devs") is None
+    assert await store.get_group("engineers") == renamed
+    assert await store.user_groups("id-ann") == ["engineers"]
+    attached = await store.attached_policies("group", "engineers")
+    assert attached.managed == ("mp",)
+    assert "p" in attached.inline
+    assert await store.attached_policies("group", "devs") == type(attached)()
+
+
+async def test_rename_group_racing_a_new_member_loses_nobody(store_factory: StoreFactory) -> None:
+    a, b = await store_factory(), await store_factory()
+    for i in range(5):
+        await a.create_group(Group(f"g{i}"))
+        await a.create_user(local(f"u{i}"))
+
+        async def join(i: int = i) -> str:
+            try:
+                await b.add_group_member(f"g{i}", f"id-u{i}")
+                return "joined"
+            except RecordNotFound:
+                return "gone"
+
+        joined, _ = await asyncio.gather(join(), a.rename_group(f"g{i}", f"h{i}"))
+        groups = await a.user_groups(f"id-u{i}")
+        assert groups == (["h" + str(i)] if joined == "joined" else [])

@@ -2,7 +2,8 @@
 
 ``DeleteGroup`` is refused (``DeleteConflict``) while the group has members or policies, as in
 AWS; ``AddUserToGroup`` is idempotent. The changes go through ``IamService``, which audits them.
-``UpdateGroup`` (renaming) is not supported: groups are keyed by name in the store.
+``UpdateGroup`` renames a group with its members and policies in one transaction; as in AWS
+the caller needs ``iam:UpdateGroup`` on both the old and the new name.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import base64
 import hashlib
 from typing import Any
 
-from broker.errors import IamValidationError, RecordNotFound
+from broker.errors import AlreadyExists, IamEntityAlreadyExists, IamValidationError, RecordNotFound
 from broker.service.iam_api.principals import group_named, user_named
 from broker.service.iam_api.registry import Action, Call, Result, anything, named
 from broker.service.iam_api.users import user_shape
@@ -71,6 +72,33 @@ async def delete_group(call: Call) -> Result:
     return {}
 
 
+async def update_group(call: Call) -> Result:
+    path = call.params.get("NewPath", "/")
+    if path != "/":
+        raise IamValidationError(
+            "unsupported_path", public_message="This broker supports only the path '/'."
+        )
+    group = await group_named(call, call.params["GroupName"])
+    new = call.params.get("NewGroupName")
+    if new is None or new == group.name:
+        return {}
+    call.api.authorize(call.caller, "UpdateGroup", call.arn("group", new), call.req)
+    await call.api.auditor.record_or_fail(
+        "iam.UpdateGroup",
+        "success",
+        req=call.req,
+        principal=call.actor,
+        details={"group": group.name, "new_name": new},
+    )
+    try:
+        await call.api.store.rename_group(group.name, new)
+    except AlreadyExists:
+        raise IamEntityAlreadyExists(
+            f"group_exists:{new}", public_message=f"Group with name {new} already exists."
+        ) from None
+    return {}
+
+
 async def add_user_to_group(call: Call) -> Result:
     group = await group_named(call, call.params["GroupName"])
     user = await user_named(call, call.params["UserName"])
@@ -100,6 +128,7 @@ ACTIONS = (
     Action("GetGroup", get_group, named("group", "GroupName"), mutates=False, page="Users"),
     Action("ListGroups", list_groups, anything, mutates=False, page="Groups"),
     Action("DeleteGroup", delete_group, named("group", "GroupName")),
+    Action("UpdateGroup", update_group, named("group", "GroupName")),
     Action("AddUserToGroup", add_user_to_group, named("group", "GroupName")),
     Action("RemoveUserFromGroup", remove_user_from_group, named("group", "GroupName")),
     Action(
