@@ -203,3 +203,16 @@ async def test_callers_without_the_permission_change_nothing(users_env: IamEnv, 
         failures = [e for e in await audit(env, action) if e.outcome == "failure"]
         assert failures
         assert failures[0].reason.startswith("not_authorized")
+
+
+async def test_a_renamed_local_user_signs_in_with_its_new_name(users_env: IamEnv) -> None:
+    env = users_env
+    iam = await env.client("admin")
+    await call(iam, "create_user", UserName="carol")
+    await call(iam, "create_login_profile", UserName="carol", Password=PASSWORD)
+    await call(iam, "update_user", UserName="carol", NewUserName="dave")
+    assert (await call(iam, "get_login_profile", UserName="dave"))["LoginProfile"]
+    async with browser() as s:
+        assert (await local_login(s, env, "carol", PASSWORD))[0] == 401
+    async with browser() as s:
+        assert (await local_login(s, env, "dave", PASSWORD))[0] == 303

@@ -295,3 +295,19 @@ async def test_two_admins_deleting_the_same_user_one_wins(users_env: IamEnv) -> 
     results = await asyncio.gather(delete(a), delete(b))
     assert sorted(results) == ["NoSuchEntity", "deleted"]
     assert not await store(env).find_users_by_name("racer")
+
+
+async def test_delete_user_ends_its_sts_credentials(users_env: IamEnv) -> None:
+    """A federated user (signed in once, so it has a record) holding STS credentials: deleting
+    it through the API voids them at once."""
+    env = users_env
+    await store(env).upsert_federated_user(
+        "fake", "nobody", name="nobody-user", email="", groups=[], now=1.0
+    )
+    held = await env.client("nobody")
+    assert await refused(held, "list_users") == "AccessDenied"  # authenticated, not allowed
+    admin = await env.client("admin")
+    await call(admin, "delete_user", UserName="nobody-user")
+    code = await refused(held, "list_users")
+    assert code in {"ExpiredToken", "InvalidClientTokenId"}, code
+    assert not await store(env).find_users_by_name("nobody-user")
