@@ -245,6 +245,17 @@ class Store(Protocol):
         user. ``RecordNotFound`` if missing, ``AlreadyExists`` if (provider, subject) is taken.
         Tags, memberships and policies are keyed by id: they stay."""
 
+    async def create_password(self, user_id: str, password_hash: str, *, must_change: bool) -> bool:
+        """Set the password only if the user has none (IAM's CreateLoginProfile); False (and
+        nothing changed) if it has one. ``RecordNotFound`` if missing."""
+
+    async def update_password(
+        self, user_id: str, password_hash: str | None, *, must_change: bool
+    ) -> bool:
+        """Change the password (None: keep it) and the must-change flag, only if the user has a
+        password (IAM's UpdateLoginProfile); False (nothing changed) if it has none, so that a
+        concurrent removal is not undone. ``RecordNotFound`` if missing."""
+
     async def clear_password(self, user_id: str) -> bool:
         """Remove the user's password (and the must-change flag); False if it had none.
         ``RecordNotFound`` if missing."""

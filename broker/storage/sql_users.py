@@ -1,5 +1,6 @@
 """Administering users (the IAM API's ``UpdateUser``/``DeleteUser``/login profiles): the SQL
-half of the ``Store`` protocol's ``rename_user``, ``delete_user`` and ``clear_password``."""
+half of the ``Store`` protocol's ``rename_user``, ``delete_user`` and the conditional password
+writes ``create_password``/``update_password``/``clear_password``."""
 
 from __future__ import annotations
 
@@ -30,6 +31,33 @@ class UsersAdminMixin(SqlBase):
             if row is None:
                 raise RecordNotFound(f"user {user_id!r} not found")
             return _user(row)
+
+    async def create_password(self, user_id: str, password_hash: str, *, must_change: bool) -> bool:
+        return await self._set_password_if(
+            user_id, {"password_hash": password_hash}, must_change, exists=False
+        )
+
+    async def update_password(
+        self, user_id: str, password_hash: str | None, *, must_change: bool
+    ) -> bool:
+        values = {} if password_hash is None else {"password_hash": password_hash}
+        return await self._set_password_if(user_id, values, must_change, exists=True)
+
+    async def _set_password_if(
+        self, user_id: str, values: dict[str, str], must_change: bool, *, exists: bool
+    ) -> bool:
+        u = t.users
+        has = u.c.password_hash.is_not(None) if exists else u.c.password_hash.is_(None)
+        async with self._write("set password") as conn:
+            result = await conn.execute(
+                sa.update(u)
+                .where(u.c.id == user_id, has)
+                .values(**values, must_change_password=must_change)
+            )
+            if result.rowcount:
+                return True
+            await self._require(conn, u.c.id, user_id, "user")
+            return False
 
     async def clear_password(self, user_id: str) -> bool:
         async with self._write("clear password") as conn:

@@ -3,6 +3,7 @@ AWS CLI, and the browser login they give at /login/local."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -216,3 +217,25 @@ async def test_a_renamed_local_user_signs_in_with_its_new_name(users_env: IamEnv
         assert (await local_login(s, env, "carol", PASSWORD))[0] == 401
     async with browser() as s:
         assert (await local_login(s, env, "dave", PASSWORD))[0] == 303
+
+
+async def test_two_admins_creating_a_login_profile_one_wins(users_env: IamEnv) -> None:
+    env = users_env
+    a, b = await env.client("admin"), await env.client("admin")
+    await call(a, "create_user", UserName="carol")
+
+    async def create(client: Any, password: str) -> str:
+        try:
+            await call(client, "create_login_profile", UserName="carol", Password=password)
+            return "created"
+        except ClientError as e:
+            return error_code(e)
+
+    results = await asyncio.gather(create(a, PASSWORD), create(b, NEW))
+    assert sorted(results) == ["EntityAlreadyExists", "created"]
+    winner = PASSWORD if results[0] == "created" else NEW
+    loser = NEW if winner == PASSWORD else PASSWORD
+    async with browser() as s:
+        assert (await local_login(s, env, "carol", loser))[0] == 401
+    async with browser() as s:
+        assert (await local_login(s, env, "carol", winner))[0] == 303

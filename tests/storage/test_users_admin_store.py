@@ -209,3 +209,36 @@ async def test_rename_group_racing_a_new_member_loses_nobody(store_factory: Stor
         joined, _ = await asyncio.gather(join(), a.rename_group(f"g{i}", f"h{i}"))
         groups = await a.user_groups(f"id-u{i}")
         assert groups == (["h" + str(i)] if joined == "joined" else [])
+
+
+async def test_conditional_password_writes(store: Store) -> None:
+    await store.create_user(local("ann"))
+    assert await store.update_password("id-ann", "h0", must_change=True) is False
+    assert (await store.get_user("id-ann")).password_hash is None
+    assert await store.create_password("id-ann", "h1", must_change=True) is True
+    assert await store.create_password("id-ann", "h2", must_change=False) is False
+    user = await store.get_user("id-ann")
+    assert (user.password_hash, user.must_change_password) == ("h1", True)
+    assert await store.update_password("id-ann", None, must_change=False) is True
+    user = await store.get_user("id-ann")
+    assert (user.password_hash, user.must_change_password) == ("h1", False)
+    assert await store.update_password("id-ann", "h3", must_change=True) is True
+    assert (await store.get_user("id-ann")).password_hash == "h3"
+    for write in (
+        store.create_password("nobody", "h", must_change=False),
+        store.update_password("nobody", None, must_change=False),
+    ):
+        with pytest.raises(RecordNotFound):
+            await write
+
+
+async def test_racing_password_creators_one_wins(store_factory: StoreFactory) -> None:
+    a, b = await store_factory(), await store_factory()
+    await a.create_user(local("ann"))
+    results = await asyncio.gather(
+        a.create_password("id-ann", "ha", must_change=False),
+        b.create_password("id-ann", "hb", must_change=False),
+    )
+    assert sorted(results) == [False, True]
+    expected = "ha" if results[0] else "hb"
+    assert (await a.get_user("id-ann")).password_hash == expected

@@ -70,7 +70,11 @@ async def create_login_profile(call: Call) -> Result:
     reset = bool(call.params.get("PasswordResetRequired", False))
     new_hash = await _hash(call, user, password)
     await _audit(call, "CreateLoginProfile", user, reset)
-    await call.api.store.set_password(user.id, new_hash, must_change=reset)
+    if not await call.api.store.create_password(user.id, new_hash, must_change=reset):
+        raise IamEntityAlreadyExists(  # a concurrent CreateLoginProfile was first
+            f"login_profile_exists:{user.name}",
+            public_message=f"Login Profile for user {user.name} already exists.",
+        )
     return {"LoginProfile": _profile(user, reset)}
 
 
@@ -87,9 +91,10 @@ async def update_login_profile(call: Call) -> Result:
         raise _no_profile(user)
     reset = bool(call.params.get("PasswordResetRequired", user.must_change_password))
     password = call.params.get("Password")
-    new_hash = user.password_hash if password is None else await _hash(call, user, password)
+    new_hash = None if password is None else await _hash(call, user, password)
     await _audit(call, "UpdateLoginProfile", user, reset, password_changed=password is not None)
-    await call.api.store.set_password(user.id, new_hash, must_change=reset)
+    if not await call.api.store.update_password(user.id, new_hash, must_change=reset):
+        raise _no_profile(user)  # deleted meanwhile: not brought back
     return {}
 
 
