@@ -156,19 +156,56 @@ async def test_aws_cli_updates_and_deletes_users(users_env: IamEnv) -> None:
 # --- authorization --------------------------------------------------------------------------
 
 
+UNSIGNED_CALLS: list[tuple[str, dict[str, str]]] = [
+    ("CreateUser", {"UserName": "mallory"}),
+    ("UpdateUser", {"UserName": "alice", "NewUserName": "alice2"}),
+    ("DeleteUser", {"UserName": "alice"}),
+    ("TagUser", {"UserName": "alice", "Tags.member.1.Key": "k", "Tags.member.1.Value": "v"}),
+    ("UntagUser", {"UserName": "alice", "TagKeys.member.1": "team"}),
+    ("ListUserTags", {"UserName": "alice"}),
+    ("ListGroupsForUser", {"UserName": "alice"}),
+    ("CreateLoginProfile", {"UserName": "alice", "Password": "a long enough password 1"}),
+    ("GetLoginProfile", {"UserName": "alice"}),
+    ("UpdateLoginProfile", {"UserName": "alice", "PasswordResetRequired": "true"}),
+    ("DeleteLoginProfile", {"UserName": "alice"}),
+    ("CreateGroup", {"GroupName": "mallory"}),
+    ("GetGroup", {"GroupName": "team-a"}),
+    ("ListGroups", {}),
+    ("UpdateGroup", {"GroupName": "team-a", "NewGroupName": "team-z"}),
+    ("DeleteGroup", {"GroupName": "team-a"}),
+    ("AddUserToGroup", {"GroupName": "team-a", "UserName": "alice"}),
+    ("RemoveUserFromGroup", {"GroupName": "team-a", "UserName": "alice"}),
+    ("TagRole", {"RoleName": "admin", "Tags.member.1.Key": "k", "Tags.member.1.Value": "v"}),
+    ("UntagRole", {"RoleName": "admin", "TagKeys.member.1": "k"}),
+    ("ListRoleTags", {"RoleName": "admin"}),
+]
+
+
 async def test_unauthenticated_calls_change_nothing(users_env: IamEnv) -> None:
     from tests.sts.conftest import sts_post
 
     env = users_env
-    await call(await env.client("admin"), "create_user", UserName="alice")
-    for action, extra in (
-        ("UpdateUser", {"UserName": "alice", "NewUserName": "alice2"}),
-        ("DeleteUser", {"UserName": "alice"}),
-    ):
+    admin = await env.client("admin")
+    await call(admin, "create_user", UserName="alice", Tags=[{"Key": "team", "Value": "a"}])
+    await call(admin, "create_group", GroupName="team-a")
+    alice = (await store(env).find_users_by_name("alice"))[0]
+    creds = await env.credentials("admin")
+    forged = {**creds, "SecretAccessKey": "x" * 40}
+    for action, extra in UNSIGNED_CALLS:
         status, text = await sts_post(env.url, {"Action": action, "Version": "2010-05-08", **extra})
-        assert status == 403
+        assert status == 403, action
         assert "MissingAuthenticationToken" in text
-    assert [u.name for u in await store(env).find_users_by_name("alice")] == ["alice"]
+        status, text = await raw_iam(env, forged, form({"Action": action, **extra}))
+        assert status == 403, action
+        assert "SignatureDoesNotMatch" in text, text
+        events = await audit(env, f"iam.{action}")
+        assert len([e for e in events if e.outcome == "failure"]) == 2, action
+    assert sorted(u.name for u in await store(env).list_users()) == ["admin", "alice"]
+    assert await store(env).get_user(alice.id) == alice
+    assert await store(env).list_tags("user", alice.id) == {"team": "a"}
+    assert [g.name for g in await store(env).list_groups()] == ["team-a"]
+    assert await store(env).group_members("team-a") == []
+    assert await store(env).list_tags("role", "admin") == {}
 
 
 @pytest.mark.parametrize("role", ["nobody", "reader", "scoped"])
