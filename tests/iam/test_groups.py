@@ -221,3 +221,31 @@ async def test_update_group_renames_with_members_and_policies(users_env: IamEnv)
     )
     assert code == 0, err
     assert await store(env).get_group("operations") is not None
+
+
+async def test_members_and_a_users_groups_are_paged(users_env: IamEnv) -> None:
+    env = users_env
+    iam = await env.client("admin")
+    await call(iam, "create_group", GroupName="big")
+    users = [f"m{i:02d}" for i in range(12)]
+    for name in users:
+        await call(iam, "create_user", UserName=name)
+        await call(iam, "add_user_to_group", GroupName="big", UserName=name)
+    groups = [f"g{i:02d}" for i in range(7)]
+    for name in groups:
+        await call(iam, "create_group", GroupName=name)
+        await call(iam, "add_user_to_group", GroupName=name, UserName="m00")
+    creds = await env.credentials("reader")
+    code, out, err = await env.aws(
+        creds, "iam", "get-group", "--group-name", "big", "--page-size", "5"
+    )
+    assert code == 0, err
+    assert [u["UserName"] for u in out["Users"]] == users
+    code, out, err = await env.aws(
+        creds, "iam", "list-groups-for-user", "--user-name", "m00", "--page-size", "3"
+    )
+    assert code == 0, err
+    assert [g["GroupName"] for g in out["Groups"]] == ["big", *groups]
+    page = await call(iam, "list_groups_for_user", UserName="m00", MaxItems=3)
+    assert page["IsTruncated"] is True
+    assert len(page["Groups"]) == 3
