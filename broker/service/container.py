@@ -239,6 +239,7 @@ class Broker:
             clock=clock,
             actions=all_actions(),
             refresh=refresh_iam,
+            hashing=hashing,
         )
         now = clock.now()
         return cls(

@@ -240,6 +240,32 @@ class Store(Protocol):
         """``RecordNotFound`` if missing. A disabled user cannot sign in; ending what it
         already holds is ``revoke_user_sessions``."""
 
+    async def rename_user(self, user_id: str, name: str, *, subject: str | None = None) -> User:
+        """Set the user's ``name`` (and, for a local user, its login ``subject``); returns the
+        user. ``RecordNotFound`` if missing, ``AlreadyExists`` if (provider, subject) is taken.
+        Tags, memberships and policies are keyed by id: they stay."""
+
+    async def create_password(self, user_id: str, password_hash: str, *, must_change: bool) -> bool:
+        """Set the password only if the user has none (IAM's CreateLoginProfile); False (and
+        nothing changed) if it has one. ``RecordNotFound`` if missing."""
+
+    async def update_password(
+        self, user_id: str, password_hash: str | None, *, must_change: bool
+    ) -> bool:
+        """Change the password (None: keep it) and the must-change flag, only if the user has a
+        password (IAM's UpdateLoginProfile); False (nothing changed) if it has none, so that a
+        concurrent removal is not undone. ``RecordNotFound`` if missing."""
+
+    async def clear_password(self, user_id: str) -> bool:
+        """Remove the user's password (and the must-change flag); False if it had none.
+        ``RecordNotFound`` if missing."""
+
+    async def delete_user(self, user_id: str) -> User:
+        """Delete the user, its tags and its permissions boundary, in one transaction, and
+        return it. ``RecordNotFound`` if missing; ``Conflict`` (nothing deleted) while it has a
+        password, group memberships, or attached or inline policies (IAM's DeleteConflict).
+        Its sessions are not touched here (ending them is a revocation)."""
+
     async def count_users(self) -> int: ...
     async def list_users(self) -> list[User]: ...
     async def find_users_by_name(self, name: str) -> list[User]:
@@ -372,6 +398,10 @@ class Store(Protocol):
     async def get_group(self, name: str) -> Group | None: ...
     async def list_groups(self) -> list[Group]:
         """By name."""
+
+    async def rename_group(self, name: str, new_name: str) -> Group:
+        """Rename a group with its members and policies, in one transaction.
+        ``RecordNotFound`` if missing, ``AlreadyExists`` (nothing changed) if the name is taken."""
 
     async def delete_group(self, name: str) -> None:
         """``RecordNotFound`` if missing; its memberships and policies go with it."""

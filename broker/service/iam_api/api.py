@@ -41,6 +41,7 @@ from broker.errors import (
 )
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
+from broker.service.hashing import PasswordHashing
 from broker.service.iam import IamService
 from broker.service.iam_api.registry import Action, Call, Caller, Params, Result
 from broker.service.offboarding import OffboardingService
@@ -108,6 +109,7 @@ class IamApi:
         clock: Clock,
         actions: Sequence[Action],
         refresh: Callable[[], Awaitable[None]],
+        hashing: PasswordHashing | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -118,6 +120,7 @@ class IamApi:
         self.clock = clock
         self._actions: Mapping[str, Action] = {a.name: a for a in actions}
         self._refresh = refresh
+        self.hashing = hashing  # login profiles' passwords (argon2, off the event loop)
         self._generation: str | None = None
 
     @property
