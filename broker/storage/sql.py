@@ -66,6 +66,7 @@ from broker.storage.base import (
     SingleUse,
     User,
 )
+from broker.storage.sql_providers import OidcProvidersMixin
 
 __all__ = [
     "SqlStore",
@@ -579,7 +580,7 @@ def _user_values(user: User) -> dict[str, Any]:
 # --- the store -----------------------------------------------------------------------------
 
 
-class SqlStore:
+class SqlStore(OidcProvidersMixin):
     """The ``Store`` protocol on one SQLAlchemy async engine (SQLite or PostgreSQL).
 
     Open it with ``open_store(url)`` after ``broker.storage.migrate(url)``; ``close()`` disposes
