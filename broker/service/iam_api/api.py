@@ -42,6 +42,7 @@ from broker.service.authorize import Authorizer
 from broker.service.iam import IamService
 from broker.service.iam_api.registry import Action, Call, Caller, Params, Result
 from broker.service.offboarding import OffboardingService
+from broker.service.providers import OidcProviderService
 from broker.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -104,12 +105,14 @@ class IamApi:
         clock: Clock,
         actions: Sequence[Action],
         refresh: Callable[[], Awaitable[None]],
+        providers: OidcProviderService | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.iam = iam
         self.authorizer = authorizer
         self.offboarding = offboarding
+        self.providers = providers or OidcProviderService(settings, store, auditor, clock)
         self.auditor = auditor
         self.clock = clock
         self._actions: Mapping[str, Action] = {a.name: a for a in actions}
