@@ -95,7 +95,7 @@ def provider_name(url: str) -> str:
             "oidc_url_not_https",
             "The URL must begin with https:// (http:// is accepted for loopback hosts only).",
         )
-    if u.username is not None or u.password is not None or u.query or u.fragment:
+    if u.username is not None or u.password is not None or "?" in url or "#" in url:
         raise _invalid(
             "oidc_url_parts", "The URL must not contain user information, a query or a fragment."
         )
