@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 MAX_PROVIDERS = 100  # AWS's default quota of OIDC providers per account
 MAX_CLIENT_IDS = 100  # AWS: up to 100 client IDs (audiences) per provider
 MAX_THUMBPRINTS = 5  # AWS: up to 5 thumbprints per provider
+MAX_TAGS = 50  # IAM: 50 tags per resource
 REFRESH_ON_MISS_COOLDOWN = 1.0
 
 _ARN = re.compile(r"arn:(broker|aws):iam::(\d{12}):oidc-provider/(.+)")
@@ -173,6 +174,12 @@ def _check_client_ids(client_ids: Sequence[str]) -> tuple[str, ...]:
     return ids
 
 
+def _check_tag_keys(tags: Sequence[tuple[str, str]]) -> None:
+    keys = [k.lower() for k, _ in tags]
+    if len(set(keys)) != len(keys):
+        raise _invalid("duplicate_tag_keys", "Duplicate tag keys found.")
+
+
 class OidcProviderService:
     """The IAM entity: create, read, change and delete registered providers (audited,
     fail-closed: the success row is written before the change)."""
@@ -247,9 +254,7 @@ class OidcProviderService:
         name = provider_name(url)
         ids = _check_client_ids(client_ids)
         prints = _check_thumbprints(thumbprints)
-        keys = [k.lower() for k, _ in tags]
-        if len(set(keys)) != len(keys):
-            raise _invalid("duplicate_tag_keys", "Duplicate tag keys found.")
+        _check_tag_keys(tags)
         clash = self._config_clash(name, url)
         if clash is not None:
             raise AlreadyExists(
@@ -257,7 +262,13 @@ class OidcProviderService:
                 public_message=f"Provider with url {url[:255]} already exists (declared in "
                 f"the configuration as {clash}).",
             )
-        if len(await self._store.list_oidc_providers()) >= MAX_PROVIDERS:
+        registered = await self._store.list_oidc_providers()
+        if any(r.name == name for r in registered):  # (a racing create: the store's key)
+            raise AlreadyExists(
+                f"oidc_provider_exists:{name[:200]}",
+                public_message=f"Provider with url {url[:255]} already exists.",
+            )
+        if len(registered) >= MAX_PROVIDERS:
             raise IamLimitExceeded(
                 "oidc_provider_quota",
                 public_message=f"Cannot exceed quota for OpenIdConnectProvidersPerAccount: "
@@ -383,6 +394,54 @@ class OidcProviderService:
             name,
             change,
             details={"client_id": client_id},
+            actor=actor,
+            req=req,
+        )
+
+    async def tag(
+        self, name: str, tags: Sequence[tuple[str, str]], *, actor: str, req: RequestInfo
+    ) -> OidcProviderRecord:
+        """Add or overwrite tags (keys compare case-insensitively, as IAM's); at most
+        ``MAX_TAGS``, else ``LimitExceeded`` and nothing changes."""
+        _check_tag_keys(tags)
+        now = self._clock.now()
+
+        def change(p: OidcProviderRecord) -> OidcProviderRecord:
+            new = {k.lower(): (k, v) for k, v in tags}
+            kept = [(k, v) for k, v in p.tags if k.lower() not in new]
+            merged = (*kept, *new.values())
+            if len(merged) > MAX_TAGS:
+                raise IamLimitExceeded(
+                    f"tag_limit:{MAX_TAGS}",
+                    public_message=f"The number of tags has reached the maximum limit of "
+                    f"{MAX_TAGS}.",
+                )
+            return replace(p, tags=merged, updated_at=now)
+
+        return await self._update(
+            "TagOpenIDConnectProvider",
+            name,
+            change,
+            details={"keys": [k for k, _ in tags]},
+            actor=actor,
+            req=req,
+        )
+
+    async def untag(
+        self, name: str, keys: Sequence[str], *, actor: str, req: RequestInfo
+    ) -> OidcProviderRecord:
+        gone = {k.lower() for k in keys}
+        now = self._clock.now()
+
+        def change(p: OidcProviderRecord) -> OidcProviderRecord:
+            kept = tuple((k, v) for k, v in p.tags if k.lower() not in gone)
+            return replace(p, tags=kept, updated_at=now)
+
+        return await self._update(
+            "UntagOpenIDConnectProvider",
+            name,
+            change,
+            details={"keys": list(keys)},
             actor=actor,
             req=req,
         )

@@ -200,6 +200,39 @@ async def test_tags_and_thumbprints_are_stored(oidc_env: IamEnv) -> None:
     got = await call(iam, "get_open_id_connect_provider", OpenIDConnectProviderArn=GHA_ARN)
     assert got["ThumbprintList"] == ["a" * 40, "b" * 40]
 
+    # tags: overwrite by key (case-insensitively, as IAM), untag, list paged
+    await call(iam, "tag_open_id_connect_provider", OpenIDConnectProviderArn=GHA_ARN,
+               Tags=[{"Key": "TEAM", "Value": "ops"}, {"Key": "env", "Value": "prod"}])  # fmt: skip
+    out = await call(iam, "list_open_id_connect_provider_tags", OpenIDConnectProviderArn=GHA_ARN)
+    assert out["Tags"] == [{"Key": "TEAM", "Value": "ops"}, {"Key": "env", "Value": "prod"}]
+    page = await call(iam, "list_open_id_connect_provider_tags",
+                      OpenIDConnectProviderArn=GHA_ARN, MaxItems=1)  # fmt: skip
+    assert page["IsTruncated"] is True
+    assert page["Tags"] == [{"Key": "TEAM", "Value": "ops"}]
+    await call(iam, "untag_open_id_connect_provider", OpenIDConnectProviderArn=GHA_ARN,
+               TagKeys=["team", "absent"])  # fmt: skip
+    out = await call(iam, "list_open_id_connect_provider_tags", OpenIDConnectProviderArn=GHA_ARN)
+    assert out["Tags"] == [{"Key": "env", "Value": "prod"}]
+    many = [{"Key": f"k{i}", "Value": "v"} for i in range(50)]
+    with pytest.raises(ClientError) as e:
+        await call(iam, "tag_open_id_connect_provider", OpenIDConnectProviderArn=GHA_ARN,
+                   Tags=many)  # fmt: skip
+    assert error_code(e.value) == "LimitExceeded"
+    with pytest.raises(ClientError) as e:
+        await call(iam, "tag_open_id_connect_provider", OpenIDConnectProviderArn=GHA_ARN,
+                   Tags=[{"Key": "a", "Value": "1"}, {"Key": "A", "Value": "2"}])  # fmt: skip
+    assert error_code(e.value) == "InvalidInput"
+    record = await oidc_env.broker.broker.store.get_oidc_provider(registered_name(GHA))
+    assert record is not None
+    assert record.tags == (("env", "prod"),)
+    fake = f"arn:broker:iam::{ACCOUNT}:oidc-provider/fake"
+    with pytest.raises(ClientError) as e:
+        await call(iam, "tag_open_id_connect_provider", OpenIDConnectProviderArn=fake,
+                   Tags=[{"Key": "a", "Value": "1"}])  # fmt: skip
+    assert error_code(e.value) == "UnmodifiableEntity"
+    out = await call(iam, "list_open_id_connect_provider_tags", OpenIDConnectProviderArn=fake)
+    assert out["Tags"] == []
+
 
 async def test_aws_error_codes_and_nothing_stored(oidc_env: IamEnv) -> None:
     iam = await oidc_env.client("admin")
@@ -348,6 +381,9 @@ OP_ACTION = {
     "remove_client_id_from_open_id_connect_provider": "RemoveClientIDFromOpenIDConnectProvider",
     "update_open_id_connect_provider_thumbprint": "UpdateOpenIDConnectProviderThumbprint",
     "list_open_id_connect_providers": "ListOpenIDConnectProviders",
+    "tag_open_id_connect_provider": "TagOpenIDConnectProvider",
+    "untag_open_id_connect_provider": "UntagOpenIDConnectProvider",
+    "list_open_id_connect_provider_tags": "ListOpenIDConnectProviderTags",
 }
 
 
@@ -358,7 +394,8 @@ async def test_authorization_table(oidc_env: IamEnv) -> None:
     admin = await oidc_env.client("admin")
     other_url = "https://idp.example.com/tenant"
     other = f"arn:broker:iam::{ACCOUNT}:oidc-provider/idp.example.com/tenant"
-    await call(admin, "create_open_id_connect_provider", Url=other_url, ClientIDList=["a"])
+    await call(admin, "create_open_id_connect_provider", Url=other_url, ClientIDList=["a"],
+               Tags=[{"Key": "t", "Value": "1"}])  # fmt: skip
     before = await b.store.list_oidc_providers()
     nobody = await oidc_env.client("nobody")
     reader = await oidc_env.client("reader")
@@ -366,7 +403,7 @@ async def test_authorization_table(oidc_env: IamEnv) -> None:
     for op, params in _authz_cases(other_url, other):
         action = OP_ACTION[op]
         clients = [("nobody", nobody), ("gha-admin", gha_admin)]
-        if not op.startswith("get"):
+        if not op.startswith(("get", "list")):
             clients.append(("reader", reader))
         for who, client in clients:
             with pytest.raises(ClientError) as e:

@@ -52,7 +52,7 @@ def _shape(view: ProviderView) -> dict[str, Any]:
 
 async def create(call: Call) -> Result:
     p = call.params
-    tags = tuple((str(t["Key"]), str(t.get("Value", ""))) for t in p.get("Tags", []))
+    tags = _tag_pairs(call)
     record = await call.api.providers.create(
         str(p["Url"]),
         client_ids=[str(c) for c in p.get("ClientIDList", [])],
@@ -102,6 +102,26 @@ async def update_thumbprint(call: Call) -> Result:
     return {}
 
 
+def _tag_pairs(call: Call) -> tuple[tuple[str, str], ...]:
+    return tuple((str(t["Key"]), str(t.get("Value", ""))) for t in call.params.get("Tags", []))
+
+
+async def tag(call: Call) -> Result:
+    await call.api.providers.tag(_name(call), _tag_pairs(call), actor=call.actor, req=call.req)
+    return {}
+
+
+async def untag(call: Call) -> Result:
+    keys = [str(k) for k in call.params["TagKeys"]]
+    await call.api.providers.untag(_name(call), keys, actor=call.actor, req=call.req)
+    return {}
+
+
+async def list_tags(call: Call) -> Result:
+    view = await call.api.providers.get(_name(call))
+    return {"Tags": _tags(view.tags)}
+
+
 _ARN_PARAM = given_arn("OpenIDConnectProviderArn")
 
 ACTIONS = (
@@ -112,4 +132,7 @@ ACTIONS = (
     Action("AddClientIDToOpenIDConnectProvider", add_client_id, _ARN_PARAM),
     Action("RemoveClientIDFromOpenIDConnectProvider", remove_client_id, _ARN_PARAM),
     Action("UpdateOpenIDConnectProviderThumbprint", update_thumbprint, _ARN_PARAM),
+    Action("TagOpenIDConnectProvider", tag, _ARN_PARAM),
+    Action("UntagOpenIDConnectProvider", untag, _ARN_PARAM),
+    Action("ListOpenIDConnectProviderTags", list_tags, _ARN_PARAM, mutates=False, page="Tags"),
 )
