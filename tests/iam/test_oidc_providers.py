@@ -41,7 +41,7 @@ from tests.sts.conftest import (
     web_trust,
 )
 from tests.support.fake_idp import FakeIdP
-from tests.support.oidc_server import OidcServer
+from tests.support.oidc_server import OidcServer, free_port
 
 GHA = "https://token.actions.githubusercontent.com"
 GHA_ARN = f"arn:broker:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
@@ -495,3 +495,37 @@ async def test_root_caller_and_racing_admins(oidc_env: IamEnv) -> None:
     root: Caller = b.iam_api.root()
     out = await b.iam_api.call(root, "ListOpenIDConnectProviders", {})
     assert {"Arn": GHA_ARN} in out["OpenIDConnectProviderList"]
+
+
+async def test_forged_and_unreachable_registered_issuers_are_refused_and_audited(
+    oidc_env: IamEnv, oidc_server: OidcServer
+) -> None:
+    """A token naming a registered issuer but signed by someone else; a registered provider
+    that does not answer; the token of a *config* provider presented with a registered
+    provider's name in the trust policy: all refused, nothing issued, audited."""
+    iam = await oidc_env.client("admin")
+    issuer = oidc_server.issuers["corp"]
+    await call(iam, "create_open_id_connect_provider", Url=issuer, ClientIDList=["broker"])
+    forged = oidc_env.idp.mint({"iss": issuer, "aud": "broker", "sub": "alice"})
+    with pytest.raises(ClientError) as e:
+        await assume(oidc_env, forged)
+    assert error_code(e.value) == "InvalidIdentityToken"
+    down = f"http://127.0.0.1:{free_port()}/gone"
+    await call(iam, "create_open_id_connect_provider", Url=down, ClientIDList=["broker"])
+    unreachable = oidc_env.idp.mint({"iss": down, "aud": "broker", "sub": "alice"})
+    with pytest.raises(ClientError) as e:
+        await assume(oidc_env, unreachable)
+    assert error_code(e.value) == "IDPCommunicationError"
+    # the config provider "fake" may not pose as the registered one
+    fake_alice = oidc_env.idp.mint({"sub": "alice", "aud": oidc_env.idp.client_id})
+    with pytest.raises(ClientError) as e:
+        await assume(oidc_env, fake_alice)
+    assert error_code(e.value) == "AccessDenied"
+    b = oidc_env.broker.broker
+    await b.auditor.flush()
+    events = await b.store.list_audit(action="sts.AssumeRoleWithWebIdentity")
+    reasons = [ev.reason for ev in events if ev.outcome == "failure"]
+    assert reasons[0].startswith("trust_policy")
+    assert f"provider:{registered_name(down)}:discovery_unreachable" in reasons[1]
+    assert reasons[-1] == f"id_token:{registered_name(issuer)}:unknown_kid"
+    assert not [ev for ev in events if ev.outcome == "success" and "deployer" in ev.principal]
