@@ -73,6 +73,12 @@ class Conflict(BrokerError):
     public_message = "The request conflicts with the current state."
 
 
+class LimitExceeded(Conflict):
+    """A quota would be exceeded (tags per entity, versions per policy, ...)."""
+
+    code = "limit_exceeded"
+
+
 class Unauthenticated(BrokerError):
     """No valid credential was presented."""
 

@@ -226,6 +226,17 @@ audit_checkpoints = sa.Table(
     sa.Column("token", sa.Text(), nullable=False),
 )
 
+# Tags on users (principal: the user's id) and roles (principal: the role's name), as IAM's.
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("principal", sa.String(), nullable=False),
+    sa.Column("key", sa.String(), nullable=False),
+    sa.Column("value", sa.String(), nullable=False),
+    sa.PrimaryKeyConstraint("kind", "principal", "key"),
+)
+
 # OpenID Connect providers registered through the IAM API (config providers are not stored)
 oidc_providers = sa.Table(
     "oidc_providers",

@@ -9,15 +9,14 @@ write transactions are ``BEGIN IMMEDIATE``, one writer at a time), so that two c
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from broker.errors import RecordNotFound
 from broker.storage import schema as t
 from broker.storage.base import OidcProviderRecord
+from broker.storage.sql_base import SqlBase
 
 _P = t.oidc_providers
 
@@ -46,14 +45,7 @@ def _record(row: Any) -> OidcProviderRecord:
     )
 
 
-class OidcProvidersMixin:
-    if TYPE_CHECKING:
-
-        def _write(self, what: str) -> AbstractAsyncContextManager[AsyncConnection]: ...
-        def _read(
-            self, what: str, *, snapshot: bool = False
-        ) -> AbstractAsyncContextManager[AsyncConnection]: ...
-
+class OidcProvidersMixin(SqlBase):
     async def create_oidc_provider(self, provider: OidcProviderRecord) -> None:
         async with self._write(f"create oidc provider {provider.name!r}") as conn:
             await conn.execute(sa.insert(_P).values(**_values(provider)))

@@ -28,11 +28,13 @@ from broker.errors import (
     IamEntityAlreadyExists,
     IamError,
     IamInvalidInput,
+    IamLimitExceeded,
     IamMalformedPolicyDocument,
     IamNoSuchEntity,
     IamServiceFailure,
     IamUnmodifiableEntity,
     InvalidRequest,
+    LimitExceeded,
     NotFound,
     RecordNotFound,
     StsError,
@@ -79,6 +81,8 @@ def as_iam_error(e: BrokerError) -> BrokerError:
         return IamNoSuchEntity(e.reason, public_message=message)
     if isinstance(e, AlreadyExists):
         return IamEntityAlreadyExists(e.reason, public_message=message)
+    if isinstance(e, LimitExceeded):
+        return IamLimitExceeded(e.reason, public_message=message)
     if isinstance(e, Conflict):
         if "from_config" in e.reason or e.reason.startswith("config_"):
             return IamUnmodifiableEntity(e.reason, public_message=message)
