@@ -8,7 +8,7 @@ raised as ``StoreError`` so that callers can deny instead of guessing.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -131,6 +131,24 @@ class ManagedPolicyRecord:
     document: Mapping[str, Any]
     description: str = ""
     source: str = "api"  # "config" policies are reconciled at start-up and read-only via the API
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class OidcProviderRecord:
+    """An OpenID Connect provider registered through the IAM API (``CreateOpenIDConnectProvider``).
+
+    ``name`` is the URL's host (lower case, with its port if any) and path, without the scheme
+    and a trailing ``/``: the ARN's resource (``oidc-provider/<name>``), the ``Federated``
+    principal and the prefix of its claims' condition keys (``<name>:sub``), as in AWS.
+    ``url`` is the issuer exactly as registered (ID tokens' ``iss`` must equal it)."""
+
+    name: str
+    url: str
+    client_ids: tuple[str, ...] = ()
+    thumbprints: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -490,6 +508,24 @@ class Store(Protocol):
 
     async def delete_tags(self, kind: TagTarget, principal: str) -> None:
         """Remove every tag of the principal (it is being deleted)."""
+
+    # OpenID Connect providers registered through the IAM API
+    async def create_oidc_provider(self, provider: OidcProviderRecord) -> None:
+        """``AlreadyExists`` if its name or URL is taken."""
+
+    async def get_oidc_provider(self, name: str) -> OidcProviderRecord | None: ...
+    async def list_oidc_providers(self) -> list[OidcProviderRecord]:
+        """By name."""
+
+    async def update_oidc_provider(
+        self, name: str, change: Callable[[OidcProviderRecord], OidcProviderRecord]
+    ) -> OidcProviderRecord:
+        """Apply ``change`` (a pure function of the current record; it may raise, and then
+        nothing changes) atomically: concurrent updates are serialised, none is lost.
+        ``RecordNotFound`` if missing. The name and URL cannot change."""
+
+    async def delete_oidc_provider(self, name: str) -> None:
+        """``RecordNotFound`` if missing."""
 
     # small key/value settings (bootstrap done, schema facts)
     async def get_meta(self, key: str) -> str | None: ...

@@ -45,6 +45,7 @@ from broker.service.hashing import PasswordHashing
 from broker.service.iam import IamService
 from broker.service.iam_api.registry import Action, Call, Caller, Params, Result
 from broker.service.offboarding import OffboardingService
+from broker.service.providers import OidcProviderService
 from broker.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -110,12 +111,14 @@ class IamApi:
         actions: Sequence[Action],
         refresh: Callable[[], Awaitable[None]],
         hashing: PasswordHashing | None = None,
+        providers: OidcProviderService | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.iam = iam
         self.authorizer = authorizer
         self.offboarding = offboarding
+        self.providers = providers or OidcProviderService(settings, store, auditor, clock)
         self.auditor = auditor
         self.clock = clock
         self._actions: Mapping[str, Action] = {a.name: a for a in actions}
