@@ -62,9 +62,12 @@ from broker.storage.sql_base import (
     parse_store_url,
     sqlite_enable_wal,
 )
+from broker.storage.sql_groups import GroupsAdminMixin
+from broker.storage.sql_providers import OidcProvidersMixin
 from broker.storage.sql_roles import RolesMixin
 from broker.storage.sql_roles import role_from_row as _role
 from broker.storage.sql_tags import TagsMixin
+from broker.storage.sql_users import UsersAdminMixin
 
 __all__ = [
     "SqlStore",
@@ -321,7 +324,9 @@ def _user_values(user: User) -> dict[str, Any]:
 # --- the store -----------------------------------------------------------------------------
 
 
-class SqlStore(RolesMixin, TagsMixin, SqlBase):
+class SqlStore(
+    UsersAdminMixin, GroupsAdminMixin, RolesMixin, TagsMixin, OidcProvidersMixin, SqlBase
+):
     """The ``Store`` protocol on one SQLAlchemy async engine (SQLite or PostgreSQL).
 
     Open it with ``open_store(url)`` after ``broker.storage.migrate(url)``; ``close()`` disposes

@@ -213,7 +213,7 @@ BAD_CREATES: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "duplicate tag keys",
-        {"Tags": [{"Key": "team", "Value": "a"}, {"Key": "Team", "Value": "b"}]},
+        {"Tags": [{"Key": "team", "Value": "a"}, {"Key": "team", "Value": "b"}]},
         "InvalidInput",
     ),
     ("reserved tag key", {"Tags": [{"Key": "aws:owner", "Value": "a"}]}, "InvalidInput"),

@@ -8,12 +8,13 @@ parameters onto it and its results onto the model's ``Role`` structure. Roles li
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from broker.domain.sts import role_id
 from broker.errors import IamInvalidInput, IamValidationError
 from broker.service.iam_api.registry import Action, Call, Result, anything, named
+from broker.service.iam_api.tags import check_tags, tag_list
 from broker.service.role_admin import RoleAdmin, RoleView
 from broker.storage.base import RoleRecord
 
@@ -44,7 +45,7 @@ def role_shape(call: Call, role: RoleRecord, view: RoleView | None = None) -> di
                 "PermissionsBoundaryArn": call.arn("policy", view.boundary),
             }
         if view.tags:
-            out["Tags"] = [{"Key": k, "Value": v} for k, v in view.tags.items()]
+            out["Tags"] = tag_list(view.tags)
     return out
 
 
@@ -69,27 +70,12 @@ def _no_signin_duration(call: Call) -> None:
         )
 
 
-def _tags(raw: Sequence[Mapping[str, str]]) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    for tag in raw:
-        key, value = tag["Key"], tag.get("Value", "")
-        if key.lower().startswith("aws:"):
-            raise IamInvalidInput(
-                "reserved_tag_key",
-                public_message=f"Tag keys starting with 'aws:' are reserved: {key[:128]}",
-            )
-        if key.lower() in (k.lower() for k in tags):
-            raise IamInvalidInput("duplicate_tag_key", public_message="Duplicate tag keys found.")
-        tags[key] = value
-    return tags
-
-
 async def create_role(call: Call) -> Result:
     _path(call)
     _no_signin_duration(call)
     p = call.params
     name = p["RoleName"]
-    tags = _tags(p.get("Tags", []))
+    tags = check_tags(p.get("Tags", []))
     # ESCALATION (iampolicies' iam_api/escalation.py, once on main): a bounded caller creates
     # only roles under its own boundary:
     #   await escalation.require_boundary_for_new(call, "role", p.get("PermissionsBoundary"))
