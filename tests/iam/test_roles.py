@@ -8,6 +8,7 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import boto3
@@ -17,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from broker.domain.claims import Identity
 from tests.iam.conftest import IamEnv, allow, call, error_code, policy, sts_client
+from tests.iam.users_support import form, raw_iam
 from tests.sts.conftest import ACCOUNT, web_trust
 from tests.support.login_driver import parse_forms
 
@@ -494,3 +496,25 @@ async def test_two_admins_racing_one_wins(iam_env: IamEnv) -> None:
     )
     assert sorted(results) == ["NoSuchEntity"] * 3 + ["ok"]
     assert await store.get_role(role.name) is None
+
+
+async def test_duplicated_parameters_and_non_utf8_bodies_store_nothing(iam_env: IamEnv) -> None:
+    creds = await iam_env.credentials("admin")
+    trust = json.dumps(trust_for("ci-bot"))
+    create = {"Action": "CreateRole", "RoleName": "dup", "AssumeRolePolicyDocument": trust}
+    bodies: list[str | bytes] = [
+        form(create) + "&RoleName=dup2",
+        form(create) + "&AssumeRolePolicyDocument=" + quote(json.dumps(trust_for("mallory"))),
+        b"Action=CreateRole&Version=2010-05-08&RoleName=\xff&AssumeRolePolicyDocument="
+        + quote(trust).encode(),
+        form({**create, "RoleName": "bad\u00e9"}).encode("latin-1", "replace"),
+    ]
+    store = iam_env.broker.broker.store
+    before = await store.list_roles()
+    for body in bodies:
+        status, text = await raw_iam(iam_env, creds, body)
+        assert status == 400, (body, text)
+    assert await store.list_roles() == before
+    status, _ = await raw_iam(iam_env, creds, form(create))  # the same, well-formed: created
+    assert status == 200
+    assert await store.get_role("dup") is not None
