@@ -341,6 +341,8 @@ async def test_a_created_role_is_assumable_at_once_and_follows_its_trust(
         DurationSeconds=7200,
     )
     assert out["Credentials"]["Expiration"]
+    role = (await call(iam, "get_role", RoleName="deploy"))["Role"]
+    assert out["AssumedRoleUser"]["AssumedRoleId"] == f"{role['RoleId']}:long"
     # browser logins through the provider see it among the identity's roles
     identity = Identity(provider="fake", subject="ci-bot", name="ci-bot", claims={"sub": "ci-bot"})
     names = [c.role.name for c in await b.roles.candidates(identity, source_ip="127.0.0.1")]
