@@ -73,6 +73,14 @@ class Conflict(BrokerError):
     public_message = "The request conflicts with the current state."
 
 
+class LimitExceeded(BrokerError):
+    """A quota would be exceeded (IAM's five versions of a managed policy, ...)."""
+
+    code = "limit_exceeded"
+    status = 409
+    public_message = "A limit would be exceeded."
+
+
 class Unauthenticated(BrokerError):
     """No valid credential was presented."""
 
