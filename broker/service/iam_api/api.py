@@ -28,11 +28,13 @@ from broker.errors import (
     IamEntityAlreadyExists,
     IamError,
     IamInvalidInput,
+    IamLimitExceeded,
     IamMalformedPolicyDocument,
     IamNoSuchEntity,
     IamServiceFailure,
     IamUnmodifiableEntity,
     InvalidRequest,
+    LimitExceeded,
     NotFound,
     RecordNotFound,
     StsError,
@@ -76,6 +78,8 @@ def as_iam_error(e: BrokerError) -> BrokerError:
     message = e.public_message
     if isinstance(e, NotFound | RecordNotFound):
         return IamNoSuchEntity(e.reason, public_message=message)
+    if isinstance(e, LimitExceeded):
+        return IamLimitExceeded(e.reason, public_message=message)
     if isinstance(e, AlreadyExists):
         return IamEntityAlreadyExists(e.reason, public_message=message)
     if isinstance(e, Conflict):
