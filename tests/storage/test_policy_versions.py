@@ -5,14 +5,20 @@ leave it whole."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
+from sqlalchemy.engine import Connection
 
 from broker.errors import AlreadyExists, Conflict, LimitExceeded, RecordNotFound
 from broker.storage import Store
 from broker.storage.base import ManagedPolicyRecord
-from tests.storage.conftest import StoreFactory
+from broker.storage.migrate import _config
+from tests.storage.conftest import Database, StoreFactory
+from tests.storage.test_migrations import run_on
 
 T0 = 1_700_000_000.0
 
@@ -183,3 +189,35 @@ async def test_racing_for_the_last_version_slot_one_wins(store_factory: StoreFac
     assert p is not None
     assert p.default_version == "v5"
     assert p.document == won[0].document
+
+
+async def test_the_migration_gives_existing_policies_their_v1(database: Database) -> None:
+    def upgrade_to_0006(connection: Connection) -> None:
+        if database.schema is not None:
+            connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{database.schema}"'))
+        command.upgrade(_config(connection), "0006")
+        connection.execute(
+            sa.text(
+                "INSERT INTO managed_policies (name, description, document, source, created_at, "
+                "updated_at) VALUES ('old', '', :doc, 'api', 1.0, 2.0)"
+            ),
+            {"doc": json.dumps(doc("s3:Old"))},
+        )
+
+    await run_on(database, upgrade_to_0006)
+    await database.migrate()
+    store = database.open()
+    try:
+        p = await store.get_managed_policy("old")
+        assert p is not None
+        assert (p.default_version, p.document) == ("v1", doc("s3:Old"))
+        versions = await store.list_policy_versions("old")
+        assert [(v.version_id, v.is_default, v.document) for v in versions] == [
+            ("v1", True, doc("s3:Old"))
+        ]
+        v2 = await store.add_policy_version(
+            "old", doc("a:b"), set_as_default=False, now=T0, limit=5
+        )
+        assert v2.version_id == "v2"
+    finally:
+        await store.close()
