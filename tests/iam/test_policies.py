@@ -3,6 +3,7 @@ happy paths, AWS's error codes, bad input (nothing stored)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -279,3 +280,74 @@ async def test_aws_cli_creates_a_policy_from_a_file_and_pages_versions(iam_env: 
     )
     assert code != 0
     assert "MalformedPolicyDocument" in err
+
+
+async def test_two_admins_racing(iam_env: IamEnv) -> None:
+    a, b = await iam_env.client("admin"), await iam_env.client("admin")
+    store = iam_env.broker.broker.store
+
+    async def attempt(client: Any, operation: str, **params: Any) -> str:
+        try:
+            await call(client, operation, **params)
+        except ClientError as e:
+            return error_code(e)
+        return "ok"
+
+    for i in range(3):
+        name = f"Race{i}"
+        results = await asyncio.gather(
+            attempt(a, "create_policy", PolicyName=name, PolicyDocument=doc_json("s3:A")),
+            attempt(b, "create_policy", PolicyName=name, PolicyDocument=doc_json("s3:B")),
+        )
+        assert sorted(results) == ["EntityAlreadyExists", "ok"]
+        assert len(await store.list_policy_versions(name)) == 1
+    arn = iam_env.arn("policy", "Race0")
+    for action in ("s3:C", "s3:D", "s3:E"):
+        await call(a, "create_policy_version", PolicyArn=arn, PolicyDocument=doc_json(action))
+    results = await asyncio.gather(
+        attempt(
+            a,
+            "create_policy_version",
+            PolicyArn=arn,
+            PolicyDocument=doc_json("s3:F"),
+            SetAsDefault=True,
+        ),
+        attempt(
+            b,
+            "create_policy_version",
+            PolicyArn=arn,
+            PolicyDocument=doc_json("s3:G"),
+            SetAsDefault=True,
+        ),
+    )
+    assert sorted(results) == ["LimitExceeded", "ok"]
+    versions = await store.list_policy_versions("Race0")
+    assert [v.version_id for v in versions] == ["v5", "v4", "v3", "v2", "v1"]
+    record = await store.get_managed_policy("Race0")
+    assert record is not None
+    assert record.document == versions[0].document
+
+
+async def test_aws_cli_lists_policies_past_one_page(iam_env: IamEnv) -> None:
+    creds = await iam_env.credentials("admin")
+    iam = await iam_env.client("admin")
+    for i in range(12):
+        await call(iam, "create_policy", PolicyName=f"p{i:03d}", PolicyDocument=doc_json())
+    code, out, err = await iam_env.aws(
+        creds, "iam", "list-policies", "--scope", "Local", "--page-size", "5"
+    )
+    assert code == 0, err
+    assert [p["PolicyName"] for p in out["Policies"]] == [f"p{i:03d}" for i in range(12)]
+    page = await call(iam, "list_policies", MaxItems=5)
+    assert page["IsTruncated"] is True
+    nxt = await call(iam, "list_policies", MaxItems=5, Marker=page["Marker"])
+    assert nxt["Policies"][0]["PolicyName"] not in [p["PolicyName"] for p in page["Policies"]]
+    await expect(
+        "InvalidInput",
+        iam,
+        "create_policy",
+        PolicyName="Tagged",
+        PolicyDocument=doc_json(),
+        Tags=[{"Key": "k", "Value": "v"}],
+    )
+    assert await iam_env.broker.broker.store.get_managed_policy("Tagged") is None
