@@ -197,6 +197,9 @@ async def test_permissions_boundaries(iam_env: IamEnv) -> None:
     )
     assert len(used["PolicyRoles"]) == 1
     await expect("DeleteConflict", iam, "delete_policy", PolicyArn=arn)
+    bounds = await call(iam, "list_policies", PolicyUsageFilter="PermissionsBoundary")
+    assert [p["PolicyName"] for p in bounds["Policies"]] == ["P"]
+    assert (await call(iam, "list_policies", OnlyAttached=True))["Policies"] == []
     await expect(
         "NoSuchEntity",
         iam,

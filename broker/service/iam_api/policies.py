@@ -4,8 +4,9 @@ Delete PolicyVersion, SetDefaultPolicyVersion.
 A policy is ``arn:broker:iam::<account>:policy/<name>`` (path ``/`` only). Policies declared in
 the config file (``[policies.<name>]``) are read-only here (``UnmodifiableEntity``) and are what
 ``Scope=AWS`` lists (the operator's policies, as AWS's own managed policies); ``Scope=Local``
-lists those created through the API. At most five versions (``LimitExceeded``). A bounded
-caller is held to ``escalation``'s rules.
+lists those created through the API. ``OnlyAttached``: attached to a user, group or role;
+``PolicyUsageFilter=PermissionsBoundary``: used as a boundary. At most five versions
+(``LimitExceeded``). A bounded caller is held to ``escalation``'s rules.
 """
 
 from __future__ import annotations
@@ -129,12 +130,10 @@ async def list_policies(call: Call) -> Result:
             continue
         if scope == "Local" and record.source == "config":
             continue
-        if only_attached and c.attachments + c.boundaries == 0:
-            continue
-        if usage == "PermissionsPolicy" and only_attached and c.attachments == 0:
-            continue
-        if usage == "PermissionsBoundary" and only_attached and c.boundaries == 0:
-            continue
+        if usage == "PermissionsBoundary" and c.boundaries == 0:
+            continue  # only the policies used as a boundary
+        if only_attached and usage != "PermissionsBoundary" and c.attachments == 0:
+            continue  # only the policies attached to a user, group or role
         if not "/".startswith(prefix):
             continue
         out.append(policy_shape(call, record, c))
