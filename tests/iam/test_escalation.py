@@ -18,10 +18,11 @@ from broker.errors import IamAccessDenied
 from broker.service.audit import RequestInfo
 from broker.service.iam_api import Call, Caller, escalation
 from broker.service.verified import Credential
-from broker.storage.base import Group, User
+from broker.storage.base import Group, RoleRecord, User
 from tests.iam.conftest import IamEnv, allow, call, iam_client, policy
 from tests.iam.policy_support import make_role
 from tests.iam.test_policies import expect
+from tests.sts.conftest import web_trust
 
 
 def wide() -> str:
@@ -284,3 +285,31 @@ async def test_the_check_for_trust_and_new_principals(iam_env: IamEnv) -> None:
         await escalation.require_bounded_target(dev, "group", "g", "g")
     await store.set_boundary("user", "u-1", "Boundary")
     await escalation.require_bounded_target(dev, "group", "g", "g")
+
+
+async def test_a_caller_bounded_by_a_document_of_its_own_changes_no_principal(
+    iam_env: IamEnv,
+) -> None:
+    # its boundary is no managed policy: no target can carry it (fail closed)
+    await world(iam_env)
+    reach = [iam_env.arn("role", "docb"), iam_env.arn("role", "sub"), iam_env.arn("policy", "*")]
+    limits = policy(allow("iam:*", reach))
+    now = time.time()
+    trust = web_trust("fake", {"StringEquals": {"fake:sub": "docb"}})
+    store = iam_env.broker.broker.store
+    await store.put_role(RoleRecord("docb", "", trust, [limits], limits, 3600.0, "api", now, now))
+    await iam_env.broker.broker.iam_api.changed()
+    docb = await iam_env.client("docb")
+    wide_arn = iam_env.arn("policy", "Wide")
+    await refused(
+        iam_env, docb, "attach_role_policy", "AttachRolePolicy", RoleName="sub", PolicyArn=wide_arn
+    )
+    await refused(
+        iam_env,
+        docb,
+        "put_role_permissions_boundary",
+        "PutRolePermissionsBoundary",
+        RoleName="sub",
+        PermissionsBoundary=iam_env.arn("policy", "Boundary"),
+    )
+    await call(docb, "get_policy", PolicyArn=wide_arn)  # reading is no change
