@@ -73,12 +73,10 @@ class Conflict(BrokerError):
     public_message = "The request conflicts with the current state."
 
 
-class LimitExceeded(BrokerError):
-    """A quota would be exceeded (IAM's five versions of a managed policy, ...)."""
+class LimitExceeded(Conflict):
+    """A quota would be exceeded (tags per entity, versions per policy, ...)."""
 
     code = "limit_exceeded"
-    status = 409
-    public_message = "A limit would be exceeded."
 
 
 class Unauthenticated(BrokerError):

@@ -240,6 +240,17 @@ audit_checkpoints = sa.Table(
     sa.Column("token", sa.Text(), nullable=False),
 )
 
+# Tags on users (principal: the user's id) and roles (principal: the role's name), as IAM's.
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("principal", sa.String(), nullable=False),
+    sa.Column("key", sa.String(), nullable=False),
+    sa.Column("value", sa.String(), nullable=False),
+    sa.PrimaryKeyConstraint("kind", "principal", "key"),
+)
+
 meta = sa.Table(
     "meta",
     metadata,

@@ -9,9 +9,8 @@ version number and the default are read and written as one.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from broker.errors import AlreadyExists, Conflict, LimitExceeded, RecordNotFound
 from broker.storage import schema as t
 from broker.storage.base import ManagedPolicyRecord, PolicyUse, PolicyUseCount, PolicyVersion
+from broker.storage.sql_base import SqlBase
 
 
 def _managed_policy(row: sa.Row[Any]) -> ManagedPolicyRecord:
@@ -63,28 +63,8 @@ def _bumped(old: float, now: float) -> float:
     return max(now, old + 1e-6)
 
 
-class ManagedPoliciesSql:
+class ManagedPoliciesSql(SqlBase):
     """Managed policies and versions on ``SqlStore``'s engine (see the module docstring)."""
-
-    if TYPE_CHECKING:
-
-        @property
-        def dialect(self) -> str: ...
-
-        def _write(self, what: str) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _read(
-            self, what: str, *, snapshot: bool = False
-        ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _upsert(
-            self,
-            table: sa.Table,
-            values: Mapping[str, Any],
-            *,
-            key: Sequence[str],
-            update: Mapping[str, Any] | None = None,
-        ) -> sa.Insert: ...
 
     async def _lock_policy(self, conn: AsyncConnection, name: str) -> sa.Row[Any]:
         """The policy's row, locked until the transaction ends; ``RecordNotFound``."""

@@ -192,10 +192,10 @@ async def test_racing_for_the_last_version_slot_one_wins(store_factory: StoreFac
 
 
 async def test_the_migration_gives_existing_policies_their_v1(database: Database) -> None:
-    def upgrade_to_0006(connection: Connection) -> None:
+    def upgrade_to_0007(connection: Connection) -> None:
         if database.schema is not None:
             connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{database.schema}"'))
-        command.upgrade(_config(connection), "0006")
+        command.upgrade(_config(connection), "0007")
         connection.execute(
             sa.text(
                 "INSERT INTO managed_policies (name, description, document, source, created_at, "
@@ -204,7 +204,7 @@ async def test_the_migration_gives_existing_policies_their_v1(database: Database
             {"doc": json.dumps(doc("s3:Old"))},
         )
 
-    await run_on(database, upgrade_to_0006)
+    await run_on(database, upgrade_to_0007)
     await database.migrate()
     store = database.open()
     try:

@@ -78,10 +78,10 @@ def as_iam_error(e: BrokerError) -> BrokerError:
     message = e.public_message
     if isinstance(e, NotFound | RecordNotFound):
         return IamNoSuchEntity(e.reason, public_message=message)
-    if isinstance(e, LimitExceeded):
-        return IamLimitExceeded(e.reason, public_message=message)
     if isinstance(e, AlreadyExists):
         return IamEntityAlreadyExists(e.reason, public_message=message)
+    if isinstance(e, LimitExceeded):
+        return IamLimitExceeded(e.reason, public_message=message)
     if isinstance(e, Conflict):
         if "from_config" in e.reason or e.reason.startswith("config_"):
             return IamUnmodifiableEntity(e.reason, public_message=message)
