@@ -37,6 +37,7 @@ async def test_attach_list_and_detach_on_users_groups_and_roles(iam_env: IamEnv)
         assert listed["AttachedPolicies"] == [{"PolicyName": "P", "PolicyArn": arn}]
     entities = await call(iam, "list_entities_for_policy", PolicyArn=arn)
     assert [g["GroupName"] for g in entities["PolicyGroups"]] == ["devs"]
+    assert entities["PolicyGroups"][0]["GroupId"].startswith("AGPA")
     assert [u["UserName"] for u in entities["PolicyUsers"]] == ["alice"]
     assert entities["PolicyUsers"][0]["UserId"].startswith("AIDA")
     assert [r["RoleName"] for r in entities["PolicyRoles"]] == ["app"]

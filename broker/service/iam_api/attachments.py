@@ -20,7 +20,7 @@ from broker.service.iam_api.api import _marker, _offset
 from broker.service.iam_api.policies import POLICY, policy_name
 from broker.service.iam_api.registry import Action, Call, Result, named
 from broker.service.iam_api.users import user_id
-from broker.storage.base import PrincipalType
+from broker.storage.base import Group, PrincipalType
 
 MAX_ATTACHED = 10  # IAM's default quota of managed policies per user, group or role
 GROUP_ID_PREFIX = "AGPA"
@@ -28,10 +28,10 @@ KINDS: tuple[PrincipalType, ...] = ("user", "group", "role")
 _PARAM: dict[PrincipalType, str] = {"user": "UserName", "group": "GroupName", "role": "RoleName"}
 
 
-def group_id(call: Call, name: str) -> str:
-    """A stable id in AWS's form (``AGPA`` + 17 characters) for the group of that name."""
-    account = call.api.settings.server.account_id
-    digest = hashlib.sha256(f"{account}:group:{name}".encode()).digest()
+def group_id(group: Group) -> str:
+    """A stable id in AWS's form (``AGPA`` + 17 characters); a group deleted and created again
+    gets a new one. The same as the groups actions' ``GroupId`` (iam_api/groups.py)."""
+    digest = hashlib.sha256(f"{group.name}\0{group.created_at!r}".encode()).digest()
     return GROUP_ID_PREFIX + base64.b32encode(digest).decode("ascii")[:17]
 
 
@@ -103,12 +103,10 @@ async def list_entities_for_policy(call: Call) -> Result:
         if wanted not in kinds:
             continue
         if use.principal_type == "group":
-            entries.append(
-                (
-                    "PolicyGroups",
-                    {"GroupName": use.principal, "GroupId": group_id(call, use.principal)},
-                )
-            )
+            group = await call.api.store.get_group(use.principal)
+            if group is None:
+                continue  # deleted meanwhile
+            entries.append(("PolicyGroups", {"GroupName": group.name, "GroupId": group_id(group)}))
         elif use.principal_type == "role":
             account = call.api.settings.server.account_id
             entries.append(
