@@ -252,3 +252,50 @@ async def test_aws_cli_attaches_and_puts_inline(iam_env: IamEnv) -> None:
     )
     assert code == 0, err
     assert out["PolicyDocument"] == policy(allow("s3:ListBucket"))
+
+
+async def test_bad_inline_input_stores_nothing(iam_env: IamEnv) -> None:
+    await setup(iam_env)
+    iam = await iam_env.client("admin")
+    store = iam_env.broker.broker.store
+    for name in ("x" * 129, "bad name", "sl/ash"):
+        await expect(
+            "ValidationError",
+            iam,
+            "put_role_policy",
+            RoleName="app",
+            PolicyName=name,
+            PolicyDocument=doc_json(),
+        )
+    await expect(
+        "ValidationError",
+        iam,
+        "put_role_policy",
+        RoleName="a" * 65,
+        PolicyName="p",
+        PolicyDocument=doc_json(),
+    )
+    unknown = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*", "Bogus": 1}
+            ],
+        }
+    )
+    await expect(
+        "MalformedPolicyDocument",
+        iam,
+        "put_role_policy",
+        RoleName="app",
+        PolicyName="p",
+        PolicyDocument=unknown,
+    )
+    assert (await store.attached_policies("role", "app")).inline == {}
+    # whitespace does not count: a pretty-printed document of 6,144 characters without it
+    d = policy({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:x:"})
+    pad = 6144 - len(json.dumps(d, separators=(",", ":")))
+    d["Statement"][0]["Resource"] = "arn:x:" + "a" * pad
+    pretty = json.dumps(d, indent=8)
+    assert len(pretty) > 6144
+    await call(iam, "create_policy", PolicyName="Pretty", PolicyDocument=pretty)
