@@ -351,3 +351,45 @@ async def test_aws_cli_lists_policies_past_one_page(iam_env: IamEnv) -> None:
         Tags=[{"Key": "k", "Value": "v"}],
     )
     assert await iam_env.broker.broker.store.get_managed_policy("Tagged") is None
+
+
+async def test_hostile_documents_are_4xx_and_store_nothing(iam_env: IamEnv) -> None:
+    iam = await iam_env.client("admin")
+    store = iam_env.broker.broker.store
+    arn = (await call(iam, "create_policy", PolicyName="Ok", PolicyDocument=doc_json()))["Policy"][
+        "Arn"
+    ]
+    nested = "[" * 5000 + "]" * 5000
+    hostile = [
+        "null",
+        "[]",
+        '"text"',
+        "1e999",
+        "NaN",
+        '{"Statement": 5}',
+        '{"Version": 1}',
+        '{"Version": "2012-10-17", "Statement": {"Effect": "Maybe", "Action": "*"}}',
+        '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": 1, '
+        '"Resource": "*"}]}',
+        '{"Version": "2012-10-17", "Version": "2008-10-17", "Statement": []}',
+        '{"Version": "2012-10-17", "Statement": [' + nested + "]}",
+        "\ufeff{}",
+        "{" + '"a":' * 3000 + "1" + "}" * 3000,
+    ]
+    for document in hostile:
+        with pytest.raises(ClientError) as e:
+            await call(iam, "create_policy", PolicyName="H", PolicyDocument=document)
+        status = e.value.response["ResponseMetadata"]["HTTPStatusCode"]
+        assert 400 <= status < 500, (document[:60], e.value.response)
+        with pytest.raises(ClientError) as e:
+            await call(
+                iam,
+                "create_policy_version",
+                PolicyArn=arn,
+                PolicyDocument=document,
+                SetAsDefault=True,
+            )
+        status = e.value.response["ResponseMetadata"]["HTTPStatusCode"]
+        assert 400 <= status < 500, (document[:60], e.value.response)
+    assert await store.get_managed_policy("H") is None
+    assert len(await store.list_policy_versions("Ok")) == 1
