@@ -214,11 +214,11 @@ class IamApi:
         generation = await self.store.get_meta(GENERATION_KEY)
         if generation == self._generation:
             return False
-        first = self._generation is None
+        # The first poll refreshes too: the caches were built when the broker opened, before
+        # this generation was read, and a change made meanwhile must not be missed.
         self._generation = generation
-        if not first:
-            await self._refresh()
-        return not first
+        await self._refresh()
+        return True
 
 
 __all__ = ["IamApi", "IamError", "IamServiceFailure", "as_iam_error"]
