@@ -14,7 +14,7 @@ from typing import Any
 from broker.domain.sts import role_id
 from broker.errors import IamLimitExceeded, RecordNotFound
 from broker.service.iam_api import escalation
-from broker.service.iam_api.api import _marker, _offset
+from broker.service.iam_api.api import page_bounds
 from broker.service.iam_api.groups import group_id
 from broker.service.iam_api.policies import POLICY, policy_name
 from broker.service.iam_api.registry import Action, Call, Result, named
@@ -116,13 +116,11 @@ async def list_entities_for_policy(call: Call) -> Result:
     order = {"PolicyGroups": 0, "PolicyUsers": 1, "PolicyRoles": 2}
     name_of = ("GroupName", "UserName", "RoleName")
     entries.sort(key=lambda e: (order[e[0]], e[1][name_of[order[e[0]]]]))
-    start = _offset(call.params["Marker"]) if "Marker" in call.params else 0
-    size = int(call.params.get("MaxItems", 100))
-    page = entries[start : start + size]
-    out: Result = {member: [e for m, e in page if m == member] for member in order}
-    out["IsTruncated"] = start + size < len(entries)
-    if out["IsTruncated"]:
-        out["Marker"] = _marker(start + size)
+    start, stop, marker = page_bounds(call.params, len(entries))
+    out: Result = {member: [e for m, e in entries[start:stop] if m == member] for member in order}
+    out["IsTruncated"] = marker is not None
+    if marker is not None:
+        out["Marker"] = marker
     return out
 
 
