@@ -20,9 +20,6 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from broker.clock import SystemClock
-from broker.service.audit import RequestInfo
-from broker.service.iam_api import Call
-from broker.service.iam_api.revoke import after_put_role_policy
 from broker.service.role_admin import REVOKE_POLICY_NAME, revoke_older_sessions_time
 from tests.conftest import RunningBroker
 from tests.iam.conftest import IamEnv, allow, call, iam_client, iam_roles, policy, sts_client
@@ -156,25 +153,35 @@ async def within(seconds: float, check: Callable[[], Awaitable[bool]], what: str
     return time.monotonic() - start
 
 
-async def grant_app(b: RunningBroker, role: str) -> None:
-    """An inline policy allowing the app, put as the root (``PutRolePolicy``'s service)."""
-    await b.broker.iam.put_inline_policy(
-        "role", role, "app", policy(allow("http:GET", APP + "*")), actor="root"
+async def grant_app(iam: Any, role: str) -> None:
+    """An inline policy allowing the app (``PutRolePolicy``)."""
+    await call(
+        iam,
+        "put_role_policy",
+        RoleName=role,
+        PolicyName="app",
+        PolicyDocument=json.dumps(policy(allow("http:GET", APP + "*"))),
     )
-    await b.broker.iam_api.changed()
 
 
-async def revoke_as_console(b: RunningBroker, role: str, *, hook: bool = True) -> None:
-    """What ``PutRolePolicy`` of the console's policy does: store it, record the revocation
-    (``after_put_role_policy``), refresh the caches."""
+async def revoke_as_console(iam: Any, role: str) -> None:
+    """What the IAM console's "Revoke active sessions" does: ``PutRolePolicy``."""
+    document = console_policy(now_iso())
+    await call(
+        iam,
+        "put_role_policy",
+        RoleName=role,
+        PolicyName=REVOKE_POLICY_NAME,
+        PolicyDocument=json.dumps(document),
+    )
+
+
+async def deny_older_by_policy_only(b: RunningBroker, role: str) -> None:
+    """The same inline policy stored without the revocation (the generic mechanism alone: an
+    inline deny that the policy engine evaluates), as the root through the service."""
     document = console_policy(now_iso())
     await b.broker.iam.put_inline_policy("role", role, REVOKE_POLICY_NAME, document, actor="root")
-    api = b.broker.iam_api
-    if hook:
-        root = Call(api=api, caller=api.root(), params={}, req=RequestInfo())
-        done = await after_put_role_policy(root, role, REVOKE_POLICY_NAME, json.dumps(document))
-        assert done is not None
-    await api.changed()
+    await b.broker.iam_api.changed()
 
 
 async def test_console_revocation_denies_by_policy_and_revokes(iam_env: IamEnv) -> None:
@@ -182,20 +189,22 @@ async def test_console_revocation_denies_by_policy_and_revokes(iam_env: IamEnv) 
     iam = await iam_env.client("admin")
     trust = json.dumps(trust_for("ci-bot"))
     await call(iam, "create_role", RoleName="deploy", AssumeRolePolicyDocument=trust)
-    await grant_app(b, "deploy")
+    await grant_app(iam, "deploy")
     token = await assume(iam_env.url, iam_env.idp, "deploy", "ci-bot")
     assert await authorize(iam_env.url, token) == (200, "allowed")
-    await asyncio.sleep(1.1)  # tokens carry whole-second issue times
+    await asyncio.sleep(1.1)  # the console's time has whole seconds
 
     # the policy alone (the generic mechanism): every older token is denied by it
-    await revoke_as_console(b, "deploy", hook=False)
+    await deny_older_by_policy_only(b, "deploy")
     assert await authorize(iam_env.url, token) == (200, "explicitDeny")
-    # with the revocation recorded, the token is not valid at all (the hot path too)
-    await revoke_as_console(b, "deploy")
+    assert not await b.broker.store.list_audit(action="role.revoke_sessions")
+    # PutRolePolicy of it also records the revocation: the token is not valid at all
+    await revoke_as_console(iam, "deploy")
     status, _ = await authorize(iam_env.url, token)
     assert status == 401
     events = await b.broker.store.list_audit(action="role.revoke_sessions")
     assert events[0].outcome == "success"
+    assert events[0].principal.endswith("assumed-role/admin/admin")
     assert events[0].details["note"] == REVOKE_POLICY_NAME
 
     await asyncio.sleep(1.1)
@@ -239,7 +248,7 @@ async def test_api_role_on_a_second_instance_and_its_revocation_within_2s(
     admin = iam_client(a.url, await env_a.credentials("admin"))
     trust = json.dumps(trust_for("ci-bot"))
     await call(admin, "create_role", RoleName="deploy", AssumeRolePolicyDocument=trust)
-    await grant_app(a, "deploy")
+    await grant_app(admin, "deploy")
 
     # B: the role is assumable, and allowed at /auth, once B has polled
     tokens: list[str] = []
@@ -257,8 +266,8 @@ async def test_api_role_on_a_second_instance_and_its_revocation_within_2s(
     await within(CONTRACT + SLACK, lambda: ok(b, token), "B allows the new role at /auth")
     assert await auth(a, token) == 200
 
-    await asyncio.sleep(1.1)  # tokens carry whole-second issue times
-    await revoke_as_console(a, "deploy")
+    await asyncio.sleep(1.1)  # the console's time has whole seconds
+    await revoke_as_console(admin, "deploy")
     assert await auth(a, token) == 401  # here at once
     took = await within(CONTRACT + SLACK, lambda: refused(b, token), "B refuses the token")
     assert took <= CONTRACT + SLACK, took

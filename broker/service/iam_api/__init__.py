@@ -6,7 +6,17 @@ catalogue. docs/iam-api.md lists what is supported and how it differs from AWS.
 
 from __future__ import annotations
 
-from broker.service.iam_api import groups, login_profiles, oidc_providers, roles, tags, users
+from broker.service.iam_api import (
+    attachments,
+    groups,
+    inline,
+    login_profiles,
+    oidc_providers,
+    policies,
+    roles,
+    tags,
+    users,
+)
 from broker.service.iam_api.api import IamApi
 from broker.service.iam_api.registry import Action, Call, Caller
 
@@ -18,6 +28,9 @@ def all_actions() -> tuple[Action, ...]:
         *login_profiles.ACTIONS,
         *tags.ACTIONS,
         *oidc_providers.ACTIONS,
+        *policies.ACTIONS,
+        *attachments.ACTIONS,
+        *inline.ACTIONS,
         *roles.ACTIONS,
     )
 

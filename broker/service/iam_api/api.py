@@ -73,6 +73,14 @@ def _offset(marker: str) -> int:
     return offset
 
 
+def page_bounds(params: Params, total: int) -> tuple[int, int, str | None]:
+    """The slice ``[start:stop]`` of a sorted list of ``total`` items that ``Marker`` and
+    ``MaxItems`` ask for, and the ``Marker`` of the next page (None on the last)."""
+    start = _offset(params["Marker"]) if "Marker" in params else 0
+    stop = start + int(params.get("MaxItems", DEFAULT_MAX_ITEMS))
+    return start, stop, _marker(stop) if stop < total else None
+
+
 def as_iam_error(e: BrokerError) -> BrokerError:
     """The service layer's generic errors as IAM's codes (AWS errors pass through)."""
     if isinstance(e, StsError):
@@ -188,15 +196,12 @@ class IamApi:
     @staticmethod
     def _page(result: Result, member: str, params: Params) -> Result:
         items: list[Any] = list(result.get(member, []))
-        start = _offset(params["Marker"]) if "Marker" in params else 0
-        size = int(params.get("MaxItems", DEFAULT_MAX_ITEMS))
-        page = items[start : start + size]
+        start, stop, marker = page_bounds(params, len(items))
         out = dict(result)
-        out[member] = page
-        truncated = start + size < len(items)
-        out["IsTruncated"] = truncated
-        if truncated:
-            out["Marker"] = _marker(start + size)
+        out[member] = items[start:stop]
+        out["IsTruncated"] = marker is not None
+        if marker is not None:
+            out["Marker"] = marker
         return out
 
     # --- caches across instances ----------------------------------------------------------
@@ -210,14 +215,12 @@ class IamApi:
         await self._refresh()
 
     async def poll(self) -> bool:
-        """Refresh if another instance (or ``broker admin``) changed IAM; True if it did.
-
-        The caches were loaded when this instance started, before its first poll: a
-        generation other than the last one seen (none, at first) may be a change made since
-        then, so it refreshes -- at worst once more than needed, at start-up."""
+        """Refresh if another instance (or ``broker admin``) changed IAM; True if it did."""
         generation = await self.store.get_meta(GENERATION_KEY)
         if generation == self._generation:
             return False
+        # The first poll refreshes too: the caches were built when the broker opened, before
+        # this generation was read, and a change made meanwhile must not be missed.
         self._generation = generation
         await self._refresh()
         return True

@@ -13,6 +13,7 @@ from typing import Any
 
 from broker.domain.sts import role_id
 from broker.errors import IamInvalidInput, IamValidationError
+from broker.service.iam_api import escalation
 from broker.service.iam_api.registry import Action, Call, Result, anything, named
 from broker.service.iam_api.tags import check_tags, tag_list
 from broker.service.role_admin import RoleAdmin, RoleView
@@ -76,9 +77,8 @@ async def create_role(call: Call) -> Result:
     p = call.params
     name = p["RoleName"]
     tags = check_tags(p.get("Tags", []))
-    # ESCALATION (iampolicies' iam_api/escalation.py, once on main): a bounded caller creates
-    # only roles under its own boundary:
-    #   await escalation.require_boundary_for_new(call, "role", p.get("PermissionsBoundary"))
+    # no self-escalation: a bounded caller creates only roles under its own boundary
+    await escalation.require_boundary_for_new(call, "role", p.get("PermissionsBoundary"))
     if tags:  # tagging on create needs iam:TagRole as well, as in IAM
         call.api.authorize(call.caller, "TagRole", call.arn("role", name), call.req)
     view = await role_admin(call).create(
@@ -135,9 +135,8 @@ async def update_role_description(call: Call) -> Result:
 
 async def update_assume_role_policy(call: Call) -> Result:
     p = call.params
-    # ESCALATION (iampolicies' iam_api/escalation.py, once on main): a bounded caller changes
-    # the trust only of roles under its own boundary:
-    #   await escalation.require_bounded_target(call, "role", p["RoleName"], p["RoleName"])
+    # no self-escalation: a bounded caller changes the trust only of roles under its boundary
+    await escalation.require_bounded_target(call, "role", p["RoleName"], p["RoleName"])
     await role_admin(call).update(
         p["RoleName"],
         operation="UpdateAssumeRolePolicy",
