@@ -285,3 +285,28 @@ async def ok(b: RunningBroker, token: str) -> bool:
 
 async def refused(b: RunningBroker, token: str) -> bool:
     return await auth(b, token) == 401
+
+
+async def test_revoke_sessions_with_the_aws_cli(iam_env: IamEnv) -> None:
+    iam = await iam_env.client("admin")
+    trust = json.dumps(trust_for("ci-bot"))
+    await call(iam, "create_role", RoleName="deploy", AssumeRolePolicyDocument=trust)
+    await grant_app(iam, "deploy")
+    token = await assume(iam_env.url, iam_env.idp, "deploy", "ci-bot")
+    assert await authorize(iam_env.url, token) == (200, "allowed")
+    await asyncio.sleep(1.1)
+    creds = await iam_env.credentials("admin")
+    code, _, err = await iam_env.aws(
+        creds,
+        "iam",
+        "put-role-policy",
+        "--role-name",
+        "deploy",
+        "--policy-name",
+        REVOKE_POLICY_NAME,
+        "--policy-document",
+        json.dumps(console_policy(now_iso())),
+    )
+    assert code == 0, err
+    status, _ = await authorize(iam_env.url, token)
+    assert status == 401
