@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from pytest_aiohttp import AiohttpServer
 
 from broker.clock import SystemClock
+from broker.service.iam_api.simulation import statement_spans
 from tests.iam.conftest import (
     IamEnv,
     allow,
@@ -100,6 +101,10 @@ def _by_action(out: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(r["EvalActionName"], r["EvalResourceName"]): r for r in out["EvaluationResults"]}
 
 
+def ids(result: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(m["SourcePolicyId"], m["SourcePolicyType"]) for m in result["MatchedStatements"]]
+
+
 # --- SimulateCustomPolicy ----------------------------------------------------------------
 
 
@@ -121,14 +126,20 @@ async def test_custom_policy_allowed_explicit_and_implicit_deny(iam_env: IamEnv)
     assert len(got) == 3
     ok = got[("s3:GetObject", "arn:aws:s3:::b/k")]
     assert ok["EvalDecision"] == "allowed"
+    # positions: line 1, the column just past each brace (counting from 1), as AWS's examples
+    first = doc(allow("s3:*"))
+    start, end = first.index('{"Effect"'), len(first) - 3  # ...}]}
     assert ok["MatchedStatements"] == [
-        {"SourcePolicyId": "PolicyInputList.1", "SourcePolicyType": "none"}
+        {
+            "SourcePolicyId": "PolicyInputList.1",
+            "SourcePolicyType": "none",
+            "StartPosition": {"Line": 1, "Column": start + 2},
+            "EndPosition": {"Line": 1, "Column": end + 2},
+        }
     ]
     denied = got[("s3:DeleteObject", "arn:aws:s3:::b/k")]
     assert denied["EvalDecision"] == "explicitDeny"
-    assert denied["MatchedStatements"] == [
-        {"SourcePolicyId": "PolicyInputList.2", "SourcePolicyType": "none"}
-    ]
+    assert ids(denied) == [("PolicyInputList.2", "none")]
     none = got[("ec2:RunInstances", "arn:aws:s3:::b/k")]
     assert none["EvalDecision"] == "implicitDeny"
     assert none.get("MatchedStatements", []) == []
@@ -193,10 +204,10 @@ async def test_custom_boundary_limits_and_reports_its_own_decision(iam_env: IamE
     get = got[("s3:GetObject", "*")]
     assert get["EvalDecision"] == "allowed"
     assert get["PermissionsBoundaryDecisionDetail"] == {"AllowedByPermissionsBoundary": True}
-    assert {
-        "SourcePolicyId": "PermissionsBoundaryPolicyInputList.1",
-        "SourcePolicyType": "none",
-    } in get["MatchedStatements"]
+    assert ids(get) == [
+        ("PolicyInputList.1", "none"),
+        ("PermissionsBoundaryPolicyInputList.1", "none"),
+    ]
     run = got[("ec2:RunInstances", "*")]
     assert run["EvalDecision"] == "implicitDeny"
     assert run["PermissionsBoundaryDecisionDetail"] == {"AllowedByPermissionsBoundary": False}
@@ -562,3 +573,52 @@ async def test_aws_cli_simulates_custom_and_principal_policies(iam_env: IamEnv) 
     )
     assert code != 0
     assert "NoSuchEntity" in err
+
+
+async def test_aws_cli_documentation_example(iam_env: IamEnv) -> None:
+    """``aws iam simulate-custom-policy`` Example 1 of the AWS CLI's own documentation: the
+    same decision and the same statement positions."""
+    creds = await iam_env.credentials("admin")
+    document = (
+        '{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"dynamodb:*",'
+        '"Resource":"*","Condition":{"DateGreaterThan":{"aws:CurrentTime":"2018-08-16T12:00:00Z"}}}}'
+    )
+    expected = {"allowed": "2019-04-25T11:00:00Z", "implicitDeny": "2014-04-25T11:00:00Z"}
+    for decision, when in expected.items():
+        code, out, err = await iam_env.aws(
+            creds,
+            "iam",
+            "simulate-custom-policy",
+            "--policy-input-list",
+            document,
+            "--action-names",
+            "dynamodb:CreateBackup",
+            "--context-entries",
+            f"ContextKeyName='aws:CurrentTime',ContextKeyValues='{when}',ContextKeyType=date",
+        )
+        assert code == 0, err
+        (result,) = out["EvaluationResults"]
+        assert result["EvalActionName"] == "dynamodb:CreateBackup"
+        assert result["EvalResourceName"] == "*"
+        assert result["EvalDecision"] == decision
+        assert result["MissingContextValues"] == []
+        if decision == "allowed":
+            (matched,) = result["MatchedStatements"]
+            assert matched["SourcePolicyId"] == "PolicyInputList.1"
+            assert matched["StartPosition"] == {"Line": 1, "Column": 38}
+            assert matched["EndPosition"] == {"Line": 1, "Column": 167}
+        else:
+            assert result["MatchedStatements"] == []
+
+
+def test_statement_spans_skip_braces_in_strings_and_follow_lines() -> None:
+    text = (
+        '{\n  "Id": "x\\"}{",\n  "Statement": [\n'
+        '    {"Sid": "a]", "Effect": "Allow", "Action": "s3:*", "Resource": "*"},\n'
+        '    {\n      "Effect": "Deny", "Action": "s3:Delete*", "Resource": "*"\n    }\n  ]\n}'
+    )
+    spans = statement_spans(text)
+    assert [json.loads(text[a : b + 1])["Effect"] for a, b in spans] == ["Allow", "Deny"]
+    assert statement_spans('{"Statement": {"Effect": "Allow"}}') == [(14, 32)]
+    assert statement_spans("[]") == []
+    assert statement_spans('{"Version": "2012-10-17"}') == []

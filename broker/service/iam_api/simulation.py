@@ -11,7 +11,8 @@ whether the boundary alone allows it.
 Differences from AWS (docs/iam-api.md): resource-based policies (``ResourcePolicy``,
 ``ResourceOwner``, ``ResourceHandlingOption``), Organizations policies and
 ``PolicyExclusionList`` are not simulated (``InvalidInput``); ``StartPosition``/``EndPosition``
-are not reported; ``ResourceSpecificResults`` is not filled (each (action, resource) pair is an
+are reported for the documents given in the request (whose text the caller has), not for stored
+ones; ``ResourceSpecificResults`` is not filled (each (action, resource) pair is an
 ``EvaluationResult`` of its own, as AWS lists them).
 """
 
@@ -59,11 +60,14 @@ def _unsupported(call: Call) -> None:
             )
 
 
-def _policies(call: Call, param: str) -> list[Policy]:
-    """The documents of ``param``, parsed; a bad one is ``MalformedPolicyDocument`` naming it."""
+def _policies(call: Call, param: str, texts: dict[str, str] | None = None) -> list[Policy]:
+    """The documents of ``param``, parsed; a bad one is ``MalformedPolicyDocument`` naming it.
+    ``texts`` collects each document's text by its label (for statement positions)."""
     out: list[Policy] = []
     for i, text in enumerate(call.params.get(param) or (), start=1):
         label = f"{param}.{i}"
+        if texts is not None:
+            texts[label] = str(text)
         try:
             out.append(parse_policy(str(text), name=label))
         except PolicyError as e:
@@ -75,8 +79,8 @@ def _policies(call: Call, param: str) -> list[Policy]:
     return out
 
 
-def _boundary(call: Call) -> Policy | None:
-    found = _policies(call, "PermissionsBoundaryPolicyInputList")
+def _boundary(call: Call, texts: dict[str, str]) -> Policy | None:
+    found = _policies(call, "PermissionsBoundaryPolicyInputList", texts)
     if len(found) > 1:
         raise IamInvalidInput(
             "too_many_boundaries",
@@ -181,11 +185,122 @@ def source(policy_name: str) -> tuple[str, str]:
     return policy_name, "role"
 
 
-def _statements(decision: Decision) -> list[dict[str, Any]]:
+def _skip_string(text: str, i: int) -> int:
+    """``text[i]`` is ``"``: the index just past the closing quote."""
+    i += 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+        elif text[i] == '"':
+            return i + 1
+        else:
+            i += 1
+    return i
+
+
+def _skip_space(text: str, i: int) -> int:
+    while i < len(text) and text[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+def _skip_value(text: str, i: int) -> int:
+    """The index just past the JSON value starting at ``text[i]`` (the text is valid JSON:
+    it parsed)."""
+    if i >= len(text):
+        return i
+    if text[i] == '"':
+        return _skip_string(text, i)
+    if text[i] in "{[":
+        depth = 0
+        while i < len(text):
+            c = text[i]
+            if c == '"':
+                i = _skip_string(text, i)
+                continue
+            if c in "{[":
+                depth += 1
+            elif c in "}]":
+                depth -= 1
+                if depth == 0:
+                    return i + 1
+            i += 1
+        return i
+    while i < len(text) and text[i] not in ",}] \t\r\n":
+        i += 1
+    return i
+
+
+def statement_spans(text: str) -> list[tuple[int, int]]:
+    """Where each statement of a policy document's text starts and ends (offsets of its
+    ``{`` and ``}``), in ``Statement`` order; [] if the text is not laid out as expected."""
+    i = _skip_space(text, 0)
+    if not text.startswith("{", i):
+        return []
+    i += 1
+    spans: list[tuple[int, int]] = []
+    while True:
+        i = _skip_space(text, i)
+        if i >= len(text) or text[i] != '"':
+            return spans
+        end = _skip_string(text, i)
+        key = text[i + 1 : end - 1]
+        i = _skip_space(text, end)
+        if not text.startswith(":", i):
+            return spans
+        i = _skip_space(text, i + 1)
+        value_end = _skip_value(text, i)
+        if key == "Statement":
+            spans = _elements(text, i, value_end)
+        i = _skip_space(text, value_end)
+        if not text.startswith(",", i):
+            return spans
+        i += 1
+
+
+def _elements(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    if text.startswith("{", start):
+        return [(start, end - 1)]
+    if not text.startswith("[", start):
+        return []
+    out = []
+    i = start + 1
+    while i < end:
+        i = _skip_space(text, i)
+        if text.startswith("{", i):
+            stop = _skip_value(text, i)
+            out.append((i, stop - 1))
+            i = stop
+        elif text.startswith(("]",), i):
+            break
+        else:
+            i = _skip_value(text, i)
+        i = _skip_space(text, i)
+        if text.startswith(",", i):
+            i += 1
+    return out
+
+
+def _position(text: str, offset: int) -> dict[str, int]:
+    """Line (from 1) and column as AWS reports them (its examples: the column just past the
+    brace, counting from 1)."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    return {"Line": text.count("\n", 0, offset) + 1, "Column": offset - line_start + 2}
+
+
+def _statements(decision: Decision, texts: Mapping[str, str]) -> list[dict[str, Any]]:
     out = []
     for m in decision.matched_statements:
         policy_id, policy_type = source(m.policy)
-        out.append({"SourcePolicyId": policy_id, "SourcePolicyType": policy_type})
+        found: dict[str, Any] = {"SourcePolicyId": policy_id, "SourcePolicyType": policy_type}
+        text = texts.get(m.policy)
+        if text is not None:
+            spans = statement_spans(text)
+            if m.index < len(spans):
+                start, end = spans[m.index]
+                found["StartPosition"] = _position(text, start)
+                found["EndPosition"] = _position(text, end)
+        out.append(found)
     return out
 
 
@@ -222,12 +337,13 @@ def _result(
     policies: Sequence[Policy],
     boundary: Policy | None,
     context: Mapping[str, ContextValue],
+    texts: Mapping[str, str],
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "EvalActionName": action,
         "EvalResourceName": resource,
         "EvalDecision": decision.decision,
-        "MatchedStatements": _statements(decision),
+        "MatchedStatements": _statements(decision, texts),
         "MissingContextValues": missing_context(
             [*policies, *((boundary,) if boundary else ())], action, resource, context
         ),
@@ -287,8 +403,9 @@ async def simulate_principal_policy(call: Call) -> Result:
             "bad_policy_source_arn",
             public_message="PolicySourceArn must be the ARN of an IAM user, group or role.",
         )
-    extra = _policies(call, "PolicyInputList")
-    boundary = _boundary(call)
+    texts: dict[str, str] = {}
+    extra = _policies(call, "PolicyInputList", texts)
+    boundary = _boundary(call, texts)
     entries = _context(call)
     pairs = _pairs(call)
     simulator = Simulator(call.api.authorizer, call.api.iam)
@@ -314,6 +431,7 @@ async def simulate_principal_policy(call: Call) -> Result:
                 policies=[*target.identity, *extra],
                 boundary=in_force,
                 context=context,
+                texts=texts,
             )
         )
     return {"EvaluationResults": results}
@@ -321,12 +439,13 @@ async def simulate_principal_policy(call: Call) -> Result:
 
 async def simulate_custom_policy(call: Call) -> Result:
     _unsupported(call)
-    policies = _policies(call, "PolicyInputList")
+    texts: dict[str, str] = {}
+    policies = _policies(call, "PolicyInputList", texts)
     if not policies:
         raise IamInvalidInput(
             "policy_input_required", public_message="PolicyInputList must hold a policy."
         )
-    boundary = _boundary(call)
+    boundary = _boundary(call, texts)
     context = merge_context(await _caller_context(call), _context(call))
     results = []
     for action, resource in _pairs(call):
@@ -345,6 +464,7 @@ async def simulate_custom_policy(call: Call) -> Result:
                 policies=policies,
                 boundary=boundary,
                 context=context,
+                texts=texts,
             )
         )
     return {"EvaluationResults": results}
