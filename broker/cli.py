@@ -334,9 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=cmd_simulate)
 
-    admin = sub.add_parser("admin", help="administer the broker").add_subparsers(
-        dest="admin_noun", required=True, metavar="NOUN"
-    )
+    admin = sub.add_parser(
+        "admin",
+        help="administer the broker as the account root",
+        description="Administer the broker directly through its store, on the server host, "
+        "as the account's root: every permission check is skipped (as for AWS's root user) "
+        "and every change is audited with principal 'root/cli:<OS user>'. Everyone else "
+        "administers through the IAM API (aws iam ... --endpoint-url <public_url>).",
+    ).add_subparsers(dest="admin_noun", required=True, metavar="NOUN")
     policies = add_admin_commands(admin)
     p = policies.add_parser(
         "validate",

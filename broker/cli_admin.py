@@ -44,10 +44,11 @@ def read_text_file(path: str) -> str:
 
 
 def _actor() -> str:
+    """The account root, and which OS user on the server host acted as it."""
     try:
-        return f"cli:{getpass.getuser()}"
+        return f"root/cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no passwd entry (containers)
-        return f"cli:uid-{os.getuid()}"
+        return f"root/cli:uid-{os.getuid()}"
 
 
 def _iso(t: float | None) -> str | None:
@@ -65,13 +66,16 @@ def _run(operation: str | None, action: Action) -> Callable[[argparse.Namespace]
 
         async def run(broker: Broker) -> Result:
             try:
-                return await action(broker, args, actor)
+                result = await action(broker, args, actor)
             except BrokerError as e:
                 if operation is not None:
                     await broker.auditor.record(
                         f"iam.{operation}", "failure", principal=actor, reason=e.reason
                     )
                 raise
+            if operation is not None:  # a change: running brokers refresh within a second
+                await broker.iam_api.changed()
+            return result
 
         data, text = asyncio.run(with_broker(load_settings(args.config), run))
         out(args, data, text)

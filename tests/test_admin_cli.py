@@ -158,3 +158,36 @@ def test_refusals_are_one_line_change_nothing_and_are_audited(
     code, out, _ = run(capsys, "audit", "list", "--config", str(config), "--json")
     latest = json.loads(out)[0]
     assert (latest["outcome"], latest["action"].startswith("iam.")) == ("failure", True)
+
+
+def test_admin_acts_as_the_account_root_and_running_brokers_learn_of_changes(
+    capsys: pytest.CaptureFixture[str], config: Path
+) -> None:
+    settings = load_settings(config)
+
+    async def read() -> tuple[str | None, list[Any]]:
+        store = open_store(settings.store.url)
+        try:
+            return await store.get_meta("iam_generation"), await store.list_audit(
+                action="iam.CreatePolicy"
+            )
+        finally:
+            await store.close()
+
+    before, _ = asyncio.run(read())
+    admin(
+        capsys,
+        config,
+        "policies",
+        "create",
+        "Write",
+        str(config.parent / "write.json"),
+    )
+    after, events = asyncio.run(read())
+    assert after is not None
+    assert after != before  # what each broker polls every second
+    assert events[0].principal.startswith("root/cli:")
+    with pytest.raises(SystemExit) as exited:
+        main(["admin", "--help"])
+    assert exited.value.code == 0
+    assert "as the account's root" in " ".join(capsys.readouterr().out.split())

@@ -25,6 +25,7 @@ from aiohttp import web
 from broker.domain import sts as rules
 from broker.errors import (
     BrokerError,
+    IamInvalidInput,
     IamServiceFailure,
     RequestTooLarge,
     StsError,
@@ -170,8 +171,11 @@ async def query(request: web.Request) -> web.Response:
         except BrokerError as e:
             if isinstance(e, RequestTooLarge):
                 e = StsRequestEntityTooLarge(e.reason)
+            elif iam.is_iam_request(body, request.query_string):
+                render = iam.error_response  # an IAM client's broken form: IAM's dialect
+                e = IamInvalidInput(e.reason, public_message=e.public_message)
             await b.auditor.record_batched(
-                "sts.Unknown",
+                "iam.Unknown" if render is iam.error_response else "sts.Unknown",
                 "failure",
                 req=req,
                 reason=e.reason,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
+import aiohttp
 import pytest
 from botocore.exceptions import ClientError
 
+from broker.storage.base import User
 from tests.iam.conftest import IamEnv, call, error_code
 from tests.sts.conftest import sts_post
 
@@ -80,3 +84,38 @@ async def test_aws_cli_lists_users_past_one_page(iam_env: IamEnv) -> None:
     assert page["IsTruncated"] is True
     rest = await call(iam, "list_users", Marker=page["Marker"], MaxItems=100)
     assert len(page["Users"]) + len(rest["Users"]) == len(names)
+
+
+async def test_broken_forms_from_iam_clients_get_iam_errors_and_change_nothing(
+    iam_env: IamEnv,
+) -> None:
+    bodies = [
+        b"Action=CreateUser&Version=2010-05-08&UserName=\xff\xfe",
+        b"Action=CreateUser&Version=2010-05-08&UserName=a&UserName=b",
+    ]
+    async with aiohttp.ClientSession() as s:
+        for body in bodies:
+            async with s.post(
+                iam_env.url + "/",
+                data=body,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            ) as r:
+                text = await r.text()
+                assert r.status == 400, text
+                assert "https://iam.amazonaws.com/doc/2010-05-08/" in text
+                assert "<Code>InvalidInput</Code>" in text
+    assert not await iam_env.broker.broker.store.find_users_by_name("a")
+
+
+async def test_aws_cli_auto_paginates_past_one_hundred_users(iam_env: IamEnv) -> None:
+    store = iam_env.broker.broker.store
+    for i in range(130):
+        await store.create_user(
+            User(id=str(uuid.uuid4()), provider="local", subject=f"p{i:03d}", name=f"p{i:03d}")
+        )
+    creds = await iam_env.credentials("admin")
+    code, out, err = await iam_env.aws(creds, "iam", "list-users")
+    assert code == 0, err
+    names = [u["UserName"] for u in out["Users"]]
+    assert [n for n in names if n.startswith("p")] == [f"p{i:03d}" for i in range(130)]
+    assert len(names) == len(set(names))
