@@ -1,4 +1,5 @@
-"""Account-wide IAM reads: ``GetAccountSummary`` (entity counts and quotas).
+"""Account-wide IAM reads: ``GetAccountSummary`` (entity counts and quotas) and
+``GetAccountAuthorizationDetails`` (every principal and policy with what is attached).
 
 ``SummaryMap`` holds only AWS's keys, and only those the broker has a meaning for: counts of
 what the store holds, and quotas. A quota is the broker's own limit where it enforces one
@@ -10,9 +11,20 @@ keys, MFA devices, instance profiles) are left out.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from broker.domain.sts import role_id
 from broker.service.iam import MAX_DOCUMENT_CHARS
+from broker.service.iam_api.api import IamApi
 from broker.service.iam_api.registry import Action, Call, Result, anything
-from broker.storage.base import PrincipalType
+from broker.service.iam_api.users import user_shape
+from broker.storage.base import AttachedPolicies, Group, ManagedPolicyRecord, PrincipalType
+
+_KINDS: tuple[PrincipalType, ...] = ("user", "group", "role")
 
 #: AWS's default quotas, reported as they are (the broker does not enforce them).
 AWS_DEFAULT_QUOTAS = {
@@ -40,8 +52,7 @@ BROKER_QUOTAS = {
 async def summary(call: Call) -> dict[str, int]:
     store = call.api.store
     attachments = 0
-    kinds: tuple[PrincipalType, ...] = ("user", "group", "role")
-    for kind in kinds:
+    for kind in _KINDS:
         found = await store.all_attachments(kind)
         attachments += sum(len(a.managed) + (1 if a.boundary else 0) for a in found.values())
     providers = sum(1 for p in call.api.settings.providers.values() if p.type != "local")
@@ -61,4 +72,200 @@ async def get_account_summary(call: Call) -> Result:
     return {"SummaryMap": await summary(call)}
 
 
-ACTIONS = (Action("GetAccountSummary", get_account_summary, anything, mutates=False),)
+# --- GetAccountAuthorizationDetails ----------------------------------------------------------
+
+#: ``Filter`` values and the result member each selects (config-declared managed policies are
+#: the account's own, "local"; the broker has no AWS-managed policies).
+FILTERS = {
+    "User": "UserDetailList",
+    "Group": "GroupDetailList",
+    "Role": "RoleDetailList",
+    "LocalManagedPolicy": "Policies",
+    "AWSManagedPolicy": None,
+}
+MEMBERS = ("UserDetailList", "GroupDetailList", "RoleDetailList", "Policies")
+
+
+def _document(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc)
+
+
+def _hashed_id(prefix: str, text: str) -> str:
+    digest = hashlib.sha256(text.encode()).digest()
+    return prefix + base64.b32encode(digest).decode("ascii")[:17]
+
+
+def group_id(group: Group) -> str:
+    """As ``GetGroup`` shows it (the iamusers branch's ``groups.group_id``: dedupe on merge)."""
+    return _hashed_id("AGPA", f"{group.name}\0{group.created_at!r}")
+
+
+def policy_id(call: Call, record: ManagedPolicyRecord) -> str:
+    """As ``GetPolicy`` shows it (the iampolicies branch's ``policies.policy_id``: dedupe)."""
+    account = call.api.settings.server.account_id
+    return _hashed_id("ANPA", f"{account}:policy:{record.name}:{record.created_at!r}")
+
+
+def _attached(call: Call, attached: AttachedPolicies) -> dict[str, Any]:
+    """The attachment members common to users, groups and roles."""
+    out: dict[str, Any] = {
+        "AttachedManagedPolicies": [
+            {"PolicyName": name, "PolicyArn": call.arn("policy", name)} for name in attached.managed
+        ],
+    }
+    if attached.boundary:
+        out["PermissionsBoundary"] = {
+            "PermissionsBoundaryType": "PermissionsBoundaryPolicy",
+            "PermissionsBoundaryArn": call.arn("policy", attached.boundary),
+        }
+    return out
+
+
+def _inline(
+    attached: AttachedPolicies, own: Sequence[tuple[str, Mapping[str, Any]]] = ()
+) -> list[dict[str, Any]]:
+    found = [*own, *sorted(attached.inline.items())]
+    return [{"PolicyName": name, "PolicyDocument": _document(doc)} for name, doc in found]
+
+
+def _tags(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+async def _user_details(call: Call, attachments: Mapping[str, AttachedPolicies]) -> list[Any]:
+    store = call.api.store
+    out = []
+    for user in sorted(await store.list_users(), key=lambda u: (u.name, u.id)):
+        attached = attachments.get(user.id, AttachedPolicies())
+        shape = user_shape(call, user)
+        detail = {k: shape[k] for k in ("Path", "UserName", "UserId", "Arn", "CreateDate")}
+        detail["UserPolicyList"] = _inline(attached)
+        detail["GroupList"] = await store.user_groups(user.id)
+        detail.update(_attached(call, attached))
+        tags = await store.list_tags("user", user.id)
+        if tags:
+            detail["Tags"] = _tags(tags)
+        out.append(detail)
+    return out
+
+
+async def _group_details(call: Call, attachments: Mapping[str, AttachedPolicies]) -> list[Any]:
+    out = []
+    for group in await call.api.store.list_groups():
+        attached = attachments.get(group.name, AttachedPolicies())
+        detail: dict[str, Any] = {
+            "Path": "/",
+            "GroupName": group.name,
+            "GroupId": group_id(group),
+            "Arn": call.arn("group", group.name),
+            "CreateDate": group.created_at,
+            "GroupPolicyList": _inline(attached),
+        }
+        detail["AttachedManagedPolicies"] = _attached(call, attached)["AttachedManagedPolicies"]
+        out.append(detail)
+    return out
+
+
+async def _role_details(call: Call, attachments: Mapping[str, AttachedPolicies]) -> list[Any]:
+    """A config role's own documents are listed among its inline policies under the names the
+    simulator reports them by (``<role>/policy[<i>]``); a boundary *document* of a config role
+    has no ARN and is not shown (an attached managed boundary is)."""
+    store = call.api.store
+    account = call.api.settings.server.account_id
+    out = []
+    for role in sorted(await store.list_roles(), key=lambda r: r.name):
+        attached = attachments.get(role.name, AttachedPolicies())
+        own = [(f"{role.name}/policy[{i}]", doc) for i, doc in enumerate(role.policies)]
+        detail: dict[str, Any] = {
+            "Path": "/",
+            "RoleName": role.name,
+            "RoleId": role_id(account, role.name),
+            "Arn": call.arn("role", role.name),
+            "CreateDate": role.created_at,
+            "AssumeRolePolicyDocument": _document(role.trust_policy),
+            "InstanceProfileList": [],
+            "RolePolicyList": _inline(attached, own),
+        }
+        detail.update(_attached(call, attached))
+        tags = await store.list_tags("role", role.name)
+        if tags:
+            detail["Tags"] = _tags(tags)
+        out.append(detail)
+    return out
+
+
+async def _policy_details(call: Call, uses: Sequence[AttachedPolicies]) -> list[Any]:
+    """Managed policies with their one version (``v1``, the document in force)."""
+    attachments: dict[str, int] = {}
+    boundaries: dict[str, int] = {}
+    for attached in uses:
+        for name in attached.managed:
+            attachments[name] = attachments.get(name, 0) + 1
+        if attached.boundary:
+            boundaries[attached.boundary] = boundaries.get(attached.boundary, 0) + 1
+    out = []
+    for record in await call.api.store.list_managed_policies():
+        detail: dict[str, Any] = {
+            "PolicyName": record.name,
+            "PolicyId": policy_id(call, record),
+            "Arn": call.arn("policy", record.name),
+            "Path": "/",
+            "DefaultVersionId": "v1",
+            "AttachmentCount": attachments.get(record.name, 0),
+            "PermissionsBoundaryUsageCount": boundaries.get(record.name, 0),
+            "IsAttachable": True,
+            "CreateDate": record.created_at,
+            "UpdateDate": record.updated_at,
+            "PolicyVersionList": [
+                {
+                    "Document": _document(record.document),
+                    "VersionId": "v1",
+                    "IsDefaultVersion": True,
+                    "CreateDate": record.updated_at,
+                }
+            ],
+        }
+        if record.description:
+            detail["Description"] = record.description
+        out.append(detail)
+    return out
+
+
+async def get_account_authorization_details(call: Call) -> Result:
+    """Every user, group, role and managed policy with what is attached to it, paged as AWS
+    does: ``MaxItems`` counts entities across the four lists together (users first, then
+    groups, roles and policies), and a ``Marker`` continues where the last page stopped."""
+    wanted = set(MEMBERS)
+    filters = call.params.get("Filter") or ()
+    if filters:
+        wanted = {m for f in filters if (m := FILTERS.get(str(f))) is not None}
+    store = call.api.store
+    by_kind = {kind: await store.all_attachments(kind) for kind in _KINDS}
+    found: dict[str, list[Any]] = {m: [] for m in MEMBERS}
+    if "UserDetailList" in wanted:
+        found["UserDetailList"] = await _user_details(call, by_kind["user"])
+    if "GroupDetailList" in wanted:
+        found["GroupDetailList"] = await _group_details(call, by_kind["group"])
+    if "RoleDetailList" in wanted:
+        found["RoleDetailList"] = await _role_details(call, by_kind["role"])
+    if "Policies" in wanted:
+        every = [a for kind in _KINDS for a in by_kind[kind].values()]
+        found["Policies"] = await _policy_details(call, every)
+    combined = [(m, item) for m in MEMBERS for item in found[m]]
+    page = IamApi._page({"Items": combined}, "Items", call.params)
+    out: Result = {m: [item for member, item in page["Items"] if member == m] for m in MEMBERS}
+    out["IsTruncated"] = page["IsTruncated"]
+    if "Marker" in page:
+        out["Marker"] = page["Marker"]
+    return out
+
+
+ACTIONS = (
+    Action("GetAccountSummary", get_account_summary, anything, mutates=False),
+    Action(
+        "GetAccountAuthorizationDetails",
+        get_account_authorization_details,
+        anything,
+        mutates=False,
+    ),
+)
