@@ -178,7 +178,7 @@ async def test_authorization_details_page_across_the_lists(iam_env: IamEnv) -> N
     marker = None
     pages = 0
     while True:
-        extra = {"Marker": marker} if marker else {}
+        extra: dict[str, str] = {"Marker": marker} if marker else {}
         page = await call(admin, "get_account_authorization_details", MaxItems=2, **extra)
         pages += 1
         assert sum(len(page[m]) for m in members) <= 2
