@@ -18,6 +18,7 @@ from pytest_aiohttp import AiohttpServer
 
 from broker.clock import SystemClock
 from broker.service.iam_api.simulation import statement_spans
+from broker.storage.base import RoleRecord
 from tests.iam.conftest import (
     IamEnv,
     allow,
@@ -622,3 +623,40 @@ def test_statement_spans_skip_braces_in_strings_and_follow_lines() -> None:
     assert statement_spans('{"Statement": {"Effect": "Allow"}}') == [(14, 32)]
     assert statement_spans("[]") == []
     assert statement_spans('{"Version": "2012-10-17"}') == []
+
+
+async def test_a_store_role_with_a_managed_boundary(iam_env: IamEnv) -> None:
+    """A role with an attached policy and a managed boundary: the boundary limits, and its
+    allowing statement is reported with the identity one."""
+    b = iam_env.broker.broker
+    await b.store.put_role(
+        RoleRecord(
+            name="deploy",
+            description="",
+            trust_policy=policy(
+                {"Effect": "Allow", "Principal": {"Federated": "fake"}, "Action": "sts:*"}
+            ),
+            policies=(),
+            permissions_boundary=None,
+            max_session_duration=3600.0,
+        )
+    )
+    await b.iam.create_policy("Deploy", policy(allow(["s3:*", "ec2:*"])), actor="test")
+    await b.iam.attach_policy("role", "deploy", "Deploy", actor="test")
+    await b.iam.set_boundary("role", "deploy", "ReadOnly", actor="test")
+    await b.iam_api.changed()
+    admin = await iam_env.client("admin")
+    out = await call(
+        admin,
+        "simulate_principal_policy",
+        PolicySourceArn=iam_env.arn("role", "deploy"),
+        ActionNames=["s3:GetObject", "s3:PutObject", "sqs:SendMessage"],
+    )
+    got = {r["EvalActionName"]: r for r in out["EvaluationResults"]}
+    assert got["s3:GetObject"]["EvalDecision"] == "allowed"
+    assert ids(got["s3:GetObject"]) == [("Deploy", "user-managed"), ("ReadOnly", "user-managed")]
+    assert got["s3:PutObject"]["EvalDecision"] == "implicitDeny"
+    assert got["s3:PutObject"]["PermissionsBoundaryDecisionDetail"] == {
+        "AllowedByPermissionsBoundary": False
+    }
+    assert got["sqs:SendMessage"]["EvalDecision"] == "implicitDeny"
