@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from broker.service.iam_api.account import AWS_DEFAULT_QUOTAS, BROKER_QUOTAS
+from broker.storage.base import User
 from tests.iam.conftest import IamEnv, allow, call, error_code, policy
 from tests.sts.conftest import sts_post
 
@@ -221,3 +223,20 @@ async def test_authorization_details_needs_permission(iam_env: IamEnv) -> None:
     )
     assert status == 403
     assert "MissingAuthenticationToken" in text
+
+
+async def test_aws_cli_auto_paginates_authorization_details_past_100(iam_env: IamEnv) -> None:
+    store = iam_env.broker.broker.store
+    for i in range(110):
+        await store.create_user(
+            User(id=str(uuid.uuid4()), provider="local", subject=f"p{i:03d}", name=f"p{i:03d}")
+        )
+    creds = await iam_env.credentials("reader")
+    code, out, err = await iam_env.aws(
+        creds, "iam", "get-account-authorization-details", "--filter", "User", "Role"
+    )
+    assert code == 0, err
+    names = [u["UserName"] for u in out["UserDetailList"]]
+    assert [n for n in names if n.startswith("p")] == [f"p{i:03d}" for i in range(110)]
+    assert len(out["RoleDetailList"]) == 3
+    assert "Marker" not in out
