@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from pytest_aiohttp import AiohttpServer
 
 from broker.clock import SystemClock
+from broker.service.iam_api import simulation
 from broker.service.iam_api.simulation import statement_spans
 from broker.storage.base import RoleRecord
 from tests.iam.conftest import (
@@ -660,3 +661,20 @@ async def test_a_store_role_with_a_managed_boundary(iam_env: IamEnv) -> None:
         "AllowedByPermissionsBoundary": False
     }
     assert got["sqs:SendMessage"]["EvalDecision"] == "implicitDeny"
+
+
+def test_source_policy_ids_and_types_from_engine_names() -> None:
+    assert simulation.source("policy/Ops") == ("Ops", "user-managed")
+    assert simulation.source("user/alice/own") == ("own", "user")
+    assert simulation.source("group/devs/ec2") == ("ec2", "group")
+    assert simulation.source("role/deploy/extra") == ("extra", "role")
+    assert simulation.source("admin/policy[0]") == ("admin/policy[0]", "role")
+    assert simulation.source("policy/policy[1]") == (
+        "policy/policy[1]",
+        "role",
+    )  # a role named "policy"
+    assert simulation.source("PolicyInputList.3") == ("PolicyInputList.3", "none")
+    assert simulation.source("PermissionsBoundaryPolicyInputList.1") == (
+        "PermissionsBoundaryPolicyInputList.1",
+        "none",
+    )

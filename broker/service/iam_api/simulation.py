@@ -37,6 +37,7 @@ _PRINCIPAL = re.compile(
     r"arn:(?P<partition>[^:]+):iam::(?P<account>[^:]*):(?P<kind>user|group|role)/"
     r"(?:[^:]*/)?(?P<name>[^/:]+)"
 )
+_ROLE_OWN = re.compile(r"[^/]+/policy\[\d+\]")
 _INLINE = re.compile(r"(?P<kind>user|group|role)/[^/]+/(?P<name>.+)")
 _UNSUPPORTED = (
     "ResourcePolicy",
@@ -177,6 +178,8 @@ def source(policy_name: str) -> tuple[str, str]:
     ``PolicyInputList.<n>``."""
     if policy_name.startswith(("PolicyInputList.", "PermissionsBoundaryPolicyInputList.")):
         return policy_name, "none"
+    if _ROLE_OWN.fullmatch(policy_name):  # before managed ones: a role may be named "policy"
+        return policy_name, "role"
     if policy_name.startswith("policy/"):
         return policy_name.removeprefix("policy/"), "user-managed"
     inline = _INLINE.fullmatch(policy_name)
