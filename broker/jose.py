@@ -54,6 +54,11 @@ _REQUIRED_CLAIMS = ("exp", "iat", "iss", "jti")  # checked in this order; null c
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
+# ``iat``/``nbf`` may lie this far in the future: another instance's clock may run ahead of
+# this one's, and tokens carry ``iat`` to the millisecond (``tokens.issue_time``). ``exp`` gets
+# no such allowance (a revocation or expiry must not be stretched).
+CLOCK_SKEW = 5.0
+
 
 # --- base64url -------------------------------------------------------------------------------
 
@@ -240,7 +245,8 @@ def verify(
     without duplicate members), ``exp``, ``iat``, ``iss``, ``jti`` present, ``iss`` =
     ``issuer``, ``aud`` (one of ``audience``; ``None`` means the audience is not checked),
     ``sub`` and ``jti`` strings, then the times against ``now`` with ``leeway``: ``exp``
-    (``ExpiredToken``, reason ``expired``), ``nbf`` and ``iat`` (``not_yet_valid``).
+    (``ExpiredToken``, reason ``expired``), ``nbf`` and ``iat`` (``not_yet_valid``, allowing
+    ``CLOCK_SKEW`` between instances).
     """
     header_segment, payload_segment, signature_segment = split(token)
     header = headers.get(header_segment)
@@ -274,7 +280,8 @@ def verify(
     nbf = _time_claim(claims, "nbf") if "nbf" in claims else None
     if exp <= now - leeway:
         raise ExpiredToken("expired")
-    if (nbf is not None and nbf > now + leeway) or iat > now + leeway:
+    ahead = now + leeway + CLOCK_SKEW
+    if (nbf is not None and nbf > ahead) or iat > ahead:
         raise InvalidToken("not_yet_valid")
     return claims
 

@@ -404,6 +404,8 @@ REJECTIONS: list[tuple[str, Forge, str, type[InvalidToken]]] = [
     ("expired-exactly-now", _signed(exp=int(T0) + 60), "expired", ExpiredToken),
     ("nbf-future", _signed(nbf=int(T0) + 3600), "not_yet_valid", InvalidToken),
     ("iat-future", _signed(iat=int(T0) + 3600), "not_yet_valid", InvalidToken),
+    ("iat-past-the-skew", lambda e: _signed(iat=e.clock.now() + jose.CLOCK_SKEW + 0.5)(e),
+     "not_yet_valid", InvalidToken),
     ("alg-none", _alg_none, "alg_mismatch", InvalidToken),
     ("hs256-public-key", _hs256_with_public_key, "alg_mismatch", InvalidToken),
     ("other-asymmetric-alg", _other_alg_header, "alg_mismatch", InvalidToken),
@@ -445,6 +447,14 @@ async def test_rejected_with_reason(
 async def test_forge_helper_makes_valid_tokens(ed_env: Env) -> None:
     """The good-path helper really produces valid tokens (the table above is meaningful)."""
     assert ed_env.ring.verify(_signed()(ed_env), typ=TYP, audience=AUD)["sub"] == "user-1"
+
+
+def test_a_token_from_an_instance_whose_clock_runs_a_little_ahead_verifies(ed_env: Env) -> None:
+    """``iat``/``nbf`` are to the millisecond: another instance's clock a few seconds ahead must
+    not make its fresh tokens "not yet valid" here (``CLOCK_SKEW``); ``exp`` gets no allowance."""
+    ahead = ed_env.clock.now() + jose.CLOCK_SKEW - 0.5
+    token = _signed(iat=ahead, nbf=ahead)(ed_env)
+    assert ed_env.ring.verify(token, typ=TYP, audience=AUD)["iat"] == ahead
 
 
 # --- rotation and the JWKS -------------------------------------------------------------------
@@ -931,7 +941,8 @@ def _reference_verify(e: Env, token: str, audience: Any, leeway: float = 0) -> d
     now = e.clock.now()
     if claims["exp"] <= now - leeway:
         raise ExpiredToken("expired")
-    if claims.get("nbf", -math.inf) > now + leeway or claims["iat"] > now + leeway:
+    ahead = now + leeway + jose.CLOCK_SKEW  # the allowance for other instances' clocks
+    if claims.get("nbf", -math.inf) > ahead or claims["iat"] > ahead:
         raise InvalidToken("not_yet_valid")
     return claims
 

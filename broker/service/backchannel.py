@@ -4,17 +4,24 @@ A provider whose configuration names a ``backchannel_logout_uri`` POSTs a logout
 when one of its sessions ends. The token is verified (``OIDCClient.verify_logout_token``: like
 an ID token, plus ``events``, ``sid``/``sub`` and no ``nonce``), its ``jti`` is used up in the
 store (a single-use value of kind ``LOGOUT_JTI``, remembered as long as the token could be
-accepted), and only then does anything end:
+accepted), and only then does anything end, on every instance within the revocation poll:
 
-- ``sub``: the broker user of that provider's subject;
-- ``sid``: the users of the broker sessions that began with that provider session (the
-  ``sid`` of the ID token at login, kept on the session).
+- ``sid`` (with or without ``sub``): exactly the broker sessions that began with that provider
+  session (the ``sid`` of the ID token at login, kept on the session row) and every credential
+  derived from them (``Store.revoke_provider_session``: the live rows are marked revoked and
+  each session gets one ``origin`` revocation). Derived credentials (STS credentials from
+  AssumeRole, RFC 8693 token-exchange results, chains of them) carry the id of the broker session
+  they came from in their ``origin_sid`` claim (``tokens.CLAIM_ORIGIN_SID``; a chain keeps the
+  first session's), which ``RevocationState.is_revoked`` checks against ``origin`` revocations.
+  The user's other sessions (another browser, another provider session) and what was derived
+  from them stay. A ``sid`` that started no session here ends nothing, even with a ``sub``.
+- ``sub`` alone: every session of that provider subject's broker user, and every credential
+  issued to that user until now (``Store.revoke_user_sessions``: one ``user`` revocation).
 
-Every session and credential of those users issued until now ends, on every instance within
-the revocation poll (``Store.revoke_user_sessions``: the user's session rows and one ``user``
-revocation, which also voids the STS credentials and token-exchange results derived from the
-sessions). It is the whole user and not only the one session named by ``sid`` because derived
-credentials do not say which session they came from; when unsure, the broker ends more.
+A plain ``POST /logout`` records a ``session`` revocation instead, which ends only that
+session's own tokens: credentials derived from it live on until they expire, as AWS STS
+credentials outlive the console session. Back-channel logout ends the provider session's
+effects, so it takes them too.
 
 Every refusal is audited (``logout.backchannel``, with the reason) and changes nothing.
 """
@@ -77,8 +84,8 @@ class BackchannelLogout:
         )
 
     async def logout(self, provider: str, logout_token: str, req: RequestInfo) -> int:
-        """Verify the logout token and end what it names; returns how many users' sessions
-        were ended (0 is a success too: nothing of that provider session is left here).
+        """Verify the logout token and end what it names; returns how many users it concerned
+        (0 is a success too: nothing of that provider session is left here).
         Raises ``NotFound`` (no such provider, or back-channel logout not enabled for it),
         ``InvalidLogoutToken`` (400), ``ProviderUnavailable`` or ``StoreError``."""
         principal = provider[:64]
@@ -95,7 +102,7 @@ class BackchannelLogout:
             )
             raise
         try:
-            users = await self._end(provider, token)
+            users, sessions = await self._end(provider, token)
         except StoreError as e:
             # Nothing may be half done and unrepeatable: let the provider (or an operator) retry.
             await self._release_jti(provider, token)
@@ -108,7 +115,12 @@ class BackchannelLogout:
             "success",
             req=req,
             principal=principal,
-            details={"sid": token.sid or "", "sub": token.subject or "", "users": users},
+            details={
+                "sid": token.sid or "",
+                "sub": token.subject or "",
+                "users": users,
+                "sessions": sessions,
+            },
         )
         return len(users)
 
@@ -157,19 +169,23 @@ class BackchannelLogout:
         except StoreError:
             log.warning("could not release the jti of a failed back-channel logout")
 
-    async def _end(self, provider: str, token: LogoutToken) -> list[str]:
-        users: set[str] = set()
-        if token.sid is not None:
-            users.update(await self._store.provider_session_users(provider, token.sid))
-        if token.subject is not None:
-            user = await self._store.find_user(provider, token.subject)
-            if user is not None:
-                users.add(user.id)
+    async def _end(self, provider: str, token: LogoutToken) -> tuple[list[str], list[str]]:
+        """End what the token names; returns (the users concerned, the sessions ended by
+        ``sid``), each sorted."""
         now = self._clock.now()
-        for user_id in sorted(users):
-            await self._store.revoke_user_sessions(user_id, now=now, reason=REASON)
-            # At once on this instance; the others read the revocation at their next poll.
-            self._revocations.apply(
-                Revocation(kind="user", target=user_id, before=now, created_at=now)
+        if token.sid is not None:
+            # Session-granular (§2.4): only what that provider session started, and what was
+            # derived from it; the user's other sessions stay.
+            users = await self._store.provider_session_users(provider, token.sid)
+            ended = await self._store.revoke_provider_session(
+                provider, token.sid, now=now, reason=REASON
             )
-        return sorted(users)
+            for r in ended:
+                self._revocations.apply(r)  # at once here; the others at their next poll
+            return users, [r.target for r in ended]
+        user = await self._store.find_user(provider, token.subject or "")
+        if user is None:
+            return [], []
+        await self._store.revoke_user_sessions(user.id, now=now, reason=REASON)
+        self._revocations.apply(Revocation(kind="user", target=user.id, before=now, created_at=now))
+        return [user.id], []

@@ -83,6 +83,7 @@ class CredentialVerifier:
             user_id=cred.user_id,
             role_arn=cred.role_arn,
             issued_at=cred.issued_at,
+            origin_session_id=cred.origin_session_id,
         )
 
     def note_seen(self, cred: Credential, now: float) -> None:
@@ -117,6 +118,7 @@ class CredentialVerifier:
                 user_id=hit.user_id,
                 role_arn=hit.role_arn,
                 issued_at=hit.issued_at,
+                origin_session_id=hit.origin_session_id,
             ):
                 del self._cache[token]
                 raise Unauthenticated("session_revoked")

@@ -352,12 +352,13 @@ class ForwardAuth:
         if hit is not None and now < hit[1]:
             return hit[0]
         exp = min(now + self.assertion_lifetime, cred.expires_at)
+        iat = tokens.issue_time(now)
         claims: dict[str, Any] = {
             "iss": self._issuer,
             "sub": cred.user_id,
             "aud": origin,
-            "iat": int(now),
-            "nbf": int(now),
+            "iat": iat,
+            "nbf": iat,
             "exp": int(exp),
             "jti": secrets.token_urlsafe(12),
             "user": user_name(cred),
@@ -368,6 +369,8 @@ class ForwardAuth:
             tokens.CLAIM_PROVIDER: cred.provider,
             tokens.CLAIM_SUBJECT: cred.subject,
         }
+        if cred.origin_session_id and cred.origin_session_id != cred.session_id:
+            claims[tokens.CLAIM_ORIGIN_SID] = cred.origin_session_id  # a derived credential's
         headers = self._freeze_headers(
             {
                 H_USER: header_safe(user_name(cred)),

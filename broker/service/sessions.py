@@ -96,12 +96,13 @@ class SessionService:
     def _token(self, s: Session, now: float) -> str:
         cfg = self._settings.session
         exp = min(now + min(cfg.token_lifetime, s.idle_timeout), s.expires_at)
+        iat = tokens.issue_time(now)  # to the millisecond: see ``issue_time``
         claims: dict[str, Any] = {
             "iss": self._issuer,
             "sub": s.user_id,
             "aud": self._issuer,
-            "iat": int(now),
-            "nbf": int(now),
+            "iat": iat,
+            "nbf": iat,
             "exp": int(exp),
             "jti": secrets.token_urlsafe(16),
             tokens.CLAIM_SID: s.id,
@@ -189,6 +190,7 @@ class SessionService:
             user_id=cred.user_id,
             role_arn=cred.role_arn,
             issued_at=cred.issued_at,
+            origin_session_id=cred.origin_session_id,
         ):
             raise Unauthenticated("session_revoked")
         return cred

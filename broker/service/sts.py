@@ -22,7 +22,13 @@ parsed once per distinct document and cached by hash), the chained flag and ``ak
 Revocation. A credential's ``sid`` is ``sts-<uuid>``; RFC 7009 revocation records a ``session``
 revocation for it, which the in-memory ``RevocationState`` applies at once here and within the
 poll interval elsewhere. User and role revocations apply too (tokens carry ``sub`` = the user id
-when the subject has signed in before, and the role ARN).
+when the subject has signed in before, and the role ARN). A credential derived from a broker
+session (AssumeRole signed with credentials that were, token exchange of a session or access
+token) carries that session's id as ``origin_sid`` (``tokens.CLAIM_ORIGIN_SID``): the first
+session of the chain, never an intermediate credential's ``sid``; one from an ID token alone
+carries none. An ``origin`` revocation of the session (back-channel logout) voids it; a plain
+logout (a ``session`` revocation) does not: like AWS STS credentials, it outlives the console
+session it was taken from.
 
 Restricted credentials never mint broader ones: a chained request must be allowed
 ``sts:AssumeRole`` by the caller's effective permissions (identity policies, boundary and session
@@ -174,6 +180,7 @@ class _Caller:
     source_identity: str = ""
     inherited_tags: sts.SessionTags | None = None
     web_audience: str = ""
+    origin_session_id: str = ""  # the broker session at the start of the chain, if any
 
 
 @dataclass(frozen=True)
@@ -451,8 +458,10 @@ class StsService:
         packed: int | None,
     ) -> IssuedCredentials:
         now = self._clock.now()
-        iat = int(now)
-        exp = iat + duration
+        # ``iat`` to the millisecond (a revocation within the same second must not void what
+        # is issued after it: see ``tokens.issue_time``); ``exp`` stays whole seconds.
+        iat = tokens.issue_time(now)
+        exp = int(now) + duration
         akid = sts.new_access_key_id()
         assumed = sts.assumed_role_arn(self._account, role.record.name, session_name)
         claims: dict[str, Any] = {
@@ -484,12 +493,14 @@ class StsService:
             claims[CLAIM_SESSION_POLICIES] = list(policies)
         if caller.web_audience:
             claims[CLAIM_WEB_AUDIENCE] = caller.web_audience
+        if caller.origin_session_id:
+            claims[tokens.CLAIM_ORIGIN_SID] = caller.origin_session_id
         token = self._keys.sign(claims, typ=tokens.ACCESS_TYP)
         return IssuedCredentials(
             access_key_id=akid,
             secret_access_key=derive_secret(self._secret_key, akid),
             session_token=token,
-            issued_at=float(iat),
+            issued_at=iat,
             expiration=float(exp),
             role_arn=role.arn,
             assumed_role_arn=assumed,
@@ -729,6 +740,8 @@ class StsService:
                 tags={k: v for k, v in parent.tags.items() if k in transitive},
                 transitive=transitive,
             ),
+            # the parent's own origin: a session token's is itself, a chain keeps the first one
+            origin_session_id=parent.origin_session_id,
         )
 
     async def assume_role(
@@ -753,6 +766,7 @@ class StsService:
             user_id=cred.user_id,
             role_arn=cred.role_arn,
             issued_at=cred.issued_at,
+            origin_session_id=cred.origin_session_id,
         ):
             raise Unauthenticated("session_revoked")
         return cred
@@ -829,7 +843,7 @@ class StsService:
             "scope": f"role:{target.role_name}",
             "token_type": "Bearer",
             "exp": int(target.expires_at),
-            "iat": int(target.issued_at),
+            "iat": int(target.issued_at),  # §2.2: integer timestamps (the token's to the ms)
             "nbf": int(c.get("nbf", target.issued_at)),
             "sub": target.user_id,
             "aud": c.get("aud"),

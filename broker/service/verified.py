@@ -48,6 +48,10 @@ class Credential(NamedTuple):
     source_identity: str = ""
     claims: Mapping[str, Any] = _NONE
     session_expires_at: float = 0.0  # when the session (or the parent session) ends
+    # The broker session this credential is or was derived from (a session token: its own
+    # ``session_id``; an access token: its ``origin_sid`` claim, "" when no session was at its
+    # start, e.g. AssumeRoleWithWebIdentity). An ``origin`` revocation of it voids the credential.
+    origin_session_id: str = ""
 
     @property
     def role_name(self) -> str:
@@ -119,14 +123,21 @@ def credential_from_claims(
     policies, each parsed by ``session_policy``). A claim that is missing or of the wrong form
     is ``Unauthenticated("invalid_token:missing_claim")``. With ``token`` (the one ``c`` came
     from), the credential keeps ``TokenClaims`` instead of ``c`` (forward-auth makes one for
-    every token it has not seen and rarely reads them).
+    every token it has not seen and rarely reads them). ``origin_session_id``: a session token's
+    own ``sid``; an access token's ``origin_sid`` claim (a string), or "" without one.
     """
     try:
         raw_tags = c.get(tokens.CLAIM_TAGS, {})
         session_expires_at = float(c.get("session_exp", c["exp"]))
         policies: tuple[Policy, ...] = ()
         session_name = source_identity = ""
+        sid = _intern(str(c[tokens.CLAIM_SID]))
+        origin = sid
         if kind != SESSION:
+            raw_origin = c.get(tokens.CLAIM_ORIGIN_SID, "")
+            if not isinstance(raw_origin, str):
+                raise TypeError(tokens.CLAIM_ORIGIN_SID)
+            origin = _intern(raw_origin)
             texts = c.get(tokens.CLAIM_SESSION_POLICIES, [])
             if not isinstance(texts, list) or (texts and session_policy is None):
                 raise TypeError(tokens.CLAIM_SESSION_POLICIES)
@@ -139,7 +150,7 @@ def credential_from_claims(
         # (not one per token), and their hashes, used as keys downstream, are computed once.
         return Credential(
             kind,
-            _intern(str(c[tokens.CLAIM_SID])),
+            sid,
             _intern(str(c["sub"])),
             _intern(str(c[tokens.CLAIM_PROVIDER])),
             _intern(str(c[tokens.CLAIM_SUBJECT])),
@@ -157,6 +168,7 @@ def credential_from_claims(
             source_identity,
             c if token is None else TokenClaims(token),
             session_expires_at,
+            origin,
         )
     except (KeyError, TypeError, ValueError, PolicyError) as e:
         raise Unauthenticated("invalid_token:missing_claim") from e

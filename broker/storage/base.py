@@ -201,8 +201,8 @@ class AuditCheckpoint:
 class Revocation:
     """A revocation the hot path must know about: one session, one user, or a role before T."""
 
-    kind: str  # "session" | "user" | "role"
-    target: str  # session id, user id or role ARN
+    kind: str  # "session" | "origin" (a session and what was derived from it) | "user" | "role"
+    target: str  # session id (session, origin), user id or role ARN
     before: float  # tokens issued before this time are void (for sessions: revocation time)
     created_at: float
     id: int | None = None
@@ -302,6 +302,16 @@ class Store(Protocol):
         ``provider_sid`` started, revoked or not (Back-Channel Logout's ``sid``)."""
 
     async def revoke_session(self, session_id: str, *, now: float, reason: str) -> bool: ...
+    async def revoke_provider_session(
+        self, provider: str, provider_sid: str, *, now: float, reason: str
+    ) -> list[Revocation]:
+        """End the broker sessions the provider's session ``provider_sid`` started (Back-Channel
+        Logout's ``sid``) and every credential derived from them, in one transaction: each such
+        session, live or already ended (what was derived from it may outlive it), gets one
+        ``origin`` revocation (``before`` = ``now``); the live ones are also marked revoked with
+        ``reason``. Returns the recorded revocations (with ids), by session id; [] for an unknown
+        or empty ``provider_sid``."""
+
     async def revoke_user_sessions(self, user_id: str, *, now: float, reason: str) -> int: ...
     async def add_revocation(self, revocation: Revocation) -> Revocation: ...
     async def revocations_since(self, after_id: int) -> list[Revocation]:

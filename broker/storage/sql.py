@@ -737,6 +737,30 @@ class SqlStore(TagsMixin, SqlBase):
             )
         return True
 
+    async def revoke_provider_session(
+        self, provider: str, provider_sid: str, *, now: float, reason: str
+    ) -> list[Revocation]:
+        if not provider_sid:
+            return []
+        s = t.sessions.c
+        mine = sa.and_(s.provider_sid == provider_sid, s.provider == provider)
+        done: list[Revocation] = []
+        async with self._write("revoke provider session") as conn:
+            ids = [
+                str(r[0]) for r in await conn.execute(sa.select(s.id).where(mine).order_by(s.id))
+            ]
+            if not ids:
+                return []
+            await conn.execute(
+                sa.update(t.sessions)
+                .where(mine, s.id.in_(ids), s.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=reason)
+            )
+            for session_id in ids:
+                r = Revocation(kind="origin", target=session_id, before=now, created_at=now)
+                done.append(replace(r, id=await self._insert_revocation(conn, r)))
+        return done
+
     async def revoke_user_sessions(self, user_id: str, *, now: float, reason: str) -> int:
         """Revoke the user's live sessions and always record one ``user`` revocation (which
         also voids credentials that have no session row); returns how many were revoked."""

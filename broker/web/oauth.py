@@ -191,7 +191,9 @@ async def token(request: web.Request) -> web.Response:
             "access_token": issued.session_token,
             "issued_token_type": requested or TT_ACCESS_TOKEN,
             "token_type": "Bearer",
-            "expires_in": int(issued.expiration - issued.issued_at),
+            # whole seconds from the second it was issued in (``exp`` is whole seconds, ``iat``
+            # to the millisecond): the requested duration, as before ``iat`` had milliseconds
+            "expires_in": int(issued.expiration - int(issued.issued_at)),
             "scope": f"role:{issued.role_arn.rsplit('/', 1)[-1]}",
         },
         headers=NO_STORE,

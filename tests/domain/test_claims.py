@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from broker.domain.claims import claims_to_context, federated_principal, global_context
+from broker.domain.tokens import issue_time
+from broker.policy import evaluate, parse_policy
 
 CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("string", {"hd": "example.com"}, {"google:hd": "example.com"}),
@@ -37,3 +39,45 @@ def test_global_context() -> None:
     assert ctx["broker:EpochTime"] == "1700000000"
     assert ctx["broker:SourceIp"] == "10.0.0.1"
     assert ctx["broker:MultiFactorAuthPresent"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("operator", "value", "allowed"),
+    [
+        ("DateGreaterThanEquals", "2023-11-14T22:13:20Z", True),
+        ("DateLessThan", "2023-11-14T22:13:21Z", True),
+        ("DateLessThan", "2023-11-14T22:13:20Z", False),
+        ("DateGreaterThan", "2023-11-14T22:13:20Z", False),
+        ("DateEquals", "1700000000", True),
+    ],
+    ids=lambda v: str(v),
+)
+def test_token_issue_time_is_whole_seconds_as_in_aws(
+    operator: str, value: str, allowed: bool
+) -> None:
+    """A token's ``iat`` has milliseconds (``tokens.issue_time``); ``aws:TokenIssueTime`` keeps
+    AWS's form, whole seconds in ISO 8601 (the second it was issued in), and compares as such."""
+    iat = issue_time(1_700_000_000.9996)
+    assert iat == 1_700_000_000.999
+    ctx = global_context(now=1_700_000_005.5, source_ip="", token_issued_at=iat)
+    assert ctx["broker:TokenIssueTime"] == "2023-11-14T22:13:20Z"
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": "*",
+                "Condition": {operator: {"aws:TokenIssueTime": value}},
+            }
+        ],
+    }
+    d = evaluate(
+        action="s3:GetObject",
+        resource="arn:aws:s3:::b/k",
+        context=ctx,
+        identity=[parse_policy(doc)],
+        boundary=None,
+        session=[],
+    )
+    assert (d.decision == "allowed") is allowed

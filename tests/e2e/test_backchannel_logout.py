@@ -7,6 +7,10 @@ through the provider's real forms, then ends the session at the provider's end_s
 endpoint; the provider POSTs a logout token to the broker before it answers, and the broker's
 session is refused at ``/auth`` — on the instance that received the token at once, on another
 instance sharing the store after its next revocation poll (the periodic one runs every second).
+
+Session-granular: the same person signed in from two browsers (two provider sessions) keeps the
+other browser's broker session, and what was derived from it, when one provider session ends;
+the credentials derived from the ended one (token exchange, and a chain of it) end with it.
 """
 
 from __future__ import annotations
@@ -37,7 +41,28 @@ from tests.support.postgres import fresh_schema
 pytestmark = pytest.mark.oidc
 
 APP = "https://app.example.com/"
-ROLES = {"dev": E2E_ROLES["dev"], "admin": E2E_ROLES["admin"]}  # alice: the chooser
+ROLES = {
+    "dev": E2E_ROLES["dev"],
+    "admin": E2E_ROLES["admin"],  # alice: the chooser
+    # taken from a dev session, or a credential of its own, by token exchange (derived ones)
+    "chained": {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {
+                    "AWS": [
+                        "arn:broker:iam::000000000000:role/dev",
+                        "arn:broker:iam::000000000000:role/chained",  # chains of it
+                    ]
+                },
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    },
+}
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
 
 Start = Callable[[str, int, str, int], Awaitable[RunningBroker]]
 
@@ -125,12 +150,12 @@ async def log_in(
     return browser.cookie_jar.filter_cookies(URL(b.url))["broker_session"].value
 
 
-async def auth_status(b: RunningBroker, token: str) -> int:
-    headers = {
-        "X-Original-Method": "GET",
-        "X-Original-URL": APP,
-        "Cookie": f"broker_session={token}",
-    }
+async def auth_status(b: RunningBroker, token: str, *, bearer: bool = False) -> int:
+    headers = {"X-Original-Method": "GET", "X-Original-URL": APP}
+    if bearer:
+        headers["Authorization"] = f"Bearer {token}"
+    else:
+        headers["Cookie"] = f"broker_session={token}"
     async with (
         aiohttp.ClientSession() as s,
         s.get(f"{b.url}/auth", headers=headers, allow_redirects=False) as r,
@@ -191,3 +216,77 @@ async def test_the_logout_reaches_every_instance(
     assert await auth_status(a, token) == 401  # at once where the token arrived
     await b.broker.revocations.poll()  # what B's periodic task does every second
     assert await auth_status(b, token) == 401
+
+
+async def exchange(b: RunningBroker, subject_token: str) -> tuple[int, dict[str, str]]:
+    """RFC 8693 token exchange of a broker token for a ``chained`` credential (the STS side)."""
+    form = {
+        "grant_type": TOKEN_EXCHANGE,
+        "subject_token": subject_token,
+        "subject_token_type": ACCESS_TOKEN,
+        "scope": "role:chained",
+    }
+    async with aiohttp.ClientSession() as s, s.post(f"{b.url}/oauth2/token", data=form) as r:
+        return r.status, await r.json()
+
+
+async def derive(b: RunningBroker, subject_token: str) -> str:
+    status, body = await exchange(b, subject_token)
+    assert status == 200, body
+    return body["access_token"]
+
+
+async def assert_ended(b: RunningBroker, session: str, derived: list[str]) -> None:
+    assert await auth_status(b, session) == 401
+    for t in [session, *derived]:
+        assert await auth_status(b, t, bearer=True) == 401
+        status, body = await exchange(b, t)
+        assert (status, body["error"]) == (400, "invalid_grant")
+
+
+async def assert_alive(b: RunningBroker, session: str, derived: list[str]) -> None:
+    assert await auth_status(b, session) == 200
+    for t in [session, *derived]:
+        assert await auth_status(b, t, bearer=True) == 200
+        await derive(b, t)
+
+
+@pytest.mark.postgres
+async def test_the_logout_of_one_provider_session_ends_only_its_broker_session_and_derived(
+    pg_url: str, start: Start, ports: Ports, provider: OidcServer
+) -> None:
+    a = await start("a", ports.a, pg_url, ports.a)
+    b = await start("b", ports.b, pg_url, ports.a)
+    async with (
+        aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser_1,
+        aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser_2,
+    ):
+        # Bob in two browsers: two provider sessions, two broker sessions.
+        session_1 = await log_in(browser_1, a, provider)
+        session_2 = await log_in(browser_2, a, provider)
+        sid_1 = a.broker.sessions.verify(session_1).session_id
+        sid_2 = a.broker.sessions.verify(session_2).session_id
+        rows = [await a.broker.store.get_session(s) for s in (sid_1, sid_2)]
+        assert "" != rows[0].provider_sid != rows[1].provider_sid != ""
+        derived_1 = await derive(a, session_1)
+        chained_1 = await derive(b, derived_1)  # derived from the derived one, on the other node
+        derived_2 = await derive(b, session_2)
+        for node in (a, b):
+            await assert_alive(node, session_1, [derived_1, chained_1])
+
+        await end_session_at_provider(browser_1, provider)  # the provider POSTs to A
+
+        await assert_ended(a, session_1, [derived_1, chained_1])  # at once where it arrived
+        await assert_alive(a, session_2, [derived_2])
+        await b.broker.revocations.poll()  # what B's periodic task does every second
+        await assert_ended(b, session_1, [derived_1, chained_1])
+        await assert_alive(b, session_2, [derived_2])
+        async with browser_2.get(f"{a.url}/session", headers={"Accept": "application/json"}) as r:
+            assert r.status == 200  # the other browser is still signed in
+    [event] = await a.broker.store.list_audit(action="logout.backchannel")
+    assert (event.outcome, event.details["sid"], event.details["sessions"]) == (
+        "success",
+        rows[0].provider_sid,
+        [sid_1],
+    )
+    assert "backchannel.error" not in provider.stderr

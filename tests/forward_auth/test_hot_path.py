@@ -49,6 +49,7 @@ def reference_credential(c: dict[str, Any]) -> Credential:
             expires_at=float(c["exp"]),
             session_expires_at=float(c.get("session_exp", c["exp"])),
             claims=c,
+            origin_session_id=str(c[tokens.CLAIM_SID]),  # a session is its own origin
         )
     except (KeyError, TypeError, ValueError) as e:
         raise Unauthenticated("invalid_token:missing_claim") from e
@@ -253,12 +254,18 @@ def test_access_token_claims_through_the_same_decoder() -> None:
     assert cred[1:12] == plain[1:12]  # the fields every broker token has, decoded alike
     assert (cred.session_name, cred.source_identity) == ("bob", "bob@corp")
     assert len(cred.session_policies) == 1
+    assert cred.origin_session_id == ""  # derived from no session (web identity)
+    derived = credential_from_claims(
+        claims(**extra, **{tokens.CLAIM_ORIGIN_SID: "s-0"}), kind=ACCESS, session_policy=parse
+    )
+    assert (derived.session_id, derived.origin_session_id) == ("s-1", "s-0")
     for bad in (
         {tokens.CLAIM_AKID: _DROP},
         {tokens.CLAIM_SESSION_NAME: _DROP},
         {tokens.CLAIM_SESSION_POLICIES: doc},  # not a list
         {tokens.CLAIM_SESSION_POLICIES: ["{not a policy"]},
         {"iat": "soon"},
+        {tokens.CLAIM_ORIGIN_SID: 7},  # not a string
     ):
         with pytest.raises(Unauthenticated) as info:
             credential_from_claims(claims(**{**extra, **bad}), kind=ACCESS, session_policy=parse)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from broker.clock import FrozenClock
+from broker.domain.tokens import issue_time
 from broker.errors import RevocationStateStale, StoreError
 from broker.service.container import REVOCATION_LEEWAY_SECONDS, STS_MAX_SESSION_SECONDS
 from broker.service.revocation import RevocationState
@@ -58,6 +59,69 @@ def test_each_kind_voids_what_it_names() -> None:
     assert revoked(role="arn:role/dev", iat=T0 - 5)
     assert not revoked(role="arn:role/dev", iat=T0 + 5)
     assert not revoked()
+
+
+def test_an_origin_revocation_voids_the_session_and_what_was_derived_from_it() -> None:
+    state = state_with(Revocation("origin", "s-a", T0, T0), Revocation("session", "s-b", T0, T0))
+
+    def revoked(session: str, origin: str, iat: float = T0 + 100) -> bool:
+        return state.is_revoked(
+            session_id=session, user_id="u", role_arn="r", issued_at=iat, origin_session_id=origin
+        )
+
+    assert revoked("s-a", "s-a")  # the session's own tokens (a session's origin is itself)
+    assert revoked("sts-1", "s-a")  # derived from it, issued whenever
+    assert not revoked("sts-2", "s-c")  # another session's
+    assert not revoked("sts-3", "")  # derived from no session (web identity)
+    # a plain ``session`` revocation voids that session's tokens, not what was derived from it
+    assert revoked("s-b", "s-b")
+    assert not revoked("sts-4", "s-b")
+    state.apply(Revocation("origin", "", T0, T0))  # never recorded; must not void "" origins
+    assert not revoked("sts-3", "")
+    assert state.forget(T0 + 1) == 2
+    assert not revoked("sts-1", "s-a")
+
+
+KINDS = [("user", "u"), ("role", "r"), ("session", "s")]
+
+
+@pytest.mark.parametrize(("kind", "target"), KINDS, ids=[k for k, _ in KINDS])
+def test_within_one_second_what_was_issued_before_a_revocation_ends_and_what_follows_lives(
+    kind: str, target: str
+) -> None:
+    """Issue times as the broker writes them (``issue_time``, the token's ``iat``) against a
+    revocation's time, all within one second: issued before, or at the very instant (fail
+    closed), is void; issued a few milliseconds after lives, except in a revoked session."""
+    clock = FrozenClock(T0 + 0.2)
+    earlier = issue_time(clock.now())
+    clock.advance(0.3)
+    state = state_with(Revocation(kind, target, clock.now(), clock.now()), clock=clock)
+    same_instant = issue_time(clock.now())
+    clock.advance(0.002)
+    later = issue_time(clock.now())
+    assert int(earlier) == int(same_instant) == int(later) == int(T0)
+
+    def revoked(iat: float) -> bool:
+        return state.is_revoked(session_id="s", user_id="u", role_arn="r", issued_at=iat)
+
+    assert revoked(earlier)
+    assert revoked(same_instant)
+    assert revoked(later) is (kind == "session")  # a revoked session has no later credential
+
+
+@pytest.mark.parametrize(("kind", "target"), KINDS[:2], ids=[k for k, _ in KINDS[:2]])
+def test_a_credential_issued_a_fraction_of_a_millisecond_before_a_revocation_ends(
+    kind: str, target: str
+) -> None:
+    """Within one millisecond: the issue time is rounded down, never to nearest (which would put
+    a credential issued at .2996 at .300, after a revocation at .2998, and let it live)."""
+    issued = issue_time(T0 + 0.2996)
+    state = state_with(Revocation(kind, target, T0 + 0.2998, T0 + 0.2998))
+    assert state.is_revoked(session_id="s", user_id="u", role_arn="r", issued_at=issued)
+    # a credential issued in the next millisecond lives; a whole-second ``iat`` did not
+    after = issue_time(T0 + 0.3001)
+    assert not state.is_revoked(session_id="s", user_id="u", role_arn="r", issued_at=after)
+    assert state.is_revoked(session_id="s", user_id="u", role_arn="r", issued_at=int(T0))
 
 
 def test_forget_drops_only_revocations_older_than_the_horizon() -> None:

@@ -1,12 +1,15 @@
-"""``POST /backchannel-logout/{provider}`` against logout tokens a real provider never sends.
+"""``POST /backchannel-logout/{provider}``: what a valid logout token ends, and logout tokens a
+real provider never sends.
 
 The provider is the in-process fake (``tests/support/fake_idp.py``), configured as ``fake`` with
-back-channel logout on; its ID tokens carry ``sid`` = ``op-sid-1``. Each case signs in through
-it, then POSTs a forged or broken logout token: the answer is 400 with an OAuth error document,
-the refusal is audited with its specific reason, and nothing changed: the session still works,
-no revocation was written and the token's ``jti`` was not used up (a valid token with the same
-``jti`` still works afterwards). The real provider's round trip is in
-``tests/e2e/test_backchannel_logout.py``.
+back-channel logout on; its ID tokens carry ``sid`` = ``op-sid-1`` (another provider session:
+change ``idp.id_token_claims``). A valid token with ``sid`` ends exactly the broker sessions of
+that provider session and the credentials derived from them; one with only ``sub`` ends the
+user's. Each refusal case signs in through it, then POSTs a forged or broken logout token: the
+answer is 400 with an OAuth error document, the refusal is audited with its specific reason, and
+nothing changed: the session still works, no revocation was written and the token's ``jti`` was
+not used up (a valid token with the same ``jti`` still works afterwards). The real provider's
+round trip is in ``tests/e2e/test_backchannel_logout.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
+from broker import jose
 from broker.clock import FrozenClock
 from broker.config import load_settings
 from broker.idp.logout_token import BACKCHANNEL_LOGOUT_EVENT
@@ -33,6 +37,7 @@ from broker.web.app import create_app
 from tests.conftest import RunningBroker, trust, write_config
 from tests.support.fake_idp import FakeIdP, FakeKey, encode_jws, tamper_signature
 from tests.support.fuzz import fuzz, hostile_tokens
+from tests.support.login_driver import parse_forms
 from tests.support.oidc_server import free_port
 
 ROLES = {
@@ -44,6 +49,17 @@ ROLES = {
             {
                 "Effect": "Allow",
                 "Principal": {"AWS": "arn:broker:iam::000000000000:role/fake-user"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    },
+    # taken from a ``chained`` credential (a credential derived from a derived one)
+    "chained-twice": {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:broker:iam::000000000000:role/chained"},
                 "Action": "sts:AssumeRole",
             }
         ],
@@ -87,9 +103,12 @@ backchannel_logout_uri = "http://127.0.0.1:{port}/backchannel-logout/fake"
 issuer = "{idp.issuer}"
 client_id = "{idp.client_id}"
 """
-    settings = load_settings(
-        write_config(tmp_path / "broker", port=port, oidc=None, roles=ROLES, extra=extra)
+    path = write_config(tmp_path / "broker", port=port, oidc=None, roles=ROLES, extra=extra)
+    # forward-auth (``/auth``) reads the original request from this test's loopback peer
+    path.write_text(
+        path.read_text().replace("[store]", 'trusted_proxies = ["127.0.0.1/32"]\n[store]', 1)
     )
+    settings = load_settings(path)
     app = create_app(settings, clock=clock)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -148,11 +167,13 @@ async def revocations(env: Env) -> list[Any]:
 
 
 @pytest.mark.parametrize(
-    "claims",
-    [{}, {"sub": None}, {"sid": None}, {"sid": "another-provider-session"}],
-    ids=["sid-and-sub", "sid-only", "sub-only", "unknown-sid-known-sub"],
+    ("claims", "kind"),
+    [({}, "origin"), ({"sub": None}, "origin"), ({"sid": None}, "user")],
+    ids=["sid-and-sub", "sid-only", "sub-only"],
 )
-async def test_a_valid_logout_token_ends_the_session(env: Env, claims: dict[str, Any]) -> None:
+async def test_a_valid_logout_token_ends_the_session(
+    env: Env, claims: dict[str, Any], kind: str
+) -> None:
     token = await sign_in(env)
     omit = ["email", *(k for k, v in claims.items() if v is None)]
     raw = logout_token(env, {k: v for k, v in claims.items() if v is not None}, omit=omit)
@@ -165,21 +186,58 @@ async def test_a_valid_logout_token_ends_the_session(env: Env, claims: dict[str,
         "success",
         "fake/user-1" if "sub" not in claims else "fake/",
     )
-    assert [r.kind for r in await revocations(env)] == ["user"]
+    assert [r.kind for r in await revocations(env)] == [kind]
 
 
-async def exchange(env: Env, session_token: str) -> str:
-    """RFC 8693: the session token for a credential of the role ``chained``."""
+async def test_a_sid_that_started_no_session_here_ends_nothing_even_with_a_known_sub(
+    env: Env,
+) -> None:
+    """§2.4: with ``sid`` the token names one provider session, not the person."""
+    token = await sign_in(env)
+    raw = logout_token(env, {"sid": "another-provider-session"})
+    assert (await post(env, {"logout_token": raw}))[0] == 200
+    assert await session_status(env, token) == 200
+    assert await revocations(env) == []
+    [event] = await audit(env)
+    assert event.outcome == "success"
+    assert event.details["sessions"] == []
+
+
+async def try_exchange(env: Env, subject_token: str, role: str = "chained") -> tuple[int, Any]:
+    """RFC 8693 token exchange of a broker token for a credential of ``role``."""
     form = {
         "grant_type": TOKEN_EXCHANGE,
-        "subject_token": session_token,
+        "subject_token": subject_token,
         "subject_token_type": ACCESS_TOKEN,
-        "scope": "role:chained",
+        "scope": f"role:{role}",
     }
     async with aiohttp.ClientSession() as s, s.post(f"{env.url}/oauth2/token", data=form) as r:
-        body = await r.json()
-        assert r.status == 200, body
-        return str(body["access_token"])
+        return r.status, await r.json()
+
+
+async def exchange(env: Env, subject_token: str, role: str = "chained") -> str:
+    """RFC 8693: a broker token for a credential of ``role`` (``chained`` by default)."""
+    status, body = await try_exchange(env, subject_token, role)
+    assert status == 200, body
+    return str(body["access_token"])
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    return jose.parse_payload(jose.b64url_decode(token.split(".")[1]))
+
+
+async def bearer_auth_status(env: Env, token: str) -> int:
+    """Forward-auth with the credential as a bearer token."""
+    headers = {
+        "X-Original-Method": "GET",
+        "X-Original-URL": "https://app.example.com/",
+        "Authorization": f"Bearer {token}",
+    }
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"{env.url}/auth", headers=headers, allow_redirects=False) as r,
+    ):
+        return r.status
 
 
 async def introspect_status(env: Env, token: str) -> int:
@@ -221,6 +279,112 @@ async def test_a_replayed_logout_token_is_refused_and_ends_nothing_new(env: Env)
     assert await session_status(env, token) == 200
     assert (await audit(env))[-1].reason == "jti_replayed"
     assert len(await revocations(env)) == 1
+
+
+async def test_a_sid_ends_that_provider_session_and_its_derived_credentials_only(
+    env: Env,
+) -> None:
+    """Two browser sessions of one person from two provider sessions, a credential derived from
+    each (and one derived from that): the logout of provider session 1 ends broker session A and
+    everything derived from it; session B and its credential stay."""
+    session_a = await sign_in(env)
+    env.idp.id_token_claims["sid"] = "op-sid-2"  # the person signs in again, another browser
+    session_b = await sign_in(env)
+    sid_a = env.broker.broker.sessions.verify(session_a).session_id
+    derived_a = await exchange(env, session_a)
+    twice_a = await exchange(env, derived_a, "chained-twice")
+    derived_b = await exchange(env, session_b)
+    # The chain keeps the ORIGINAL broker session, not the intermediate credential's sid.
+    assert claims_of(derived_a)["origin_sid"] == sid_a
+    assert claims_of(twice_a)["origin_sid"] == sid_a
+    assert claims_of(twice_a)["sid"] != claims_of(derived_a)["sid"]
+    for t in (derived_a, twice_a, derived_b):
+        assert await bearer_auth_status(env, t) == 200
+
+    raw = logout_token(env, {"jti": "logout-a"})  # sid op-sid-1 and sub user-1
+    assert (await post(env, {"logout_token": raw}))[0] == 200
+
+    assert await session_status(env, session_a) == 401
+    for t in (session_a, derived_a, twice_a):
+        assert await bearer_auth_status(env, t) == 401  # at /auth
+        assert await introspect_status(env, t) == 401
+        status, body = await try_exchange(env, t)  # at STS (token exchange)
+        assert (status, body["error"]) == (400, "invalid_grant")
+    assert await session_status(env, session_b) == 200
+    assert await bearer_auth_status(env, session_b) == 200
+    assert await bearer_auth_status(env, derived_b) == 200
+    assert await introspect_status(env, derived_b) == 200
+    await exchange(env, derived_b, "chained-twice")  # B's credentials still mint
+    assert [(r.kind, r.target) for r in await revocations(env)] == [("origin", sid_a)]
+    [event] = await audit(env)
+    assert event.details["sessions"] == [sid_a]
+    store = env.broker.broker.store
+    sid_b = env.broker.broker.sessions.verify(session_b).session_id
+    assert (await store.get_session(sid_a)).revoked_at is not None
+    assert (await store.get_session(sid_b)).revoked_at is None
+    # The same token again is refused and ends nothing more.
+    status, _, _ = await post(env, {"logout_token": raw})
+    assert status == 400
+    assert await session_status(env, session_b) == 200
+
+
+async def assertion_claims(env: Env, token: str) -> dict[str, Any]:
+    headers = {
+        "X-Original-Method": "GET",
+        "X-Original-URL": "https://app.example.com/",
+        "Authorization": f"Bearer {token}",
+    }
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"{env.url}/auth", headers=headers, allow_redirects=False) as r,
+    ):
+        assert r.status == 200
+        return claims_of(r.headers["X-Auth-Request-Assertion"])
+
+
+async def test_the_forward_auth_assertion_of_a_derived_credential_names_its_origin(
+    env: Env,
+) -> None:
+    session = await sign_in(env)
+    sid = env.broker.broker.sessions.verify(session).session_id
+    derived = await exchange(env, session)
+    of_session = await assertion_claims(env, session)
+    assert of_session["sid"] == sid
+    assert "origin_sid" not in of_session  # a session is its own origin: nothing to add
+    of_derived = await assertion_claims(env, derived)
+    assert (of_derived["sid"], of_derived["origin_sid"]) == (claims_of(derived)["sid"], sid)
+
+
+async def test_a_sid_also_ends_what_a_session_ended_by_logout_left_behind(env: Env) -> None:
+    """A plain logout ends only the session's own tokens (its derived credential lives on);
+    the provider's later logout of that provider session ends the derived credential too."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.get(f"{env.url}/login/fake") as r:
+            assert r.status == 200
+        token = browser.cookie_jar.filter_cookies(URL(env.url))["broker_session"].value
+        derived = await exchange(env, token)
+        async with browser.get(f"{env.url}/logout") as r:
+            form = parse_forms(await r.text())[0]
+        async with browser.post(f"{env.url}/logout", data=form.fields) as r:
+            assert r.status == 200
+    assert await session_status(env, token) == 401
+    assert await bearer_auth_status(env, derived) == 200  # outlives the console session
+    assert [r.kind for r in await revocations(env)] == ["session"]
+    assert (await post(env, {"logout_token": logout_token(env, omit=("email", "sub"))}))[0] == 200
+    assert await bearer_auth_status(env, derived) == 401
+    assert [r.kind for r in await revocations(env)] == ["session", "origin"]
+
+
+async def test_a_sub_alone_ends_every_session_of_the_user_and_what_was_derived(env: Env) -> None:
+    session_a = await sign_in(env)
+    env.idp.id_token_claims["sid"] = "op-sid-2"
+    session_b = await sign_in(env)
+    derived_b = await exchange(env, session_b)
+    raw = logout_token(env, omit=("email", "sid"))
+    assert (await post(env, {"logout_token": raw}))[0] == 200
+    for t in (session_a, session_b, derived_b):
+        assert await bearer_auth_status(env, t) == 401
+    assert [r.kind for r in await revocations(env)] == ["user"]
 
 
 def test_the_same_jti_from_another_provider_is_another_token() -> None:
