@@ -445,6 +445,12 @@ class IamUnmodifiableEntity(IamError):
     code = "UnmodifiableEntity"
 
 
+class IamPasswordPolicyViolation(IamError):
+    """A login profile's new password breaks the broker's password rules."""
+
+    code = "PasswordPolicyViolation"
+
+
 class IamServiceFailure(IamError):
     sts_type = "Receiver"
     code = "ServiceFailure"

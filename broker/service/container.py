@@ -39,6 +39,7 @@ from broker.service.iam import IamService
 from broker.service.iam_api import IamApi, all_actions
 from broker.service.login import LoginService
 from broker.service.offboarding import OffboardingService
+from broker.service.providers import OidcProviderService, RegisteredProviders
 from broker.service.revocation import RevocationState
 from broker.service.roles import RoleCatalog, policy_problems, trust_policy_warnings
 from broker.service.sessions import SessionService
@@ -217,6 +218,9 @@ class Broker:
                 auditor=auditor,
                 clock=clock,
                 secret_key=derive_key(kek, b"broker/sts-secret"),
+                registered=RegisteredProviders(
+                    settings, store, lambda p: OIDCClient(p, http, clock=clock), clock
+                ),
             )
             await sts.refresh()
         except BaseException:
@@ -227,7 +231,7 @@ class Broker:
 
         async def refresh_iam() -> None:
             await authorizer.refresh()
-            await sts.refresh()
+            await sts.refresh()  # roles, and the providers registered through the API
 
         iam_api = IamApi(
             settings=settings,
@@ -235,10 +239,12 @@ class Broker:
             iam=iam,
             authorizer=authorizer,
             offboarding=offboarding,
+            providers=OidcProviderService(settings, store, auditor, clock),
             auditor=auditor,
             clock=clock,
             actions=all_actions(),
             refresh=refresh_iam,
+            hashing=hashing,
         )
         now = clock.now()
         return cls(

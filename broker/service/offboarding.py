@@ -101,6 +101,18 @@ class OffboardingService:
         )
         return Offboarded(user.id, user.name, ended)
 
+    async def end_deleted_user(self, user: User, *, actor: str) -> int:
+        """End every credential of a user that was just deleted (IAM ``DeleteUser``); its
+        record is gone, so it is given, not looked up. Returns the live sessions ended."""
+        ended = await self._revoke_user(user, reason="deleted")
+        await self._audit.record_or_fail(
+            "user.revoke_sessions",
+            "success",
+            principal=actor,
+            details={"user": user.id, "name": user.name, "sessions": ended, "note": "deleted"},
+        )
+        return ended
+
     async def revoke_role_sessions(self, ref: str, *, actor: str, reason: str = "") -> Offboarded:
         """End every credential of the role issued up to now (sessions, bearer tokens, STS
         credentials, token-exchange results); new ones can be issued afterwards."""

@@ -97,6 +97,7 @@ from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
 from broker.service.credentials import CredentialVerifier, peek_typ
 from broker.service.policy_sets import PolicyCompiler
+from broker.service.providers import RegisteredProviders
 from broker.service.revocation import RevocationState
 from broker.service.sessions import verified_claims
 from broker.service.verified import ACCESS, Credential, credential_from_claims
@@ -224,6 +225,7 @@ class StsService:
         auditor: Auditor,
         clock: Clock,
         secret_key: bytes,
+        registered: RegisteredProviders | None = None,
     ) -> None:
         self._settings = settings
         self._account = settings.server.account_id
@@ -237,6 +239,7 @@ class StsService:
         self._audit = auditor
         self._clock = clock
         self._secret_key = secret_key
+        self._registered = registered  # providers registered through the IAM API
         self._roles: dict[str, _Role] = {}
         self._last_role_refresh = float("-inf")
         self._policies: OrderedDict[str, Policy] = OrderedDict()
@@ -253,8 +256,11 @@ class StsService:
     # --- roles (in memory, refreshed from the store) -------------------------------------------
 
     async def refresh(self) -> None:
-        """Re-read the roles; trust policies are parsed again only when a role changed."""
+        """Re-read the roles (trust policies are parsed again only when a role changed) and
+        the providers registered through the IAM API."""
         self._last_role_refresh = self._clock.now()
+        if self._registered is not None:
+            await self._registered.refresh()
         fresh: dict[str, _Role] = {}
         for r in await self._store.list_roles():
             old = self._roles.get(r.name)
@@ -574,21 +580,28 @@ class StsService:
             raise StsInvalidIdentityToken(f"id_token:{e.reason}") from e
         iss = unverified.claims.get("iss")
         provider = self._issuers.get(iss) if isinstance(iss, str) else None
-        if provider is None or provider not in self._clients:
-            raise StsInvalidIdentityToken("unknown_issuer")
-        client = self._clients[provider]
-        try:
-            verified = await client.verify_id_token(
-                token, nonce=None, audiences=client.config.audiences
+        if provider is not None and provider in self._clients:
+            client = self._clients[provider]
+            config = client.config
+        else:
+            registered = (
+                await self._registered.find(iss)
+                if self._registered is not None and isinstance(iss, str)
+                else None
             )
+            if registered is None:
+                raise StsInvalidIdentityToken("unknown_issuer")
+            client, config, provider = registered.client, registered.config, registered.name
+        try:
+            verified = await client.verify_id_token(token, nonce=None, audiences=config.audiences)
         except ExpiredIdToken as e:
             raise StsExpiredTokenException(f"id_token:{provider}:{e.reason}") from e
         except InvalidIdToken as e:
             raise StsInvalidIdentityToken(f"id_token:{provider}:{e.reason}") from e
         except ProviderUnavailable as e:
             raise StsIDPCommunicationError(f"provider:{provider}:{e.reason}") from e
-        audience = next((a for a in verified.audience if a in client.config.audiences), "")
-        return client.config, verified.claims, audience
+        audience = next((a for a in verified.audience if a in config.audiences), "")
+        return config, verified.claims, audience
 
     async def _web_identity_caller(
         self, token: str, req: RequestInfo

@@ -8,7 +8,7 @@ raised as ``StoreError`` so that callers can deny instead of guessing.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -136,6 +136,24 @@ class ManagedPolicyRecord:
 
 
 @dataclass(frozen=True)
+class OidcProviderRecord:
+    """An OpenID Connect provider registered through the IAM API (``CreateOpenIDConnectProvider``).
+
+    ``name`` is the URL's host (lower case, with its port if any) and path, without the scheme
+    and a trailing ``/``: the ARN's resource (``oidc-provider/<name>``), the ``Federated``
+    principal and the prefix of its claims' condition keys (``<name>:sub``), as in AWS.
+    ``url`` is the issuer exactly as registered (ID tokens' ``iss`` must equal it)."""
+
+    name: str
+    url: str
+    client_ids: tuple[str, ...] = ()
+    thumbprints: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
 class Group:
     """A set of users sharing policies (IAM groups: broker-managed, not the provider's claims)."""
 
@@ -239,6 +257,32 @@ class Store(Protocol):
     async def set_user_disabled(self, user_id: str, disabled: bool) -> None:
         """``RecordNotFound`` if missing. A disabled user cannot sign in; ending what it
         already holds is ``revoke_user_sessions``."""
+
+    async def rename_user(self, user_id: str, name: str, *, subject: str | None = None) -> User:
+        """Set the user's ``name`` (and, for a local user, its login ``subject``); returns the
+        user. ``RecordNotFound`` if missing, ``AlreadyExists`` if (provider, subject) is taken.
+        Tags, memberships and policies are keyed by id: they stay."""
+
+    async def create_password(self, user_id: str, password_hash: str, *, must_change: bool) -> bool:
+        """Set the password only if the user has none (IAM's CreateLoginProfile); False (and
+        nothing changed) if it has one. ``RecordNotFound`` if missing."""
+
+    async def update_password(
+        self, user_id: str, password_hash: str | None, *, must_change: bool
+    ) -> bool:
+        """Change the password (None: keep it) and the must-change flag, only if the user has a
+        password (IAM's UpdateLoginProfile); False (nothing changed) if it has none, so that a
+        concurrent removal is not undone. ``RecordNotFound`` if missing."""
+
+    async def clear_password(self, user_id: str) -> bool:
+        """Remove the user's password (and the must-change flag); False if it had none.
+        ``RecordNotFound`` if missing."""
+
+    async def delete_user(self, user_id: str) -> User:
+        """Delete the user, its tags and its permissions boundary, in one transaction, and
+        return it. ``RecordNotFound`` if missing; ``Conflict`` (nothing deleted) while it has a
+        password, group memberships, or attached or inline policies (IAM's DeleteConflict).
+        Its sessions are not touched here (ending them is a revocation)."""
 
     async def count_users(self) -> int: ...
     async def list_users(self) -> list[User]: ...
@@ -373,6 +417,10 @@ class Store(Protocol):
     async def list_groups(self) -> list[Group]:
         """By name."""
 
+    async def rename_group(self, name: str, new_name: str) -> Group:
+        """Rename a group with its members and policies, in one transaction.
+        ``RecordNotFound`` if missing, ``AlreadyExists`` (nothing changed) if the name is taken."""
+
     async def delete_group(self, name: str) -> None:
         """``RecordNotFound`` if missing; its memberships and policies go with it."""
 
@@ -460,6 +508,24 @@ class Store(Protocol):
 
     async def delete_tags(self, kind: TagTarget, principal: str) -> None:
         """Remove every tag of the principal (it is being deleted)."""
+
+    # OpenID Connect providers registered through the IAM API
+    async def create_oidc_provider(self, provider: OidcProviderRecord) -> None:
+        """``AlreadyExists`` if its name or URL is taken."""
+
+    async def get_oidc_provider(self, name: str) -> OidcProviderRecord | None: ...
+    async def list_oidc_providers(self) -> list[OidcProviderRecord]:
+        """By name."""
+
+    async def update_oidc_provider(
+        self, name: str, change: Callable[[OidcProviderRecord], OidcProviderRecord]
+    ) -> OidcProviderRecord:
+        """Apply ``change`` (a pure function of the current record; it may raise, and then
+        nothing changes) atomically: concurrent updates are serialised, none is lost.
+        ``RecordNotFound`` if missing. The name and URL cannot change."""
+
+    async def delete_oidc_provider(self, name: str) -> None:
+        """``RecordNotFound`` if missing."""
 
     # small key/value settings (bootstrap done, schema facts)
     async def get_meta(self, key: str) -> str | None: ...

@@ -237,6 +237,19 @@ tags = sa.Table(
     sa.PrimaryKeyConstraint("kind", "principal", "key"),
 )
 
+# OpenID Connect providers registered through the IAM API (config providers are not stored)
+oidc_providers = sa.Table(
+    "oidc_providers",
+    metadata,
+    sa.Column("name", sa.String(), primary_key=True),
+    sa.Column("url", sa.String(), nullable=False, unique=True),
+    sa.Column("client_ids", sa.JSON(), nullable=False),
+    sa.Column("thumbprints", sa.JSON(), nullable=False),
+    sa.Column("tags", sa.JSON(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+)
+
 meta = sa.Table(
     "meta",
     metadata,

@@ -62,7 +62,10 @@ from broker.storage.sql_base import (
     parse_store_url,
     sqlite_enable_wal,
 )
+from broker.storage.sql_groups import GroupsAdminMixin
+from broker.storage.sql_providers import OidcProvidersMixin
 from broker.storage.sql_tags import TagsMixin
+from broker.storage.sql_users import UsersAdminMixin
 
 __all__ = [
     "SqlStore",
@@ -335,7 +338,7 @@ def _user_values(user: User) -> dict[str, Any]:
 # --- the store -----------------------------------------------------------------------------
 
 
-class SqlStore(TagsMixin, SqlBase):
+class SqlStore(UsersAdminMixin, GroupsAdminMixin, TagsMixin, OidcProvidersMixin, SqlBase):
     """The ``Store`` protocol on one SQLAlchemy async engine (SQLite or PostgreSQL).
 
     Open it with ``open_store(url)`` after ``broker.storage.migrate(url)``; ``close()`` disposes

@@ -76,6 +76,8 @@ GLOBAL_KEYS = frozenset(
 GLOBAL_KEY_PREFIXES = ("broker:principaltag/", "broker:requesttag/")
 MULTI_VALUED_GLOBAL_KEYS = frozenset({"broker:tagkeys"})
 
+_OIDC_PROVIDER = ":oidc-provider/"
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -598,7 +600,10 @@ class _Checker:
             providers = ["*"]
         elif isinstance(principal, Mapping):
             for text in _strings(principal.get("Federated")):
-                providers.append(text.rsplit("/", 1)[-1] if text.startswith("arn:") else text)
+                # a registered provider's name is a host/path (``oidc-provider/<host>/<path>``)
+                if text.startswith("arn:") and _OIDC_PROVIDER in text:
+                    text = text.split(_OIDC_PROVIDER, 1)[1]
+                providers.append(text)
         block = raw.get("Condition")
         entries = list(_entries(block)) if isinstance(block, Mapping) else []
         for provider in providers:

@@ -6,13 +6,29 @@ catalogue. docs/iam-api.md lists what is supported and how it differs from AWS.
 
 from __future__ import annotations
 
-from broker.service.iam_api import account, simulation, users
+from broker.service.iam_api import (
+    account,
+    groups,
+    login_profiles,
+    oidc_providers,
+    simulation,
+    tags,
+    users,
+)
 from broker.service.iam_api.api import IamApi
 from broker.service.iam_api.registry import Action, Call, Caller
 
 
 def all_actions() -> tuple[Action, ...]:
-    return (*users.ACTIONS, *simulation.ACTIONS, *account.ACTIONS)
+    return (
+        *users.ACTIONS,
+        *groups.ACTIONS,
+        *login_profiles.ACTIONS,
+        *tags.ACTIONS,
+        *oidc_providers.ACTIONS,
+        *simulation.ACTIONS,
+        *account.ACTIONS,
+    )
 
 
 __all__ = ["Action", "Call", "Caller", "IamApi", "all_actions"]

@@ -20,9 +20,10 @@ from typing import Any
 from broker.domain.sts import role_id
 from broker.service.iam import MAX_DOCUMENT_CHARS
 from broker.service.iam_api.api import IamApi
+from broker.service.iam_api.groups import group_shape
 from broker.service.iam_api.registry import Action, Call, Result, anything
 from broker.service.iam_api.users import user_shape
-from broker.storage.base import AttachedPolicies, Group, ManagedPolicyRecord, PrincipalType
+from broker.storage.base import AttachedPolicies, ManagedPolicyRecord, PrincipalType
 
 _KINDS: tuple[PrincipalType, ...] = ("user", "group", "role")
 
@@ -55,7 +56,7 @@ async def summary(call: Call) -> dict[str, int]:
     for kind in _KINDS:
         found = await store.all_attachments(kind)
         attachments += sum(len(a.managed) + (1 if a.boundary else 0) for a in found.values())
-    providers = sum(1 for p in call.api.settings.providers.values() if p.type != "local")
+    providers = len(await call.api.providers.list())  # configured and registered
     return {
         "Users": await store.count_users(),
         "Groups": len(await store.list_groups()),
@@ -93,11 +94,6 @@ def _document(doc: Mapping[str, Any]) -> str:
 def _hashed_id(prefix: str, text: str) -> str:
     digest = hashlib.sha256(text.encode()).digest()
     return prefix + base64.b32encode(digest).decode("ascii")[:17]
-
-
-def group_id(group: Group) -> str:
-    """As ``GetGroup`` shows it (the iamusers branch's ``groups.group_id``: dedupe on merge)."""
-    return _hashed_id("AGPA", f"{group.name}\0{group.created_at!r}")
 
 
 def policy_id(call: Call, record: ManagedPolicyRecord) -> str:
@@ -154,11 +150,7 @@ async def _group_details(call: Call, attachments: Mapping[str, AttachedPolicies]
     for group in await call.api.store.list_groups():
         attached = attachments.get(group.name, AttachedPolicies())
         detail: dict[str, Any] = {
-            "Path": "/",
-            "GroupName": group.name,
-            "GroupId": group_id(group),
-            "Arn": call.arn("group", group.name),
-            "CreateDate": group.created_at,
+            **group_shape(call, group),
             "GroupPolicyList": _inline(attached),
         }
         detail["AttachedManagedPolicies"] = _attached(call, attached)["AttachedManagedPolicies"]

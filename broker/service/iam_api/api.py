@@ -41,9 +41,11 @@ from broker.errors import (
 )
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
+from broker.service.hashing import PasswordHashing
 from broker.service.iam import IamService
 from broker.service.iam_api.registry import Action, Call, Caller, Params, Result
 from broker.service.offboarding import OffboardingService
+from broker.service.providers import OidcProviderService
 from broker.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -108,16 +110,20 @@ class IamApi:
         clock: Clock,
         actions: Sequence[Action],
         refresh: Callable[[], Awaitable[None]],
+        hashing: PasswordHashing | None = None,
+        providers: OidcProviderService | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.iam = iam
         self.authorizer = authorizer
         self.offboarding = offboarding
+        self.providers = providers or OidcProviderService(settings, store, auditor, clock)
         self.auditor = auditor
         self.clock = clock
         self._actions: Mapping[str, Action] = {a.name: a for a in actions}
         self._refresh = refresh
+        self.hashing = hashing  # login profiles' passwords (argon2, off the event loop)
         self._generation: str | None = None
 
     @property

@@ -1,5 +1,13 @@
 """IAM users: every user the broker knows (local and federated) is an IAM user named by its
-``name``; users created here are local users (a password comes with ``CreateLoginProfile``)."""
+``name``; users created here are local users (a password comes with ``CreateLoginProfile``).
+
+Users are found by their IAM name only (never by the broker's internal id, which a caller
+could otherwise give as ``UserName`` to act on someone its policies do not name). Tags,
+memberships and policies are keyed by the user's id, so ``UpdateUser``'s rename keeps them; a
+local user's login name follows its IAM name. ``DeleteUser`` is refused (``DeleteConflict``)
+while the user has a login profile, group memberships or policies, as in AWS, and ends every
+session and credential the user holds.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,9 @@ import uuid
 from typing import Any
 
 from broker.errors import IamEntityAlreadyExists, IamValidationError
+from broker.service.iam_api.principals import user_named
 from broker.service.iam_api.registry import Action, Call, Result, anything, named
+from broker.service.iam_api.tags import TAG_LIMIT, check_tags
 from broker.storage.base import User
 
 USER_ID_PREFIX = "AIDA"
@@ -28,6 +38,11 @@ def local_provider(call: Call) -> str:
     return "local"
 
 
+def is_local(call: Call, user: User) -> bool:
+    provider = call.api.settings.providers.get(user.provider)
+    return provider is not None and provider.type == "local"
+
+
 def user_shape(call: Call, user: User) -> dict[str, Any]:
     """The ``User`` structure of the model."""
     out: dict[str, Any] = {
@@ -42,17 +57,28 @@ def user_shape(call: Call, user: User) -> dict[str, Any]:
     return out
 
 
-def _path(call: Call) -> None:
-    path = call.params.get("Path", "/")
+def _path(call: Call, param: str = "Path") -> None:
+    path = call.params.get(param, "/")
     if path != "/":
         raise IamValidationError(
             "unsupported_path", public_message="This broker supports only the path '/'."
         )
 
 
+def user_name(call: Call) -> str:
+    name = call.params.get("UserName")
+    if name is None:
+        raise IamValidationError(
+            "user_name_required",
+            public_message="Must specify userName when calling with non-User credentials",
+        )
+    return str(name)
+
+
 async def create_user(call: Call) -> Result:
     _path(call)
     name = call.params["UserName"]
+    tags = check_tags(call.params.get("Tags", []))
     if await call.api.store.find_users_by_name(name):
         raise IamEntityAlreadyExists(
             f"user_exists:{name}", public_message=f"User with name {name} already exists."
@@ -66,21 +92,25 @@ async def create_user(call: Call) -> Result:
         created_at=now,
     )
     await call.api.auditor.record_or_fail(
-        "iam.CreateUser", "success", req=call.req, principal=call.actor, details={"user": name}
+        "iam.CreateUser",
+        "success",
+        req=call.req,
+        principal=call.actor,
+        details={"user": name, "tags": sorted(tags)},
     )
-    created = await call.api.store.create_user(user)
+    created = await call.api.store.create_user(user)  # AlreadyExists if a racer was first
+    if tags:
+        await call.api.store.tag("user", created.id, tags, limit=TAG_LIMIT)
     return {"User": user_shape(call, created)}
 
 
 async def get_user(call: Call) -> Result:
-    name = call.params.get("UserName")
-    if name is None:
-        raise IamValidationError(
-            "user_name_required",
-            public_message="Must specify userName when calling with non-User credentials",
-        )
-    user = await call.api.iam.resolve_user(name)
-    return {"User": user_shape(call, user)}
+    user = await user_named(call, user_name(call))
+    out = user_shape(call, user)
+    tags = await call.api.store.list_tags("user", user.id)
+    if tags:
+        out["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+    return {"User": out}
 
 
 async def list_users(call: Call) -> Result:
@@ -88,8 +118,50 @@ async def list_users(call: Call) -> Result:
     return {"Users": [user_shape(call, u) for u in users]}
 
 
+async def update_user(call: Call) -> Result:
+    _path(call, "NewPath")
+    user = await user_named(call, call.params["UserName"])
+    new = call.params.get("NewUserName")
+    if new is None or new == user.name:
+        return {}
+    # As AWS: renaming needs the permission on the new name too.
+    call.api.authorize(call.caller, "UpdateUser", call.arn("user", new), call.req)
+    if await call.api.store.find_users_by_name(new):
+        raise IamEntityAlreadyExists(
+            f"user_exists:{new}", public_message=f"User with name {new} already exists."
+        )
+    await call.api.auditor.record_or_fail(
+        "iam.UpdateUser",
+        "success",
+        req=call.req,
+        principal=call.actor,
+        details={"user": user.id, "name": user.name, "new_name": new},
+    )
+    # A local user signs in with its IAM name; a federated one keeps its provider's subject.
+    subject = new if is_local(call, user) else None
+    await call.api.store.rename_user(user.id, new, subject=subject)
+    return {}
+
+
+async def delete_user(call: Call) -> Result:
+    user = await user_named(call, call.params["UserName"])
+    await call.api.auditor.record_or_fail(
+        "iam.DeleteUser",
+        "success",
+        req=call.req,
+        principal=call.actor,
+        details={"user": user.id, "name": user.name},
+    )
+    # Conflict (nothing deleted) while it has a login profile, groups or policies.
+    deleted = await call.api.store.delete_user(user.id)
+    await call.api.offboarding.end_deleted_user(deleted, actor=call.actor)
+    return {}
+
+
 ACTIONS = (
     Action("CreateUser", create_user, named("user", "UserName")),
     Action("GetUser", get_user, named("user", "UserName"), mutates=False),
     Action("ListUsers", list_users, anything, mutates=False, page="Users"),
+    Action("UpdateUser", update_user, named("user", "UserName")),
+    Action("DeleteUser", delete_user, named("user", "UserName")),
 )

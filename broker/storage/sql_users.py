@@ -1,0 +1,122 @@
+"""Administering users (the IAM API's ``UpdateUser``/``DeleteUser``/login profiles): the SQL
+half of the ``Store`` protocol's ``rename_user``, ``delete_user`` and the conditional password
+writes ``create_password``/``update_password``/``clear_password``."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from broker.errors import Conflict, RecordNotFound
+from broker.storage import schema as t
+from broker.storage.base import User
+from broker.storage.sql_base import SqlBase
+
+
+class UsersAdminMixin(SqlBase):
+    async def rename_user(self, user_id: str, name: str, *, subject: str | None = None) -> User:
+        from broker.storage.sql import _user  # the row mapping lives with the users' SQL
+
+        values: dict[str, str] = {"name": name}
+        if subject is not None:
+            values["subject"] = subject
+        async with self._write("rename user") as conn:
+            row = (
+                await conn.execute(
+                    sa.update(t.users)
+                    .where(t.users.c.id == user_id)
+                    .values(**values)
+                    .returning(*t.users.c)
+                )
+            ).first()
+            if row is None:
+                raise RecordNotFound(f"user {user_id!r} not found")
+            return _user(row)
+
+    async def create_password(self, user_id: str, password_hash: str, *, must_change: bool) -> bool:
+        return await self._set_password_if(
+            user_id, {"password_hash": password_hash}, must_change, exists=False
+        )
+
+    async def update_password(
+        self, user_id: str, password_hash: str | None, *, must_change: bool
+    ) -> bool:
+        values = {} if password_hash is None else {"password_hash": password_hash}
+        return await self._set_password_if(user_id, values, must_change, exists=True)
+
+    async def _set_password_if(
+        self, user_id: str, values: dict[str, str], must_change: bool, *, exists: bool
+    ) -> bool:
+        u = t.users
+        has = u.c.password_hash.is_not(None) if exists else u.c.password_hash.is_(None)
+        async with self._write("set password") as conn:
+            result = await conn.execute(
+                sa.update(u)
+                .where(u.c.id == user_id, has)
+                .values(**values, must_change_password=must_change)
+            )
+            if result.rowcount:
+                return True
+            await self._require(conn, u.c.id, user_id, "user")
+            return False
+
+    async def clear_password(self, user_id: str) -> bool:
+        async with self._write("clear password") as conn:
+            current = (
+                await conn.execute(
+                    sa.select(t.users.c.password_hash).where(t.users.c.id == user_id)
+                )
+            ).first()
+            if current is None:
+                raise RecordNotFound(f"user {user_id!r} not found")
+            if current.password_hash is None:
+                return False
+            await conn.execute(
+                sa.update(t.users)
+                .where(t.users.c.id == user_id)
+                .values(password_hash=None, must_change_password=False)
+            )
+            return True
+
+    async def delete_user(self, user_id: str) -> User:
+        from broker.storage.sql import _user
+
+        async with self._write("delete user") as conn:
+            # The row first: on PostgreSQL this waits for anyone who holds it ``FOR KEY SHARE``
+            # (adding a membership or a policy), whose rows the checks below then see.
+            row = (
+                await conn.execute(
+                    sa.delete(t.users).where(t.users.c.id == user_id).returning(*t.users.c)
+                )
+            ).first()
+            if row is None:
+                raise RecordNotFound(f"user {user_id!r} not found")
+            user = _user(row)
+            problems: list[str] = []
+            if user.password_hash is not None:
+                problems.append("login_profile")
+            gm = t.group_members
+            if (await conn.execute(sa.select(gm.c.user_id).where(gm.c.user_id == user_id))).first():
+                problems.append("groups")
+            for table, what in (
+                (t.policy_attachments, "attached_policies"),
+                (t.inline_policies, "inline_policies"),
+            ):
+                stmt = sa.select(table.c.principal).where(
+                    table.c.principal_type == "user", table.c.principal == user_id
+                )
+                if (await conn.execute(stmt)).first():
+                    problems.append(what)
+            if problems:  # rolled back with the transaction: nothing deleted
+                raise Conflict(
+                    "user_in_use:" + ",".join(problems),
+                    public_message=f"Cannot delete entity, must remove {', '.join(problems)} "
+                    "first.",
+                )
+            pb = t.permissions_boundaries
+            await conn.execute(
+                sa.delete(pb).where(pb.c.principal_type == "user", pb.c.principal == user_id)
+            )
+            await conn.execute(
+                sa.delete(t.tags).where(t.tags.c.kind == "user", t.tags.c.principal == user_id)
+            )
+            return user
