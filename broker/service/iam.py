@@ -27,6 +27,7 @@ from broker.storage.base import (
     Group,
     ManagedPolicyRecord,
     PolicyUse,
+    PolicyVersion,
     PrincipalType,
     RoleRecord,
     Store,
@@ -39,6 +40,9 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=@-]{0,127}")
 _USER_ARN = re.compile(r"arn:[^:]+:iam::[^:]*:user/(?:.*/)?(?P<name>[^/]+)")
 _GROUP_ARN = re.compile(r"arn:[^:]+:iam::[^:]*:group/(?:.*/)?(?P<name>[^/]+)")
 MAX_DOCUMENT_CHARS = 6144  # IAM's managed-policy size limit (non-whitespace characters)
+# IAM's inline policy size limits (non-whitespace characters, per principal type)
+INLINE_DOCUMENT_CHARS: Mapping[str, int] = {"user": 2048, "group": 5120, "role": 10240}
+MAX_POLICY_VERSIONS = 5  # IAM keeps at most five versions of a managed policy
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,12 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
-def parse_document(document: str | Mapping[str, Any], what: str) -> dict[str, Any]:
+def parse_document(
+    document: str | Mapping[str, Any], what: str, *, limit: int = MAX_DOCUMENT_CHARS
+) -> dict[str, Any]:
     """A permission policy document from the caller, parsed and validated (any error is an
-    ``InvalidRequest`` naming every problem with its JSON path)."""
+    ``InvalidRequest`` naming every problem with its JSON path); at most ``limit``
+    non-whitespace characters."""
     try:
         policy = parse_policy(document, name=what)
     except PolicyError as e:
@@ -82,11 +89,11 @@ def parse_document(document: str | Mapping[str, Any], what: str) -> dict[str, An
         ) from None
     doc = dict(policy.document)
     size = len(re.sub(r"\s", "", json.dumps(doc, ensure_ascii=False)))
-    if size > MAX_DOCUMENT_CHARS:
+    if size > limit:
         raise InvalidRequest(
             "policy_too_large",
             public_message=f"{what} is {size} characters; a policy may have at most "
-            f"{MAX_DOCUMENT_CHARS} (split it into several)",
+            f"{limit} (split it into several)",
         )
     return doc
 
@@ -159,7 +166,12 @@ class IamService:
             name=name, document=doc, description=description, created_at=now, updated_at=now
         )
         await self._audit("CreatePolicy", actor, policy=name)
-        await self._store.put_managed_policy(record)
+        try:
+            await self._store.create_managed_policy(record)
+        except AlreadyExists:  # a concurrent create won
+            raise AlreadyExists(
+                f"policy_exists:{name}", public_message=f"a policy named {name!r} already exists"
+            ) from None
         return record
 
     async def update_policy(
@@ -181,7 +193,17 @@ class IamService:
         return new
 
     async def delete_policy(self, ref: str, *, actor: str) -> None:
+        """Refused (IAM's DeleteConflict) while it is attached or used as a boundary, or while
+        it has versions other than the default one."""
         record = self._writable(await self._policy(ref))
+        versions = await self._store.list_policy_versions(record.name)
+        others = [v.version_id for v in versions if not v.is_default]
+        if others:
+            raise Conflict(
+                f"policy_has_versions:{record.name}",
+                public_message=f"policy {record.name!r} has non-default versions "
+                f"({', '.join(others)}): delete them first",
+            )
         uses = await self._store.policy_uses(record.name)
         if uses:
             where = ", ".join(
@@ -194,6 +216,79 @@ class IamService:
             )
         await self._audit("DeletePolicy", actor, policy=record.name)
         await self._store.delete_managed_policy(record.name)
+
+    # --- managed policy versions --------------------------------------------------------
+
+    async def create_policy_version(
+        self, ref: str, document: str | Mapping[str, Any], *, set_as_default: bool, actor: str
+    ) -> PolicyVersion:
+        """A new version (at most ``MAX_POLICY_VERSIONS``: ``LimitExceeded``); with
+        ``set_as_default`` it is in force at once."""
+        record = self._writable(await self._policy(ref))
+        doc = parse_document(document, f"policy {record.name!r}")
+        await self._audit(
+            "CreatePolicyVersion",
+            actor,
+            policy=record.name,
+            set_as_default="true" if set_as_default else "false",
+        )
+        return await self._store.add_policy_version(
+            record.name,
+            doc,
+            set_as_default=set_as_default,
+            now=self._clock.now(),
+            limit=MAX_POLICY_VERSIONS,
+        )
+
+    async def list_policy_versions(self, ref: str) -> list[PolicyVersion]:
+        record = await self._policy(ref)
+        return await self._store.list_policy_versions(record.name)
+
+    async def get_policy_version(self, ref: str, version_id: str) -> PolicyVersion:
+        record = await self._policy(ref)
+        version = await self._store.get_policy_version(record.name, version_id)
+        if version is None:
+            raise NotFound(
+                f"no_such_policy_version:{record.name}:{version_id}"[:300],
+                public_message=f"Policy {self.arn('policy', record.name)} version "
+                f"{version_id} does not exist or is not attachable.",
+            )
+        return version
+
+    async def set_default_policy_version(
+        self, ref: str, version_id: str, *, actor: str
+    ) -> ManagedPolicyRecord:
+        record = self._writable(await self._policy(ref))
+        await self.get_policy_version(record.name, version_id)
+        await self._audit("SetDefaultPolicyVersion", actor, policy=record.name, version=version_id)
+        try:
+            return await self._store.set_default_policy_version(
+                record.name, version_id, now=self._clock.now()
+            )
+        except RecordNotFound:  # deleted meanwhile
+            raise NotFound(
+                f"no_such_policy_version:{record.name}:{version_id}"[:300],
+                public_message=f"Policy {self.arn('policy', record.name)} version "
+                f"{version_id} does not exist.",
+            ) from None
+
+    async def delete_policy_version(self, ref: str, version_id: str, *, actor: str) -> None:
+        record = self._writable(await self._policy(ref))
+        version = await self.get_policy_version(record.name, version_id)
+        if version.is_default:
+            raise Conflict(
+                f"default_version:{record.name}:{version_id}"[:300],
+                public_message="Cannot delete the default version of a policy.",
+            )
+        await self._audit("DeletePolicyVersion", actor, policy=record.name, version=version_id)
+        try:
+            await self._store.delete_policy_version(record.name, version_id)
+        except RecordNotFound:
+            raise NotFound(
+                f"no_such_policy_version:{record.name}:{version_id}"[:300],
+                public_message=f"Policy {self.arn('policy', record.name)} version "
+                f"{version_id} does not exist.",
+            ) from None
 
     async def _policy(self, ref: str) -> ManagedPolicyRecord:
         name = managed_policy_name(ref.strip())
@@ -339,7 +434,7 @@ class IamService:
     ) -> None:
         check_name(name, "policy")
         key, label = await self._principal(kind, ref)
-        doc = parse_document(document, f"inline policy {name!r}")
+        doc = parse_document(document, f"inline policy {name!r}", limit=INLINE_DOCUMENT_CHARS[kind])
         await self._audit(f"Put{kind.title()}Policy", actor, **{kind: label}, policy=name)
         await self._store.put_inline_policy(kind, key, name, doc)
 
@@ -377,6 +472,13 @@ class IamService:
             f"{operation}{kind.title()}PermissionsBoundary", actor, **{kind: label}, policy=name
         )
         await self._store.set_boundary(kind, key, name)
+
+    async def principal(
+        self, kind: PrincipalType, ref: str, *, for_write: bool = True
+    ) -> tuple[str, str]:
+        """(store key, display name) of a user (by id, name or ARN), group or role; a config
+        role is a ``Conflict`` (``UnmodifiableEntity``) when ``for_write``."""
+        return await self._principal(kind, ref, for_write=for_write)
 
     async def _principal(
         self, kind: PrincipalType, ref: str, *, for_write: bool = True

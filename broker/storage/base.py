@@ -132,7 +132,27 @@ class ManagedPolicyRecord:
     description: str = ""
     source: str = "api"  # "config" policies are reconciled at start-up and read-only via the API
     created_at: float = 0.0
-    updated_at: float = 0.0
+    updated_at: float = 0.0  # bumped whenever ``document`` changes (compiled roles recompile)
+    default_version: str = "v1"  # the version whose document is ``document``
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    """One version of a managed policy (``v1``, ``v2``, ...; numbers are never reused)."""
+
+    policy_name: str
+    version_id: str
+    document: Mapping[str, Any]
+    created_at: float
+    is_default: bool = False
+
+
+@dataclass(frozen=True)
+class PolicyUseCount:
+    """How many principals a managed policy is attached to, and bounds."""
+
+    attachments: int = 0
+    boundaries: int = 0
 
 
 @dataclass(frozen=True)
@@ -407,6 +427,41 @@ class Store(Protocol):
 
     async def policy_uses(self, name: str) -> list[PolicyUse]:
         """Where the managed policy is attached or used as a boundary, by (type, principal)."""
+
+    async def policy_use_counts(self) -> dict[str, PolicyUseCount]:
+        """Attachment and boundary counts of every policy used anywhere (one round trip)."""
+
+    # managed policy versions (the policy's ``document`` is always its default version's)
+    async def create_managed_policy(self, policy: ManagedPolicyRecord) -> None:
+        """Create the policy with its document as version ``v1``, the default, in one
+        transaction; ``AlreadyExists`` (and nothing written) if the name is taken."""
+
+    async def add_policy_version(
+        self,
+        name: str,
+        document: Mapping[str, Any],
+        *,
+        set_as_default: bool,
+        now: float,
+        limit: int,
+    ) -> PolicyVersion:
+        """Add the next version (``v<n>``, never reused); with ``set_as_default`` it becomes
+        the policy's document (``updated_at`` bumped). ``RecordNotFound`` if no such policy;
+        ``LimitExceeded`` (nothing written) if it already has ``limit`` versions. Concurrent
+        adds to one policy serialise: of two racing for the last slot, one wins."""
+
+    async def list_policy_versions(self, name: str) -> list[PolicyVersion]:
+        """Newest first (empty for an unknown policy)."""
+
+    async def get_policy_version(self, name: str, version_id: str) -> PolicyVersion | None: ...
+    async def set_default_policy_version(
+        self, name: str, version_id: str, *, now: float
+    ) -> ManagedPolicyRecord:
+        """Make the version the default: its document becomes the policy's, ``updated_at`` is
+        bumped. ``RecordNotFound`` if the policy or the version does not exist."""
+
+    async def delete_policy_version(self, name: str, version_id: str) -> None:
+        """``RecordNotFound`` if missing; ``Conflict`` (nothing deleted) if it is the default."""
 
     # groups
     async def create_group(self, group: Group) -> None:

@@ -154,6 +154,20 @@ managed_policies = sa.Table(
     sa.Column("source", sa.String(), nullable=False),
     sa.Column("created_at", sa.Double(), nullable=False),
     sa.Column("updated_at", sa.Double(), nullable=False),
+    # the version in force (its document is ``document``), and the next version's number
+    sa.Column("default_version", sa.String(), nullable=False, server_default="v1"),
+    sa.Column("next_version", sa.Integer(), nullable=False, server_default="2"),
+)
+
+# every version of a managed policy (IAM keeps at most five); the default one's document is
+# also the policy's ``document``, which is what the authorizer compiles
+policy_versions = sa.Table(
+    "policy_versions",
+    metadata,
+    sa.Column("policy_name", sa.String(), primary_key=True),
+    sa.Column("version_id", sa.String(), primary_key=True),
+    sa.Column("document", sa.JSON(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
 )
 
 groups = sa.Table(

@@ -44,8 +44,6 @@ from broker.storage.base import (
     Group,
     LoginFailures,
     LoginState,
-    ManagedPolicyRecord,
-    PolicyUse,
     PrincipalType,
     Revocation,
     RoleRecord,
@@ -63,6 +61,7 @@ from broker.storage.sql_base import (
     sqlite_enable_wal,
 )
 from broker.storage.sql_groups import GroupsAdminMixin
+from broker.storage.sql_policies import ManagedPoliciesSql
 from broker.storage.sql_providers import OidcProvidersMixin
 from broker.storage.sql_tags import TagsMixin
 from broker.storage.sql_users import UsersAdminMixin
@@ -199,18 +198,6 @@ def _role(row: sa.Row[Any]) -> RoleRecord:
     )
 
 
-def _managed_policy(row: sa.Row[Any]) -> ManagedPolicyRecord:
-    m = row._mapping
-    return ManagedPolicyRecord(
-        name=m["name"],
-        document=dict(m["document"]),
-        description=m["description"],
-        source=m["source"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-    )
-
-
 def _group(row: sa.Row[Any]) -> Group:
     m = row._mapping
     return Group(name=m["name"], description=m["description"], created_at=m["created_at"])
@@ -224,13 +211,6 @@ def _principal_is(
     if principal is not None:
         clauses.append(table.c.principal == principal)
     return clauses
-
-
-def _policy_use(row: sa.Row[Any], *, as_boundary: bool) -> PolicyUse:
-    m = row._mapping
-    return PolicyUse(
-        principal_type=m["principal_type"], principal=m["principal"], as_boundary=as_boundary
-    )
 
 
 def _attached_policies(
@@ -338,7 +318,14 @@ def _user_values(user: User) -> dict[str, Any]:
 # --- the store -----------------------------------------------------------------------------
 
 
-class SqlStore(UsersAdminMixin, GroupsAdminMixin, TagsMixin, OidcProvidersMixin, SqlBase):
+class SqlStore(
+    UsersAdminMixin,
+    GroupsAdminMixin,
+    ManagedPoliciesSql,
+    TagsMixin,
+    OidcProvidersMixin,
+    SqlBase,
+):
     """The ``Store`` protocol on one SQLAlchemy async engine (SQLite or PostgreSQL).
 
     Open it with ``open_store(url)`` after ``broker.storage.migrate(url)``; ``close()`` disposes
@@ -936,61 +923,6 @@ class SqlStore(UsersAdminMixin, GroupsAdminMixin, TagsMixin, OidcProvidersMixin,
             if result.rowcount == 0:
                 raise RecordNotFound(f"role {name!r} not found")
             await self._delete_principal_policies(conn, "role", name)
-
-    # -- managed policies
-
-    async def put_managed_policy(self, policy: ManagedPolicyRecord) -> None:
-        """Create or replace (every field, including ``created_at``) the policy of that name;
-        its attachments are kept."""
-        values = {
-            "name": policy.name,
-            "description": policy.description,
-            "document": dict(policy.document),
-            "source": policy.source,
-            "created_at": policy.created_at,
-            "updated_at": policy.updated_at,
-        }
-        async with self._write(f"put managed policy {policy.name!r}") as conn:
-            await conn.execute(self._upsert(t.managed_policies, values, key=("name",)))
-
-    async def get_managed_policy(self, name: str) -> ManagedPolicyRecord | None:
-        async with self._read("get managed policy") as conn:
-            row = (
-                await conn.execute(
-                    sa.select(t.managed_policies).where(t.managed_policies.c.name == name)
-                )
-            ).first()
-        return _managed_policy(row) if row is not None else None
-
-    async def list_managed_policies(self) -> list[ManagedPolicyRecord]:
-        """By name."""
-        async with self._read("list managed policies") as conn:
-            rows = await conn.execute(
-                sa.select(t.managed_policies).order_by(t.managed_policies.c.name)
-            )
-            return [_managed_policy(r) for r in rows]
-
-    async def delete_managed_policy(self, name: str) -> None:
-        """``RecordNotFound`` if missing; its attachments and boundary uses go with it."""
-        async with self._write("delete managed policy") as conn:
-            result = await conn.execute(
-                sa.delete(t.managed_policies).where(t.managed_policies.c.name == name)
-            )
-            if result.rowcount == 0:
-                raise RecordNotFound(f"managed policy {name!r} not found")
-            for table in (t.policy_attachments, t.permissions_boundaries):
-                await conn.execute(sa.delete(table).where(table.c.policy_name == name))
-
-    async def policy_uses(self, name: str) -> list[PolicyUse]:
-        """Attachments (``as_boundary=False``) and boundary uses (``True``) of the policy,
-        sorted by (principal type, principal, as_boundary); empty for an unknown policy."""
-        a, b = t.policy_attachments, t.permissions_boundaries
-        async with self._read("list policy uses", snapshot=True) as conn:
-            attached = await conn.execute(sa.select(a).where(a.c.policy_name == name))
-            uses = [_policy_use(r, as_boundary=False) for r in attached]
-            bounded = await conn.execute(sa.select(b).where(b.c.policy_name == name))
-            uses += [_policy_use(r, as_boundary=True) for r in bounded]
-        return sorted(uses, key=lambda u: (u.principal_type, u.principal, u.as_boundary))
 
     # -- groups
 

@@ -24,6 +24,9 @@ async def test_account_summary_counts_what_the_store_holds(iam_env: IamEnv) -> N
     assert before["Users"] == await b.store.count_users()
     assert before["Providers"] == 1  # the fake OIDC provider of the config
     assert before["PolicySizeQuota"] == 6144
+    assert before["UserPolicySizeQuota"] == 2048
+    assert before["RolePolicySizeQuota"] == 10240
+    assert before["AttachedPoliciesPerRoleQuota"] == 10
     assert before["VersionsPerPolicyQuota"] == 5
     assert before["UsersQuota"] == 5000
     assert set(before) == {
@@ -88,6 +91,9 @@ async def _populate(env: IamEnv) -> None:
     await b.iam.add_user_to_group("devs", "alice", actor="test")
     await b.iam.put_inline_policy("group", "devs", "ec2", policy(allow("ec2:*")), actor="test")
     await b.iam.create_policy("Ops", policy(allow("sqs:*")), description="ops", actor="test")
+    await b.iam.create_policy_version(
+        "Ops", policy(allow(["sqs:*", "sns:*"])), set_as_default=True, actor="test"
+    )
     await b.iam.attach_policy("user", "alice", "Ops", actor="test")
     await b.iam.attach_policy("group", "devs", "Ops", actor="test")
     await b.iam.set_boundary("user", "alice", "ReadOnly", actor="test")
@@ -145,10 +151,16 @@ async def test_authorization_details_lists_every_principal_and_policy(iam_env: I
     assert ops["AttachmentCount"] == 2
     assert ops["PermissionsBoundaryUsageCount"] == 0
     assert ops["Description"] == "ops"
-    assert ops["DefaultVersionId"] == "v1"
-    (version,) = ops["PolicyVersionList"]
-    assert version["IsDefaultVersion"] is True
-    assert version["Document"] == policy(allow("sqs:*"))
+    assert ops["DefaultVersionId"] == "v2"
+    got_policy = (await call(reader, "get_policy", PolicyArn=ops["Arn"]))["Policy"]
+    assert {k: v for k, v in ops.items() if k != "PolicyVersionList"} == got_policy
+    versions = {v["VersionId"]: v for v in ops["PolicyVersionList"]}
+    assert versions["v1"]["IsDefaultVersion"] is False
+    assert versions["v1"]["Document"] == policy(allow("sqs:*"))
+    assert versions["v2"]["IsDefaultVersion"] is True
+    assert versions["v2"]["Document"] == policy(allow(["sqs:*", "sns:*"]))
+    (readonly,) = policies["ReadOnly"]["PolicyVersionList"]
+    assert readonly["IsDefaultVersion"] is True
     assert policies["ReadOnly"]["PermissionsBoundaryUsageCount"] == 1
 
 

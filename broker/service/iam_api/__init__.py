@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from broker.service.iam_api import (
     account,
+    attachments,
     groups,
+    inline,
     login_profiles,
     oidc_providers,
+    policies,
     simulation,
     tags,
     users,
@@ -26,6 +29,9 @@ def all_actions() -> tuple[Action, ...]:
         *login_profiles.ACTIONS,
         *tags.ACTIONS,
         *oidc_providers.ACTIONS,
+        *policies.ACTIONS,
+        *attachments.ACTIONS,
+        *inline.ACTIONS,
         *simulation.ACTIONS,
         *account.ACTIONS,
     )

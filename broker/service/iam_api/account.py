@@ -3,27 +3,28 @@
 
 ``SummaryMap`` holds only AWS's keys, and only those the broker has a meaning for: counts of
 what the store holds, and quotas. A quota is the broker's own limit where it enforces one
-(policy documents: 6,144 characters, managed, inline and trust alike; 5 versions per policy;
-50 tags), else AWS's default quota, which the broker does not enforce (docs/iam-api.md).
-Keys of things the broker does not have (server certificates, signing certificates, access
-keys, MFA devices, instance profiles) are left out.
+(policy sizes: 6,144 characters managed, 2,048 / 5,120 / 10,240 inline for users / groups /
+roles; 5 versions per policy; 10 attached managed policies), else AWS's default quota, which
+the broker does not enforce (docs/iam-api.md). Keys of things the broker does not have
+(server certificates, signing certificates, access keys, MFA devices, instance profiles) are
+left out.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from broker.domain.sts import role_id
-from broker.service.iam import MAX_DOCUMENT_CHARS
-from broker.service.iam_api.api import IamApi
+from broker.service.iam import INLINE_DOCUMENT_CHARS, MAX_DOCUMENT_CHARS, MAX_POLICY_VERSIONS
+from broker.service.iam_api.api import page_bounds
+from broker.service.iam_api.attachments import MAX_ATTACHED
 from broker.service.iam_api.groups import group_shape
+from broker.service.iam_api.policies import policy_shape, version_shape
 from broker.service.iam_api.registry import Action, Call, Result, anything
 from broker.service.iam_api.users import user_shape
-from broker.storage.base import AttachedPolicies, ManagedPolicyRecord, PrincipalType
+from broker.storage.base import AttachedPolicies, PolicyUseCount, PolicyVersion, PrincipalType
 
 _KINDS: tuple[PrincipalType, ...] = ("user", "group", "role")
 
@@ -34,19 +35,19 @@ AWS_DEFAULT_QUOTAS = {
     "RolesQuota": 1000,
     "PoliciesQuota": 1500,
     "GroupsPerUserQuota": 10,
-    "AttachedPoliciesPerUserQuota": 10,
-    "AttachedPoliciesPerGroupQuota": 10,
-    "AttachedPoliciesPerRoleQuota": 10,
     "PolicyVersionsInUseQuota": 10000,
 }
 
 #: The broker's own limits (enforced).
 BROKER_QUOTAS = {
     "PolicySizeQuota": MAX_DOCUMENT_CHARS,
-    "UserPolicySizeQuota": MAX_DOCUMENT_CHARS,
-    "GroupPolicySizeQuota": MAX_DOCUMENT_CHARS,
-    "RolePolicySizeQuota": MAX_DOCUMENT_CHARS,
-    "VersionsPerPolicyQuota": 5,
+    "UserPolicySizeQuota": INLINE_DOCUMENT_CHARS["user"],
+    "GroupPolicySizeQuota": INLINE_DOCUMENT_CHARS["group"],
+    "RolePolicySizeQuota": INLINE_DOCUMENT_CHARS["role"],
+    "VersionsPerPolicyQuota": MAX_POLICY_VERSIONS,
+    "AttachedPoliciesPerUserQuota": MAX_ATTACHED,
+    "AttachedPoliciesPerGroupQuota": MAX_ATTACHED,
+    "AttachedPoliciesPerRoleQuota": MAX_ATTACHED,
 }
 
 
@@ -89,17 +90,6 @@ MEMBERS = ("UserDetailList", "GroupDetailList", "RoleDetailList", "Policies")
 
 def _document(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc)
-
-
-def _hashed_id(prefix: str, text: str) -> str:
-    digest = hashlib.sha256(text.encode()).digest()
-    return prefix + base64.b32encode(digest).decode("ascii")[:17]
-
-
-def policy_id(call: Call, record: ManagedPolicyRecord) -> str:
-    """As ``GetPolicy`` shows it (the iampolicies branch's ``policies.policy_id``: dedupe)."""
-    account = call.api.settings.server.account_id
-    return _hashed_id("ANPA", f"{account}:policy:{record.name}:{record.created_at!r}")
 
 
 def _attached(call: Call, attached: AttachedPolicies) -> dict[str, Any]:
@@ -187,7 +177,7 @@ async def _role_details(call: Call, attachments: Mapping[str, AttachedPolicies])
 
 
 async def _policy_details(call: Call, uses: Sequence[AttachedPolicies]) -> list[Any]:
-    """Managed policies with their one version (``v1``, the document in force)."""
+    """Managed policies as ``GetPolicy`` shows them, with every version."""
     attachments: dict[str, int] = {}
     boundaries: dict[str, int] = {}
     for attached in uses:
@@ -196,29 +186,19 @@ async def _policy_details(call: Call, uses: Sequence[AttachedPolicies]) -> list[
         if attached.boundary:
             boundaries[attached.boundary] = boundaries.get(attached.boundary, 0) + 1
     out = []
-    for record in await call.api.store.list_managed_policies():
-        detail: dict[str, Any] = {
-            "PolicyName": record.name,
-            "PolicyId": policy_id(call, record),
-            "Arn": call.arn("policy", record.name),
-            "Path": "/",
-            "DefaultVersionId": "v1",
-            "AttachmentCount": attachments.get(record.name, 0),
-            "PermissionsBoundaryUsageCount": boundaries.get(record.name, 0),
-            "IsAttachable": True,
-            "CreateDate": record.created_at,
-            "UpdateDate": record.updated_at,
-            "PolicyVersionList": [
-                {
-                    "Document": _document(record.document),
-                    "VersionId": "v1",
-                    "IsDefaultVersion": True,
-                    "CreateDate": record.updated_at,
-                }
-            ],
-        }
-        if record.description:
-            detail["Description"] = record.description
+    store = call.api.store
+    for record in await store.list_managed_policies():
+        counts = PolicyUseCount(
+            attachments=attachments.get(record.name, 0),
+            boundaries=boundaries.get(record.name, 0),
+        )
+        versions = await store.list_policy_versions(record.name) or [
+            PolicyVersion(
+                record.name, record.default_version, record.document, record.updated_at, True
+            )
+        ]
+        detail = policy_shape(call, record, counts)
+        detail["PolicyVersionList"] = [version_shape(v) for v in versions]
         out.append(detail)
     return out
 
@@ -244,11 +224,12 @@ async def get_account_authorization_details(call: Call) -> Result:
         every = [a for kind in _KINDS for a in by_kind[kind].values()]
         found["Policies"] = await _policy_details(call, every)
     combined = [(m, item) for m in MEMBERS for item in found[m]]
-    page = IamApi._page({"Items": combined}, "Items", call.params)
-    out: Result = {m: [item for member, item in page["Items"] if member == m] for m in MEMBERS}
-    out["IsTruncated"] = page["IsTruncated"]
-    if "Marker" in page:
-        out["Marker"] = page["Marker"]
+    start, stop, marker = page_bounds(call.params, len(combined))
+    page = combined[start:stop]
+    out: Result = {m: [item for member, item in page if member == m] for m in MEMBERS}
+    out["IsTruncated"] = marker is not None
+    if marker is not None:
+        out["Marker"] = marker
     return out
 
 

@@ -73,6 +73,14 @@ def _offset(marker: str) -> int:
     return offset
 
 
+def page_bounds(params: Params, total: int) -> tuple[int, int, str | None]:
+    """The slice ``[start:stop]`` of a sorted list of ``total`` items that ``Marker`` and
+    ``MaxItems`` ask for, and the ``Marker`` of the next page (None on the last)."""
+    start = _offset(params["Marker"]) if "Marker" in params else 0
+    stop = start + int(params.get("MaxItems", DEFAULT_MAX_ITEMS))
+    return start, stop, _marker(stop) if stop < total else None
+
+
 def as_iam_error(e: BrokerError) -> BrokerError:
     """The service layer's generic errors as IAM's codes (AWS errors pass through)."""
     if isinstance(e, StsError):
@@ -188,15 +196,12 @@ class IamApi:
     @staticmethod
     def _page(result: Result, member: str, params: Params) -> Result:
         items: list[Any] = list(result.get(member, []))
-        start = _offset(params["Marker"]) if "Marker" in params else 0
-        size = int(params.get("MaxItems", DEFAULT_MAX_ITEMS))
-        page = items[start : start + size]
+        start, stop, marker = page_bounds(params, len(items))
         out = dict(result)
-        out[member] = page
-        truncated = start + size < len(items)
-        out["IsTruncated"] = truncated
-        if truncated:
-            out["Marker"] = _marker(start + size)
+        out[member] = items[start:stop]
+        out["IsTruncated"] = marker is not None
+        if marker is not None:
+            out["Marker"] = marker
         return out
 
     # --- caches across instances ----------------------------------------------------------
@@ -214,11 +219,11 @@ class IamApi:
         generation = await self.store.get_meta(GENERATION_KEY)
         if generation == self._generation:
             return False
-        first = self._generation is None
+        # The first poll refreshes too: the caches were built when the broker opened, before
+        # this generation was read, and a change made meanwhile must not be missed.
         self._generation = generation
-        if not first:
-            await self._refresh()
-        return not first
+        await self._refresh()
+        return True
 
 
 __all__ = ["IamApi", "IamError", "IamServiceFailure", "as_iam_error"]

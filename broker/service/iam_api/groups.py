@@ -13,6 +13,7 @@ import hashlib
 from typing import Any
 
 from broker.errors import AlreadyExists, IamEntityAlreadyExists, IamValidationError, RecordNotFound
+from broker.service.iam_api import escalation
 from broker.service.iam_api.principals import group_named, user_named
 from broker.service.iam_api.registry import Action, Call, Result, anything, named
 from broker.service.iam_api.users import user_shape
@@ -102,6 +103,9 @@ async def update_group(call: Call) -> Result:
 async def add_user_to_group(call: Call) -> Result:
     group = await group_named(call, call.params["GroupName"])
     user = await user_named(call, call.params["UserName"])
+    # the group's policies become the user's: a bounded caller may only give them to a user
+    # under its own boundary (broker/service/iam_api/escalation.py, rule 2)
+    await escalation.require_bounded_target(call, "user", user.id, user.name)
     await call.api.iam.add_user_to_group(group.name, user.id, actor=call.actor)
     return {}
 

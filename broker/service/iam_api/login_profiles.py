@@ -20,6 +20,7 @@ from broker.errors import (
     IamServiceFailure,
     IamValidationError,
 )
+from broker.service.iam_api import escalation
 from broker.service.iam_api.principals import user_named
 from broker.service.iam_api.registry import Action, Call, Result, named
 from broker.service.iam_api.users import is_local, user_name
@@ -51,6 +52,8 @@ def _profile(user: User, reset: bool) -> dict[str, object]:
 
 async def create_login_profile(call: Call) -> Result:
     user = await user_named(call, user_name(call))
+    # a password for a user is a way to act as that user: only under the caller's boundary
+    await escalation.require_bounded_target(call, "user", user.id, user.name)
     password = call.params.get("Password")
     if password is None:
         raise IamValidationError(
@@ -87,6 +90,7 @@ async def get_login_profile(call: Call) -> Result:
 
 async def update_login_profile(call: Call) -> Result:
     user = await user_named(call, user_name(call))
+    await escalation.require_bounded_target(call, "user", user.id, user.name)
     if user.password_hash is None:
         raise _no_profile(user)
     reset = bool(call.params.get("PasswordResetRequired", user.must_change_password))

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from broker.errors import IamInvalidInput
+from broker.service.iam_api import escalation
 from broker.service.iam_api.principals import role_named, user_named
 from broker.service.iam_api.registry import Action, Call, Result, named
 
@@ -71,6 +72,8 @@ def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
 async def tag_user(call: Call) -> Result:
     tags = check_tags(call.params["Tags"])
     user = await user_named(call, call.params["UserName"])
+    # tags are condition keys (aws:PrincipalTag/...): changing them can change permissions
+    await escalation.require_bounded_target(call, "user", user.id, user.name)
     await _audit(call, "TagUser", user=user.id, name=user.name, keys=sorted(tags))
     await call.api.store.tag("user", user.id, tags, limit=TAG_LIMIT)
     return {}
@@ -79,6 +82,7 @@ async def tag_user(call: Call) -> Result:
 async def untag_user(call: Call) -> Result:
     keys = check_keys(call.params["TagKeys"])
     user = await user_named(call, call.params["UserName"])
+    await escalation.require_bounded_target(call, "user", user.id, user.name)
     await _audit(call, "UntagUser", user=user.id, name=user.name, keys=sorted(keys))
     await call.api.store.untag("user", user.id, keys)
     return {}
@@ -95,6 +99,7 @@ async def list_user_tags(call: Call) -> Result:
 async def tag_role(call: Call) -> Result:
     tags = check_tags(call.params["Tags"])
     role = await role_named(call, call.params["RoleName"], write=True)
+    await escalation.require_bounded_target(call, "role", role.name, role.name)
     await _audit(call, "TagRole", role=role.name, keys=sorted(tags))
     await call.api.store.tag("role", role.name, tags, limit=TAG_LIMIT)
     return {}
@@ -103,6 +108,7 @@ async def tag_role(call: Call) -> Result:
 async def untag_role(call: Call) -> Result:
     keys = check_keys(call.params["TagKeys"])
     role = await role_named(call, call.params["RoleName"], write=True)
+    await escalation.require_bounded_target(call, "role", role.name, role.name)
     await _audit(call, "UntagRole", role=role.name, keys=sorted(keys))
     await call.api.store.untag("role", role.name, keys)
     return {}

@@ -17,6 +17,8 @@ import uuid
 from typing import Any
 
 from broker.errors import IamEntityAlreadyExists, IamValidationError
+from broker.service.iam_api import escalation
+from broker.service.iam_api.policies import policy_name
 from broker.service.iam_api.principals import user_named
 from broker.service.iam_api.registry import Action, Call, Result, anything, named
 from broker.service.iam_api.tags import TAG_LIMIT, check_tags
@@ -43,8 +45,8 @@ def is_local(call: Call, user: User) -> bool:
     return provider is not None and provider.type == "local"
 
 
-def user_shape(call: Call, user: User) -> dict[str, Any]:
-    """The ``User`` structure of the model."""
+def user_shape(call: Call, user: User, *, boundary: str | None = None) -> dict[str, Any]:
+    """The ``User`` structure of the model (``boundary``: its permissions boundary's name)."""
     out: dict[str, Any] = {
         "Path": "/",
         "UserName": user.name,
@@ -54,6 +56,11 @@ def user_shape(call: Call, user: User) -> dict[str, Any]:
     }
     if user.password_hash and user.last_login_at:
         out["PasswordLastUsed"] = user.last_login_at
+    if boundary is not None:
+        out["PermissionsBoundary"] = {
+            "PermissionsBoundaryType": "Policy",
+            "PermissionsBoundaryArn": call.arn("policy", boundary),
+        }
     return out
 
 
@@ -79,6 +86,11 @@ async def create_user(call: Call) -> Result:
     _path(call)
     name = call.params["UserName"]
     tags = check_tags(call.params.get("Tags", []))
+    boundary = call.params.get("PermissionsBoundary")
+    await escalation.require_boundary_for_new(call, "user", boundary)
+    boundary_name = policy_name(call, "PermissionsBoundary") if boundary else None
+    if boundary_name is not None:
+        await call.api.iam.get_policy(boundary_name)  # NoSuchEntity before anything is written
     if await call.api.store.find_users_by_name(name):
         raise IamEntityAlreadyExists(
             f"user_exists:{name}", public_message=f"User with name {name} already exists."
@@ -96,17 +108,20 @@ async def create_user(call: Call) -> Result:
         "success",
         req=call.req,
         principal=call.actor,
-        details={"user": name, "tags": sorted(tags)},
+        details={"user": name, "tags": sorted(tags), "boundary": boundary_name},
     )
     created = await call.api.store.create_user(user)  # AlreadyExists if a racer was first
     if tags:
         await call.api.store.tag("user", created.id, tags, limit=TAG_LIMIT)
-    return {"User": user_shape(call, created)}
+    if boundary_name is not None:
+        await call.api.store.set_boundary("user", created.id, boundary_name)
+    return {"User": user_shape(call, created, boundary=boundary_name)}
 
 
 async def get_user(call: Call) -> Result:
     user = await user_named(call, user_name(call))
-    out = user_shape(call, user)
+    boundary = (await call.api.store.attached_policies("user", user.id)).boundary
+    out = user_shape(call, user, boundary=boundary)
     tags = await call.api.store.list_tags("user", user.id)
     if tags:
         out["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
