@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from broker.service.container import Broker
     from broker.service.iam import PrincipalDetail
     from broker.service.offboarding import Offboarded
-    from broker.storage.base import Group, ManagedPolicyRecord, User
+    from broker.service.role_admin import RoleAdmin
+    from broker.storage.base import Group, ManagedPolicyRecord, RoleRecord, User
 
 Result = tuple[Any, str]  # (JSON data, text)
 Action = Callable[["Broker", argparse.Namespace, str], Awaitable[Result]]
@@ -261,22 +262,62 @@ async def _roles_revoke_sessions(b: Broker, a: argparse.Namespace, actor: str) -
     return _offboarded(done), f"ended every credential of {done.target} issued until now"
 
 
+def _role_admin(b: Broker) -> RoleAdmin:
+    from broker.service.role_admin import RoleAdmin
+
+    return RoleAdmin(b.settings, b.store, b.auditor, b.offboarding, b.clock)
+
+
+def _role_name(ref: str) -> str:
+    text = ref.strip()
+    return text.rsplit("/", 1)[-1] if text.startswith("arn:") else text
+
+
+async def _roles_create(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    view = await _role_admin(b).create(
+        a.name,
+        read_text_file(a.trust),
+        actor=actor,
+        description=a.description,
+        max_session_duration=a.max_session_duration,
+        boundary=a.boundary,
+    )
+    return _role_row(b, view.record), f"created {b.iam.arn('role', view.record.name)}"
+
+
+async def _roles_update_trust(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    role = await _role_admin(b).update(
+        _role_name(a.role),
+        operation="UpdateAssumeRolePolicy",
+        actor=actor,
+        trust=read_text_file(a.trust),
+    )
+    return _role_row(b, role), f"updated the trust policy of {b.iam.arn('role', role.name)}"
+
+
+async def _roles_delete(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    name = _role_name(a.role)
+    await _role_admin(b).delete(name, actor=actor)
+    return _done(f"deleted role {name} and ended its sessions")
+
+
+def _role_row(b: Broker, r: RoleRecord) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "arn": b.iam.arn("role", r.name),
+        "description": r.description,
+        "source": r.source,
+        "policies": len(r.policies),
+        "max_session_duration": r.max_session_duration,
+    }
+
+
 def _offboarded(done: Offboarded) -> dict[str, Any]:
     return {"target": done.target, "name": done.label, "sessions_ended": done.sessions_ended}
 
 
 async def _roles_list(b: Broker, a: argparse.Namespace, actor: str) -> Result:
-    rows = [
-        {
-            "name": r.name,
-            "arn": b.iam.arn("role", r.name),
-            "description": r.description,
-            "source": r.source,
-            "policies": len(r.policies),
-            "max_session_duration": r.max_session_duration,
-        }
-        for r in await b.store.list_roles()
-    ]
+    rows = [_role_row(b, r) for r in await b.store.list_roles()]
     text = "\n".join(f"{r['name']:<24} {r['source']:<7} {r['description']}" for r in rows)
     return rows, text or "no roles"
 
@@ -515,6 +556,33 @@ def add_admin_commands(admin: Any) -> argparse._SubParsersAction[argparse.Argume
         dest="roles_verb", required=True, metavar="VERB"
     )
     _verb(roles, "list", "list roles", _run(None, _roles_list))
+    p = _verb(
+        roles,
+        "create",
+        "create a role from a trust policy JSON file (it is assumable at once; attach its "
+        "policies with attach-policy / put-policy)",
+        _run("CreateRole", _roles_create),
+        "name:its name (1-64 of letters, digits and _+=,.@-)",
+        "trust:a JSON trust policy (who may assume the role)",
+    )
+    p.add_argument("--description", default="")
+    p.add_argument("--max-session-duration", type=int, default=3600, help="seconds, 3600-43200")
+    p.add_argument("--boundary", default=None, help="a managed policy ARN as boundary")
+    _verb(
+        roles,
+        "update-trust",
+        "replace a role's trust policy",
+        _run("UpdateAssumeRolePolicy", _roles_update_trust),
+        ROLE,
+        "trust:a JSON trust policy",
+    )
+    _verb(
+        roles,
+        "delete",
+        "delete a role and end its sessions (refused while policies are attached)",
+        _run("DeleteRole", _roles_delete),
+        ROLE,
+    )
     _offboarding_verbs(
         roles,
         "revoke-sessions",

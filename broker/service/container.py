@@ -153,9 +153,12 @@ class Broker:
         )
         try:
             auditor = Auditor(store, clock)
+            # Roles created through the IAM API may issue credentials for up to 12 hours: a
+            # retired key keeps verifying until every token it may have signed has expired.
             max_token = max(
                 [
                     settings.session.lifetime,
+                    STS_MAX_SESSION_SECONDS,
                     *(r.max_session_duration for r in settings.roles.values()),
                 ]
             )

@@ -113,9 +113,12 @@ class OffboardingService:
         )
         return ended
 
-    async def revoke_role_sessions(self, ref: str, *, actor: str, reason: str = "") -> Offboarded:
+    async def revoke_role_sessions(
+        self, ref: str, *, actor: str, reason: str = "", before: float | None = None
+    ) -> Offboarded:
         """End every credential of the role issued up to now (sessions, bearer tokens, STS
-        credentials, token-exchange results); new ones can be issued afterwards."""
+        credentials, token-exchange results); new ones can be issued afterwards. ``before``:
+        only those issued before that (earlier) time."""
         action = "role.revoke_sessions"
         text = ref.strip()
         name = text.rsplit("/", 1)[-1] if text.startswith("arn:") else text
@@ -124,15 +127,19 @@ class OffboardingService:
                 raise NotFound(f"no_such_role:{name}", public_message=f"no role named {name!r}")
             arn = self._iam.arn("role", name)
             now = self._clock.now()
+            cutoff = now if before is None else min(before, now)
             stored = await self._store.add_revocation(
-                Revocation(kind="role", target=arn, before=now, created_at=now)
+                Revocation(kind="role", target=arn, before=cutoff, created_at=now)
             )
         except BrokerError as e:
             await self._failed(action, actor, text[:200], e)
             raise
         self._revocations.apply(stored)  # here at once; elsewhere at the next poll
         await self._audit.record_or_fail(
-            action, "success", principal=actor, details={"role": arn, "note": reason}
+            action,
+            "success",
+            principal=actor,
+            details={"role": arn, "before": cutoff, "note": reason},
         )
         return Offboarded(arn, name)
 

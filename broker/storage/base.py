@@ -409,9 +409,37 @@ class Store(Protocol):
     async def put_role(self, role: RoleRecord) -> None:
         """Create or replace the role of that name."""
 
+    async def create_role(
+        self,
+        role: RoleRecord,
+        *,
+        boundary: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Create the role with its permissions boundary (a managed policy name) and tags, all
+        in one transaction, or nothing: ``AlreadyExists`` if a role of that name exists in any
+        case (IAM names are unique regardless of case; of two racing creators one wins),
+        ``RecordNotFound`` if the boundary policy does not exist. The new role starts bare:
+        attachments or tags left under its name by an earlier role are removed."""
+
+    async def update_role(
+        self,
+        name: str,
+        *,
+        now: float,
+        description: str | None = None,
+        trust_policy: Mapping[str, Any] | None = None,
+        max_session_duration: float | None = None,
+    ) -> RoleRecord:
+        """Change the given fields (None: unchanged) in one transaction and return the role;
+        ``updated_at`` becomes ``now``, and always moves forward (caches key on it).
+        ``RecordNotFound`` if missing (a role deleted meanwhile is not brought back)."""
+
     async def get_role(self, name: str) -> RoleRecord | None: ...
     async def list_roles(self) -> list[RoleRecord]: ...
-    async def delete_role(self, name: str) -> None: ...
+    async def delete_role(self, name: str) -> None:
+        """``RecordNotFound`` if missing; its attachments, inline policies, boundary and tags
+        go with it."""
 
     # managed policies
     async def put_managed_policy(self, policy: ManagedPolicyRecord) -> None:

@@ -63,6 +63,8 @@ from broker.storage.sql_base import (
 from broker.storage.sql_groups import GroupsAdminMixin
 from broker.storage.sql_policies import ManagedPoliciesSql
 from broker.storage.sql_providers import OidcProvidersMixin
+from broker.storage.sql_roles import RolesMixin
+from broker.storage.sql_roles import role_from_row as _role
 from broker.storage.sql_tags import TagsMixin
 from broker.storage.sql_users import UsersAdminMixin
 
@@ -179,22 +181,6 @@ def _signing_key(row: sa.Row[Any]) -> SigningKey:
         created_at=m["created_at"],
         retired_at=m["retired_at"],
         expires_at=m["expires_at"],
-    )
-
-
-def _role(row: sa.Row[Any]) -> RoleRecord:
-    m = row._mapping
-    boundary = m["permissions_boundary"]
-    return RoleRecord(
-        name=m["name"],
-        description=m["description"],
-        trust_policy=dict(m["trust_policy"]),
-        policies=list(m["policies"]),
-        permissions_boundary=dict(boundary) if boundary is not None else None,
-        max_session_duration=m["max_session_duration"],
-        source=m["source"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
     )
 
 
@@ -322,6 +308,7 @@ class SqlStore(
     UsersAdminMixin,
     GroupsAdminMixin,
     ManagedPoliciesSql,
+    RolesMixin,
     TagsMixin,
     OidcProvidersMixin,
     SqlBase,
@@ -917,12 +904,15 @@ class SqlStore(
             return [_role(r) for r in rows]
 
     async def delete_role(self, name: str) -> None:
-        """Delete the role with its managed attachments, inline policies and boundary."""
+        """Delete the role with its managed attachments, inline policies, boundary and tags."""
         async with self._write("delete role") as conn:
             result = await conn.execute(sa.delete(t.roles).where(t.roles.c.name == name))
             if result.rowcount == 0:
                 raise RecordNotFound(f"role {name!r} not found")
             await self._delete_principal_policies(conn, "role", name)
+            await conn.execute(
+                sa.delete(t.tags).where(t.tags.c.kind == "role", t.tags.c.principal == name)
+            )
 
     # -- groups
 

@@ -39,7 +39,8 @@ def service_model(name: str) -> ServiceModel:
 @functools.cache
 def _pattern(pattern: str) -> re.Pattern[str] | None:
     try:
-        return re.compile(pattern)
+        # Java's classes (\w, \d, \s) are ASCII-only, as AWS checks them
+        return re.compile(pattern, re.ASCII)
     except re.error:  # a Java-only construct: the length limits still apply
         return None
 

@@ -136,6 +136,9 @@ async def test_authorization_details_lists_every_principal_and_policy(iam_env: I
     admin = roles["admin"]
     assert admin["Arn"] == iam_env.arn("role", "admin")
     assert admin["RoleId"].startswith("AROA")
+    got_role = (await call(reader, "get_role", RoleName="admin"))["Role"]
+    for key in ("RoleId", "Arn", "CreateDate", "AssumeRolePolicyDocument"):
+        assert admin[key] == got_role[key], key
     assert admin["AssumeRolePolicyDocument"]["Statement"][0]["Effect"] == "Allow"
     assert admin["RolePolicyList"] == [
         {

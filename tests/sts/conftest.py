@@ -135,7 +135,13 @@ async def start_broker(
     providers: str = "",
     clock: Clock | None = None,
     runners: list[web.AppRunner],
+    store_url: str | None = None,
+    trusted_proxies: tuple[str, ...] = (),
+    public_url: str | None = None,
 ) -> RunningBroker:
+    """``store_url``: another store than the directory's SQLite file (several brokers on one
+    PostgreSQL, sharing one ``public_url``, the issuer); ``trusted_proxies``: peers whose
+    forwarded headers ``/auth`` reads."""
     port = free_port()
     extra = providers + role_tables(directory, roles)
     extra += '[policies.ReadOnly]\ndocument = "readonly.json"\n'
@@ -147,7 +153,19 @@ async def start_broker(
             }
         )
     )
-    settings = load_settings(write_config(directory, port=port, oidc=oidc, roles={}, extra=extra))
+    path = write_config(
+        directory,
+        port=port,
+        oidc=oidc,
+        roles={},
+        extra=extra,
+        store_url=store_url,
+        public_url=public_url,
+    )
+    if trusted_proxies:
+        line = f"trusted_proxies = {json.dumps(list(trusted_proxies))}\n[store]"
+        path.write_text(path.read_text().replace("[store]", line, 1))
+    settings = load_settings(path)
     app = create_app(settings, clock=clock)
     runner = web.AppRunner(app)
     await runner.setup()

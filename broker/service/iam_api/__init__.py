@@ -14,6 +14,7 @@ from broker.service.iam_api import (
     login_profiles,
     oidc_providers,
     policies,
+    roles,
     simulation,
     tags,
     users,
@@ -32,6 +33,7 @@ def all_actions() -> tuple[Action, ...]:
         *policies.ACTIONS,
         *attachments.ACTIONS,
         *inline.ACTIONS,
+        *roles.ACTIONS,
         *simulation.ACTIONS,
         *account.ACTIONS,
     )

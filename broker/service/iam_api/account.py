@@ -16,17 +16,30 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from broker.domain.sts import role_id
 from broker.service.iam import INLINE_DOCUMENT_CHARS, MAX_DOCUMENT_CHARS, MAX_POLICY_VERSIONS
 from broker.service.iam_api.api import page_bounds
 from broker.service.iam_api.attachments import MAX_ATTACHED
 from broker.service.iam_api.groups import group_shape
 from broker.service.iam_api.policies import policy_shape, version_shape
 from broker.service.iam_api.registry import Action, Call, Result, anything
+from broker.service.iam_api.roles import role_shape
+from broker.service.iam_api.tags import tag_list
 from broker.service.iam_api.users import user_shape
+from broker.service.role_admin import RoleView
 from broker.storage.base import AttachedPolicies, PolicyUseCount, PolicyVersion, PrincipalType
 
 _KINDS: tuple[PrincipalType, ...] = ("user", "group", "role")
+#: The members of GetRole's ``Role`` that ``RoleDetail`` has too.
+_ROLE_DETAIL = (
+    "Path",
+    "RoleName",
+    "RoleId",
+    "Arn",
+    "CreateDate",
+    "AssumeRolePolicyDocument",
+    "PermissionsBoundary",
+    "Tags",
+)
 
 #: AWS's default quotas, reported as they are (the broker does not enforce them).
 AWS_DEFAULT_QUOTAS = {
@@ -114,10 +127,6 @@ def _inline(
     return [{"PolicyName": name, "PolicyDocument": _document(doc)} for name, doc in found]
 
 
-def _tags(tags: Mapping[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
-
-
 async def _user_details(call: Call, attachments: Mapping[str, AttachedPolicies]) -> list[Any]:
     store = call.api.store
     out = []
@@ -130,7 +139,7 @@ async def _user_details(call: Call, attachments: Mapping[str, AttachedPolicies])
         detail.update(_attached(call, attached))
         tags = await store.list_tags("user", user.id)
         if tags:
-            detail["Tags"] = _tags(tags)
+            detail["Tags"] = tag_list(tags)
         out.append(detail)
     return out
 
@@ -149,29 +158,21 @@ async def _group_details(call: Call, attachments: Mapping[str, AttachedPolicies]
 
 
 async def _role_details(call: Call, attachments: Mapping[str, AttachedPolicies]) -> list[Any]:
-    """A config role's own documents are listed among its inline policies under the names the
-    simulator reports them by (``<role>/policy[<i>]``); a boundary *document* of a config role
-    has no ARN and is not shown (an attached managed boundary is)."""
+    """Roles as ``GetRole`` shows them, with their policies. A config role's own documents are
+    listed among its inline policies under the names the simulator reports them by
+    (``<role>/policy[<i>]``); a config role's boundary *document* has no ARN and is not shown
+    (an attached managed boundary is)."""
     store = call.api.store
-    account = call.api.settings.server.account_id
     out = []
     for role in sorted(await store.list_roles(), key=lambda r: r.name):
         attached = attachments.get(role.name, AttachedPolicies())
-        own = [(f"{role.name}/policy[{i}]", doc) for i, doc in enumerate(role.policies)]
-        detail: dict[str, Any] = {
-            "Path": "/",
-            "RoleName": role.name,
-            "RoleId": role_id(account, role.name),
-            "Arn": call.arn("role", role.name),
-            "CreateDate": role.created_at,
-            "AssumeRolePolicyDocument": _document(role.trust_policy),
-            "InstanceProfileList": [],
-            "RolePolicyList": _inline(attached, own),
-        }
-        detail.update(_attached(call, attached))
         tags = await store.list_tags("role", role.name)
-        if tags:
-            detail["Tags"] = _tags(tags)
+        shape = role_shape(call, role, RoleView(role, attached.boundary, tags))
+        detail = {k: v for k, v in shape.items() if k in _ROLE_DETAIL}
+        own = [(f"{role.name}/policy[{i}]", doc) for i, doc in enumerate(role.policies)]
+        detail["InstanceProfileList"] = []
+        detail["RolePolicyList"] = _inline(attached, own)
+        detail["AttachedManagedPolicies"] = _attached(call, attached)["AttachedManagedPolicies"]
         out.append(detail)
     return out
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Awaitable, Callable
 
 from broker.errors import IamNoSuchEntity
-from broker.service.iam_api import escalation
+from broker.service.iam_api import escalation, revoke
 from broker.service.iam_api.attachments import _PARAM, KINDS, principal_key
 from broker.service.iam_api.policies import policy_name
 from broker.service.iam_api.registry import Action, Call, Result, named
@@ -33,6 +33,10 @@ def _put(kind: PrincipalType) -> Callable[[Call], Awaitable[Result]]:
             str(call.params["PolicyDocument"]),
             actor=call.actor,
         )
+        if kind == "role":  # the console's "Revoke active sessions": also a revocation
+            await revoke.after_put_role_policy(
+                call, key, call.params["PolicyName"], str(call.params["PolicyDocument"])
+            )
         return {}
 
     return run
