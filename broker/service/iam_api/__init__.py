@@ -7,6 +7,7 @@ catalogue. docs/iam-api.md lists what is supported and how it differs from AWS.
 from __future__ import annotations
 
 from broker.service.iam_api import (
+    account,
     attachments,
     groups,
     inline,
@@ -14,6 +15,7 @@ from broker.service.iam_api import (
     oidc_providers,
     policies,
     roles,
+    simulation,
     tags,
     users,
 )
@@ -32,6 +34,8 @@ def all_actions() -> tuple[Action, ...]:
         *attachments.ACTIONS,
         *inline.ACTIONS,
         *roles.ACTIONS,
+        *simulation.ACTIONS,
+        *account.ACTIONS,
     )
 
 
