@@ -210,6 +210,9 @@ def _encode(value: Any, shape: Shape) -> str:
         return "true" if value else "false"
     if shape.name == POLICY_DOCUMENT_SHAPE:
         return quote(str(value), safe="")
+    enum = shape.metadata.get("enum")
+    if enum and value not in enum:  # a programming error, caught by the tests of each action
+        raise ValueError(f"{shape.name} has no value {value!r}")
     return escape(str(value))
 
 

@@ -56,7 +56,7 @@ async def test_the_documented_commands_work_as_written(iam_env: IamEnv, tmp_path
     work.mkdir()
     (work / "trust.json").write_text(blocks("json")[0])
     results = [await run(iam_env, argv, work) for argv in commands()]
-    assert [argv[2] for argv in commands()] == [
+    assert [argv[4] for argv in commands()] == [
         "create-role",
         "attach-role-policy",
         "create-open-id-connect-provider",

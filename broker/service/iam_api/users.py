@@ -58,7 +58,7 @@ def user_shape(call: Call, user: User, *, boundary: str | None = None) -> dict[s
         out["PasswordLastUsed"] = user.last_login_at
     if boundary is not None:
         out["PermissionsBoundary"] = {
-            "PermissionsBoundaryType": "Policy",
+            "PermissionsBoundaryType": "PermissionsBoundaryPolicy",
             "PermissionsBoundaryArn": call.arn("policy", boundary),
         }
     return out
