@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from xml.sax.saxutils import escape
 
 from aiohttp import web
 from botocore.model import OperationModel, OperationNotFoundError
@@ -21,7 +20,13 @@ from broker.service.iam_api import Caller
 from broker.service.iam_api.api import as_iam_error
 from broker.service.verified import Credential
 from broker.web.keys import BROKER
-from broker.web.query_protocol import decode_request, encode_response, service_model
+from broker.web.query_protocol import (
+    decode_request,
+    encode_response,
+    error_xml,
+    service_model,
+    xml_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +39,12 @@ def is_iam_request(body: bytes, query_string: str) -> bool:
     return b"Version=2010-05-08" in body or "Version=2010-05-08" in query_string
 
 
-def _xml(status: int, body: str, request_id: str) -> web.Response:
-    return web.Response(
-        status=status,
-        body=('<?xml version="1.0" encoding="UTF-8"?>\n' + body).encode("utf-8"),
-        content_type="text/xml",
-        headers={"x-amzn-RequestId": request_id},
-    )
-
-
 def error_response(err: BrokerError, request_id: str) -> web.Response:
     if not isinstance(err, StsError):
         err = as_iam_error(err)
     if not isinstance(err, StsError):
         err = IamServiceFailure(err.reason)
-    body = (
-        f'<ErrorResponse xmlns="{NAMESPACE}">'
-        f"<Error><Type>{escape(err.sts_type)}</Type><Code>{escape(err.code)}</Code>"
-        f"<Message>{escape(err.public_message)}</Message></Error>"
-        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
-    )
-    return _xml(err.status, body, request_id)
+    return error_xml(err, NAMESPACE, request_id)
 
 
 def _operation(action: str, known: Mapping[str, object]) -> OperationModel:
@@ -101,7 +91,7 @@ async def handle(
         )
         raise
     result = await api.call(caller, action, typed, req)
-    return _xml(200, encode_response(operation, result, request_id), request_id)
+    return xml_response(200, encode_response(operation, result, request_id), request_id)
 
 
 def headers_of(request: web.Request) -> dict[str, Sequence[str]]:

@@ -22,9 +22,10 @@ from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 import botocore.session
+from aiohttp import web
 from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
 
-from broker.errors import IamValidationError
+from broker.errors import IamValidationError, StsError
 
 POLICY_DOCUMENT_SHAPE = "policyDocumentType"
 MAX_LIST_INDEX = 1000  # no IAM list is longer (tags: 50, client ids: 100, ARNs: 20)
@@ -244,3 +245,28 @@ def encode_response(operation: OperationModel, result: Mapping[str, Any], reques
         f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
         f"</{name}Response>"
     )
+
+
+# --- the HTTP answer ------------------------------------------------------------------------
+
+
+def xml_response(status: int, body: str, request_id: str) -> web.Response:
+    """An AWS Query answer: the XML document, and the ``RequestId`` also as a header."""
+    return web.Response(
+        status=status,
+        body=('<?xml version="1.0" encoding="UTF-8"?>\n' + body).encode("utf-8"),
+        content_type="text/xml",
+        headers={"x-amzn-RequestId": request_id},
+    )
+
+
+def error_xml(err: StsError, namespace: str, request_id: str) -> web.Response:
+    """``<ErrorResponse><Error><Type/><Code/><Message/></Error><RequestId/>`` in the service's
+    namespace, with the error's HTTP status; the message is the public one, never the reason."""
+    body = (
+        f'<ErrorResponse xmlns="{namespace}">'
+        f"<Error><Type>{escape(err.sts_type)}</Type><Code>{escape(err.code)}</Code>"
+        f"<Message>{escape(err.public_message)}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    )
+    return xml_response(err.status, body, request_id)

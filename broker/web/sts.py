@@ -40,6 +40,7 @@ from broker.service.verified import Credential
 from broker.web import iam
 from broker.web.bodies import read_body
 from broker.web.keys import BROKER
+from broker.web.query_protocol import error_xml, xml_response
 from broker.web.request_info import request_info
 
 log = logging.getLogger(__name__)
@@ -50,28 +51,13 @@ MAX_PARAMS = 500
 MAX_BODY = 256 * 1024  # a request at AWS's own parameter limits is under 100 KiB
 
 
-def _xml(status: int, body: str, request_id: str) -> web.Response:
-    return web.Response(
-        status=status,
-        body=('<?xml version="1.0" encoding="UTF-8"?>\n' + body).encode("utf-8"),
-        content_type="text/xml",
-        headers={"x-amzn-RequestId": request_id},
-    )
-
-
 def error_response(err: BrokerError, request_id: str) -> web.Response:
     if not isinstance(err, StsError):
         if err.status >= 500:
             err = StsServiceUnavailable(err.reason)
         else:
             err = StsInvalidParameterValue(err.reason, public_message=err.public_message)
-    body = (
-        f'<ErrorResponse xmlns="{rules.NAMESPACE}">'
-        f"<Error><Type>{escape(err.sts_type)}</Type><Code>{escape(err.code)}</Code>"
-        f"<Message>{escape(err.public_message)}</Message></Error>"
-        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
-    )
-    return _xml(err.status, body, request_id)
+    return error_xml(err, rules.NAMESPACE, request_id)
 
 
 def _result(action: str, inner: str, request_id: str) -> web.Response:
@@ -80,7 +66,7 @@ def _result(action: str, inner: str, request_id: str) -> web.Response:
         f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
         f"</{action}Response>"
     )
-    return _xml(200, body, request_id)
+    return xml_response(200, body, request_id)
 
 
 def _iso(t: float) -> str:

@@ -151,13 +151,15 @@ async def runners() -> AsyncIterator[list[web.AppRunner]]:
         await r.cleanup()
 
 
-@pytest.fixture
-async def iam_env(
+async def start_iam_env(
     tmp_path: Path,
     aiohttp_server: AiohttpServer,
     runners: list[web.AppRunner],
     monkeypatch: pytest.MonkeyPatch,
+    roles: dict[str, RoleSpec],
 ) -> IamEnv:
+    """A broker with ``roles`` whose provider ``fake`` is a fake IdP, for the AWS clients run
+    in an environment that reads no user configuration."""
     for k, v in aws_env(tmp_path).items():
         monkeypatch.setenv(k, v)
     idp = FakeIdP(clock=SystemClock())
@@ -165,8 +167,18 @@ async def iam_env(
     idp.bind(server)
     b = await start_broker(
         tmp_path / "b",
-        roles=iam_roles(),
+        roles=roles,
         providers=_provider("fake", idp.issuer, idp.client_id),
         runners=runners,
     )
     return IamEnv(b, idp, tmp_path)
+
+
+@pytest.fixture
+async def iam_env(
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    runners: list[web.AppRunner],
+    monkeypatch: pytest.MonkeyPatch,
+) -> IamEnv:
+    return await start_iam_env(tmp_path, aiohttp_server, runners, monkeypatch, iam_roles())

@@ -11,12 +11,10 @@ from typing import Any
 import boto3
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import BaseTestServer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from pytest_aiohttp import AiohttpServer
 
-from broker.clock import SystemClock
 from broker.service.iam_api import simulation
 from broker.service.iam_api.simulation import statement_spans
 from broker.storage.base import RoleRecord
@@ -27,17 +25,14 @@ from tests.iam.conftest import (
     error_code,
     iam_roles,
     policy,
+    start_iam_env,
 )
 from tests.sts.conftest import (
     ACCOUNT,
     RoleSpec,
-    _provider,
-    aws_env,
-    start_broker,
     sts_post,
     web_trust,
 )
-from tests.support.fake_idp import FakeIdP
 
 ALICE = f"arn:broker:iam::{ACCOUNT}:user/alice"
 
@@ -58,23 +53,12 @@ async def sim_env(
     monkeypatch: pytest.MonkeyPatch,
 ) -> IamEnv:
     """``iam_env``'s roles, plus ``simalice``: may simulate only the user ``alice``."""
-    for k, v in aws_env(tmp_path).items():
-        monkeypatch.setenv(k, v)
-    idp = FakeIdP(clock=SystemClock())
-    server: BaseTestServer = await aiohttp_server(idp.app)
-    idp.bind(server)
     roles = iam_roles()
     roles["simalice"] = RoleSpec(
         web_trust("fake", {"StringEquals": {"fake:sub": "simalice"}}),
         (policy(allow("iam:SimulatePrincipalPolicy", ALICE)),),
     )
-    b = await start_broker(
-        tmp_path / "b",
-        roles=roles,
-        providers=_provider("fake", idp.issuer, idp.client_id),
-        runners=runners,
-    )
-    return IamEnv(b, idp, tmp_path)
+    return await start_iam_env(tmp_path, aiohttp_server, runners, monkeypatch, roles)
 
 
 async def _alice(env: IamEnv) -> None:

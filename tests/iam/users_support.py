@@ -11,18 +11,15 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import BaseTestServer
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
-from broker.clock import SystemClock
 from broker.storage.base import AuditEvent, RoleRecord, Store
-from tests.iam.conftest import IamEnv, allow, iam_roles, policy
-from tests.sts.conftest import ACCOUNT, RoleSpec, _provider, aws_env, start_broker, web_trust
-from tests.support.fake_idp import FakeIdP
+from tests.iam.conftest import IamEnv, allow, iam_roles, policy, start_iam_env
+from tests.sts.conftest import ACCOUNT, RoleSpec, web_trust
 from tests.support.login_driver import parse_forms
 
 LOCAL_USERS = ["carol", "dave", "erin", "frank"]
@@ -61,18 +58,7 @@ async def users_env(
     runners: list[web.AppRunner],
     monkeypatch: pytest.MonkeyPatch,
 ) -> IamEnv:
-    for k, v in aws_env(tmp_path).items():
-        monkeypatch.setenv(k, v)
-    idp = FakeIdP(clock=SystemClock())
-    server: BaseTestServer = await aiohttp_server(idp.app)
-    idp.bind(server)
-    b = await start_broker(
-        tmp_path / "b",
-        roles=scoped_roles(),
-        providers=_provider("fake", idp.issuer, idp.client_id),
-        runners=runners,
-    )
-    return IamEnv(b, idp, tmp_path)
+    return await start_iam_env(tmp_path, aiohttp_server, runners, monkeypatch, scoped_roles())
 
 
 def store(env: IamEnv) -> Store:
