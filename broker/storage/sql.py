@@ -2,6 +2,20 @@
 
 One implementation serves both databases; where they differ (upserts, locking) the code says so.
 
+**Where each aggregate's SQL lives.** ``SqlStore`` joins one mixin per aggregate, each on
+``broker.storage.sql_base.SqlBase`` (engine, transactions, upserts, error mapping):
+
+- this module: users (create, find, federated upsert, logins), login state, other single-use
+  values, failed-login counts, sessions and revocations, signing keys, roles (``put_role``...),
+  groups and their members, policy attachments, meta;
+- ``sql_users``: user administration (rename, delete, conditional password writes);
+- ``sql_groups``: renaming a group;
+- ``sql_policies``: managed policies and their versions;
+- ``sql_roles``: roles created and changed through the IAM API;
+- ``sql_tags``: tags on users and roles;
+- ``sql_providers``: OpenID Connect providers;
+- ``sql_audit``: the hash-chained audit log and its checkpoints.
+
 URLs are the configuration's form:
 
 - ``sqlite:///absolute/path/broker.db`` (driver ``aiosqlite``). Every connection runs with
@@ -25,7 +39,6 @@ names the operation and the driver's message — never the password or the state
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
@@ -34,13 +47,10 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from broker.domain.audit_chain import GENESIS, ChainRow, link
 from broker.errors import RecordNotFound
 from broker.storage import schema as t
 from broker.storage.base import (
     AttachedPolicies,
-    AuditCheckpoint,
-    AuditEvent,
     Group,
     LoginFailures,
     LoginState,
@@ -52,6 +62,7 @@ from broker.storage.base import (
     SingleUse,
     User,
 )
+from broker.storage.sql_audit import AuditSql
 from broker.storage.sql_base import (
     SqlBase,
     StoreUrl,
@@ -84,10 +95,6 @@ _REVOCATION_LOCK: Final = 0x62726F6B65720002
 # Class of the (transaction-scoped, two-key) PostgreSQL locks that serialise
 # ``set_attached_policies`` per principal; the second key is a hash of the principal.
 _ATTACHMENTS_LOCK: Final = 0x62720003
-# Taken (transaction-scoped) by every audit append on PostgreSQL: each append reads the chain's
-# head and links its rows to it, so two appends must never interleave (SQLite serialises every
-# writer with BEGIN IMMEDIATE).
-_AUDIT_LOCK: Final = 0x62726F6B65720004
 # Serialises signing-key rotations (``swap_signing_key``) on PostgreSQL.
 _SIGNING_KEYS_LOCK: Final = 0x62726F6B65720005
 
@@ -226,64 +233,6 @@ def _attached_policies(
     }
 
 
-def _audit_event(row: sa.Row[Any]) -> AuditEvent:
-    m = row._mapping
-    return AuditEvent(
-        time=m["time"],
-        action=m["action"],
-        outcome=m["outcome"],
-        request_id=m["request_id"],
-        principal=m["principal"],
-        reason=m["reason"],
-        source_ip=m["source_ip"],
-        details=dict(m["details"]),
-        id=int(m["id"]),
-    )
-
-
-def _audit_values(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "time": float(event.time),
-        "action": event.action,
-        "outcome": event.outcome,
-        "request_id": event.request_id,
-        "principal": event.principal,
-        "reason": event.reason,
-        "source_ip": event.source_ip,
-        # as the JSON column gives it back (tuples become lists, keys strings), so that the
-        # hash computed now is the hash of what is read later
-        "details": json.loads(json.dumps(dict(event.details), default=str)),
-    }
-
-
-def _chain_row(row: sa.Row[Any]) -> ChainRow:
-    m = row._mapping
-    return ChainRow(
-        id=int(m["id"]),
-        time=m["time"],
-        action=m["action"],
-        outcome=m["outcome"],
-        request_id=m["request_id"],
-        principal=m["principal"],
-        reason=m["reason"],
-        source_ip=m["source_ip"],
-        details=m["details"],
-        prev_hash=m["prev_hash"] or "",
-        hash=m["hash"] or "",
-    )
-
-
-def _checkpoint(row: sa.Row[Any]) -> AuditCheckpoint:
-    m = row._mapping
-    return AuditCheckpoint(
-        last_id=int(m["last_id"]),
-        hash=m["hash"],
-        created_at=m["created_at"],
-        token=m["token"],
-        id=int(m["id"]),
-    )
-
-
 def _user_values(user: User) -> dict[str, Any]:
     return {
         "id": user.id,
@@ -311,6 +260,7 @@ class SqlStore(
     RolesMixin,
     TagsMixin,
     OidcProvidersMixin,
+    AuditSql,
     SqlBase,
 ):
     """The ``Store`` protocol on one SQLAlchemy async engine (SQLite or PostgreSQL).
@@ -1096,86 +1046,6 @@ class SqlStore(
                 rows.append((await conn.execute(stmt)).all())
         managed, inline, boundaries = rows
         return _attached_policies(managed, inline, boundaries)
-
-    # -- audit
-
-    async def append_audit(self, event: AuditEvent) -> None:
-        await self._append_chained([event], "append audit event")
-
-    async def append_audit_many(self, events: Sequence[AuditEvent]) -> None:
-        """One transaction, one ``executemany``; ids follow the order of ``events``."""
-        if events:
-            await self._append_chained(events, f"append {len(events)} audit events")
-
-    async def _append_chained(self, events: Sequence[AuditEvent], what: str) -> None:
-        """Link the rows to the chain's head and insert them, holding the audit lock (on
-        PostgreSQL; SQLite's write transaction already excludes every other writer)."""
-        rows = [_audit_values(e) for e in events]
-        a = t.audit_events
-        async with self._write(what) as conn:
-            if self._target.dialect == "postgresql":
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_AUDIT_LOCK)))
-            head = (
-                await conn.execute(sa.select(a.c.hash).order_by(a.c.id.desc()).limit(1))
-            ).first()
-            prev = (head[0] if head is not None else None) or GENESIS
-            for row, (prev_hash, digest) in zip(rows, link(prev, rows), strict=True):
-                row["prev_hash"] = prev_hash
-                row["hash"] = digest
-            if len(rows) == 1:
-                await conn.execute(sa.insert(a).values(**rows[0]))
-            else:
-                await conn.execute(sa.insert(a), rows)
-
-    async def audit_chain(self, *, after_id: int = 0, limit: int = 1000) -> list[ChainRow]:
-        a = t.audit_events
-        stmt = sa.select(a).where(a.c.id > after_id).order_by(a.c.id).limit(max(limit, 0))
-        async with self._read("read the audit chain") as conn:
-            return [_chain_row(r) for r in await conn.execute(stmt)]
-
-    async def audit_head(self) -> ChainRow | None:
-        a = t.audit_events
-        async with self._read("read the audit chain's head") as conn:
-            row = (await conn.execute(sa.select(a).order_by(a.c.id.desc()).limit(1))).first()
-        return _chain_row(row) if row is not None else None
-
-    async def add_audit_checkpoint(self, checkpoint: AuditCheckpoint) -> AuditCheckpoint:
-        c = t.audit_checkpoints
-        values = {
-            "last_id": checkpoint.last_id,
-            "hash": checkpoint.hash,
-            "created_at": checkpoint.created_at,
-            "token": checkpoint.token,
-        }
-        async with self._write("add audit checkpoint") as conn:
-            result = await conn.execute(sa.insert(c).values(**values).returning(c.c.id))
-            return replace(checkpoint, id=int(result.scalar_one()))
-
-    async def list_audit_checkpoints(self) -> list[AuditCheckpoint]:
-        c = t.audit_checkpoints
-        async with self._read("list audit checkpoints") as conn:
-            return [_checkpoint(r) for r in await conn.execute(sa.select(c).order_by(c.c.id))]
-
-    async def latest_audit_checkpoint(self) -> AuditCheckpoint | None:
-        c = t.audit_checkpoints
-        stmt = sa.select(c).order_by(c.c.id.desc()).limit(1)
-        async with self._read("read the latest audit checkpoint") as conn:
-            row = (await conn.execute(stmt)).first()
-        return _checkpoint(row) if row is not None else None
-
-    async def list_audit(
-        self, *, limit: int = 100, action: str | None = None, since: float | None = None
-    ) -> list[AuditEvent]:
-        """Newest first (by time, then by insertion); ``action`` matches exactly, ``since``
-        keeps events at or after that time."""
-        a = t.audit_events
-        stmt = sa.select(a).order_by(a.c.time.desc(), a.c.id.desc()).limit(max(limit, 0))
-        if action is not None:
-            stmt = stmt.where(a.c.action == action)
-        if since is not None:
-            stmt = stmt.where(a.c.time >= since)
-        async with self._read("list audit events") as conn:
-            return [_audit_event(r) for r in await conn.execute(stmt)]
 
     # -- meta
 
