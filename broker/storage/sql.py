@@ -6,7 +6,7 @@ One implementation serves both databases; where they differ (upserts, locking) t
 ``broker.storage.sql_base.SqlBase`` (engine, transactions, upserts, error mapping):
 
 - this module: users (create, find, federated upsert, logins), login state, other single-use
-  values, failed-login counts, sessions and revocations, signing keys, roles (``put_role``...),
+  values, failed-login counts, sessions and revocations, roles (``put_role``...),
   groups and their members, policy attachments, meta;
 - ``sql_users``: user administration (rename, delete, conditional password writes);
 - ``sql_groups``: renaming a group;
@@ -14,7 +14,8 @@ One implementation serves both databases; where they differ (upserts, locking) t
 - ``sql_roles``: roles created and changed through the IAM API;
 - ``sql_tags``: tags on users and roles;
 - ``sql_providers``: OpenID Connect providers;
-- ``sql_audit``: the hash-chained audit log and its checkpoints.
+- ``sql_audit``: the hash-chained audit log and its checkpoints;
+- ``sql_keys``: the token-signing keys and their rotation.
 
 URLs are the configuration's form:
 
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Final
 
@@ -58,7 +59,6 @@ from broker.storage.base import (
     Revocation,
     RoleRecord,
     Session,
-    SigningKey,
     SingleUse,
     User,
 )
@@ -72,6 +72,7 @@ from broker.storage.sql_base import (
     sqlite_enable_wal,
 )
 from broker.storage.sql_groups import GroupsAdminMixin
+from broker.storage.sql_keys import SigningKeysSql
 from broker.storage.sql_policies import ManagedPoliciesSql
 from broker.storage.sql_providers import OidcProvidersMixin
 from broker.storage.sql_roles import RolesMixin
@@ -95,8 +96,6 @@ _REVOCATION_LOCK: Final = 0x62726F6B65720002
 # Class of the (transaction-scoped, two-key) PostgreSQL locks that serialise
 # ``set_attached_policies`` per principal; the second key is a hash of the principal.
 _ATTACHMENTS_LOCK: Final = 0x62720003
-# Serialises signing-key rotations (``swap_signing_key``) on PostgreSQL.
-_SIGNING_KEYS_LOCK: Final = 0x62726F6B65720005
 
 # --- rows ----------------------------------------------------------------------------------
 
@@ -178,19 +177,6 @@ def _revocation(row: sa.Row[Any]) -> Revocation:
     )
 
 
-def _signing_key(row: sa.Row[Any]) -> SigningKey:
-    m = row._mapping
-    return SigningKey(
-        kid=m["kid"],
-        algorithm=m["algorithm"],
-        private_key=bytes(m["private_key"]),
-        public_jwk=dict(m["public_jwk"]),
-        created_at=m["created_at"],
-        retired_at=m["retired_at"],
-        expires_at=m["expires_at"],
-    )
-
-
 def _group(row: sa.Row[Any]) -> Group:
     m = row._mapping
     return Group(name=m["name"], description=m["description"], created_at=m["created_at"])
@@ -261,6 +247,7 @@ class SqlStore(
     TagsMixin,
     OidcProvidersMixin,
     AuditSql,
+    SigningKeysSql,
     SqlBase,
 ):
     """The ``Store`` protocol on one SQLAlchemy async engine (SQLite or PostgreSQL).
@@ -742,85 +729,6 @@ class SqlStore(
                 )
             )
             return result.rowcount
-
-    # -- signing keys
-
-    async def add_signing_key(self, key: SigningKey) -> None:
-        async with self._write(f"add signing key {key.kid!r}") as conn:
-            await conn.execute(
-                sa.insert(t.signing_keys).values(
-                    kid=key.kid,
-                    algorithm=key.algorithm,
-                    private_key=bytes(key.private_key),
-                    public_jwk=dict(key.public_jwk),
-                    created_at=key.created_at,
-                    retired_at=key.retired_at,
-                    expires_at=key.expires_at,
-                )
-            )
-
-    async def list_signing_keys(self) -> list[SigningKey]:
-        """Oldest first."""
-        async with self._read("list signing keys") as conn:
-            rows = await conn.execute(
-                sa.select(t.signing_keys).order_by(
-                    t.signing_keys.c.created_at, t.signing_keys.c.kid
-                )
-            )
-            return [_signing_key(r) for r in rows]
-
-    async def update_signing_key(
-        self, kid: str, *, retired_at: float | None, expires_at: float | None
-    ) -> None:
-        async with self._write("update signing key") as conn:
-            result = await conn.execute(
-                sa.update(t.signing_keys)
-                .where(t.signing_keys.c.kid == kid)
-                .values(retired_at=retired_at, expires_at=expires_at)
-            )
-            if result.rowcount == 0:
-                raise RecordNotFound(f"signing key {kid!r} not found")
-
-    async def delete_signing_key(self, kid: str) -> None:
-        async with self._write("delete signing key") as conn:
-            result = await conn.execute(
-                sa.delete(t.signing_keys).where(t.signing_keys.c.kid == kid)
-            )
-            if result.rowcount == 0:
-                raise RecordNotFound(f"signing key {kid!r} not found")
-
-    async def swap_signing_key(
-        self, new: SigningKey, *, replaces: Collection[str], replaced_expire_at: float
-    ) -> bool:
-        k = t.signing_keys
-        async with self._write(f"rotate signing key to {new.kid!r}") as conn:
-            # SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL's READ COMMITTED
-            # would let two rotations both see the old key and both insert, hence the lock.
-            if self._target.dialect == "postgresql":
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SIGNING_KEYS_LOCK)))
-            open_kids = set(
-                (await conn.execute(sa.select(k.c.kid).where(k.c.retired_at.is_(None)))).scalars()
-            )
-            if open_kids != set(replaces):
-                return False
-            if open_kids:
-                await conn.execute(
-                    sa.update(k)
-                    .where(k.c.kid.in_(sorted(open_kids)))
-                    .values(retired_at=new.created_at, expires_at=replaced_expire_at)
-                )
-            await conn.execute(
-                sa.insert(k).values(
-                    kid=new.kid,
-                    algorithm=new.algorithm,
-                    private_key=bytes(new.private_key),
-                    public_jwk=dict(new.public_jwk),
-                    created_at=new.created_at,
-                    retired_at=new.retired_at,
-                    expires_at=new.expires_at,
-                )
-            )
-            return True
 
     # -- roles
 
