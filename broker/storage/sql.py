@@ -5,8 +5,8 @@ One implementation serves both databases; where they differ (upserts, locking) t
 **Where each aggregate's SQL lives.** ``SqlStore`` joins one mixin per aggregate, each on
 ``broker.storage.sql_base.SqlBase`` (engine, transactions, upserts, error mapping):
 
-- this module: users (create, find, federated upsert, logins), roles (``put_role``...),
-  groups and their members, policy attachments, meta;
+- this module: users (create, find, federated upsert, logins), roles (``put_role``...), groups
+  and their members, policy attachments, meta;
 - ``sql_users``: user administration (rename, delete, conditional password writes);
 - ``sql_groups``: renaming a group;
 - ``sql_policies``: managed policies and their versions;
