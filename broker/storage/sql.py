@@ -2,6 +2,22 @@
 
 One implementation serves both databases; where they differ (upserts, locking) the code says so.
 
+**Where each aggregate's SQL lives.** ``SqlStore`` joins one mixin per aggregate, each on
+``broker.storage.sql_base.SqlBase`` (engine, transactions, upserts, error mapping):
+
+- this module: users (create, find, federated upsert, logins), roles (``put_role``...), groups
+  and their members, policy attachments, meta;
+- ``sql_users``: user administration (rename, delete, conditional password writes);
+- ``sql_groups``: renaming a group;
+- ``sql_policies``: managed policies and their versions;
+- ``sql_roles``: roles created and changed through the IAM API;
+- ``sql_tags``: tags on users and roles;
+- ``sql_providers``: OpenID Connect providers;
+- ``sql_audit``: the hash-chained audit log and its checkpoints;
+- ``sql_keys``: the token-signing keys and their rotation;
+- ``sql_sessions``: browser sessions and revocations;
+- ``sql_logins``: login states, other single-use values and failed-login counts.
+
 URLs are the configuration's form:
 
 - ``sqlite:///absolute/path/broker.db`` (driver ``aiosqlite``). Every connection runs with
@@ -25,33 +41,23 @@ names the operation and the driver's message — never the password or the state
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from broker.domain.audit_chain import GENESIS, ChainRow, link
 from broker.errors import RecordNotFound
 from broker.storage import schema as t
 from broker.storage.base import (
     AttachedPolicies,
-    AuditCheckpoint,
-    AuditEvent,
     Group,
-    LoginFailures,
-    LoginState,
     PrincipalType,
-    Revocation,
     RoleRecord,
-    Session,
-    SigningKey,
-    SingleUse,
     User,
 )
+from broker.storage.sql_audit import AuditSql
 from broker.storage.sql_base import (
     SqlBase,
     StoreUrl,
@@ -61,10 +67,13 @@ from broker.storage.sql_base import (
     sqlite_enable_wal,
 )
 from broker.storage.sql_groups import GroupsAdminMixin
+from broker.storage.sql_keys import SigningKeysSql
+from broker.storage.sql_logins import LoginsSql
 from broker.storage.sql_policies import ManagedPoliciesSql
 from broker.storage.sql_providers import OidcProvidersMixin
 from broker.storage.sql_roles import RolesMixin
 from broker.storage.sql_roles import role_from_row as _role
+from broker.storage.sql_sessions import SessionsSql
 from broker.storage.sql_tags import TagsMixin
 from broker.storage.sql_users import UsersAdminMixin
 
@@ -78,18 +87,9 @@ __all__ = [
     "sqlite_enable_wal",
 ]
 
-# Taken (transaction-scoped) before a revocation row gets its id on PostgreSQL, so that ids
-# become visible in id order and ``revocations_since(last_seen_id)`` never skips one.
-_REVOCATION_LOCK: Final = 0x62726F6B65720002
 # Class of the (transaction-scoped, two-key) PostgreSQL locks that serialise
 # ``set_attached_policies`` per principal; the second key is a hash of the principal.
 _ATTACHMENTS_LOCK: Final = 0x62720003
-# Taken (transaction-scoped) by every audit append on PostgreSQL: each append reads the chain's
-# head and links its rows to it, so two appends must never interleave (SQLite serialises every
-# writer with BEGIN IMMEDIATE).
-_AUDIT_LOCK: Final = 0x62726F6B65720004
-# Serialises signing-key rotations (``swap_signing_key``) on PostgreSQL.
-_SIGNING_KEYS_LOCK: Final = 0x62726F6B65720005
 
 # --- rows ----------------------------------------------------------------------------------
 
@@ -109,78 +109,6 @@ def _user(row: sa.Row[Any]) -> User:
         password_hash=m["password_hash"],
         must_change_password=bool(m["must_change_password"]),
         disabled=bool(m["disabled"]),
-    )
-
-
-def _login_state(row: sa.Row[Any]) -> LoginState:
-    m = row._mapping
-    return LoginState(
-        state=m["state"],
-        provider=m["provider"],
-        browser_binding=m["browser_binding"],
-        nonce=m["nonce"],
-        code_verifier=m["code_verifier"],
-        redirect_after=m["redirect_after"],
-        role=m["role"],
-        created_at=m["created_at"],
-        expires_at=m["expires_at"],
-    )
-
-
-def _single_use(row: sa.Row[Any]) -> SingleUse:
-    return SingleUse(
-        kind=row.kind,
-        key=row.key,
-        binding=row.binding,
-        payload=row.payload,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-    )
-
-
-def _session(row: sa.Row[Any]) -> Session:
-    m = row._mapping
-    return Session(
-        id=m["id"],
-        user_id=m["user_id"],
-        provider=m["provider"],
-        subject=m["subject"],
-        role_arn=m["role_arn"],
-        email=m["email"],
-        groups=tuple(m["groups"]),
-        mfa=bool(m["mfa"]),
-        tags=dict(m["tags"]),
-        created_at=m["created_at"],
-        expires_at=m["expires_at"],
-        idle_timeout=m["idle_timeout"],
-        last_seen_at=m["last_seen_at"],
-        revoked_at=m["revoked_at"],
-        revoked_reason=m["revoked_reason"],
-        provider_sid=m["provider_sid"] or "",
-    )
-
-
-def _revocation(row: sa.Row[Any]) -> Revocation:
-    m = row._mapping
-    return Revocation(
-        kind=m["kind"],
-        target=m["target"],
-        before=m["issued_before"],
-        created_at=m["created_at"],
-        id=int(m["id"]),
-    )
-
-
-def _signing_key(row: sa.Row[Any]) -> SigningKey:
-    m = row._mapping
-    return SigningKey(
-        kid=m["kid"],
-        algorithm=m["algorithm"],
-        private_key=bytes(m["private_key"]),
-        public_jwk=dict(m["public_jwk"]),
-        created_at=m["created_at"],
-        retired_at=m["retired_at"],
-        expires_at=m["expires_at"],
     )
 
 
@@ -226,64 +154,6 @@ def _attached_policies(
     }
 
 
-def _audit_event(row: sa.Row[Any]) -> AuditEvent:
-    m = row._mapping
-    return AuditEvent(
-        time=m["time"],
-        action=m["action"],
-        outcome=m["outcome"],
-        request_id=m["request_id"],
-        principal=m["principal"],
-        reason=m["reason"],
-        source_ip=m["source_ip"],
-        details=dict(m["details"]),
-        id=int(m["id"]),
-    )
-
-
-def _audit_values(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "time": float(event.time),
-        "action": event.action,
-        "outcome": event.outcome,
-        "request_id": event.request_id,
-        "principal": event.principal,
-        "reason": event.reason,
-        "source_ip": event.source_ip,
-        # as the JSON column gives it back (tuples become lists, keys strings), so that the
-        # hash computed now is the hash of what is read later
-        "details": json.loads(json.dumps(dict(event.details), default=str)),
-    }
-
-
-def _chain_row(row: sa.Row[Any]) -> ChainRow:
-    m = row._mapping
-    return ChainRow(
-        id=int(m["id"]),
-        time=m["time"],
-        action=m["action"],
-        outcome=m["outcome"],
-        request_id=m["request_id"],
-        principal=m["principal"],
-        reason=m["reason"],
-        source_ip=m["source_ip"],
-        details=m["details"],
-        prev_hash=m["prev_hash"] or "",
-        hash=m["hash"] or "",
-    )
-
-
-def _checkpoint(row: sa.Row[Any]) -> AuditCheckpoint:
-    m = row._mapping
-    return AuditCheckpoint(
-        last_id=int(m["last_id"]),
-        hash=m["hash"],
-        created_at=m["created_at"],
-        token=m["token"],
-        id=int(m["id"]),
-    )
-
-
 def _user_values(user: User) -> dict[str, Any]:
     return {
         "id": user.id,
@@ -311,6 +181,10 @@ class SqlStore(
     RolesMixin,
     TagsMixin,
     OidcProvidersMixin,
+    AuditSql,
+    SigningKeysSql,
+    SessionsSql,
+    LoginsSql,
     SqlBase,
 ):
     """The ``Store`` protocol on one SQLAlchemy async engine (SQLite or PostgreSQL).
@@ -336,24 +210,6 @@ class SqlStore(
         """Delete every attachment, inline policy and boundary of the principal."""
         for table in (t.policy_attachments, t.inline_policies, t.permissions_boundaries):
             await conn.execute(sa.delete(table).where(*_principal_is(table, kind, principal)))
-
-    async def _lock_revocations(self, conn: AsyncConnection) -> None:
-        if self._target.dialect == "postgresql":
-            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_REVOCATION_LOCK)))
-
-    async def _insert_revocation(self, conn: AsyncConnection, revocation: Revocation) -> int:
-        await self._lock_revocations(conn)
-        result = await conn.execute(
-            sa.insert(t.revocations)
-            .values(
-                kind=revocation.kind,
-                target=revocation.target,
-                issued_before=revocation.before,
-                created_at=revocation.created_at,
-            )
-            .returning(t.revocations.c.id)
-        )
-        return int(result.scalar_one())
 
     # -- lifecycle
 
@@ -484,393 +340,6 @@ class SqlStore(
                 .order_by(t.users.c.created_at, t.users.c.id)
             )
             return [_user(r) for r in rows]
-
-    # -- login state
-
-    async def put_login_state(self, state: LoginState) -> None:
-        async with self._write("put login state") as conn:
-            await conn.execute(
-                sa.insert(t.login_states).values(
-                    state=state.state,
-                    provider=state.provider,
-                    browser_binding=state.browser_binding,
-                    nonce=state.nonce,
-                    code_verifier=state.code_verifier,
-                    redirect_after=state.redirect_after,
-                    role=state.role,
-                    created_at=state.created_at,
-                    expires_at=state.expires_at,
-                )
-            )
-
-    async def consume_login_state(
-        self, state: str, *, browser_binding: str, now: float
-    ) -> LoginState | None:
-        # One statement: the row is deleted and returned only if all three conditions hold,
-        # so concurrent consumers race on the row lock and exactly one gets it back.
-        stmt = (
-            sa.delete(t.login_states)
-            .where(
-                t.login_states.c.state == state,
-                t.login_states.c.browser_binding == browser_binding,
-                t.login_states.c.expires_at > now,
-            )
-            .returning(*t.login_states.c)
-        )
-        async with self._write("consume login state") as conn:
-            row = (await conn.execute(stmt)).first()
-        return _login_state(row) if row is not None else None
-
-    async def purge_login_states(self, now: float) -> int:
-        async with self._write("purge login states") as conn:
-            result = await conn.execute(
-                sa.delete(t.login_states).where(t.login_states.c.expires_at <= now)
-            )
-            return result.rowcount
-
-    # -- other single-use values
-
-    async def put_single_use(self, value: SingleUse) -> None:
-        async with self._write(f"put single-use {value.kind}") as conn:
-            await conn.execute(
-                sa.insert(t.single_use).values(
-                    kind=value.kind,
-                    key=value.key,
-                    binding=value.binding,
-                    payload=dict(value.payload),
-                    created_at=value.created_at,
-                    expires_at=value.expires_at,
-                )
-            )
-
-    @staticmethod
-    def _single_use_is(kind: str, key: str, binding: str, now: float) -> tuple[Any, ...]:
-        c = t.single_use.c
-        return (c.kind == kind, c.key == key, c.binding == binding, c.expires_at > now)
-
-    async def peek_single_use(
-        self, kind: str, key: str, *, binding: str, now: float
-    ) -> SingleUse | None:
-        async with self._read(f"peek single-use {kind}") as conn:
-            row = (
-                await conn.execute(
-                    sa.select(t.single_use).where(*self._single_use_is(kind, key, binding, now))
-                )
-            ).first()
-        return _single_use(row) if row is not None else None
-
-    async def consume_single_use(
-        self, kind: str, key: str, *, binding: str, now: float
-    ) -> SingleUse | None:
-        # One statement, as for login states: concurrent consumers race on the row; one wins.
-        stmt = (
-            sa.delete(t.single_use)
-            .where(*self._single_use_is(kind, key, binding, now))
-            .returning(*t.single_use.c)
-        )
-        async with self._write(f"consume single-use {kind}") as conn:
-            row = (await conn.execute(stmt)).first()
-        return _single_use(row) if row is not None else None
-
-    async def forget_binding(self, binding: str) -> int:
-        if not binding:
-            return 0  # "" marks values no browser holds: never a browser's binding
-        async with self._write("forget browser binding") as conn:
-            a = await conn.execute(sa.delete(t.single_use).where(t.single_use.c.binding == binding))
-            b = await conn.execute(
-                sa.delete(t.login_states).where(t.login_states.c.browser_binding == binding)
-            )
-            return int(a.rowcount) + int(b.rowcount)
-
-    async def purge_single_use(self, now: float) -> int:
-        async with self._write("purge single-use values") as conn:
-            result = await conn.execute(
-                sa.delete(t.single_use).where(t.single_use.c.expires_at <= now)
-            )
-            return result.rowcount
-
-    # -- failed-login counts
-
-    async def add_login_failures(
-        self, keys: Sequence[str], *, now: float, window: float
-    ) -> list[LoginFailures]:
-        c = t.login_failures.c
-        counts: dict[str, LoginFailures] = {}
-        async with self._write("count login failures") as conn:
-            # One upsert per key, in a fixed order (two writers never wait on each other in a
-            # cycle); each is atomic, so concurrent failures on every instance all count.
-            ended = c.window_end <= now  # the stored row's window
-            for key in sorted(set(keys)):
-                stmt = self._upsert(
-                    t.login_failures,
-                    {"key": key, "failures": 1, "window_end": now + window},
-                    key=("key",),
-                    update={
-                        "failures": sa.case((ended, 1), else_=c.failures + 1),
-                        "window_end": lambda x: sa.case((ended, x.window_end), else_=c.window_end),
-                    },
-                ).returning(c.failures, c.window_end)
-                row = (await conn.execute(stmt)).one()
-                counts[key] = LoginFailures(key, int(row.failures), float(row.window_end))
-        return [counts[k] for k in keys]
-
-    async def forgive_login_failures(
-        self, *, clear: Sequence[str] = (), once: Sequence[str] = ()
-    ) -> None:
-        c = t.login_failures.c
-        async with self._write("forgive login failures") as conn:
-            if clear:
-                await conn.execute(sa.delete(t.login_failures).where(c.key.in_(list(clear))))
-            if once:
-                await conn.execute(
-                    sa.update(t.login_failures)
-                    .where(c.key.in_(list(once)), c.failures > 0)
-                    .values(failures=c.failures - 1)
-                )
-
-    async def purge_login_failures(self, now: float) -> int:
-        async with self._write("purge login failures") as conn:
-            result = await conn.execute(
-                sa.delete(t.login_failures).where(t.login_failures.c.window_end <= now)
-            )
-            return result.rowcount
-
-    # -- sessions
-
-    async def create_session(self, session: Session) -> None:
-        async with self._write(f"create session {session.id!r}") as conn:
-            await conn.execute(
-                sa.insert(t.sessions).values(
-                    id=session.id,
-                    user_id=session.user_id,
-                    provider=session.provider,
-                    subject=session.subject,
-                    role_arn=session.role_arn,
-                    email=session.email,
-                    groups=list(session.groups),
-                    mfa=session.mfa,
-                    tags=dict(session.tags),
-                    created_at=session.created_at,
-                    expires_at=session.expires_at,
-                    idle_timeout=session.idle_timeout,
-                    last_seen_at=session.last_seen_at,
-                    revoked_at=session.revoked_at,
-                    revoked_reason=session.revoked_reason,
-                    provider_sid=session.provider_sid or None,
-                )
-            )
-
-    async def get_session(self, session_id: str) -> Session | None:
-        async with self._read("get session") as conn:
-            row = (
-                await conn.execute(sa.select(t.sessions).where(t.sessions.c.id == session_id))
-            ).first()
-        return _session(row) if row is not None else None
-
-    async def touch_sessions(self, last_seen: Mapping[str, float]) -> None:
-        """One batched UPDATE; a session's ``last_seen_at`` only moves forward; unknown ids
-        are ignored."""
-        if not last_seen:
-            return
-        stmt = (
-            sa.update(t.sessions)
-            .where(
-                t.sessions.c.id == sa.bindparam("b_id"),
-                t.sessions.c.last_seen_at < sa.bindparam("b_seen"),
-            )
-            .values(last_seen_at=sa.bindparam("b_seen"))
-        )
-        # a fixed order keeps concurrent batches from deadlocking on PostgreSQL row locks
-        params = [{"b_id": sid, "b_seen": seen} for sid, seen in sorted(last_seen.items())]
-        async with self._write("touch sessions") as conn:
-            await conn.execute(stmt, params)
-
-    async def provider_session_users(self, provider: str, provider_sid: str) -> list[str]:
-        if not provider_sid:
-            return []
-        s = t.sessions.c
-        stmt = (
-            sa.select(s.user_id)
-            .where(s.provider_sid == provider_sid, s.provider == provider)
-            .distinct()
-            .order_by(s.user_id)
-        )
-        async with self._read("find sessions by provider sid") as conn:
-            return [str(r[0]) for r in await conn.execute(stmt)]
-
-    async def revoke_session(self, session_id: str, *, now: float, reason: str) -> bool:
-        """Revoke one live session and record a ``session`` revocation; False if the session is
-        unknown or already revoked (nothing changes then)."""
-        async with self._write("revoke session") as conn:
-            result = await conn.execute(
-                sa.update(t.sessions)
-                .where(t.sessions.c.id == session_id, t.sessions.c.revoked_at.is_(None))
-                .values(revoked_at=now, revoked_reason=reason)
-            )
-            if result.rowcount == 0:
-                return False
-            await self._insert_revocation(
-                conn, Revocation(kind="session", target=session_id, before=now, created_at=now)
-            )
-        return True
-
-    async def revoke_provider_session(
-        self, provider: str, provider_sid: str, *, now: float, reason: str
-    ) -> list[Revocation]:
-        if not provider_sid:
-            return []
-        s = t.sessions.c
-        mine = sa.and_(s.provider_sid == provider_sid, s.provider == provider)
-        done: list[Revocation] = []
-        async with self._write("revoke provider session") as conn:
-            ids = [
-                str(r[0]) for r in await conn.execute(sa.select(s.id).where(mine).order_by(s.id))
-            ]
-            if not ids:
-                return []
-            await conn.execute(
-                sa.update(t.sessions)
-                .where(mine, s.id.in_(ids), s.revoked_at.is_(None))
-                .values(revoked_at=now, revoked_reason=reason)
-            )
-            for session_id in ids:
-                r = Revocation(kind="origin", target=session_id, before=now, created_at=now)
-                done.append(replace(r, id=await self._insert_revocation(conn, r)))
-        return done
-
-    async def revoke_user_sessions(self, user_id: str, *, now: float, reason: str) -> int:
-        """Revoke the user's live sessions and always record one ``user`` revocation (which
-        also voids credentials that have no session row); returns how many were revoked."""
-        async with self._write("revoke user sessions") as conn:
-            result = await conn.execute(
-                sa.update(t.sessions)
-                .where(
-                    t.sessions.c.user_id == user_id,
-                    t.sessions.c.revoked_at.is_(None),
-                    t.sessions.c.expires_at > now,
-                )
-                .values(revoked_at=now, revoked_reason=reason)
-            )
-            await self._insert_revocation(
-                conn, Revocation(kind="user", target=user_id, before=now, created_at=now)
-            )
-            return result.rowcount
-
-    async def add_revocation(self, revocation: Revocation) -> Revocation:
-        async with self._write("add revocation") as conn:
-            new_id = await self._insert_revocation(conn, revocation)
-        return replace(revocation, id=new_id)
-
-    async def revocations_since(self, after_id: int) -> list[Revocation]:
-        async with self._read("list revocations") as conn:
-            rows = await conn.execute(
-                sa.select(t.revocations)
-                .where(t.revocations.c.id > after_id)
-                .order_by(t.revocations.c.id)
-            )
-            return [_revocation(r) for r in rows]
-
-    async def purge_revocations(self, before: float) -> int:
-        async with self._write("purge revocations") as conn:
-            result = await conn.execute(
-                sa.delete(t.revocations).where(t.revocations.c.issued_before < before)
-            )
-            return result.rowcount
-
-    async def purge_sessions(self, now: float) -> int:
-        """Delete sessions past their absolute end or idle for longer than their idle timeout
-        (idle time counts from ``last_seen_at``, or ``created_at`` if never seen)."""
-        s = t.sessions
-        seen = sa.case((s.c.last_seen_at > s.c.created_at, s.c.last_seen_at), else_=s.c.created_at)
-        async with self._write("purge sessions") as conn:
-            result = await conn.execute(
-                sa.delete(s).where(
-                    sa.or_(
-                        s.c.expires_at <= now,
-                        sa.and_(s.c.idle_timeout > 0, seen + s.c.idle_timeout <= now),
-                    )
-                )
-            )
-            return result.rowcount
-
-    # -- signing keys
-
-    async def add_signing_key(self, key: SigningKey) -> None:
-        async with self._write(f"add signing key {key.kid!r}") as conn:
-            await conn.execute(
-                sa.insert(t.signing_keys).values(
-                    kid=key.kid,
-                    algorithm=key.algorithm,
-                    private_key=bytes(key.private_key),
-                    public_jwk=dict(key.public_jwk),
-                    created_at=key.created_at,
-                    retired_at=key.retired_at,
-                    expires_at=key.expires_at,
-                )
-            )
-
-    async def list_signing_keys(self) -> list[SigningKey]:
-        """Oldest first."""
-        async with self._read("list signing keys") as conn:
-            rows = await conn.execute(
-                sa.select(t.signing_keys).order_by(
-                    t.signing_keys.c.created_at, t.signing_keys.c.kid
-                )
-            )
-            return [_signing_key(r) for r in rows]
-
-    async def update_signing_key(
-        self, kid: str, *, retired_at: float | None, expires_at: float | None
-    ) -> None:
-        async with self._write("update signing key") as conn:
-            result = await conn.execute(
-                sa.update(t.signing_keys)
-                .where(t.signing_keys.c.kid == kid)
-                .values(retired_at=retired_at, expires_at=expires_at)
-            )
-            if result.rowcount == 0:
-                raise RecordNotFound(f"signing key {kid!r} not found")
-
-    async def delete_signing_key(self, kid: str) -> None:
-        async with self._write("delete signing key") as conn:
-            result = await conn.execute(
-                sa.delete(t.signing_keys).where(t.signing_keys.c.kid == kid)
-            )
-            if result.rowcount == 0:
-                raise RecordNotFound(f"signing key {kid!r} not found")
-
-    async def swap_signing_key(
-        self, new: SigningKey, *, replaces: Collection[str], replaced_expire_at: float
-    ) -> bool:
-        k = t.signing_keys
-        async with self._write(f"rotate signing key to {new.kid!r}") as conn:
-            # SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL's READ COMMITTED
-            # would let two rotations both see the old key and both insert, hence the lock.
-            if self._target.dialect == "postgresql":
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SIGNING_KEYS_LOCK)))
-            open_kids = set(
-                (await conn.execute(sa.select(k.c.kid).where(k.c.retired_at.is_(None)))).scalars()
-            )
-            if open_kids != set(replaces):
-                return False
-            if open_kids:
-                await conn.execute(
-                    sa.update(k)
-                    .where(k.c.kid.in_(sorted(open_kids)))
-                    .values(retired_at=new.created_at, expires_at=replaced_expire_at)
-                )
-            await conn.execute(
-                sa.insert(k).values(
-                    kid=new.kid,
-                    algorithm=new.algorithm,
-                    private_key=bytes(new.private_key),
-                    public_jwk=dict(new.public_jwk),
-                    created_at=new.created_at,
-                    retired_at=new.retired_at,
-                    expires_at=new.expires_at,
-                )
-            )
-            return True
 
     # -- roles
 
@@ -1096,86 +565,6 @@ class SqlStore(
                 rows.append((await conn.execute(stmt)).all())
         managed, inline, boundaries = rows
         return _attached_policies(managed, inline, boundaries)
-
-    # -- audit
-
-    async def append_audit(self, event: AuditEvent) -> None:
-        await self._append_chained([event], "append audit event")
-
-    async def append_audit_many(self, events: Sequence[AuditEvent]) -> None:
-        """One transaction, one ``executemany``; ids follow the order of ``events``."""
-        if events:
-            await self._append_chained(events, f"append {len(events)} audit events")
-
-    async def _append_chained(self, events: Sequence[AuditEvent], what: str) -> None:
-        """Link the rows to the chain's head and insert them, holding the audit lock (on
-        PostgreSQL; SQLite's write transaction already excludes every other writer)."""
-        rows = [_audit_values(e) for e in events]
-        a = t.audit_events
-        async with self._write(what) as conn:
-            if self._target.dialect == "postgresql":
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_AUDIT_LOCK)))
-            head = (
-                await conn.execute(sa.select(a.c.hash).order_by(a.c.id.desc()).limit(1))
-            ).first()
-            prev = (head[0] if head is not None else None) or GENESIS
-            for row, (prev_hash, digest) in zip(rows, link(prev, rows), strict=True):
-                row["prev_hash"] = prev_hash
-                row["hash"] = digest
-            if len(rows) == 1:
-                await conn.execute(sa.insert(a).values(**rows[0]))
-            else:
-                await conn.execute(sa.insert(a), rows)
-
-    async def audit_chain(self, *, after_id: int = 0, limit: int = 1000) -> list[ChainRow]:
-        a = t.audit_events
-        stmt = sa.select(a).where(a.c.id > after_id).order_by(a.c.id).limit(max(limit, 0))
-        async with self._read("read the audit chain") as conn:
-            return [_chain_row(r) for r in await conn.execute(stmt)]
-
-    async def audit_head(self) -> ChainRow | None:
-        a = t.audit_events
-        async with self._read("read the audit chain's head") as conn:
-            row = (await conn.execute(sa.select(a).order_by(a.c.id.desc()).limit(1))).first()
-        return _chain_row(row) if row is not None else None
-
-    async def add_audit_checkpoint(self, checkpoint: AuditCheckpoint) -> AuditCheckpoint:
-        c = t.audit_checkpoints
-        values = {
-            "last_id": checkpoint.last_id,
-            "hash": checkpoint.hash,
-            "created_at": checkpoint.created_at,
-            "token": checkpoint.token,
-        }
-        async with self._write("add audit checkpoint") as conn:
-            result = await conn.execute(sa.insert(c).values(**values).returning(c.c.id))
-            return replace(checkpoint, id=int(result.scalar_one()))
-
-    async def list_audit_checkpoints(self) -> list[AuditCheckpoint]:
-        c = t.audit_checkpoints
-        async with self._read("list audit checkpoints") as conn:
-            return [_checkpoint(r) for r in await conn.execute(sa.select(c).order_by(c.c.id))]
-
-    async def latest_audit_checkpoint(self) -> AuditCheckpoint | None:
-        c = t.audit_checkpoints
-        stmt = sa.select(c).order_by(c.c.id.desc()).limit(1)
-        async with self._read("read the latest audit checkpoint") as conn:
-            row = (await conn.execute(stmt)).first()
-        return _checkpoint(row) if row is not None else None
-
-    async def list_audit(
-        self, *, limit: int = 100, action: str | None = None, since: float | None = None
-    ) -> list[AuditEvent]:
-        """Newest first (by time, then by insertion); ``action`` matches exactly, ``since``
-        keeps events at or after that time."""
-        a = t.audit_events
-        stmt = sa.select(a).order_by(a.c.time.desc(), a.c.id.desc()).limit(max(limit, 0))
-        if action is not None:
-            stmt = stmt.where(a.c.action == action)
-        if since is not None:
-            stmt = stmt.where(a.c.time >= since)
-        async with self._read("list audit events") as conn:
-            return [_audit_event(r) for r in await conn.execute(stmt)]
 
     # -- meta
 
