@@ -75,7 +75,7 @@ from broker.storage.sql_roles import RolesMixin
 from broker.storage.sql_roles import role_from_row as _role
 from broker.storage.sql_sessions import SessionsSql
 from broker.storage.sql_tags import TagsMixin
-from broker.storage.sql_users import UsersAdminMixin
+from broker.storage.sql_users import UsersAdminMixin, user_from_row, user_values
 
 __all__ = [
     "SqlStore",
@@ -92,24 +92,6 @@ __all__ = [
 _ATTACHMENTS_LOCK: Final = 0x62720003
 
 # --- rows ----------------------------------------------------------------------------------
-
-
-def _user(row: sa.Row[Any]) -> User:
-    m = row._mapping
-    return User(
-        id=m["id"],
-        provider=m["provider"],
-        subject=m["subject"],
-        name=m["name"],
-        email=m["email"],
-        groups=tuple(m["groups"]),
-        created_at=m["created_at"],
-        first_login_at=m["first_login_at"],
-        last_login_at=m["last_login_at"],
-        password_hash=m["password_hash"],
-        must_change_password=bool(m["must_change_password"]),
-        disabled=bool(m["disabled"]),
-    )
 
 
 def _group(row: sa.Row[Any]) -> Group:
@@ -151,23 +133,6 @@ def _attached_policies(
             boundary=boundary.get(p),
         )
         for p in sorted(names.keys() | documents.keys() | boundary.keys())
-    }
-
-
-def _user_values(user: User) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "provider": user.provider,
-        "subject": user.subject,
-        "name": user.name,
-        "email": user.email,
-        "groups": list(user.groups),
-        "created_at": user.created_at,
-        "first_login_at": user.first_login_at,
-        "last_login_at": user.last_login_at,
-        "password_hash": user.password_hash,
-        "must_change_password": user.must_change_password,
-        "disabled": user.disabled,
     }
 
 
@@ -224,7 +189,7 @@ class SqlStore(
 
     async def create_user(self, user: User) -> User:
         async with self._write(f"create user {user.id!r}") as conn:
-            await conn.execute(sa.insert(t.users).values(**_user_values(user)))
+            await conn.execute(sa.insert(t.users).values(**user_values(user)))
         return user
 
     async def get_user(self, user_id: str) -> User:
@@ -232,7 +197,7 @@ class SqlStore(
             row = (await conn.execute(sa.select(t.users).where(t.users.c.id == user_id))).first()
         if row is None:
             raise RecordNotFound(f"user {user_id!r} not found")
-        return _user(row)
+        return user_from_row(row)
 
     async def find_user(self, provider: str, subject: str) -> User | None:
         async with self._read("find user") as conn:
@@ -243,7 +208,7 @@ class SqlStore(
                     )
                 )
             ).first()
-        return _user(row) if row is not None else None
+        return user_from_row(row) if row is not None else None
 
     async def upsert_federated_user(
         self,
@@ -286,7 +251,7 @@ class SqlStore(
         ).returning(*t.users.c)
         async with self._write("upsert federated user") as conn:
             row = (await conn.execute(stmt)).one()
-        return _user(row)
+        return user_from_row(row)
 
     async def record_login(self, user_id: str, now: float) -> None:
         async with self._write("record login") as conn:
@@ -329,7 +294,7 @@ class SqlStore(
             rows = await conn.execute(
                 sa.select(t.users).order_by(t.users.c.created_at, t.users.c.id)
             )
-            return [_user(r) for r in rows]
+            return [user_from_row(r) for r in rows]
 
     async def find_users_by_name(self, name: str) -> list[User]:
         """Users whose ``name`` is exactly ``name``, oldest first (names are not unique)."""
@@ -339,7 +304,7 @@ class SqlStore(
                 .where(t.users.c.name == name)
                 .order_by(t.users.c.created_at, t.users.c.id)
             )
-            return [_user(r) for r in rows]
+            return [user_from_row(r) for r in rows]
 
     # -- roles
 

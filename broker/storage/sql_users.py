@@ -4,6 +4,8 @@ writes ``create_password``/``update_password``/``clear_password``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from broker.errors import Conflict, RecordNotFound
@@ -12,9 +14,43 @@ from broker.storage.base import User
 from broker.storage.sql_base import SqlBase
 
 
+def user_from_row(row: sa.Row[Any]) -> User:
+    m = row._mapping
+    return User(
+        id=m["id"],
+        provider=m["provider"],
+        subject=m["subject"],
+        name=m["name"],
+        email=m["email"],
+        groups=tuple(m["groups"]),
+        created_at=m["created_at"],
+        first_login_at=m["first_login_at"],
+        last_login_at=m["last_login_at"],
+        password_hash=m["password_hash"],
+        must_change_password=bool(m["must_change_password"]),
+        disabled=bool(m["disabled"]),
+    )
+
+
+def user_values(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "provider": user.provider,
+        "subject": user.subject,
+        "name": user.name,
+        "email": user.email,
+        "groups": list(user.groups),
+        "created_at": user.created_at,
+        "first_login_at": user.first_login_at,
+        "last_login_at": user.last_login_at,
+        "password_hash": user.password_hash,
+        "must_change_password": user.must_change_password,
+        "disabled": user.disabled,
+    }
+
+
 class UsersAdminMixin(SqlBase):
     async def rename_user(self, user_id: str, name: str, *, subject: str | None = None) -> User:
-        from broker.storage.sql import _user  # the row mapping lives with the users' SQL
 
         values: dict[str, str] = {"name": name}
         if subject is not None:
@@ -30,7 +66,7 @@ class UsersAdminMixin(SqlBase):
             ).first()
             if row is None:
                 raise RecordNotFound(f"user {user_id!r} not found")
-            return _user(row)
+            return user_from_row(row)
 
     async def create_password(self, user_id: str, password_hash: str, *, must_change: bool) -> bool:
         return await self._set_password_if(
@@ -78,7 +114,6 @@ class UsersAdminMixin(SqlBase):
             return True
 
     async def delete_user(self, user_id: str) -> User:
-        from broker.storage.sql import _user
 
         async with self._write("delete user") as conn:
             # The row first: on PostgreSQL this waits for anyone who holds it ``FOR KEY SHARE``
@@ -90,7 +125,7 @@ class UsersAdminMixin(SqlBase):
             ).first()
             if row is None:
                 raise RecordNotFound(f"user {user_id!r} not found")
-            user = _user(row)
+            user = user_from_row(row)
             problems: list[str] = []
             if user.password_hash is not None:
                 problems.append("login_profile")
