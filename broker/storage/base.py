@@ -31,6 +31,7 @@ class User:
     password_hash: str | None = None  # local provider only; an argon2 hash
     must_change_password: bool = False
     disabled: bool = False
+    password_changed_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ users = sa.Table(
     sa.Column("password_hash", sa.Text(), nullable=True),
     sa.Column("must_change_password", sa.Boolean(), nullable=False),
     sa.Column("disabled", sa.Boolean(), nullable=False),
+    sa.Column("password_changed_at", sa.Double(), nullable=True),
     sa.UniqueConstraint("provider", "subject"),
 )
 
@@ -262,6 +263,67 @@ oidc_providers = sa.Table(
     sa.Column("tags", sa.JSON(), nullable=False),
     sa.Column("created_at", sa.Double(), nullable=False),
     sa.Column("updated_at", sa.Double(), nullable=False),
+)
+
+# IAM users' long-lived access keys (``AKIA...``); the secret sealed under the KEK, since SigV4
+# verification needs it as the HMAC key. At most two per user (IAM's limit).
+access_keys = sa.Table(
+    "access_keys",
+    metadata,
+    sa.Column("access_key_id", sa.String(), primary_key=True),
+    sa.Column("user_id", sa.String(), nullable=False, index=True),
+    sa.Column("secret_sealed", sa.LargeBinary(), nullable=False),
+    sa.Column("seal_kid", sa.String(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),  # "Active" | "Inactive"
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("last_used_at", sa.Double(), nullable=True),
+    sa.Column("last_used_region", sa.String(), nullable=True),
+    sa.Column("last_used_service", sa.String(), nullable=True),
+)
+
+# Virtual MFA (TOTP) devices. ``user_id`` is NULL until enabled for a user; ``last_step`` is the
+# last accepted TOTP time step: a code is accepted once, by a compare-and-set on it.
+mfa_devices = sa.Table(
+    "mfa_devices",
+    metadata,
+    sa.Column("serial_number", sa.String(), primary_key=True),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("path", sa.String(), nullable=False),
+    sa.Column("user_id", sa.String(), nullable=True, index=True),
+    sa.Column("seed_sealed", sa.LargeBinary(), nullable=False),
+    sa.Column("seal_kid", sa.String(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("enabled_at", sa.Double(), nullable=True),
+    sa.Column("last_step", sa.BigInteger(), nullable=False, server_default="0"),
+)
+
+# What each principal (user or role ARN) was allowed to do, aggregated per (action, resource):
+# last-accessed reports, unused-access review and policy generation read it.
+access_activity = sa.Table(
+    "access_activity",
+    metadata,
+    sa.Column("principal_arn", sa.String(), nullable=False),
+    sa.Column("action", sa.String(), nullable=False),
+    sa.Column("resource", sa.String(), nullable=False),
+    sa.Column("first_at", sa.Double(), nullable=False),
+    sa.Column("last_at", sa.Double(), nullable=False, index=True),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint("principal_arn", "action", "resource"),
+)
+
+# Generated reports (credential report, service last accessed details): kind, what it is about
+# (an ARN, or "" for the account), status, and the content once complete.
+report_jobs = sa.Table(
+    "report_jobs",
+    metadata,
+    sa.Column("job_id", sa.String(), primary_key=True),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("subject", sa.String(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("completed_at", sa.Double(), nullable=True),
+    sa.Column("content", sa.LargeBinary(), nullable=True),
+    sa.Index(None, "kind", "subject"),
 )
 
 meta = sa.Table(

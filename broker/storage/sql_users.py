@@ -29,6 +29,7 @@ def user_from_row(row: sa.Row[Any]) -> User:
         password_hash=m["password_hash"],
         must_change_password=bool(m["must_change_password"]),
         disabled=bool(m["disabled"]),
+        password_changed_at=m["password_changed_at"],
     )
 
 
@@ -46,6 +47,7 @@ def user_values(user: User) -> dict[str, Any]:
         "password_hash": user.password_hash,
         "must_change_password": user.must_change_password,
         "disabled": user.disabled,
+        "password_changed_at": user.password_changed_at,
     }
 
 
