@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -39,6 +41,20 @@ async def with_broker(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -
             await broker.close()
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else happens: a busy port must fail before
+    the first start's one-time admin password is created and printed (it is shown only once)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=1024)
+
+
+def _listen_arg(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8001)")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -47,8 +63,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from broker.web.app import create_app
 
     settings = _settings(args)
+    if args.listen is not None:
+        host, port = args.listen
+        server = dataclasses.replace(settings.server, listen_host=host, listen_port=port)
+        settings = dataclasses.replace(settings, server=server)
     setup_logging(settings.log_level)
     s = settings.server
+    try:
+        sock = _bind(s.listen_host, s.listen_port)
+    except OSError as e:
+        print(
+            f"broker: cannot listen on {s.listen_host}:{s.listen_port}: "
+            f"{e.strerror or e}. Choose another address with --listen HOST:PORT "
+            "or [server] listen in the config.",
+            file=sys.stderr,
+        )
+        return 2
 
     async def tune(_: web.Application) -> None:
         tune_for_serving()  # once the broker has started and loaded what it keeps
@@ -57,8 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app.on_startup.append(tune)
     web.run_app(
         app,
-        host=s.listen_host,
-        port=s.listen_port,
+        sock=sock,
         print=lambda _: print(
             f"broker listening on {s.listen_host}:{s.listen_port}; public URL {s.public_url}",
             flush=True,
@@ -254,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the broker")
     common_args(p)
+    p.add_argument(
+        "--listen",
+        type=_listen_arg,
+        metavar="HOST:PORT",
+        help="address to listen on (default: [server] listen in the config)",
+    )
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("check-config", help="validate the config file and its policies")
