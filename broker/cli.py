@@ -65,7 +65,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.listen is not None:
         host, port = args.listen
-        server = dataclasses.replace(settings.server, listen_host=host, listen_port=port)
+        s = settings.server
+        # A public URL that is just the configured address follows the new one.
+        public_url = s.public_url
+        if public_url == f"http://{s.listen_host}:{s.listen_port}":
+            public_url = f"http://{host}:{port}"
+        server = dataclasses.replace(s, listen_host=host, listen_port=port, public_url=public_url)
         settings = dataclasses.replace(settings, server=server)
     setup_logging(settings.log_level)
     s = settings.server

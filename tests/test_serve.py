@@ -182,7 +182,7 @@ def test_a_busy_port_fails_in_one_line_before_the_one_time_password(
                 break
         text = "".join(out)
         assert "one-time password" in text, text  # the password was not spent by the failure
-        assert f"listening on 127.0.0.1:{other}" in text
+        assert f"listening on 127.0.0.1:{other}; public URL http://127.0.0.1:{other}" in text
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
