@@ -12,11 +12,12 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from broker.cli_admin import add_admin_commands, common_args, read_text_file
 from broker.cli_audit import cmd_audit_verify
-from broker.config import Settings, load_settings
+from broker.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from broker.errors import BrokerError, ConfigError, InvalidRequest
 
 
@@ -25,7 +26,16 @@ def out(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config)
+    path = Path(args.config)
+    if not path.exists():
+        raise ConfigError(
+            [
+                f"{path.absolute()}: cannot read the config file (it does not exist). Give its "
+                "path with --config PATH or BROKER_CONFIG=PATH; the default is "
+                "config/broker.toml in the current directory."
+            ]
+        )
+    return load_settings(path)
 
 
 async def with_broker(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -280,14 +290,24 @@ def cmd_policies_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("broker")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="broker", description="A federated identity token broker."
     )
+    parser.add_argument("--version", action="version", version=f"broker {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the broker")
-    common_args(p)
+    common_args(p, json=False)  # it prints no result
     p.add_argument(
         "--listen",
         type=_listen_arg,
@@ -319,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = audit.add_parser("list", help="recent audit events, newest first")
     common_args(p)
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=int, default=50, help="at most this many events (default 50)")
     p.add_argument("--action", help="only this action, e.g. login")
     p.set_defaults(fn=cmd_audit_list)
     p = audit.add_parser(
@@ -401,8 +421,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _group_args(parser: argparse.ArgumentParser) -> None:
+    """Let ``--config`` and ``--json`` also come before the verb (``broker keys --config X
+    rotate``): every parser that has verbs takes them too, under other names that ``main``
+    merges (a verb's own default would otherwise overwrite what its group was given)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            if parser.prog != "broker":
+                parser.add_argument(
+                    "--config",
+                    dest="group_config",
+                    metavar="PATH",
+                    default=argparse.SUPPRESS,
+                    help="as the verb's",
+                )
+                parser.add_argument(
+                    "--json",
+                    dest="group_json",
+                    action="store_true",
+                    default=argparse.SUPPRESS,
+                    help="as the verb's",
+                )
+            for child in set(action.choices.values()):
+                _group_args(child)
+
+
+def _merge_group_args(args: argparse.Namespace) -> None:
+    if getattr(args, "group_json", False) and hasattr(args, "json"):
+        args.json = True
+    group_config = getattr(args, "group_config", None)
+    default = os.environ.get("BROKER_CONFIG", str(DEFAULT_CONFIG_PATH))
+    if group_config is not None and getattr(args, "config", None) == default:
+        args.config = group_config  # the verb was not given its own
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _group_args(parser)
+    args = parser.parse_args(argv)
+    _merge_group_args(args)
     try:
         code: int = args.fn(args)
         return code
@@ -419,6 +476,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``broker audit list | head``): no traceback, and none again at
+        # exit when Python flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

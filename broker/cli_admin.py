@@ -368,14 +368,15 @@ def _delete_inline(kind: Any) -> Action:
 # --- parsers -------------------------------------------------------------------------------
 
 
-def common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """``--config`` and ``--json``, which every command takes."""
+def common_args(p: argparse.ArgumentParser, *, json: bool = True) -> argparse.ArgumentParser:
+    """``--config`` and ``--json``, which every command that prints a result takes."""
     p.add_argument(
         "--config",
         default=os.environ.get("BROKER_CONFIG", str(DEFAULT_CONFIG_PATH)),
         help="path of the TOML config file (default: $BROKER_CONFIG or config/broker.toml)",
     )
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    if json:
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
 
