@@ -142,4 +142,4 @@ def test_caddy_local_file_is_the_one_the_tests_run() -> None:
             "upstream": "127.0.0.1:3000",
         }
     )
-    assert block.splitlines()[4].startswith("http://")
+    assert block.splitlines()[5].startswith("http://127.0.0.1:8080 {")
