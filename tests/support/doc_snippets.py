@@ -10,10 +10,20 @@ ROOT = Path(__file__).resolve().parents[2]
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 
-def blocks(page: str, lang: str, *, section: str | None = None) -> list[str]:
+def blocks(
+    page: str,
+    lang: str,
+    *,
+    section: str | None = None,
+    between: tuple[str, str] | None = None,
+) -> list[str]:
     """The ``lang`` blocks of ``page`` (relative to the repository), only those under the
-    heading ``section`` (up to the next heading of the same or a higher level) when given."""
+    heading ``section`` (up to the next heading of the same or a higher level) when given, or
+    between the first occurrences of two marker texts (``between``)."""
     text = (ROOT / page).read_text("utf-8")
+    if between is not None:
+        start, end = text.index(between[0]), text.index(between[1])
+        text = text[start:end]
     if section is not None:
         m = re.search(rf"^(#+) {re.escape(section)}\s*$", text, re.M)
         assert m, f"{page} has no section {section!r}"
