@@ -236,6 +236,37 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True)
+class UiConfig:
+    """``[ui]``: the branding of the pages people see."""
+
+    title: str = "broker"
+    logo: Path | None = None  # an SVG, PNG, JPEG or WebP file, served at /ui/logo
+    accent: str = "#2457c5"  # buttons and links; white text on it must reach WCAG AA (4.5:1)
+
+
+LOGO_TYPES = {
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+}
+MAX_LOGO_BYTES = 256 * 1024
+
+
+def contrast_with_white(colour: str) -> float:
+    """WCAG 2 contrast ratio of white text on ``#rrggbb``."""
+
+    def channel(hex2: str) -> float:
+        c = int(hex2, 16) / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(colour[i : i + 2]) for i in (1, 3, 5))
+    luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    return 1.05 / (luminance + 0.05)
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -247,6 +278,7 @@ class Settings:
     policies: Mapping[str, ManagedPolicyConfig] = field(default_factory=dict)
     public_routes: tuple[PublicRoute, ...] = ()
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
     config_path: Path | None = None
     log_level: str = "INFO"
 
@@ -537,6 +569,39 @@ def _cookie_domain(t: _Table) -> str:
     return domain
 
 
+def _ui(t: _Table, base: Path) -> UiConfig:
+    title = t.string("title", "broker").strip()
+    if not 1 <= len(title) <= 64 or any(ord(ch) < 32 for ch in title):
+        t.problems.add(t.path("title"), "must be 1-64 printable characters")
+        title = "broker"
+    accent = t.string("accent", "#2457c5").strip().lower()
+    if re.fullmatch(r"#[0-9a-f]{3}", accent):
+        accent = "#" + "".join(ch * 2 for ch in accent[1:])
+    if not re.fullmatch(r"#[0-9a-f]{6}", accent):
+        t.problems.add(t.path("accent"), f"{accent!r} must be a colour like '#2457c5'")
+        accent = "#2457c5"
+    elif (ratio := contrast_with_white(accent)) < 4.5:
+        t.problems.add(
+            t.path("accent"),
+            f"white text on {accent} has a contrast of {ratio:.1f}:1; choose a darker colour "
+            "(at least 4.5:1, WCAG AA), so that buttons stay readable",
+        )
+    logo: Path | None = None
+    raw = t.string("logo", "")
+    if raw:
+        path = Path(raw) if Path(raw).is_absolute() else (base / raw).resolve()
+        if path.suffix.lower() not in LOGO_TYPES:
+            t.problems.add(t.path("logo"), "must be an .svg, .png, .jpg or .webp file")
+        elif not path.is_file():
+            t.problems.add(t.path("logo"), f"{path}: no such file")
+        elif path.stat().st_size > MAX_LOGO_BYTES:
+            t.problems.add(t.path("logo"), f"{path} is larger than 256 KiB")
+        else:
+            logo = path
+    t.check_unknown()
+    return UiConfig(title=title, logo=logo, accent=accent)
+
+
 def _login(t: _Table) -> LoginConfig:
     c = LoginConfig(
         state_ttl=t.duration("state_ttl", 600),
@@ -668,6 +733,7 @@ def parse_settings(
     keys = _keys(root.table("keys"))
     session = _session(root.table("session"))
     login = _login(root.table("login"))
+    ui = _ui(root.table("ui"), base)
     log_level = root.string("log_level", "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.add("log_level", "must be DEBUG, INFO, WARNING or ERROR")
@@ -766,6 +832,7 @@ def parse_settings(
         policies=policies,
         public_routes=tuple(public),
         proxy=proxy_config,
+        ui=ui,
         log_level=log_level,
     )
 

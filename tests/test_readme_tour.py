@@ -87,7 +87,7 @@ async def test_steps_2_and_3_as_written_with_the_session_cookie(
         return text.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
 
     [shell] = blocks("README.md", "sh", between=STEPS_2_3)
-    r = await asyncio.to_thread(
+    proc = await asyncio.to_thread(
         subprocess.run,
         ["bash", "-euo", "pipefail", "-c", here(shell)],
         capture_output=True,
@@ -95,22 +95,22 @@ async def test_steps_2_and_3_as_written_with_the_session_cookie(
         timeout=60,
         env={"PATH": "/usr/bin:/bin", "TOKEN": token},
     )
-    assert r.returncode == 0, r.stderr
-    session = json.loads(r.stdout)
+    assert proc.returncode == 0, proc.stderr
+    session = json.loads(proc.stdout)
     assert session["role"] == "arn:broker:iam::000000000000:role/admin"
     assert session["provider"] == "local"
 
     [python] = blocks("README.md", "python", between=STEPS_2_3)
     program = f"token = {token!r}\n{here(python)}".rstrip().splitlines()
     program[-1] = f"print(repr(({program[-1]})))"  # the last line is the expression shown
-    r = await asyncio.to_thread(
+    proc = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-c", "\n".join(program)],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert r.returncode == 0, r.stderr
-    role, idp, idp_sub, sid = eval(r.stdout)  # a tuple of four strings
+    assert proc.returncode == 0, proc.stderr
+    role, idp, idp_sub, sid = eval(proc.stdout)  # a tuple of four strings
     assert (role, idp, idp_sub) == ("arn:broker:iam::000000000000:role/admin", "local", "admin")
     assert sid

@@ -22,8 +22,7 @@ def blocks(
     between the first occurrences of two marker texts (``between``)."""
     text = (ROOT / page).read_text("utf-8")
     if between is not None:
-        start, end = text.index(between[0]), text.index(between[1])
-        text = text[start:end]
+        text = text[text.index(between[0]) : text.index(between[1])]
     if section is not None:
         m = re.search(rf"^(#+) {re.escape(section)}\s*$", text, re.M)
         assert m, f"{page} has no section {section!r}"
