@@ -32,6 +32,7 @@ from broker.config import load_settings
 from broker.healthcheck import healthz_url
 from broker.service.container import startup_problems
 from tests.support.broker_process import broker_processes
+from tests.support.doc_snippets import blocks
 from tests.support.oidc_server import free_port
 from tests.support.postgres import fresh_schema
 
@@ -390,3 +391,52 @@ async def test_the_image_config_serves_on_postgresql_with_the_compose_environmen
             assert ok.returncode == 0, ok.stderr
             assert "one-time password" in broker.stdout()
             assert not (tmp_path / "data").exists()  # nothing on disk: the KEK is configured
+
+
+# --- the documentation -------------------------------------------------------------------------
+
+
+def test_the_postgresql_page_shows_compose_yaml_as_it_is() -> None:
+    text = (ROOT / "compose.yaml").read_text("utf-8")
+    # The whole page: the file's own `# ...` comment lines would end a section as headings.
+    assert blocks("docs/postgresql.md", "yaml") == [text]
+
+
+def test_the_dot_env_snippet_makes_what_compose_needs(tmp_path: Path) -> None:
+    """The page's shell snippet, as written, up to its first docker command (no Docker here)."""
+    [snippet] = blocks("docs/postgresql.md", "sh", section="Docker Compose")
+    before_docker = snippet.split("\ndocker ", 1)[0]
+    assert "> .env" in before_docker
+    subprocess.run(["bash", "-euc", before_docker], cwd=tmp_path, check=True, timeout=60)
+    # The .env file as compose reads it: one KEY=VALUE a line.
+    dot_env = dict(
+        line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines() if line
+    )
+    assert set(dot_env) == set(DOT_ENV)
+    assert len(base64.b64decode(dot_env["BROKER_KEK"], validate=True)) == 32
+    assert re.fullmatch(r"[0-9a-f]{32}", dot_env["POSTGRES_PASSWORD"])
+    env = compose(dot_env)["services"]["broker"]["environment"]
+    assert urlsplit(env["BROKER_STORE_URL"]).password == dot_env["POSTGRES_PASSWORD"]
+
+
+def test_the_docs_name_the_image_configs_variables() -> None:
+    """The Containers table lists every variable of config/container.toml with its default, and
+    the docs' `docker run -e` use only those."""
+    table = re.findall(
+        r"^\| `(BROKER_\w+)` \| (?:`([^`]*)`|empty) \|",
+        (ROOT / "docs" / "configuration.md").read_text(),
+        re.M,
+    )
+    written = dict(
+        re.findall(r"\$\{(BROKER_\w+):-([^}]*)\}", (ROOT / "config" / "container.toml").read_text())
+    )
+    assert dict(table) == written
+    for page in ("README.md", "docs/configuration.md"):
+        for snippet in blocks(page, "sh"):
+            if "docker run" in snippet:
+                assert set(re.findall(r"-e (\w+)", snippet)) <= set(written) | {"BROKER_CONFIG"}
+
+
+def test_no_secret_file_enters_the_build_context_or_git() -> None:
+    for ignore in (".dockerignore", ".gitignore"):
+        assert ".env" in (ROOT / ignore).read_text().splitlines(), ignore
