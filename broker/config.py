@@ -2,9 +2,11 @@
 
 ``load_settings(path)`` returns a frozen ``Settings`` or raises ``ConfigError`` whose ``problems``
 name each bad key by its dotted path. ``${ENV_VAR}`` inside any string is replaced from the
-environment; ``$${`` is a literal ``${``. Durations are strings such as ``"15m"``, ``"1h30m"``,
-``"7d"``. Policy documents named by path are read here (relative to the config file) but parsed
-by the policy engine in the service layer, which is where their own errors are reported.
+environment, ``${ENV_VAR:-default}`` likewise but with ``default`` when the variable is unset or
+empty (as in the shell); ``$${`` is a literal ``${``. Durations are strings such as ``"15m"``,
+``"1h30m"``, ``"7d"``. Policy documents named by path are read here (relative to the config
+file) but parsed by the policy engine in the service layer, which is where their own errors are
+reported.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ ProviderType = Literal["oidc", "google", "local"]
 
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ``$${`` | ``${NAME}`` | ``${NAME:-default}`` (the default runs to the first ``}``).
+_ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=@-]{0,63}$")
 _PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
@@ -308,13 +311,16 @@ class _Problems:
 
 
 def substitute_env(value: Any, where: str, problems: _Problems, env: Mapping[str, str]) -> Any:
-    """Replace ``${VAR}`` in every string of a TOML value tree."""
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a TOML value tree."""
     if isinstance(value, str):
 
         def repl(m: re.Match[str]) -> str:
             if m.group(0) == "$${":
                 return "${"
-            name = m.group(1)
+            name, default = m.group(1), m.group(2)
+            if default is not None:
+                # The default is taken as written: neither it nor the value is scanned again.
+                return env.get(name) or default
             if name not in env:
                 problems.add(where, f"environment variable {name} is not set")
                 return ""
