@@ -30,7 +30,7 @@ import io
 import logging
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Protocol
@@ -150,16 +150,26 @@ def _csv(rows: Sequence[Sequence[str]]) -> bytes:
     return text.getvalue().encode("utf-8")
 
 
-async def write_report(settings: Settings, store: Store, sink: Sink, *, batch: int = BATCH) -> int:
-    """Write the report as CSV to ``sink``, batch by batch; returns the number of users."""
+async def report_rows(
+    settings: Settings, store: Store, *, batch: int = BATCH
+) -> AsyncIterator[list[list[str]]]:
+    """The report's rows (the root's first, then each user's by name), ``batch`` at a time."""
     account = settings.server.account_id
     first = await store.first_user_created_at()
-    sink.write(_csv([HEADER, root_row(f"arn:broker:iam::{account}:root", first)]))
-    users = 0
+    yield [root_row(f"arn:broker:iam::{account}:root", first)]
     async for records in store.credential_records(batch=batch):
-        sink.write(_csv([user_row(settings.arn("user", r.name), r) for r in records]))
-        users += len(records)
-    return users
+        yield [user_row(settings.arn("user", r.name), r) for r in records]
+
+
+async def write_report(settings: Settings, store: Store, sink: Sink, *, batch: int = BATCH) -> int:
+    """Write the report as CSV (AWS's header first) to ``sink``, batch by batch; returns the
+    number of rows after the header."""
+    sink.write(_csv([HEADER]))
+    rows = 0
+    async for chunk in report_rows(settings, store, batch=batch):
+        sink.write(_csv(chunk))
+        rows += len(chunk)
+    return rows
 
 
 @dataclass(frozen=True)
