@@ -67,8 +67,8 @@ def cmd_report_credentials(args: argparse.Namespace) -> int:
     actor = _actor()
 
     async def run(broker: Broker) -> Any:
-        await broker.auditor.record_or_fail("report.credentials", "success", principal=actor)
         with _sink(args.output) as sink:
+            await broker.auditor.record_or_fail("report.credentials", "success", principal=actor)
             if args.json:
                 await _json(broker, sink)
             else:
