@@ -17,6 +17,7 @@ from typing import Any
 
 from broker.cli_admin import add_admin_commands, common_args, read_text_file
 from broker.cli_audit import cmd_audit_verify
+from broker.cli_report import add_report_commands
 from broker.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from broker.errors import BrokerError, ConfigError, InvalidRequest
 
@@ -393,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a session policy (repeatable)",
     )
     p.set_defaults(fn=cmd_simulate)
+
+    add_report_commands(sub)
 
     admin = sub.add_parser(
         "admin",

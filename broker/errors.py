@@ -451,6 +451,32 @@ class IamPasswordPolicyViolation(IamError):
     code = "PasswordPolicyViolation"
 
 
+class IamReportNotPresent(IamError):
+    """GetCredentialReport before any report was generated (or after a failed generation)."""
+
+    code = "ReportNotPresent"
+    status = 410
+    public_message = "Credential report not present. Use GenerateCredentialReport to create one."
+
+
+class IamReportExpired(IamError):
+    """The newest credential report is older than the four hours AWS keeps one fresh."""
+
+    code = "ReportExpired"
+    status = 410
+    public_message = (
+        "Credential report expired. Use GenerateCredentialReport to create a new report."
+    )
+
+
+class IamReportInProgress(IamError):
+    """The credential report is still being generated."""
+
+    code = "ReportInProgress"
+    status = 404
+    public_message = "Credential report is being generated. Try again shortly."
+
+
 class IamServiceFailure(IamError):
     sts_type = "Receiver"
     code = "ServiceFailure"

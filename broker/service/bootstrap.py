@@ -39,6 +39,7 @@ async def bootstrap_admin(
                 created_at=now,
                 password_hash=password_hash,
                 must_change_password=True,
+                password_changed_at=now,
             )
         )
     except AlreadyExists:

@@ -277,6 +277,7 @@ class Broker:
 
     async def close(self) -> None:
         self.hashing.close()
+        await self.iam_api.reports.close()  # a report cut short is started again later
         try:
             await self.sessions.flush_last_seen()
         except StoreError:

@@ -433,7 +433,7 @@ class LoginService:
         await self._audit.record_or_fail(
             "user.password_change", "success", req=req, principal=principal
         )
-        await self._store.set_password(user.id, new_hash, must_change=False)
+        await self._store.set_password(user.id, new_hash, must_change=False, now=self._clock.now())
         return await self._store.get_user(user.id), change
 
     # --- choosing a role and issuing the session -------------------------------------------

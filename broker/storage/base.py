@@ -8,7 +8,7 @@ raised as ``StoreError`` so that callers can deny instead of guessing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -247,6 +247,46 @@ class Revocation:
     id: int | None = None
 
 
+@dataclass(frozen=True)
+class KeyUse:
+    """One access key as the credentials report shows it (never its secret)."""
+
+    status: str  # "Active" | "Inactive"
+    created_at: float
+    last_used_at: float | None = None
+    last_used_region: str | None = None
+    last_used_service: str | None = None
+
+
+@dataclass(frozen=True)
+class CredentialRecord:
+    """One user's credentials as the credentials report needs them: whether it has a
+    password (never the hash), its access keys (oldest first) and whether an MFA device is
+    enabled for it."""
+
+    name: str
+    created_at: float
+    has_password: bool = False
+    last_login_at: float | None = None
+    password_changed_at: float | None = None
+    mfa_active: bool = False
+    keys: tuple[KeyUse, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReportJob:
+    """A generated report (``report_jobs``): ``status`` is ``INPROGRESS``, ``COMPLETE`` (with
+    ``content``) or ``FAILED``; ``subject`` says what it is about (the account, a role...)."""
+
+    job_id: str
+    kind: str
+    subject: str
+    status: str
+    created_at: float
+    completed_at: float | None = None
+    content: bytes | None = None
+
+
 class Store(Protocol):
     """What every backend provides. ``broker.storage.open_store(url)`` picks the backend."""
 
@@ -273,8 +313,11 @@ class Store(Protocol):
 
     async def record_login(self, user_id: str, now: float) -> None: ...
     async def set_password(
-        self, user_id: str, password_hash: str, *, must_change: bool
-    ) -> None: ...
+        self, user_id: str, password_hash: str, *, must_change: bool, now: float
+    ) -> None:
+        """Set the password; ``password_changed_at = now`` (the credentials report's
+        ``password_last_changed``). ``RecordNotFound`` if missing."""
+
     async def set_user_disabled(self, user_id: str, disabled: bool) -> None:
         """``RecordNotFound`` if missing. A disabled user cannot sign in; ending what it
         already holds is ``revoke_user_sessions``."""
@@ -284,19 +327,23 @@ class Store(Protocol):
         user. ``RecordNotFound`` if missing, ``AlreadyExists`` if (provider, subject) is taken.
         Tags, memberships and policies are keyed by id: they stay."""
 
-    async def create_password(self, user_id: str, password_hash: str, *, must_change: bool) -> bool:
-        """Set the password only if the user has none (IAM's CreateLoginProfile); False (and
-        nothing changed) if it has one. ``RecordNotFound`` if missing."""
+    async def create_password(
+        self, user_id: str, password_hash: str, *, must_change: bool, now: float
+    ) -> bool:
+        """Set the password only if the user has none (IAM's CreateLoginProfile), changed at
+        ``now``; False (and nothing changed) if it has one. ``RecordNotFound`` if missing."""
 
     async def update_password(
-        self, user_id: str, password_hash: str | None, *, must_change: bool
+        self, user_id: str, password_hash: str | None, *, must_change: bool, now: float
     ) -> bool:
-        """Change the password (None: keep it) and the must-change flag, only if the user has a
-        password (IAM's UpdateLoginProfile); False (nothing changed) if it has none, so that a
-        concurrent removal is not undone. ``RecordNotFound`` if missing."""
+        """Change the password (None: keep it, and its change time) and the must-change flag,
+        only if the user has a password (IAM's UpdateLoginProfile); a new password is changed
+        at ``now``. False (nothing changed) if it has none, so that a concurrent removal is not
+        undone. ``RecordNotFound`` if missing."""
 
     async def clear_password(self, user_id: str) -> bool:
-        """Remove the user's password (and the must-change flag); False if it had none.
+        """Remove the user's password (with the must-change flag and its change time: AWS
+        reports ``password_last_changed`` as N/A without a password); False if it had none.
         ``RecordNotFound`` if missing."""
 
     async def delete_user(self, user_id: str) -> User:
@@ -610,6 +657,30 @@ class Store(Protocol):
 
     async def delete_oidc_provider(self, name: str) -> None:
         """``RecordNotFound`` if missing."""
+
+    # reports (the credentials report; ``report_jobs``)
+    def credential_records(self, *, batch: int = 1000) -> AsyncIterator[list[CredentialRecord]]:
+        """Every user's ``CredentialRecord``, by name then id, ``batch`` users at a time (each
+        batch its own short read): memory stays bounded however many users there are."""
+        ...
+
+    async def first_user_created_at(self) -> float | None:
+        """When the oldest user was created (the account's start: the bootstrap ``admin``)."""
+
+    async def start_report_job(
+        self, job: ReportJob, *, reuse_since: float, running_since: float
+    ) -> tuple[ReportJob, bool]:
+        """Atomically: the newest job of ``job.kind``/``job.subject`` that is ``COMPLETE`` and
+        created at or after ``reuse_since``, or ``INPROGRESS`` and created at or after
+        ``running_since`` (older running jobs are taken as abandoned), returned without
+        content with False; otherwise insert ``job``, delete that kind's other jobs for the
+        subject, and return it with True. Of concurrent callers exactly one starts a job."""
+
+    async def finish_report_job(self, job_id: str, *, content: bytes | None, now: float) -> None:
+        """``COMPLETE`` with ``content``, or ``FAILED`` when ``content`` is None."""
+
+    async def latest_report_job(self, kind: str, subject: str) -> ReportJob | None:
+        """The newest job of that kind and subject (with its content), FAILED ones aside."""
 
     # small key/value settings (bootstrap done, schema facts)
     async def get_meta(self, key: str) -> str | None: ...

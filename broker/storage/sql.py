@@ -16,7 +16,8 @@ One implementation serves both databases; where they differ (upserts, locking) t
 - ``sql_audit``: the hash-chained audit log and its checkpoints;
 - ``sql_keys``: the token-signing keys and their rotation;
 - ``sql_sessions``: browser sessions and revocations;
-- ``sql_logins``: login states, other single-use values and failed-login counts.
+- ``sql_logins``: login states, other single-use values and failed-login counts;
+- ``sql_reports``: the credentials report's reads and ``report_jobs``.
 
 URLs are the configuration's form:
 
@@ -71,6 +72,7 @@ from broker.storage.sql_keys import SigningKeysSql
 from broker.storage.sql_logins import LoginsSql
 from broker.storage.sql_policies import ManagedPoliciesSql
 from broker.storage.sql_providers import OidcProvidersMixin
+from broker.storage.sql_reports import ReportsSql
 from broker.storage.sql_roles import RolesMixin
 from broker.storage.sql_roles import role_from_row as _role
 from broker.storage.sql_sessions import SessionsSql
@@ -150,6 +152,7 @@ class SqlStore(
     SigningKeysSql,
     SessionsSql,
     LoginsSql,
+    ReportsSql,
     SqlBase,
 ):
     """The ``Store`` protocol on one SQLAlchemy async engine (SQLite or PostgreSQL).
@@ -266,12 +269,18 @@ class SqlStore(
             if result.rowcount == 0:
                 raise RecordNotFound(f"user {user_id!r} not found")
 
-    async def set_password(self, user_id: str, password_hash: str, *, must_change: bool) -> None:
+    async def set_password(
+        self, user_id: str, password_hash: str, *, must_change: bool, now: float
+    ) -> None:
         async with self._write("set password") as conn:
             result = await conn.execute(
                 sa.update(t.users)
                 .where(t.users.c.id == user_id)
-                .values(password_hash=password_hash, must_change_password=must_change)
+                .values(
+                    password_hash=password_hash,
+                    must_change_password=must_change,
+                    password_changed_at=now,
+                )
             )
             if result.rowcount == 0:
                 raise RecordNotFound(f"user {user_id!r} not found")

@@ -70,19 +70,23 @@ class UsersAdminMixin(SqlBase):
                 raise RecordNotFound(f"user {user_id!r} not found")
             return user_from_row(row)
 
-    async def create_password(self, user_id: str, password_hash: str, *, must_change: bool) -> bool:
-        return await self._set_password_if(
-            user_id, {"password_hash": password_hash}, must_change, exists=False
-        )
+    async def create_password(
+        self, user_id: str, password_hash: str, *, must_change: bool, now: float
+    ) -> bool:
+        values: dict[str, str | float] = {"password_hash": password_hash}
+        values["password_changed_at"] = now
+        return await self._set_password_if(user_id, values, must_change, exists=False)
 
     async def update_password(
-        self, user_id: str, password_hash: str | None, *, must_change: bool
+        self, user_id: str, password_hash: str | None, *, must_change: bool, now: float
     ) -> bool:
-        values = {} if password_hash is None else {"password_hash": password_hash}
+        values: dict[str, str | float] = {}
+        if password_hash is not None:  # only the flag changes: the password keeps its age
+            values = {"password_hash": password_hash, "password_changed_at": now}
         return await self._set_password_if(user_id, values, must_change, exists=True)
 
     async def _set_password_if(
-        self, user_id: str, values: dict[str, str], must_change: bool, *, exists: bool
+        self, user_id: str, values: dict[str, str | float], must_change: bool, *, exists: bool
     ) -> bool:
         u = t.users
         has = u.c.password_hash.is_not(None) if exists else u.c.password_hash.is_(None)
@@ -111,7 +115,7 @@ class UsersAdminMixin(SqlBase):
             await conn.execute(
                 sa.update(t.users)
                 .where(t.users.c.id == user_id)
-                .values(password_hash=None, must_change_password=False)
+                .values(password_hash=None, must_change_password=False, password_changed_at=None)
             )
             return True
 

@@ -348,6 +348,8 @@ async def test_local_admin_first_login_must_change_password(
     otp = b.broker.bootstrap_password
     assert otp
     assert re.fullmatch(r"[A-Za-z0-9]{6}(-[A-Za-z0-9]{6}){3}", otp)
+    [admin] = await b.broker.store.find_users_by_name("admin")
+    assert admin.password_changed_at == admin.created_at  # the one-time password's
     async with browser_session.get(f"{b.url}/login/local") as r:
         form = parse_forms(await r.text())[0]
     fields = dict(form.fields)
@@ -380,6 +382,9 @@ async def test_local_admin_first_login_must_change_password(
     _, data = await session_json(browser_session, b)
     assert data["role"].endswith(":role/local-admin")
     assert data["subject"] == "admin"
+    [changed] = await b.broker.store.find_users_by_name("admin")
+    assert changed.password_changed_at is not None
+    assert changed.password_changed_at > admin.created_at  # the credentials report's
     # the one-time password is spent
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as again:
         async with again.get(f"{b.url}/login/local") as r:

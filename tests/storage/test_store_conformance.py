@@ -177,6 +177,7 @@ async def test_create_and_get_user_round_trips_every_field(store: Store) -> None
         password_hash="$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
         must_change_password=True,
         disabled=True,
+        password_changed_at=T0 + 5,
     )
     assert await store.create_user(user) == user
     assert await store.get_user(user.id) == user
@@ -297,14 +298,17 @@ async def test_record_login(store: Store) -> None:
 
 async def test_set_password(store: Store) -> None:
     user = await store.create_user(replace(a_user(), provider="local", subject="admin"))
-    await store.set_password(user.id, "hash-1", must_change=True)
+    assert user.password_changed_at is None
+    await store.set_password(user.id, "hash-1", must_change=True, now=T0 + 1)
     got = await store.get_user(user.id)
     assert (got.password_hash, got.must_change_password) == ("hash-1", True)
-    await store.set_password(user.id, "hash-2", must_change=False)
+    assert got.password_changed_at == T0 + 1  # the time the service gave, not the store's
+    await store.set_password(user.id, "hash-2", must_change=False, now=T0 + 2)
     got = await store.get_user(user.id)
     assert (got.password_hash, got.must_change_password) == ("hash-2", False)
+    assert got.password_changed_at == T0 + 2
     with pytest.raises(RecordNotFound):
-        await store.set_password("nobody", "h", must_change=False)
+        await store.set_password("nobody", "h", must_change=False, now=T0)
 
 
 async def test_find_users_by_name_matches_exactly_across_providers(store: Store) -> None:

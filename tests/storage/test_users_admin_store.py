@@ -12,6 +12,8 @@ from broker.storage.base import Group, ManagedPolicyRecord, Store, User
 from broker.storage.sql import SqlStore
 from tests.storage.conftest import StoreFactory
 
+T = 1_700_000_000.5  # when a password is set
+
 
 def local(name: str, uid: str | None = None, **kw: object) -> User:
     return User(id=uid or f"id-{name}", provider="local", subject=name, name=name, **kw)  # type: ignore[arg-type]
@@ -47,10 +49,17 @@ async def test_rename_refuses_a_taken_login_and_a_missing_user(store: Store) -> 
 
 
 async def test_clear_password(store: Store) -> None:
-    await store.create_user(local("ann", password_hash="h", must_change_password=True))
+    await store.create_user(
+        local("ann", password_hash="h", must_change_password=True, password_changed_at=T)
+    )
     assert await store.clear_password("id-ann") is True
     user = await store.get_user("id-ann")
-    assert (user.password_hash, user.must_change_password) == (None, False)
+    # no password, no change time (the credentials report's password_last_changed is N/A)
+    assert (user.password_hash, user.must_change_password, user.password_changed_at) == (
+        None,
+        False,
+        None,
+    )
     assert await store.clear_password("id-ann") is False
     with pytest.raises(RecordNotFound):
         await store.clear_password("nobody")
@@ -213,20 +222,23 @@ async def test_rename_group_racing_a_new_member_loses_nobody(store_factory: Stor
 
 async def test_conditional_password_writes(store: Store) -> None:
     await store.create_user(local("ann"))
-    assert await store.update_password("id-ann", "h0", must_change=True) is False
+    assert await store.update_password("id-ann", "h0", must_change=True, now=T) is False
     assert (await store.get_user("id-ann")).password_hash is None
-    assert await store.create_password("id-ann", "h1", must_change=True) is True
-    assert await store.create_password("id-ann", "h2", must_change=False) is False
+    assert await store.create_password("id-ann", "h1", must_change=True, now=T + 1) is True
+    assert await store.create_password("id-ann", "h2", must_change=False, now=T + 2) is False
     user = await store.get_user("id-ann")
     assert (user.password_hash, user.must_change_password) == ("h1", True)
-    assert await store.update_password("id-ann", None, must_change=False) is True
+    assert user.password_changed_at == T + 1  # the refused creation left it
+    assert await store.update_password("id-ann", None, must_change=False, now=T + 3) is True
     user = await store.get_user("id-ann")
     assert (user.password_hash, user.must_change_password) == ("h1", False)
-    assert await store.update_password("id-ann", "h3", must_change=True) is True
-    assert (await store.get_user("id-ann")).password_hash == "h3"
+    assert user.password_changed_at == T + 1  # only the flag changed: the password is as old
+    assert await store.update_password("id-ann", "h3", must_change=True, now=T + 4) is True
+    user = await store.get_user("id-ann")
+    assert (user.password_hash, user.password_changed_at) == ("h3", T + 4)
     for write in (
-        store.create_password("nobody", "h", must_change=False),
-        store.update_password("nobody", None, must_change=False),
+        store.create_password("nobody", "h", must_change=False, now=T),
+        store.update_password("nobody", None, must_change=False, now=T),
     ):
         with pytest.raises(RecordNotFound):
             await write
@@ -236,8 +248,8 @@ async def test_racing_password_creators_one_wins(store_factory: StoreFactory) ->
     a, b = await store_factory(), await store_factory()
     await a.create_user(local("ann"))
     results = await asyncio.gather(
-        a.create_password("id-ann", "ha", must_change=False),
-        b.create_password("id-ann", "hb", must_change=False),
+        a.create_password("id-ann", "ha", must_change=False, now=T),
+        b.create_password("id-ann", "hb", must_change=False, now=T),
     )
     assert sorted(results) == [False, True]
     expected = "ha" if results[0] else "hb"

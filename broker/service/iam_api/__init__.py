@@ -14,6 +14,7 @@ from broker.service.iam_api import (
     login_profiles,
     oidc_providers,
     policies,
+    reports,
     roles,
     simulation,
     tags,
@@ -36,6 +37,7 @@ def all_actions() -> tuple[Action, ...]:
         *roles.ACTIONS,
         *simulation.ACTIONS,
         *account.ACTIONS,
+        *reports.ACTIONS,
     )
 
 

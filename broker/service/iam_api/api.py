@@ -41,6 +41,7 @@ from broker.errors import (
 )
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
+from broker.service.credential_report import CredentialReports
 from broker.service.hashing import PasswordHashing
 from broker.service.iam import IamService
 from broker.service.iam_api.registry import Action, Call, Caller, Params, Result
@@ -132,6 +133,7 @@ class IamApi:
         self._actions: Mapping[str, Action] = {a.name: a for a in actions}
         self._refresh = refresh
         self.hashing = hashing  # login profiles' passwords (argon2, off the event loop)
+        self.reports = CredentialReports(settings, store, auditor, clock)
         self._generation: str | None = None
 
     @property

@@ -73,7 +73,9 @@ async def create_login_profile(call: Call) -> Result:
     reset = bool(call.params.get("PasswordResetRequired", False))
     new_hash = await _hash(call, user, password)
     await _audit(call, "CreateLoginProfile", user, reset)
-    if not await call.api.store.create_password(user.id, new_hash, must_change=reset):
+    if not await call.api.store.create_password(
+        user.id, new_hash, must_change=reset, now=call.api.clock.now()
+    ):
         raise IamEntityAlreadyExists(  # a concurrent CreateLoginProfile was first
             f"login_profile_exists:{user.name}",
             public_message=f"Login Profile for user {user.name} already exists.",
@@ -97,7 +99,9 @@ async def update_login_profile(call: Call) -> Result:
     password = call.params.get("Password")
     new_hash = None if password is None else await _hash(call, user, password)
     await _audit(call, "UpdateLoginProfile", user, reset, password_changed=password is not None)
-    if not await call.api.store.update_password(user.id, new_hash, must_change=reset):
+    if not await call.api.store.update_password(
+        user.id, new_hash, must_change=reset, now=call.api.clock.now()
+    ):
         raise _no_profile(user)  # deleted meanwhile: not brought back
     return {}
 
