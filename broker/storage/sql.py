@@ -16,7 +16,8 @@ One implementation serves both databases; where they differ (upserts, locking) t
 - ``sql_audit``: the hash-chained audit log and its checkpoints;
 - ``sql_keys``: the token-signing keys and their rotation;
 - ``sql_sessions``: browser sessions and revocations;
-- ``sql_logins``: login states, other single-use values and failed-login counts.
+- ``sql_logins``: login states, other single-use values and failed-login counts;
+- ``sql_activity``: access activity, the unused-access review's pages and report jobs.
 
 URLs are the configuration's form:
 
@@ -57,6 +58,7 @@ from broker.storage.base import (
     RoleRecord,
     User,
 )
+from broker.storage.sql_activity import ActivitySql
 from broker.storage.sql_audit import AuditSql
 from broker.storage.sql_base import (
     SqlBase,
@@ -150,6 +152,7 @@ class SqlStore(
     SigningKeysSql,
     SessionsSql,
     LoginsSql,
+    ActivitySql,
     SqlBase,
 ):
     """The ``Store`` protocol on one SQLAlchemy async engine (SQLite or PostgreSQL).

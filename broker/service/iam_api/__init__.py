@@ -11,6 +11,7 @@ from broker.service.iam_api import (
     attachments,
     groups,
     inline,
+    last_accessed,
     login_profiles,
     oidc_providers,
     policies,
@@ -36,6 +37,7 @@ def all_actions() -> tuple[Action, ...]:
         *roles.ACTIONS,
         *simulation.ACTIONS,
         *account.ACTIONS,
+        *last_accessed.ACTIONS,
     )
 
 

@@ -39,6 +39,7 @@ from broker.errors import (
     RecordNotFound,
     StsError,
 )
+from broker.service.activity import ActivityLog
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
 from broker.service.hashing import PasswordHashing
@@ -120,6 +121,7 @@ class IamApi:
         refresh: Callable[[], Awaitable[None]],
         hashing: PasswordHashing | None = None,
         providers: OidcProviderService | None = None,
+        activity: ActivityLog | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -133,6 +135,7 @@ class IamApi:
         self._refresh = refresh
         self.hashing = hashing  # login profiles' passwords (argon2, off the event loop)
         self._generation: str | None = None
+        self.activity = activity  # allowed calls are counted (the unused-access review)
 
     @property
     def actions(self) -> Mapping[str, Action]:
@@ -192,6 +195,8 @@ class IamApi:
                 f"on resource: {resource}"
                 + (" with an explicit deny" if decision.decision == "explicitDeny" else ""),
             )
+        if self.activity is not None:
+            self.activity.note(cred.role_arn, f"iam:{name}", resource)
 
     @staticmethod
     def _page(result: Result, member: str, params: Params) -> Result:
