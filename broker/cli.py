@@ -14,6 +14,7 @@ from typing import Any
 
 from broker.cli_admin import add_admin_commands, common_args, read_text_file
 from broker.cli_audit import cmd_audit_verify
+from broker.cli_review import add_policy_commands, add_report_unused
 from broker.config import Settings, load_settings
 from broker.errors import BrokerError, ConfigError, InvalidRequest
 
@@ -290,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common_args(p)
     p.set_defaults(fn=cmd_audit_verify)
+
+    report = sub.add_parser("report", help="reports on the account").add_subparsers(
+        dest="report_command", required=True, metavar="REPORT"
+    )
+    add_report_unused(report)
+    add_policy_commands(sub)
 
     p = sub.add_parser(
         "simulate",
