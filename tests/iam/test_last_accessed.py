@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from pytest_aiohttp import AiohttpServer
 
 from broker.clock import SystemClock
-from broker.storage.base import ActivityRow
+from broker.storage.base import ActivityRow, ReportJob
 from tests.iam.conftest import IamEnv, allow, call, error_code, iam_roles, policy
 from tests.sts.conftest import ACCOUNT, RoleSpec, _provider, aws_env, start_broker
 from tests.support.fake_idp import FakeIdP
@@ -105,6 +105,12 @@ async def test_activity_is_recorded_everywhere_and_last_accessed_reads_it(env: I
     store = env.broker.broker.store
     rows = await store.activity_page(admin, since=0, after=("http:POST", ""), limit=5)
     assert rows[0].count == 3  # three /auth allows, one row
+    role = (await call(iam, "get_role", RoleName="admin"))["Role"]
+    last = max(
+        r.last_at for r in await store.activity_page(admin, since=0, after=("", ""), limit=9)
+    )
+    assert role["RoleLastUsed"]["LastUsedDate"].timestamp() == pytest.approx(last, abs=1)
+    assert "RoleLastUsed" not in (await call(iam, "get_role", RoleName="nobody"))["Role"]
 
     job = await call(iam, "generate_service_last_accessed_details", Arn=admin)
     out = await call(iam, "get_service_last_accessed_details", JobId=job["JobId"])
@@ -133,3 +139,16 @@ async def test_activity_is_recorded_everywhere_and_last_accessed_reads_it(env: I
     with pytest.raises(ClientError) as e:
         await call(iam, "generate_service_last_accessed_details", Arn="arn:aws:iam::1:role/x")
     assert error_code(e.value) == "InvalidInput"
+    other = "arn:broker:iam::999999999999:role/admin"  # another account's
+    with pytest.raises(ClientError) as e:
+        await call(iam, "generate_service_last_accessed_details", Arn=other)
+    assert error_code(e.value) == "NoSuchEntity"
+    with pytest.raises(ClientError) as e:
+        await call(iam, "generate_service_last_accessed_details", Arn=env.arn("role", "ghost"))
+    assert error_code(e.value) == "NoSuchEntity"
+    # another kind of report is not readable as a last-accessed job
+    other_job = ReportJob(str(uuid.uuid4()), "credential_report", "", "COMPLETED", 1.0, 1.0, b"x")
+    await store.put_report_job(other_job)
+    with pytest.raises(ClientError) as e:
+        await call(iam, "get_service_last_accessed_details", JobId=other_job.job_id)
+    assert error_code(e.value) == "NoSuchEntity"

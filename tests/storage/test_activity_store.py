@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from broker.storage.base import ActivityRow, ReportJob, Store
+from broker.storage.base import ActivityRow, ManagedPolicyRecord, ReportJob, Store, User
 from tests.storage.conftest import StoreFactory
 
 ROLE = "arn:broker:iam::000000000000:role/dev"
@@ -56,3 +56,24 @@ async def test_assumed_roles_and_report_jobs(store: Store) -> None:
     await store.put_report_job(job)
     assert await store.get_report_job("j1") == job
     assert await store.get_report_job("nope") is None
+
+
+async def test_review_pages_on_every_backend(store: Store) -> None:
+    for i in range(5):
+        await store.create_user(
+            User(id=f"u{i}", provider="local", subject=f"s{i}", name=f"n{i}", created_at=1.0)
+        )
+    first = await store.users_page(after="", limit=2)
+    second = await store.users_page(after=first[-1].id, limit=2)
+    last = await store.users_page(after=second[-1].id, limit=2)
+    assert [u.id for u in first + second + last] == ["u0", "u1", "u2", "u3", "u4"]
+    assert await store.users_page(after="u4", limit=2) == []
+    assert await store.user_names(["u1", "u3", "gone"]) == {"u1": "n1", "u3": "n3"}
+    for name in ("b", "a"):
+        await store.put_managed_policy(ManagedPolicyRecord(name=name, document={"Statement": []}))
+    assert [p.name for p in await store.managed_policies_page(after="", limit=9)] == ["a", "b"]
+    assert [p.name for p in await store.managed_policies_page(after="a", limit=9)] == ["b"]
+    assert await store.roles_page(after="", limit=9) == []
+    assert await store.access_keys_page(after="", limit=9) == []
+    assert await store.access_keys_last_used(["u1"]) == {}
+    assert await store.users_with_mfa(["u1"]) == set()
