@@ -6,7 +6,8 @@ Run::
     .venv/bin/python bench/reports.py --only unused [--users 100000] [--activity 1000000]
 
 ``bench_unused`` seeds a SQLite store with ``--users`` users (a tenth of them with an access
-key, a third signed in recently) and ``--activity`` ``access_activity`` rows (bulk inserts, one
+key, a third signed in recently), 200 roles, 50 managed policies (half attached to a role) and
+``--activity`` ``access_activity`` rows (a tenth of them by roles; bulk inserts, one
 transaction), then measures, in this order:
 
 1. the baseline: a plain scan of the whole activity table (a cursor read in batches: what
@@ -14,15 +15,16 @@ transaction), then measures, in this order:
 2. ``UnusedAccess.findings`` over a 90-day window, every finding consumed and counted.
 
 It prints each one's wall time and the growth of the process's peak RSS (``ru_maxrss``) over
-the RSS before it, and the review's time and peak growth as ratios of the baseline's. Bounded
-memory shows as a peak growth that does not follow the table sizes (compare a run with ten
-times fewer rows).
+the peak before it (the seeding runs in a child process, so it does not count), and the
+review's time and peak growth next to the baseline's. Bounded memory shows as a peak growth
+that does not follow the table sizes (compare a run with ten times fewer rows).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import resource
 import sys
 import tempfile
@@ -39,6 +41,8 @@ from broker.service.unused import UnusedAccess  # noqa: E402
 from broker.storage import migrate, open_store  # noqa: E402
 
 DAY = 86400.0
+ROLES = 200
+POLICIES = 50
 ACCOUNT = "000000000000"
 CONFIG = """
 [server]
@@ -91,13 +95,38 @@ def seed(db: Path, users: int, activity: int, now: float) -> None:
                 for i in range(0, users, 10)
             ),
         )
+        conn.executemany(
+            "INSERT INTO roles (name, description, trust_policy, policies, permissions_boundary, "
+            "max_session_duration, source, created_at, updated_at) "
+            "VALUES (?, '', '{}', '[]', NULL, 3600, 'api', ?, ?)",
+            ((f"role{i}", now - 400 * DAY, now - 400 * DAY) for i in range(ROLES)),
+        )
+        doc = (
+            '{"Version": "2012-10-17", '
+            '"Statement": [{"Effect": "Allow", "Action": "%s", "Resource": "*"}]}'
+        )
+        conn.executemany(
+            "INSERT INTO managed_policies (name, description, document, source, created_at, "
+            "updated_at) VALUES (?, '', ?, 'api', ?, ?)",
+            (
+                (f"policy{i}", doc % ("http:*" if i % 2 else "s3:*"), now - 400 * DAY, now)
+                for i in range(POLICIES)
+            ),
+        )
+        conn.executemany(
+            "INSERT INTO policy_attachments (principal_type, principal, policy_name) "
+            "VALUES ('role', ?, ?)",
+            ((f"role{i}", f"policy{i}") for i in range(0, POLICIES, 2)),
+        )
         per_user = max(1, activity // max(1, users))
         conn.executemany(
             "INSERT INTO access_activity (principal_arn, action, resource, first_at, last_at, "
             "count) VALUES (?,?,?,?,?,?)",
             (
                 (
-                    f"arn:broker:iam::{ACCOUNT}:user/user{(n // per_user) % users}",
+                    f"arn:broker:iam::{ACCOUNT}:role/role{n % ROLES}"
+                    if n % 10 == 0
+                    else f"arn:broker:iam::{ACCOUNT}:user/user{(n // per_user) % users}",
                     ("http:GET", "http:POST", "iam:ListUsers", "sts:AssumeRole")[n % 4],
                     f"https://app.example.com/p/{n}",
                     now - 300 * DAY,
@@ -146,7 +175,14 @@ async def bench_unused(users: int = 100_000, activity: int = 1_000_000) -> dict[
         settings = load_settings(config)
         await migrate(url)
         t0 = time.perf_counter()
-        seed(db, users, activity, now)
+        # in a child process: its memory does not raise this process's peak RSS
+        child = multiprocessing.get_context("fork").Process(
+            target=seed, args=(db, users, activity, now)
+        )
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise SystemExit(f"seeding failed (exit code {child.exitcode})")
         print(f"seeded {users} users, {activity} activity rows in {time.perf_counter() - t0:.1f} s")
         print(f"RSS before: {rss_mb():.1f} MB")
         store = open_store(url)

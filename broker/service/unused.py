@@ -127,9 +127,7 @@ class UnusedAccess:
         arn = self._settings.arn
         async for users in self._user_pages():
             arns = {u.id: arn("user", u.name) for u in users}
-            activity: dict[str, float] = {}
-            for principal, _action, last in await self._store.activity_summary(list(arns.values())):
-                activity[principal] = max(last, activity.get(principal, last))
+            activity = await self._store.activity_last_used(list(arns.values()))
             keys = await self._store.access_keys_last_used([u.id for u in users])
             for u in users:
                 seen = _latest(u.last_login_at, activity.get(arns[u.id]), keys.get(u.id))
@@ -162,9 +160,7 @@ class UnusedAccess:
                 return
             after = roles[-1].name
             arns = [arn("role", r.name) for r in roles]
-            used: dict[str, float] = {}
-            for principal, _action, last in await self._store.activity_summary(arns):
-                used[principal] = max(last, used.get(principal, last))
+            used = await self._store.activity_last_used(arns)
             assumed = await self._store.assumed_roles(arns)
             for r, role_arn in zip(roles, arns, strict=True):
                 seen = _latest(used.get(role_arn), assumed.get(role_arn))

@@ -670,6 +670,9 @@ class Store(Protocol):
     ) -> list[tuple[str, str, float]]:
         """(principal, action, last use) of ``principals``' activity (at or after ``since``)."""
 
+    async def activity_last_used(self, principals: Sequence[str]) -> dict[str, float]:
+        """The last recorded use of each of ``principals`` that has any activity."""
+
     async def assumed_roles(
         self, role_arns: Sequence[str], *, since: float | None = None
     ) -> dict[str, float]:

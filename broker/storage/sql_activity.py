@@ -118,6 +118,18 @@ class ActivitySql(SqlBase):
         async with self._read("summarise access activity") as conn:
             return [(r[0], r[1], float(r[2])) for r in await conn.execute(stmt)]
 
+    async def activity_last_used(self, principals: Sequence[str]) -> dict[str, float]:
+        if not principals:
+            return {}
+        a = t.access_activity
+        stmt = (
+            sa.select(a.c.principal_arn, sa.func.max(a.c.last_at))
+            .where(a.c.principal_arn.in_(list(principals)))
+            .group_by(a.c.principal_arn)
+        )
+        async with self._read("read last activity") as conn:
+            return {r[0]: float(r[1]) for r in await conn.execute(stmt)}
+
     async def assumed_roles(
         self, role_arns: Sequence[str], *, since: float | None = None
     ) -> dict[str, float]:

@@ -1,11 +1,13 @@
 """Access activity from every place a credential is judged (STS, the IAM API, ``/v1/authorize``,
-``/auth``), flushed to the store, and read back through GenerateServiceLastAccessedDetails /
-GetServiceLastAccessedDetails with the real boto3 client."""
+``/auth``), flushed to the store (SQLite and PostgreSQL), and read back through GetRole's
+``RoleLastUsed`` and GenerateServiceLastAccessedDetails / GetServiceLastAccessedDetails with the
+real boto3 client."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +24,7 @@ from broker.storage.base import ActivityRow, ReportJob
 from tests.iam.conftest import IamEnv, allow, call, error_code, iam_roles, policy
 from tests.sts.conftest import ACCOUNT, RoleSpec, _provider, aws_env, start_broker
 from tests.support.fake_idp import FakeIdP
+from tests.support.postgres import fresh_schema
 
 APP = "https://app.example.com"
 ADMIN = f"arn:broker:iam::{ACCOUNT}:role/admin"
@@ -30,8 +33,19 @@ TARGET_TRUST = policy(
 )
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
+    """The broker's own SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield None
+        return
+    async with fresh_schema("broker_activity") as url:
+        yield url
+
+
 @pytest.fixture
 async def env(
+    store_url: str | None,
     tmp_path: Path,
     aiohttp_server: AiohttpServer,
     runners: list[web.AppRunner],
@@ -48,6 +62,7 @@ async def env(
         providers=_provider("fake", idp.issuer, idp.client_id),
         runners=runners,
         trusted_proxies=("127.0.0.1/32",),
+        store_url=store_url,
     )
     return IamEnv(b, idp, tmp_path)
 

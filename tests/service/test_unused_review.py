@@ -312,3 +312,19 @@ async def test_activity_aggregate_is_bounded_under_a_key_flood() -> None:
     assert rows[("arn:broker:iam::0:role/dev", "https://app.example.com/*")] == 4900
     assert sum(rows.values()) + log.dropped == 10000
     assert log.dropped > 0
+
+
+async def test_the_periodic_tick_flushes_the_activity(fx: Fixture) -> None:
+    b, dev = fx.broker, arn("role", "dev")
+    await b.tick()  # the flush interval starts now
+    b.activity.note(dev, "http:GET", "https://app.example.com/x")
+    b.activity.note(dev, "http:GET", "https://app.example.com/x")
+    await b.tick()  # within the interval: nothing written yet
+    assert await b.store.activity_summary([dev]) == []
+    fx.clock.advance(5)
+    await b.tick()
+    rows = await b.store.activity_page(dev, since=0, after=("", ""), limit=5)
+    assert [(r.action, r.count, r.first_at, r.last_at) for r in rows] == [
+        ("http:GET", 2, fx.t0, fx.t0)
+    ]
+    assert len(b.activity) == 0

@@ -31,6 +31,7 @@ async def test_upsert_adds_counts_and_widens_times(store: Store) -> None:
     assert await store.activity_page(ROLE, since=0, after=after, limit=10) == [page[1]]
     assert await store.activity_summary([ROLE, "arn:other"]) == [(ROLE, "http:GET", 200.0)]
     assert await store.activity_summary([ROLE], since=300) == []
+    assert await store.activity_last_used([ROLE, "arn:other"]) == {ROLE: 200.0}
 
 
 async def test_concurrent_flushes_lose_no_count(store_factory: StoreFactory) -> None:

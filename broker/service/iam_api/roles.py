@@ -99,9 +99,9 @@ async def get_role(call: Call) -> Result:
     shape = role_shape(call, view.record, view)
     # The last allowed request of the role's sessions (the access activity, flushed every
     # few seconds); one read on the activity's primary key.
-    used = await call.api.store.activity_summary([shape["Arn"]])
+    used = await call.api.store.activity_last_used([shape["Arn"]])
     if used:
-        shape["RoleLastUsed"] = {"LastUsedDate": max(at for _, _, at in used)}
+        shape["RoleLastUsed"] = {"LastUsedDate": used[shape["Arn"]]}
     return {"Role": shape}
 
 
