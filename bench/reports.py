@@ -17,8 +17,13 @@ against baselines measured in the same run, on the same store (the machine's spe
   reset before each step), next to loading every user at once (``Store.list_users``) for
   comparison. Goal: the report's peak stays flat as ``--users`` grows.
 
+- ``unused``: the unused-access review (``broker report unused``) over ``--users`` users and
+  ``--activity`` access-activity rows, against a plain scan of the activity table; it seeds its
+  own store (``bench/unused_review.py``).
+
 ``--json`` prints the results as one JSON object on the last line. Another benchmark of the
-reports adds a ``bench_<name>(store, settings, args)`` function and an entry in ``BENCHES``.
+reports adds a ``bench_<name>(store, settings, args)`` function and an entry in ``BENCHES``
+(or, seeding its own store, in ``STANDALONE``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ from broker.service.audit import Auditor  # noqa: E402
 from broker.service.credential_report import KIND, CredentialReports, write_report  # noqa: E402
 from broker.storage import SqlStore, migrate, open_store  # noqa: E402
 from broker.storage import schema as t  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from unused_review import bench_unused  # noqa: E402
 
 CHUNK = 5000
 T0 = 1_700_000_000.0
@@ -248,6 +256,15 @@ BENCHES: dict[
 }
 
 
+async def _unused(args: argparse.Namespace) -> dict[str, Any]:
+    return await bench_unused(args.users, args.activity)
+
+
+STANDALONE: dict[str, Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]] = {
+    "unused": _unused,
+}
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -272,6 +289,17 @@ def show(name: str, r: dict[str, Any]) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    wanted = args.only or [*BENCHES, *STANDALONE]
+    results: dict[str, Any] = {}
+    if any(name in BENCHES for name in wanted):
+        results = await run_on_seeded_store(args, [n for n in wanted if n in BENCHES])
+    for name in wanted:
+        if name in STANDALONE:
+            results[name] = await STANDALONE[name](args)
+    return results
+
+
+async def run_on_seeded_store(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as directory:
         args.directory = directory
         async with temporary_store(Path(directory), args.dsn) as store:
@@ -282,7 +310,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if not args.json:
                 print(f"{store.dialect}: seeded {counts} in {seeded:.1f} s")
             results: dict[str, Any] = {"backend": store.dialect, "seed": counts}
-            for name in args.only or list(BENCHES):
+            for name in names:
                 results[name] = await BENCHES[name](store, settings, args)
                 if not args.json:
                     show(name, results[name])
@@ -293,7 +321,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--dsn", help="a PostgreSQL DSN (a temporary schema is used)")
-    parser.add_argument("--only", action="append", choices=sorted(BENCHES), help="(repeatable)")
+    parser.add_argument(
+        "--activity", type=int, default=1_000_000, help="access-activity rows (unused)"
+    )
+    parser.add_argument(
+        "--only", action="append", choices=sorted([*BENCHES, *STANDALONE]), help="(repeatable)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = asyncio.run(run(args))

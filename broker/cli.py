@@ -18,6 +18,7 @@ from typing import Any
 from broker.cli_admin import add_admin_commands, common_args, read_text_file
 from broker.cli_audit import cmd_audit_verify
 from broker.cli_report import add_report_commands
+from broker.cli_review import add_policy_commands, add_report_unused
 from broker.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from broker.errors import BrokerError, ConfigError, InvalidRequest
 
@@ -352,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     common_args(p)
     p.set_defaults(fn=cmd_audit_verify)
 
+    add_report_unused(add_report_commands(sub))
+    add_policy_commands(sub)
+
     p = sub.add_parser(
         "simulate",
         help="may this principal do this action on this resource? (the policy simulator)",
@@ -394,8 +398,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="a session policy (repeatable)",
     )
     p.set_defaults(fn=cmd_simulate)
-
-    add_report_commands(sub)
 
     admin = sub.add_parser(
         "admin",

@@ -3,8 +3,8 @@
 ``Broker.open`` migrates the store, loads the key ring, reconciles config roles, bootstraps the
 first admin, and primes the revocation state; ``Broker.run_periodic`` polls revocations every
 second in a loop of its own (slow periodic work must not let the state go stale) and runs
-``Broker.tick``, the rest of the periodic work (batched last-seen and audit writes, key rotation,
-purges).
+``Broker.tick``, the rest of the periodic work (batched last-seen, access-activity and audit
+writes, key rotation, purges).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from broker.errors import BrokerError, ConfigError, StoreError
 from broker.idp import OIDCClient
 from broker.kek import decode_kek, load_or_create_kek_file
 from broker.keyring import PUBLISH_AHEAD, KeyRing
+from broker.service.activity import ActivityLog
 from broker.service.audit import Auditor
 from broker.service.audit_chain import CHECKPOINT_SECONDS, AuditChain
 from broker.service.authorize import Authorizer
@@ -120,6 +121,7 @@ class Broker:
     backchannel: BackchannelLogout
     offboarding: OffboardingService
     iam_api: IamApi
+    activity: ActivityLog
     csrf_key: bytes = b""
     bootstrap_password: str | None = None
     _last: dict[str, float] = field(default_factory=dict)
@@ -200,6 +202,7 @@ class Broker:
             await store.close()
             raise
         credentials = CredentialVerifier(sessions, revocations, clock)
+        activity = ActivityLog(store, clock)
         try:
             forward_auth = ForwardAuth(
                 settings,
@@ -209,6 +212,7 @@ class Broker:
                 auditor=auditor,
                 clock=clock,
                 freeze_headers=freeze_headers,
+                activity=activity,
             )
             sts = StsService(
                 settings,
@@ -224,6 +228,7 @@ class Broker:
                 registered=RegisteredProviders(
                     settings, store, lambda p: OIDCClient(p, http, clock=clock), clock
                 ),
+                activity=activity,
             )
             await sts.refresh()
         except BaseException:
@@ -248,6 +253,7 @@ class Broker:
             actions=all_actions(),
             refresh=refresh_iam,
             hashing=hashing,
+            activity=activity,
         )
         now = clock.now()
         return cls(
@@ -270,6 +276,7 @@ class Broker:
             backchannel=BackchannelLogout(settings, store, clients, revocations, auditor, clock),
             offboarding=offboarding,
             iam_api=iam_api,
+            activity=activity,
             csrf_key=derive_key(kek, b"broker/csrf"),
             bootstrap_password=password,
             _last={"keys": now, "purge": now, "flush": now, "checkpoint": now},
@@ -284,7 +291,8 @@ class Broker:
             log.exception("could not write last-seen times at shutdown")
         # a store error is logged by the auditor, which keeps the events for close() below
         with contextlib.suppress(StoreError):
-            await self.forward_auth.flush()
+            await self.forward_auth.flush()  # folds its remembered allows into the activity
+        await self.flush_activity()
         await self.auditor.close()  # commits the batched events (retrying); never raises
         await self._checkpoint_audit()  # the head as this instance leaves it, signed
         await self.store.close()
@@ -318,6 +326,7 @@ class Broker:
         if now - self._last["flush"] >= LAST_SEEN_FLUSH_SECONDS:
             self._last["flush"] = now
             await self.sessions.flush_last_seen()
+            await self.flush_activity()
         if now - self._last["keys"] >= KEY_CHECK_SECONDS:
             self._last["keys"] = now
             await self.keyring.refresh()
@@ -348,6 +357,15 @@ class Broker:
         with contextlib.suppress(StoreError):
             await self.forward_auth.flush()
             await self.auditor.flush()
+
+    async def flush_activity(self) -> int:
+        """Write the counted access activity (after the audit flush, which folds forward-auth's
+        remembered allows into it). A store error is logged; the counts wait for the next one."""
+        try:
+            return await self.activity.flush()
+        except StoreError as e:
+            log.warning("could not write the access activity: %s", e.reason)
+            return 0
 
     async def poll_revocations(self) -> int:
         """One revocation poll (what the polling loop runs every second); raises ``StoreError``.

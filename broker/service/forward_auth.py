@@ -9,9 +9,10 @@ awaits.
 
 Auditing without I/O on the hot path: every denial is queued with its reason and written by
 ``flush`` (the periodic tick); allows are counted per (session, role, origin, method) and written
-as one event per key and flush. The queue is bounded: past ``MAX_QUEUED_DENIALS`` further denials
-are folded into one summary event per reason, so a flood cannot exhaust memory and is still on
-record.
+as one event per key and flush; each allow is also counted in the access activity
+(``ActivityLog.note``: in memory, bounded, written by the tick). The queue is bounded: past
+``MAX_QUEUED_DENIALS`` further denials are folded into one summary event per reason, so a flood
+cannot exhaust memory and is still on record.
 
 Statuses: 200 (allowed or public), 401 (no valid credential; ``login_url`` carries the original
 URL), 403 (signed in but not allowed, or the original request is missing, ambiguous, from an
@@ -36,6 +37,7 @@ from broker.domain.urls import OriginalRequest, PublicPattern, UrlRejected, publ
 from broker.errors import ConfigError, RevocationStateStale, Unauthenticated
 from broker.keyring import KeyRing
 from broker.policy import Decision
+from broker.service.activity import ActivityLog
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
 from broker.service.credentials import CredentialVerifier
@@ -101,14 +103,24 @@ _AllowKey = tuple[str, str, str, str, str]  # session, role, origin, method, sou
 class _Allowed:
     """A remembered allow: what it was decided with, and how often it was served since."""
 
-    __slots__ = ("allow_key", "cred", "hits", "role", "verdict")
+    __slots__ = ("action", "allow_key", "cred", "hits", "resource", "role", "verdict")
 
-    def __init__(self, verdict: Verdict, cred: Credential, role: Any, allow_key: _AllowKey):
+    def __init__(
+        self,
+        verdict: Verdict,
+        cred: Credential,
+        role: Any,
+        allow_key: _AllowKey,
+        action: str,
+        resource: str,
+    ):
         self.verdict = verdict
         self.cred = cred
         self.role = role  # the CompiledRole the decision was made with (identity, not equality)
         self.allow_key = allow_key
-        self.hits = 0  # folded into the allow counts (audit) when the entry is dropped
+        self.action = action  # with ``resource``: what the access activity counts
+        self.resource = resource
+        self.hits = 0  # folded into the allow counts (audit, activity) when the entry is dropped
 
 
 @dataclass(frozen=True)
@@ -136,8 +148,10 @@ class ForwardAuth:
         auditor: Auditor,
         clock: Clock,
         freeze_headers: HeaderFreezer = MappingProxyType,
+        activity: ActivityLog | None = None,
     ) -> None:
         self._settings = settings
+        self._activity = activity
         self._freeze_headers = freeze_headers
         self._credentials = credentials
         self._authorizer = authorizer
@@ -212,6 +226,8 @@ class ForwardAuth:
     def _fold(self, entry: _Allowed) -> None:
         if entry.hits:
             self._allows[entry.allow_key] += entry.hits
+            if self._activity is not None:
+                self._activity.note(entry.cred.role_arn, entry.action, entry.resource, entry.hits)
 
     def _roll(self) -> None:
         """Forget remembered verdicts (a new second, or a flush), keeping their allow counts."""
@@ -273,13 +289,22 @@ class ForwardAuth:
         allows = self._allows
         if key in allows or len(allows) < MAX_ALLOW_KEYS:
             allows[key] += 1
+        action = "http:" + original.method
+        if self._activity is not None:
+            self._activity.note(cred.role_arn, action, resource)
         verdict = self._allowed(cred, origin)
         if raw is not None and seen:
-            self._remember(raw, verdict, cred, key)
+            self._remember(raw, verdict, cred, key, action, resource)
         return verdict
 
     def _remember(
-        self, raw: Hashable, verdict: Verdict, cred: Credential, allow_key: _AllowKey
+        self,
+        raw: Hashable,
+        verdict: Verdict,
+        cred: Credential,
+        allow_key: _AllowKey,
+        action: str,
+        resource: str,
     ) -> None:
         second = int(self._clock.now())
         if second != self._verdicts_second:
@@ -287,7 +312,7 @@ class ForwardAuth:
             self._verdicts_second = second
         if len(self._verdicts) < MAX_MEMO:
             role = self._authorizer.role(cred.role_arn)
-            self._verdicts[raw] = _Allowed(verdict, cred, role, allow_key)
+            self._verdicts[raw] = _Allowed(verdict, cred, role, allow_key, action, resource)
 
     def _decision(
         self,

@@ -93,6 +93,7 @@ from broker.idp.client import accepted_issuers
 from broker.idp.id_token import parse_jws
 from broker.keyring import KeyRing
 from broker.policy import Policy, PolicyError, evaluate_trust, parse_policy
+from broker.service.activity import ActivityLog
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
 from broker.service.credentials import CredentialVerifier, peek_typ
@@ -231,8 +232,10 @@ class StsService:
         clock: Clock,
         secret_key: bytes,
         registered: RegisteredProviders | None = None,
+        activity: ActivityLog | None = None,
     ) -> None:
         self._settings = settings
+        self._activity = activity
         self._account = settings.server.account_id
         self._issuer = settings.server.public_url
         self._store = store
@@ -555,6 +558,14 @@ class StsService:
                 "expires_at": issued.expiration,
             },
         )
+        if self._activity is not None:
+            # Counted for the caller: a role session, or the provider of a web identity.
+            who = (
+                caller.parent.role_arn
+                if caller.parent is not None
+                else self._settings.arn("oidc-provider", caller.provider)
+            )
+            self._activity.note(who, caller.action, issued.role_arn)
         return issued
 
     async def _refused(self, action: str, req: RequestInfo, principal: str, e: BrokerError) -> None:

@@ -274,9 +274,35 @@ class CredentialRecord:
 
 
 @dataclass(frozen=True)
+class ActivityRow:
+    """What ``principal_arn`` was allowed to do: ``count`` allowed decisions of ``action`` on
+    ``resource`` between ``first_at`` and ``last_at`` (table ``access_activity``)."""
+
+    principal_arn: str
+    action: str
+    resource: str
+    first_at: float
+    last_at: float
+    count: int
+
+
+@dataclass(frozen=True)
+class AccessKeyUse:
+    """An access key as the unused-access review sees it (never its secret)."""
+
+    access_key_id: str
+    user_id: str
+    user_name: str  # "" if the user is gone
+    status: str
+    created_at: float
+    last_used_at: float | None
+
+
+@dataclass(frozen=True)
 class ReportJob:
-    """A generated report (``report_jobs``): ``status`` is ``INPROGRESS``, ``COMPLETE`` (with
-    ``content``) or ``FAILED``; ``subject`` says what it is about (the account, a role...)."""
+    """A generated report (``report_jobs``): ``kind`` (``credential_report``,
+    ``service_last_accessed``), ``subject`` what it is about (an ARN, or "" for the account),
+    ``status`` ``INPROGRESS``, ``COMPLETE`` (with ``content``) or ``FAILED``."""
 
     job_id: str
     kind: str
@@ -685,3 +711,53 @@ class Store(Protocol):
     # small key/value settings (bootstrap done, schema facts)
     async def get_meta(self, key: str) -> str | None: ...
     async def set_meta(self, key: str, value: str) -> None: ...
+
+    # access activity and the unused-access review (``sql_activity``); the pages are keyset
+    # pages (rows after ``after``, in key order) so that a review never holds a whole table
+    async def add_activity(self, rows: Sequence[ActivityRow]) -> None:
+        """Upsert: counts add up, ``first_at``/``last_at`` widen (one transaction)."""
+
+    async def activity_page(
+        self, principal: str, *, since: float, after: tuple[str, str], limit: int
+    ) -> list[ActivityRow]:
+        """``principal``'s rows used at or after ``since``, by (action, resource), after
+        ``after``."""
+
+    async def activity_summary(
+        self, principals: Sequence[str], *, since: float | None = None
+    ) -> list[tuple[str, str, float]]:
+        """(principal, action, last use) of ``principals``' activity (at or after ``since``)."""
+
+    async def activity_last_used(self, principals: Sequence[str]) -> dict[str, float]:
+        """The last recorded use of each of ``principals`` that has any activity."""
+
+    async def assumed_roles(
+        self, role_arns: Sequence[str], *, since: float | None = None
+    ) -> dict[str, float]:
+        """The last ``sts:AssumeRole*`` of each role in ``role_arns`` (at or after ``since``)."""
+
+    async def users_page(self, *, after: str, limit: int) -> list[User]:
+        """Users by id."""
+
+    async def roles_page(self, *, after: str, limit: int) -> list[RoleRecord]:
+        """Roles by name."""
+
+    async def managed_policies_page(self, *, after: str, limit: int) -> list[ManagedPolicyRecord]:
+        """Managed policies by name."""
+
+    async def access_keys_page(self, *, after: str, limit: int) -> list[AccessKeyUse]:
+        """Access keys by id."""
+
+    async def access_keys_last_used(self, user_ids: Sequence[str]) -> dict[str, float]:
+        """The last use of any access key of each user (users whose keys were used)."""
+
+    async def user_names(self, user_ids: Sequence[str]) -> dict[str, str]:
+        """id -> IAM name of those of ``user_ids`` that exist."""
+
+    async def users_with_mfa(self, user_ids: Sequence[str]) -> set[str]:
+        """Those of ``user_ids`` with an enabled MFA device."""
+
+    async def put_report_job(self, job: ReportJob) -> None:
+        """Insert or replace the job."""
+
+    async def get_report_job(self, job_id: str) -> ReportJob | None: ...

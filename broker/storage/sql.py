@@ -18,6 +18,7 @@ One implementation serves both databases; where they differ (upserts, locking) t
 - ``sql_sessions``: browser sessions and revocations;
 - ``sql_logins``: login states, other single-use values and failed-login counts;
 - ``sql_reports``: the credentials report's reads and ``report_jobs``.
+- ``sql_activity``: access activity, the unused-access review's pages and report jobs.
 
 URLs are the configuration's form:
 
@@ -58,6 +59,7 @@ from broker.storage.base import (
     RoleRecord,
     User,
 )
+from broker.storage.sql_activity import ActivitySql
 from broker.storage.sql_audit import AuditSql
 from broker.storage.sql_base import (
     SqlBase,
@@ -153,6 +155,7 @@ class SqlStore(
     SessionsSql,
     LoginsSql,
     ReportsSql,
+    ActivitySql,
     SqlBase,
 ):
     """The ``Store`` protocol on one SQLAlchemy async engine (SQLite or PostgreSQL).

@@ -124,6 +124,8 @@ async def authorize(request: web.Request) -> web.Response:
         context=context,
         session_policies=cred.session_policies,
     )
+    if d.allowed:
+        b.activity.note(cred.role_arn, action, resource)
     return web.json_response(d.to_dict(), headers=NO_STORE)
 
 

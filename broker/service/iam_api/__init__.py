@@ -11,6 +11,7 @@ from broker.service.iam_api import (
     attachments,
     groups,
     inline,
+    last_accessed,
     login_profiles,
     oidc_providers,
     policies,
@@ -38,6 +39,7 @@ def all_actions() -> tuple[Action, ...]:
         *simulation.ACTIONS,
         *account.ACTIONS,
         *reports.ACTIONS,
+        *last_accessed.ACTIONS,
     )
 
 

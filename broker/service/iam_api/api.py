@@ -39,6 +39,7 @@ from broker.errors import (
     RecordNotFound,
     StsError,
 )
+from broker.service.activity import ActivityLog
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
 from broker.service.credential_report import CredentialReports
@@ -121,6 +122,7 @@ class IamApi:
         refresh: Callable[[], Awaitable[None]],
         hashing: PasswordHashing | None = None,
         providers: OidcProviderService | None = None,
+        activity: ActivityLog | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -135,6 +137,7 @@ class IamApi:
         self.hashing = hashing  # login profiles' passwords (argon2, off the event loop)
         self.reports = CredentialReports(settings, store, auditor, clock)
         self._generation: str | None = None
+        self.activity = activity  # allowed calls are counted (the unused-access review)
 
     @property
     def actions(self) -> Mapping[str, Action]:
@@ -194,6 +197,8 @@ class IamApi:
                 f"on resource: {resource}"
                 + (" with an explicit deny" if decision.decision == "explicitDeny" else ""),
             )
+        if self.activity is not None:
+            self.activity.note(cred.role_arn, f"iam:{name}", resource)
 
     @staticmethod
     def _page(result: Result, member: str, params: Params) -> Result:

@@ -96,7 +96,13 @@ async def create_role(call: Call) -> Result:
 
 async def get_role(call: Call) -> Result:
     view = await role_admin(call).view(call.params["RoleName"])
-    return {"Role": role_shape(call, view.record, view)}
+    shape = role_shape(call, view.record, view)
+    # The last allowed request of the role's sessions (the access activity, flushed every
+    # few seconds); one read on the activity's primary key.
+    used = await call.api.store.activity_last_used([shape["Arn"]])
+    if used:
+        shape["RoleLastUsed"] = {"LastUsedDate": used[shape["Arn"]]}
+    return {"Role": shape}
 
 
 async def list_roles(call: Call) -> Result:
