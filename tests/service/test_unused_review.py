@@ -26,7 +26,7 @@ from broker.policy import evaluate, parse_policy, validate_policy
 from broker.service.activity import ActivityLog
 from broker.service.container import Broker
 from broker.service.policy_generation import MAX_RESOURCES_PER_SCOPE, PolicyGenerator
-from broker.service.unused import UnusedAccess
+from broker.service.unused import Finding, UnusedAccess
 from broker.storage import schema as t
 from broker.storage.base import ActivityRow, Group, ManagedPolicyRecord, User
 from tests.conftest import write_config
@@ -180,7 +180,7 @@ async def test_unused_report_lists_exactly_the_unused(fx: Fixture) -> None:
     assert [(f["kind"], f["name"]) for f in doc["findings"]] == EXPECTED
 
 
-async def _all(review: UnusedAccess, days: int) -> list[object]:
+async def _all(review: UnusedAccess, days: int) -> list[Finding]:
     return [f async for f in review.findings(days)]
 
 
