@@ -23,10 +23,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from broker.clock import Clock, SystemClock
 from broker.config import Settings
+from broker.domain.sts import USER_SESSION_MAX
 from broker.errors import BrokerError, ConfigError, StoreError
 from broker.idp import OIDCClient
 from broker.kek import decode_kek, load_or_create_kek_file
 from broker.keyring import PUBLISH_AHEAD, KeyRing
+from broker.service.access_keys import AccessKeyService
 from broker.service.audit import Auditor
 from broker.service.audit_chain import CHECKPOINT_SECONDS, AuditChain
 from broker.service.authorize import Authorizer
@@ -58,6 +60,8 @@ PURGE_SECONDS = 3600.0
 # Every credential the broker issues ends within the session lifetime or an STS role's longest
 # session (12 h); a revocation older than that (plus clock leeway) voids nothing any more.
 STS_MAX_SESSION_SECONDS = 12 * 3600.0
+# GetSessionToken's longest credentials (36 h): signing keys and revocations outlive them too
+USER_SESSION_MAX_SECONDS = float(USER_SESSION_MAX)
 REVOCATION_LEEWAY_SECONDS = 600.0
 
 
@@ -120,6 +124,7 @@ class Broker:
     backchannel: BackchannelLogout
     offboarding: OffboardingService
     iam_api: IamApi
+    access_keys: AccessKeyService
     csrf_key: bytes = b""
     bootstrap_password: str | None = None
     _last: dict[str, float] = field(default_factory=dict)
@@ -159,6 +164,7 @@ class Broker:
                 [
                     settings.session.lifetime,
                     STS_MAX_SESSION_SECONDS,
+                    USER_SESSION_MAX_SECONDS,
                     *(r.max_session_duration for r in settings.roles.values()),
                 ]
             )
@@ -200,6 +206,13 @@ class Broker:
             await store.close()
             raise
         credentials = CredentialVerifier(sessions, revocations, clock)
+        access_keys = AccessKeyService(
+            store,
+            kek=kek,
+            auditor=auditor,
+            clock=clock,
+            user_generation=lambda: revocations.user_generation,
+        )
         try:
             forward_auth = ForwardAuth(
                 settings,
@@ -224,6 +237,7 @@ class Broker:
                 registered=RegisteredProviders(
                     settings, store, lambda p: OIDCClient(p, http, clock=clock), clock
                 ),
+                access_keys=access_keys,
             )
             await sts.refresh()
         except BaseException:
@@ -233,6 +247,7 @@ class Broker:
         offboarding = OffboardingService(store, iam, revocations, auditor, clock)
 
         async def refresh_iam() -> None:
+            access_keys.forget()  # an Inactive or deleted key is refused from now on
             await authorizer.refresh()
             await sts.refresh()  # roles, and the providers registered through the API
 
@@ -248,6 +263,7 @@ class Broker:
             actions=all_actions(),
             refresh=refresh_iam,
             hashing=hashing,
+            access_keys=access_keys,
         )
         now = clock.now()
         return cls(
@@ -270,6 +286,7 @@ class Broker:
             backchannel=BackchannelLogout(settings, store, clients, revocations, auditor, clock),
             offboarding=offboarding,
             iam_api=iam_api,
+            access_keys=access_keys,
             csrf_key=derive_key(kek, b"broker/csrf"),
             bootstrap_password=password,
             _last={"keys": now, "purge": now, "flush": now, "checkpoint": now},
@@ -279,6 +296,7 @@ class Broker:
         self.hashing.close()
         try:
             await self.sessions.flush_last_seen()
+            await self.access_keys.flush()
         except StoreError:
             log.exception("could not write last-seen times at shutdown")
         # a store error is logged by the auditor, which keeps the events for close() below
@@ -291,7 +309,9 @@ class Broker:
     @property
     def revocation_horizon(self) -> float:
         """How long a revocation must be kept (seconds)."""
-        longest = max(self.settings.session.lifetime, STS_MAX_SESSION_SECONDS)
+        longest = max(
+            self.settings.session.lifetime, STS_MAX_SESSION_SECONDS, USER_SESSION_MAX_SECONDS
+        )
         return longest + REVOCATION_LEEWAY_SECONDS
 
     @property
@@ -317,6 +337,7 @@ class Broker:
         if now - self._last["flush"] >= LAST_SEEN_FLUSH_SECONDS:
             self._last["flush"] = now
             await self.sessions.flush_last_seen()
+            await self.access_keys.flush()  # access keys' last use
         if now - self._last["keys"] >= KEY_CHECK_SECONDS:
             self._last["keys"] = now
             await self.keyring.refresh()

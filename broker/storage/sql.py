@@ -16,7 +16,8 @@ One implementation serves both databases; where they differ (upserts, locking) t
 - ``sql_audit``: the hash-chained audit log and its checkpoints;
 - ``sql_keys``: the token-signing keys and their rotation;
 - ``sql_sessions``: browser sessions and revocations;
-- ``sql_logins``: login states, other single-use values and failed-login counts.
+- ``sql_logins``: login states, other single-use values and failed-login counts;
+- ``sql_access_keys``: IAM users' access keys (sealed secrets, last-used times).
 
 URLs are the configuration's form:
 
@@ -57,6 +58,7 @@ from broker.storage.base import (
     RoleRecord,
     User,
 )
+from broker.storage.sql_access_keys import AccessKeysSql
 from broker.storage.sql_audit import AuditSql
 from broker.storage.sql_base import (
     SqlBase,
@@ -141,6 +143,7 @@ def _attached_policies(
 
 class SqlStore(
     UsersAdminMixin,
+    AccessKeysSql,
     GroupsAdminMixin,
     ManagedPoliciesSql,
     RolesMixin,

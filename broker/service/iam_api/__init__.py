@@ -7,6 +7,7 @@ catalogue. docs/iam-api.md lists what is supported and how it differs from AWS.
 from __future__ import annotations
 
 from broker.service.iam_api import (
+    access_keys,
     account,
     attachments,
     groups,
@@ -36,6 +37,7 @@ def all_actions() -> tuple[Action, ...]:
         *roles.ACTIONS,
         *simulation.ACTIONS,
         *account.ACTIONS,
+        *access_keys.ACTIONS,
     )
 
 

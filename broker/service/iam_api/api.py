@@ -39,6 +39,7 @@ from broker.errors import (
     RecordNotFound,
     StsError,
 )
+from broker.service.access_keys import AccessKeyService
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
 from broker.service.hashing import PasswordHashing
@@ -120,6 +121,7 @@ class IamApi:
         refresh: Callable[[], Awaitable[None]],
         hashing: PasswordHashing | None = None,
         providers: OidcProviderService | None = None,
+        access_keys: AccessKeyService | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -132,6 +134,7 @@ class IamApi:
         self._actions: Mapping[str, Action] = {a.name: a for a in actions}
         self._refresh = refresh
         self.hashing = hashing  # login profiles' passwords (argon2, off the event loop)
+        self.access_keys = access_keys  # IAM users' long-lived keys
         self._generation: str | None = None
 
     @property
@@ -150,9 +153,11 @@ class IamApi:
         if action is None:
             raise IamInvalidInput(f"unknown_action:{name[:64]}")
         call = Call(api=self, caller=caller, params=params, req=req)
+        if caller.credential is not None:  # an IAM user's, compiled on first use
+            await self.authorizer.prepare(caller.credential.principal)
         try:
-            resource = action.resource(call)
-            self.authorize(caller, name, resource, req)
+            if not action.authorize_in_run:
+                self.authorize(caller, name, action.resource(call), req)
             result = await action.run(call)
         except BrokerError as e:
             err = as_iam_error(e)
