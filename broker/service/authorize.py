@@ -190,6 +190,10 @@ class Authorizer:
         """The compiled user, if ``prepare`` compiled it since the last refresh."""
         return self._users.get((arn, user_id))
 
+    def needs_prepare(self, p: Principal) -> bool:
+        """Whether ``p`` is an IAM user not compiled since the last refresh."""
+        return is_user_arn(p.role_arn) and (p.role_arn, p.user_id) not in self._users
+
     async def prepare(self, p: Principal) -> None:
         """Compile ``p`` if it is an IAM user not compiled yet (roles: nothing to do). Never
         raises: a store failure leaves it uncompiled, and ``decide`` denies."""

@@ -37,7 +37,7 @@ from broker.errors import ConfigError, RevocationStateStale, Unauthenticated
 from broker.keyring import KeyRing
 from broker.policy import Decision
 from broker.service.audit import Auditor, RequestInfo
-from broker.service.authorize import Authorizer
+from broker.service.authorize import Authorizer, CompiledRole, CompiledUser, Principal
 from broker.service.credentials import CredentialVerifier
 from broker.service.verified import Credential
 
@@ -89,6 +89,9 @@ class Verdict:
     status: int  # 200 | 401 | 403 only
     reason: str  # for the audit log and operators; never sent to the client
     headers: Mapping[str, str] = field(default_factory=dict)
+    # An IAM user's credential whose policies are not compiled yet: the caller awaits
+    # ``Authorizer.prepare(prepare)`` and decides again with ``prepared=True`` (not audited).
+    prepare: Principal | None = None
 
 
 HeaderFreezer = Callable[[dict[str, str]], Mapping[str, str]]
@@ -226,6 +229,7 @@ class ForwardAuth:
         req: RequestInfo,
         *,
         raw: Hashable | None = None,
+        prepared: bool = False,
     ) -> Verdict:
         """``tokens_``: the credentials presented, in order of preference (cookie, bearer).
 
@@ -264,6 +268,10 @@ class ForwardAuth:
                 headers={H_REDIRECT: self.login_url(original.url)},
             )
         source_ip = req.source_ip
+        if not prepared and self._authorizer.role(cred.role_arn) is None:
+            principal = cred.principal
+            if self._authorizer.needs_prepare(principal):  # an IAM user, first seen
+                return Verdict(403, "principal_not_compiled", prepare=principal)
         decision = self._decision(cred, original, origin, resource, source_ip)
         if not decision.allowed:
             sids = ",".join(m.sid or f"#{m.index}" for m in decision.matched_statements)
@@ -285,8 +293,8 @@ class ForwardAuth:
         if second != self._verdicts_second:
             self._roll()
             self._verdicts_second = second
-        if len(self._verdicts) < MAX_MEMO:
-            role = self._authorizer.role(cred.role_arn)
+        role = self._authorizer.role(cred.role_arn)
+        if role is not None and len(self._verdicts) < MAX_MEMO:  # IAM users: not remembered
             self._verdicts[raw] = _Allowed(verdict, cred, role, allow_key)
 
     def _decision(
@@ -308,7 +316,9 @@ class ForwardAuth:
         if second != self._memo_second:
             self._memo.clear()
             self._memo_second = second
-        role = self._authorizer.role(cred.role_arn)
+        role: CompiledRole | CompiledUser | None = self._authorizer.role(cred.role_arn)
+        if role is None:
+            role = self._authorizer.user(cred.role_arn, cred.user_id)
         key = (_principal_key(cred), id(role), original.method, resource, source_ip)
         hit = self._memo.get(key)
         if hit is not None and hit[1] is role:

@@ -27,11 +27,15 @@ async def refused(client: Any, operation: str, **params: Any) -> str:
 
 async def test_a_new_key_is_the_user_for_every_sdk_call(iam_env: IamEnv) -> None:
     key = await user_with_key(iam_env, "ci", EVERYTHING)
-    assert key["AccessKeyId"].startswith("AKIA") and len(key["AccessKeyId"]) == 20
-    assert len(key["SecretAccessKey"]) == 40 and key["Status"] == "Active"
+    assert key["AccessKeyId"].startswith("AKIA")
+    assert len(key["AccessKeyId"]) == 20
+    assert len(key["SecretAccessKey"]) == 40
+    assert key["Status"] == "Active"
     sts = key_client(iam_env.url, "sts", key)
     me = await call(sts, "get_caller_identity")
-    assert me["Arn"] == USER_ARN and me["Account"] == ACCOUNT and me["UserId"].startswith("AIDA")
+    assert me["Arn"] == USER_ARN
+    assert me["Account"] == ACCOUNT
+    assert me["UserId"].startswith("AIDA")
 
     iam = key_client(iam_env.url, "iam", key)
     listed = await call(iam, "list_access_keys")  # UserName left out: the caller itself
@@ -89,7 +93,6 @@ async def test_inactive_and_deleted_keys_are_refused_at_once(iam_env: IamEnv) ->
     assert await refused(sts, "get_caller_identity") == "InvalidClientTokenId"
     assert await refused(iam, "get_user") == "InvalidClientTokenId"
     assert (await call(admin, "list_access_keys", UserName="ci"))["AccessKeyMetadata"] == []
-    events = await iam_env.broker.broker.store.list_audit(action="sts.GetCallerIdentity", limit=100)
     await iam_env.broker.broker.auditor.flush()
     events = await iam_env.broker.broker.store.list_audit(limit=500)
     assert any(e.reason == "access_key_not_active" for e in events)
@@ -129,17 +132,20 @@ async def test_last_use_is_recorded(iam_env: IamEnv) -> None:
     after = (await call(admin, "get_access_key_last_used", AccessKeyId=key["AccessKeyId"]))[
         "AccessKeyLastUsed"
     ]
-    assert after["ServiceName"] == "sts" and after["Region"] == "us-east-1"
+    assert after["ServiceName"] == "sts"
+    assert after["Region"] == "us-east-1"
     first = after["LastUsedDate"]
     await iam_env.broker.broker.access_keys.flush()  # written off the request path
     stored = await iam_env.broker.broker.store.get_access_key(key["AccessKeyId"])
-    assert stored is not None and stored.last_used_service == "sts"
+    assert stored is not None
+    assert stored.last_used_service == "sts"
 
     await call(key_client(iam_env.url, "iam", key), "list_access_keys")
     later = (await call(admin, "get_access_key_last_used", AccessKeyId=key["AccessKeyId"]))[
         "AccessKeyLastUsed"
     ]
-    assert later["ServiceName"] == "iam" and later["LastUsedDate"] >= first
+    assert later["ServiceName"] == "iam"
+    assert later["LastUsedDate"] >= first
 
 
 async def test_at_most_two_keys(iam_env: IamEnv) -> None:
@@ -149,7 +155,8 @@ async def test_at_most_two_keys(iam_env: IamEnv) -> None:
     assert await refused(admin, "create_access_key", UserName="ci") == "LimitExceeded"
     assert len((await call(admin, "list_access_keys", UserName="ci"))["AccessKeyMetadata"]) == 2
     page = await call(admin, "list_access_keys", UserName="ci", MaxItems=1)
-    assert page["IsTruncated"] and len(page["AccessKeyMetadata"]) == 1
+    assert page["IsTruncated"]
+    assert len(page["AccessKeyMetadata"]) == 1
     rest = await call(admin, "list_access_keys", UserName="ci", Marker=page["Marker"])
     assert [k["AccessKeyId"] for k in rest["AccessKeyMetadata"]] == [second["AccessKeyId"]]
     # rotation: delete the old one, a new one may be made
@@ -247,7 +254,8 @@ async def test_secrets_are_never_audited_or_logged(
     await b.auditor.flush()
     events = await b.store.list_audit(limit=1000)
     created = [e for e in events if e.action == "iam.CreateAccessKey"]
-    assert created and created[0].details["access_key_id"] == key["AccessKeyId"]
+    assert created
+    assert created[0].details["access_key_id"] == key["AccessKeyId"]
     dump = json.dumps([[e.action, e.principal, e.reason, e.details] for e in events])
     # the server's logs (the client's own, botocore's debug output, print its responses)
     logged = "\n".join(
@@ -258,4 +266,5 @@ async def test_secrets_are_never_audited_or_logged(
         assert secret not in dump
         assert secret not in logged
     stored = await b.store.get_access_key(key["AccessKeyId"])
-    assert stored is not None and key["SecretAccessKey"].encode() not in stored.secret_sealed
+    assert stored is not None
+    assert key["SecretAccessKey"].encode() not in stored.secret_sealed
