@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from broker.cli_access_keys import add_access_key_commands
 from broker.cli_admin import add_admin_commands, common_args, read_text_file
 from broker.cli_audit import cmd_audit_verify
 from broker.config import Settings, load_settings
@@ -343,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
         "administers through the IAM API (aws iam ... --endpoint-url <public_url>).",
     ).add_subparsers(dest="admin_noun", required=True, metavar="NOUN")
     policies = add_admin_commands(admin)
+    add_access_key_commands(admin)
     p = policies.add_parser(
         "validate",
         help="list every error and warning of a policy file, with paths and fixes",

@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from pytest_aiohttp import AiohttpServer
 
 from broker.clock import SystemClock
+from tests.conftest import RunningBroker
 from tests.iam.conftest import IamEnv, call, error_code, iam_roles
 from tests.iam.keys_support import EVERYTHING, eventually, key_client, user_with_key
 from tests.sts.conftest import _provider, aws_env, start_broker
@@ -38,7 +39,7 @@ async def test_an_inactive_key_is_refused_by_the_other_instance(
         monkeypatch.setenv(k, v)
     idp = FakeIdP(clock=SystemClock())
     idp.bind(await aiohttp_server(idp.app))
-    brokers = []
+    brokers: list[RunningBroker] = []
     for name in ("a", "b"):
         brokers.append(
             await start_broker(
