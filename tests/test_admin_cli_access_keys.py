@@ -1,6 +1,6 @@
 """``broker admin access-keys create|list|update|delete`` on a real SQLite store: the secret is
-printed once, listing shows status
-and last use but never the secret, a third key is refused, changes are audited as root."""
+printed once, listing shows status and last use but never the secret, a third key is refused,
+changes are audited as root."""
 
 from __future__ import annotations
 
