@@ -179,31 +179,36 @@ class AccessKeyService:
         if hit is not None and hit[1] > now and hit[2] == generation:
             self._cache.move_to_end(access_key_id)
             return hit[0]
-        found = await self._load(access_key_id)
+        found, cacheable = await self._load(access_key_id)
+        if not cacheable:
+            self._cache.pop(access_key_id, None)
+            return found
         self._cache[access_key_id] = (found, now + CACHE_SECONDS, generation)
         self._cache.move_to_end(access_key_id)
         if len(self._cache) > CACHE_ENTRIES:
             self._cache.popitem(last=False)
         return found
 
-    async def _load(self, access_key_id: str) -> KnownKey | None:
+    async def _load(self, access_key_id: str) -> tuple[KnownKey | None, bool]:
+        """(the usable key or None, whether the answer may be cached). A disabled user's key is
+        not cached: enabling the user records no revocation, and must take effect at once."""
         record = await self._store.get_access_key(access_key_id)
         if record is None or record.status != ACTIVE:
-            return None
+            return None, True
         try:
             user = await self._store.get_user(record.user_id)
         except RecordNotFound:
-            return None
+            return None, True
         if user.disabled:
-            return None
+            return None, False
+        if record.seal_kid != seal_label(access_key_id):
+            return None, True  # a sealed secret moved from another row
         try:
             secret = kek_seal.unseal(self._kek, record.seal_kid, record.secret_sealed)
         except KeyRingError as e:
             log.error("access key %s cannot be unsealed: %s", access_key_id, e.reason)
-            return None
-        if record.seal_kid != seal_label(access_key_id):
-            return None  # a sealed secret moved from another row
-        return KnownKey(record, user, secret.decode("ascii"))
+            return None, True
+        return KnownKey(record, user, secret.decode("ascii")), True
 
     def note_use(self, access_key_id: str, *, region: str, service: str) -> None:
         """Remember a use; written by ``flush`` (off the request path)."""

@@ -101,6 +101,11 @@ server copies fastest; the service itself builds no HTTP types)."""
 _AllowKey = tuple[str, str, str, str, str]  # session, role, origin, method, source address
 
 
+class _NotCompiled(Exception):
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+
+
 class _Allowed:
     """A remembered allow: what it was decided with, and how often it was served since."""
 
@@ -268,11 +273,10 @@ class ForwardAuth:
                 headers={H_REDIRECT: self.login_url(original.url)},
             )
         source_ip = req.source_ip
-        if not prepared and self._authorizer.role(cred.role_arn) is None:
-            principal = cred.principal
-            if self._authorizer.needs_prepare(principal):  # an IAM user, first seen
-                return Verdict(403, "principal_not_compiled", prepare=principal)
-        decision = self._decision(cred, original, origin, resource, source_ip)
+        try:
+            decision = self._decision(cred, original, origin, resource, source_ip, prepared)
+        except _NotCompiled as e:  # an IAM user first seen: compiled by the caller, not audited
+            return Verdict(403, "principal_not_compiled", prepare=e.principal)
         if not decision.allowed:
             sids = ",".join(m.sid or f"#{m.index}" for m in decision.matched_statements)
             reason = decision.decision + (f":{sids}" if sids else "")
@@ -304,8 +308,10 @@ class ForwardAuth:
         origin: str,
         resource: str,
         source_ip: str,
+        prepared: bool = False,
     ) -> Decision:
-        """The policy decision, memoised within one clock second.
+        """The policy decision, memoised within one clock second. ``_NotCompiled`` for an IAM
+        user's credential whose policies are not compiled yet (unless ``prepared``).
 
         The request context has one-second resolution (``CurrentTime``, ``EpochTime``), so the
         same credential, role version, method, URL and source address within the same second
@@ -319,6 +325,8 @@ class ForwardAuth:
         role: CompiledRole | CompiledUser | None = self._authorizer.role(cred.role_arn)
         if role is None:
             role = self._authorizer.user(cred.role_arn, cred.user_id)
+            if role is None and not prepared and self._authorizer.needs_prepare(cred.principal):
+                raise _NotCompiled(cred.principal)
         key = (_principal_key(cred), id(role), original.method, resource, source_ip)
         hit = self._memo.get(key)
         if hit is not None and hit[1] is role:
