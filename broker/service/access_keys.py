@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from broker import kek as kek_seal
@@ -60,6 +60,7 @@ class KnownKey:
     record: AccessKeyRecord
     user: User
     secret: str = field(repr=False)
+    tags: Mapping[str, str] = field(default_factory=dict)  # the user's: aws:PrincipalTag/*
 
 
 class AccessKeyService:
@@ -208,7 +209,8 @@ class AccessKeyService:
         except KeyRingError as e:
             log.error("access key %s cannot be unsealed: %s", access_key_id, e.reason)
             return None, True
-        return KnownKey(record, user, secret.decode("ascii")), True
+        tags = await self._store.list_tags("user", user.id)
+        return KnownKey(record, user, secret.decode("ascii"), tags), True
 
     def note_use(self, access_key_id: str, *, region: str, service: str) -> None:
         """Remember a use; written by ``flush`` (off the request path)."""

@@ -864,6 +864,7 @@ class StsService:
             False,
             known.record.created_at,
             float("inf"),
+            tags=dict(known.tags),
             claims={CLAIM_ASSUMED_ROLE: arn, CLAIM_AKID: akid, CLAIM_SESSION_NAME: user.name},
             session_name=user.name,
         )
@@ -969,7 +970,7 @@ class StsService:
             session_name=cred.subject,
             duration=seconds,
             policies=[],
-            tags=sts.SessionTags(tags={}, transitive=()),
+            tags=sts.SessionTags(tags=dict(cred.tags), transitive=()),  # the user's tags
             source_identity="",
             packed=None,
         )

@@ -113,3 +113,17 @@ async def test_the_group_policy_decides_and_stops_deciding(env: IamEnv) -> None:
 
     # the long-lived key itself is no bearer credential
     assert await auth(env.url, key["SecretAccessKey"], "page") == 401
+
+
+async def test_the_users_tags_are_principal_tags(env: IamEnv) -> None:
+    admin = await env.client("admin")
+    team = {"StringEquals": {"aws:PrincipalTag/team": "infra"}}
+    key = await user_with_key(
+        env, "ci", {"Effect": "Allow", "Action": "app:Read", "Resource": "*", "Condition": team}
+    )
+    await call(admin, "tag_user", UserName="ci", Tags=[{"Key": "team", "Value": "infra"}])
+    token = await session_token(env, key)
+    assert await authorize(env.url, token, "app:Read", "res/1") == "allowed"
+    await call(admin, "tag_user", UserName="ci", Tags=[{"Key": "team", "Value": "data"}])
+    later = await session_token(env, key)  # a new session carries the new tags
+    assert await authorize(env.url, later, "app:Read", "res/1") == "implicitDeny"
