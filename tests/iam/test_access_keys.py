@@ -47,8 +47,11 @@ async def test_a_new_key_is_the_user_for_every_sdk_call(iam_env: IamEnv) -> None
     assert session["AccessKeyId"].startswith("ASIA")
     via_session = key_client(iam_env.url, "sts", session)
     assert (await call(via_session, "get_caller_identity"))["Arn"] == USER_ARN
-    # AWS: GetSessionToken only with long-term credentials
+    # AWS: GetSessionToken only with long-term credentials; its credentials call no IAM
+    # action without MFA
     assert await refused(via_session, "get_session_token") == "AccessDenied"
+    iam_session = key_client(iam_env.url, "iam", session)
+    assert await refused(iam_session, "list_access_keys") == "AccessDenied"
 
     admin = await iam_env.client("admin")
     trust = policy({"Effect": "Allow", "Principal": {"AWS": USER_ARN}, "Action": "sts:AssumeRole"})

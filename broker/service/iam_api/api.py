@@ -47,6 +47,7 @@ from broker.service.iam import IamService
 from broker.service.iam_api.registry import Action, Call, Caller, Params, Result
 from broker.service.offboarding import OffboardingService
 from broker.service.providers import OidcProviderService
+from broker.service.verified import ACCESS
 from broker.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,15 @@ class IamApi:
         if caller.credential is not None:  # an IAM user's, compiled on first use
             await self.authorizer.prepare(caller.credential.principal)
         try:
+            cred = caller.credential
+            if cred is not None and cred.kind == ACCESS and cred.is_user and not cred.mfa:
+                # AWS: GetSessionToken credentials call no IAM action unless made with MFA
+                raise IamAccessDenied(
+                    "session_token_without_mfa",
+                    public_message="Credentials from GetSessionToken cannot call IAM API "
+                    "operations unless MFA authentication information was included in the "
+                    "request.",
+                )
             if not action.authorize_in_run:
                 self.authorize(caller, name, action.resource(call), req)
             result = await action.run(call)
