@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from broker.cli_access_keys import add_access_key_commands
 from broker.cli_admin import add_admin_commands, common_args, read_text_file
 from broker.cli_audit import cmd_audit_verify
 from broker.cli_report import add_report_commands
@@ -408,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
         "administers through the IAM API (aws iam ... --endpoint-url <public_url>).",
     ).add_subparsers(dest="admin_noun", required=True, metavar="NOUN")
     policies = add_admin_commands(admin)
+    add_access_key_commands(admin)
     p = policies.add_parser(
         "validate",
         help="list every error and warning of a policy file, with paths and fixes",

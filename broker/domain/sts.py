@@ -52,6 +52,10 @@ ACCESS_KEY_PREFIX = "ASIA"
 ROLE_ID_PREFIX = "AROA"
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 ACCESS_KEY_ID = re.compile(r"ASIA[A-Z2-7]{16}")
+USER_ACCESS_KEY_PREFIX = "AKIA"  # an IAM user's long-lived access key
+USER_ACCESS_KEY_ID = re.compile(r"AKIA[A-Z2-7]{16}")
+USER_SESSION_DEFAULT = 43200  # GetSessionToken's default and maximum DurationSeconds
+USER_SESSION_MAX = 129600
 
 _SESSION_NAME = re.compile(r"[\w+=,.@-]*", re.ASCII)
 _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]*", re.ASCII)
@@ -176,6 +180,46 @@ def new_access_key_id() -> str:
 
 def is_access_key_id(value: str) -> bool:
     return ACCESS_KEY_ID.fullmatch(value) is not None
+
+
+def new_user_access_key_id() -> str:
+    """An IAM user's long-lived key id: ``AKIA`` + 16 random base32 characters (80 bits)."""
+    return USER_ACCESS_KEY_PREFIX + base64.b32encode(secrets.token_bytes(10)).decode("ascii")
+
+
+def new_user_secret() -> str:
+    """A long-lived key's secret: 40 characters of base64 (240 bits), as AWS's."""
+    return base64.b64encode(secrets.token_bytes(30)).decode("ascii")
+
+
+def is_user_access_key_id(value: str) -> bool:
+    return USER_ACCESS_KEY_ID.fullmatch(value) is not None
+
+
+def iam_user_unique_id(internal_id: str) -> str:
+    """An IAM user's stable unique id in AWS's form (``AIDA`` + 17 characters)."""
+    digest = hashlib.sha256(internal_id.encode()).digest()
+    return "AIDA" + base64.b32encode(digest).decode("ascii")[:17]
+
+
+def session_token_duration(raw: str | None) -> int:
+    """``GetSessionToken``'s ``DurationSeconds``: 900-129600 (36 h), 43200 when left out."""
+    if raw is None or raw == "":
+        return USER_SESSION_DEFAULT
+    if not re.fullmatch(r"[0-9]{1,9}", raw):
+        raise StsInvalidParameterValue(
+            "bad_duration", public_message="Value for parameter DurationSeconds is invalid."
+        )
+    seconds = int(raw)
+    if seconds < MIN_DURATION:
+        raise _constraint(
+            raw, "durationSeconds", "Member must have value greater than or equal to 900"
+        )
+    if seconds > USER_SESSION_MAX:
+        raise _constraint(
+            raw, "durationSeconds", "Member must have value less than or equal to 129600"
+        )
+    return seconds
 
 
 # --- durations ----------------------------------------------------------------------------------

@@ -1,25 +1,44 @@
-"""Permission decisions for a credential: the role's identity policies, its permissions
+"""Permission decisions for a credential: the principal's identity policies, its permissions
 boundary, and any session policies, evaluated in memory.
 
 Roles are compiled once (``refresh`` re-reads the store when roles change); deciding a request
 touches no database and parses nothing. Used by forward-auth, ``/v1/authorize`` and STS.
+
+IAM users are principals too (a credential from an access key, or from ``GetSessionToken``,
+has the user's ARN as ``Principal.role_arn``). A user is compiled on first use
+(``prepare``, which async callers await before ``decide``) through ``policy_sets
+.user_policy_set``, the simulator's code, and kept in a bounded LRU keyed by (ARN, user id),
+so that a user deleted and re-created under the same name never inherits the old one's
+credentials. ``refresh`` (every IAM change, here or on another instance through the IAM
+generation) drops them all. ``decide`` never reads the store: a user not compiled yet, deleted,
+disabled or with a broken policy allows nothing.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from broker.clock import Clock
 from broker.config import Settings
 from broker.domain.claims import ContextValue, global_context
+from broker.errors import StoreError
 from broker.policy import Decision, Policy, PolicyError, evaluate, parse_policy
-from broker.service.policy_sets import PolicyCompiler
+from broker.service.policy_sets import PolicyCompiler, user_policy_set
 from broker.storage.base import AttachedPolicies, ManagedPolicyRecord, RoleRecord, Store
 
 log = logging.getLogger(__name__)
+
+USER_CACHE_ENTRIES = 10_000  # compiled users kept (least recently used dropped first)
+
+
+def is_user_arn(arn: str) -> bool:
+    """``arn:<partition>:iam::<account>:user/<name>``."""
+    parts = arn.split(":", 5)
+    return len(parts) == 6 and parts[2] == "iam" and parts[5].startswith("user/")
 
 
 @dataclass(frozen=True)
@@ -34,8 +53,21 @@ class CompiledRole:
 
 
 @dataclass(frozen=True)
+class CompiledUser:
+    """An IAM user's policies in force (``broken``: deleted, disabled, or a policy that does
+    not parse or no longer exists: it allows nothing)."""
+
+    arn: str
+    user_id: str
+    identity: tuple[Policy, ...] = ()
+    boundary: Policy | None = None
+    broken: bool = False
+
+
+@dataclass(frozen=True)
 class Principal:
-    """What a verified credential says about its holder, for policy context keys."""
+    """What a verified credential says about its holder, for policy context keys.
+    ``role_arn`` is the principal's ARN: a role's, or an IAM user's (``principal_arn``)."""
 
     role_arn: str
     user_id: str = ""
@@ -47,6 +79,14 @@ class Principal:
     issued_at: float | None = None
     session_name: str = ""
     source_identity: str = ""
+
+    @property
+    def principal_arn(self) -> str:
+        return self.role_arn
+
+    @property
+    def is_user(self) -> bool:
+        return is_user_arn(self.role_arn)
 
 
 def compile_role(
@@ -113,13 +153,18 @@ class Authorizer:
         self._roles: dict[str, CompiledRole] = {}
         self._versions: dict[str, tuple[object, ...]] = {}
         self._compiler = PolicyCompiler()
+        self._users: OrderedDict[tuple[str, str], CompiledUser] = OrderedDict()
+        self._user_compiler = PolicyCompiler()
+        self._epoch = 0  # bumped by refresh: a compile that started before it is not kept
 
     def role_arn(self, name: str) -> str:
         return self._settings.arn("role", name)
 
     async def refresh(self) -> None:
         """Recompile roles whose record, attachments or attached policies changed in the
-        store; drop deleted ones."""
+        store; drop deleted ones, and every compiled user (recompiled on next use)."""
+        self._epoch += 1
+        self._users.clear()
         records = await self._store.list_roles()
         attachments = await self._store.all_attachments("role")
         managed = {p.name: p for p in await self._store.list_managed_policies()}
@@ -136,9 +181,54 @@ class Authorizer:
                 fresh[arn] = compile_role(r, arn, attached, managed, self._compiler)
         self._roles, self._versions = fresh, versions
         self._compiler.forget_except(managed)
+        self._user_compiler.forget_except(managed)
 
     def role(self, arn: str) -> CompiledRole | None:
         return self._roles.get(arn)
+
+    def user(self, arn: str, user_id: str) -> CompiledUser | None:
+        """The compiled user, if ``prepare`` compiled it since the last refresh."""
+        return self._users.get((arn, user_id))
+
+    def needs_prepare(self, p: Principal) -> bool:
+        """Whether ``p`` is an IAM user not compiled since the last refresh."""
+        return is_user_arn(p.role_arn) and (p.role_arn, p.user_id) not in self._users
+
+    async def prepare(self, p: Principal) -> None:
+        """Compile ``p`` if it is an IAM user not compiled yet (roles: nothing to do). Never
+        raises: a store failure leaves it uncompiled, and ``decide`` denies."""
+        key = (p.role_arn, p.user_id)
+        if p.role_arn in self._roles or not is_user_arn(p.role_arn):
+            return
+        if key in self._users:
+            self._users.move_to_end(key)
+            return
+        epoch = self._epoch
+        try:
+            compiled = await self._compile_user(p.role_arn, p.user_id)
+        except StoreError as e:
+            log.warning("could not compile user %s: %s", p.role_arn, e.reason)
+            return
+        if epoch != self._epoch:
+            return  # IAM changed meanwhile: what was read may be stale
+        self._users[key] = compiled
+        if len(self._users) > USER_CACHE_ENTRIES:
+            self._users.popitem(last=False)
+
+    async def _compile_user(self, arn: str, user_id: str) -> CompiledUser:
+        name = arn.split(":", 5)[5].removeprefix("user/")
+        found = [u for u in await self._store.find_users_by_name(name) if u.id == user_id]
+        if not found or found[0].disabled:
+            return CompiledUser(arn, user_id, broken=True)
+        try:
+            compiled = await user_policy_set(self._store, self._user_compiler, found[0])
+        except PolicyError as e:
+            log.error("user %s has an invalid permission policy (it allows nothing): %s", name, e)
+            return CompiledUser(arn, user_id, broken=True)
+        if compiled.broken:
+            log.error("user %s: attached policies %s no longer exist", name, compiled.missing)
+            return CompiledUser(arn, user_id, broken=True)
+        return CompiledUser(arn, user_id, compiled.identity, compiled.boundary)
 
     def context_for(
         self, p: Principal, *, source_ip: str, extra: Mapping[str, ContextValue] | None = None
@@ -169,15 +259,18 @@ class Authorizer:
         context: Mapping[str, ContextValue],
         session_policies: Sequence[Policy] = (),
     ) -> Decision:
-        """Deny when unsure: an unknown or broken role allows nothing (implicit deny)."""
-        role = self._roles.get(p.role_arn)
-        if role is None or role.broken:
+        """Deny when unsure: an unknown or broken role, or a user not compiled (``prepare``),
+        deleted, disabled or broken, allows nothing (implicit deny)."""
+        found: CompiledRole | CompiledUser | None = self._roles.get(p.role_arn)
+        if found is None:
+            found = self._users.get((p.role_arn, p.user_id))
+        if found is None or found.broken:
             return Decision(decision="implicitDeny", matched_statements=())
         return evaluate(
             action=action,
             resource=resource,
             context=context,
-            identity=role.identity,
-            boundary=role.boundary,
+            identity=found.identity,
+            boundary=found.boundary,
             session=session_policies,
         )

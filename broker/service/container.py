@@ -23,10 +23,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from broker.clock import Clock, SystemClock
 from broker.config import Settings
+from broker.domain.sts import USER_SESSION_MAX
 from broker.errors import BrokerError, ConfigError, StoreError
 from broker.idp import OIDCClient
 from broker.kek import decode_kek, load_or_create_kek_file
 from broker.keyring import PUBLISH_AHEAD, KeyRing
+from broker.service.access_keys import AccessKeyService
 from broker.service.activity import ActivityLog
 from broker.service.audit import Auditor
 from broker.service.audit_chain import CHECKPOINT_SECONDS, AuditChain
@@ -59,6 +61,8 @@ PURGE_SECONDS = 3600.0
 # Every credential the broker issues ends within the session lifetime or an STS role's longest
 # session (12 h); a revocation older than that (plus clock leeway) voids nothing any more.
 STS_MAX_SESSION_SECONDS = 12 * 3600.0
+# GetSessionToken's longest credentials (36 h): signing keys and revocations outlive them too
+USER_SESSION_MAX_SECONDS = float(USER_SESSION_MAX)
 REVOCATION_LEEWAY_SECONDS = 600.0
 
 
@@ -122,6 +126,7 @@ class Broker:
     offboarding: OffboardingService
     iam_api: IamApi
     activity: ActivityLog
+    access_keys: AccessKeyService
     csrf_key: bytes = b""
     bootstrap_password: str | None = None
     _last: dict[str, float] = field(default_factory=dict)
@@ -161,6 +166,7 @@ class Broker:
                 [
                     settings.session.lifetime,
                     STS_MAX_SESSION_SECONDS,
+                    USER_SESSION_MAX_SECONDS,
                     *(r.max_session_duration for r in settings.roles.values()),
                 ]
             )
@@ -203,6 +209,13 @@ class Broker:
             raise
         credentials = CredentialVerifier(sessions, revocations, clock)
         activity = ActivityLog(store, clock)
+        access_keys = AccessKeyService(
+            store,
+            kek=kek,
+            auditor=auditor,
+            clock=clock,
+            user_generation=lambda: revocations.user_generation,
+        )
         try:
             forward_auth = ForwardAuth(
                 settings,
@@ -229,6 +242,7 @@ class Broker:
                     settings, store, lambda p: OIDCClient(p, http, clock=clock), clock
                 ),
                 activity=activity,
+                access_keys=access_keys,
             )
             await sts.refresh()
         except BaseException:
@@ -238,6 +252,7 @@ class Broker:
         offboarding = OffboardingService(store, iam, revocations, auditor, clock)
 
         async def refresh_iam() -> None:
+            access_keys.forget()  # an Inactive or deleted key is refused from now on
             await authorizer.refresh()
             await sts.refresh()  # roles, and the providers registered through the API
 
@@ -254,6 +269,7 @@ class Broker:
             refresh=refresh_iam,
             hashing=hashing,
             activity=activity,
+            access_keys=access_keys,
         )
         now = clock.now()
         return cls(
@@ -277,6 +293,7 @@ class Broker:
             offboarding=offboarding,
             iam_api=iam_api,
             activity=activity,
+            access_keys=access_keys,
             csrf_key=derive_key(kek, b"broker/csrf"),
             bootstrap_password=password,
             _last={"keys": now, "purge": now, "flush": now, "checkpoint": now},
@@ -287,6 +304,7 @@ class Broker:
         await self.iam_api.reports.close()  # a report cut short is started again later
         try:
             await self.sessions.flush_last_seen()
+            await self.access_keys.flush()
         except StoreError:
             log.exception("could not write last-seen times at shutdown")
         # a store error is logged by the auditor, which keeps the events for close() below
@@ -300,7 +318,9 @@ class Broker:
     @property
     def revocation_horizon(self) -> float:
         """How long a revocation must be kept (seconds)."""
-        longest = max(self.settings.session.lifetime, STS_MAX_SESSION_SECONDS)
+        longest = max(
+            self.settings.session.lifetime, STS_MAX_SESSION_SECONDS, USER_SESSION_MAX_SECONDS
+        )
         return longest + REVOCATION_LEEWAY_SECONDS
 
     @property
@@ -327,6 +347,7 @@ class Broker:
             self._last["flush"] = now
             await self.sessions.flush_last_seen()
             await self.flush_activity()
+            await self.access_keys.flush()  # access keys' last use
         if now - self._last["keys"] >= KEY_CHECK_SECONDS:
             self._last["keys"] = now
             await self.keyring.refresh()

@@ -39,7 +39,7 @@ from broker.keyring import KeyRing
 from broker.policy import Decision
 from broker.service.activity import ActivityLog
 from broker.service.audit import Auditor, RequestInfo
-from broker.service.authorize import Authorizer
+from broker.service.authorize import Authorizer, CompiledRole, CompiledUser, Principal
 from broker.service.credentials import CredentialVerifier
 from broker.service.verified import Credential
 
@@ -91,6 +91,9 @@ class Verdict:
     status: int  # 200 | 401 | 403 only
     reason: str  # for the audit log and operators; never sent to the client
     headers: Mapping[str, str] = field(default_factory=dict)
+    # An IAM user's credential whose policies are not compiled yet: the caller awaits
+    # ``Authorizer.prepare(prepare)`` and decides again with ``prepared=True`` (not audited).
+    prepare: Principal | None = None
 
 
 HeaderFreezer = Callable[[dict[str, str]], Mapping[str, str]]
@@ -98,6 +101,11 @@ HeaderFreezer = Callable[[dict[str, str]], Mapping[str, str]]
 server copies fastest; the service itself builds no HTTP types)."""
 
 _AllowKey = tuple[str, str, str, str, str]  # session, role, origin, method, source address
+
+
+class _NotCompiled(Exception):
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
 
 
 class _Allowed:
@@ -242,6 +250,7 @@ class ForwardAuth:
         req: RequestInfo,
         *,
         raw: Hashable | None = None,
+        prepared: bool = False,
     ) -> Verdict:
         """``tokens_``: the credentials presented, in order of preference (cookie, bearer).
 
@@ -280,7 +289,10 @@ class ForwardAuth:
                 headers={H_REDIRECT: self.login_url(original.url)},
             )
         source_ip = req.source_ip
-        decision = self._decision(cred, original, origin, resource, source_ip)
+        try:
+            decision = self._decision(cred, original, origin, resource, source_ip, prepared)
+        except _NotCompiled as e:  # an IAM user first seen: compiled by the caller, not audited
+            return Verdict(403, "principal_not_compiled", prepare=e.principal)
         if not decision.allowed:
             sids = ",".join(m.sid or f"#{m.index}" for m in decision.matched_statements)
             reason = decision.decision + (f":{sids}" if sids else "")
@@ -310,8 +322,8 @@ class ForwardAuth:
         if second != self._verdicts_second:
             self._roll()
             self._verdicts_second = second
-        if len(self._verdicts) < MAX_MEMO:
-            role = self._authorizer.role(cred.role_arn)
+        role = self._authorizer.role(cred.role_arn)
+        if role is not None and len(self._verdicts) < MAX_MEMO:  # IAM users: not remembered
             self._verdicts[raw] = _Allowed(verdict, cred, role, allow_key, action, resource)
 
     def _decision(
@@ -321,8 +333,10 @@ class ForwardAuth:
         origin: str,
         resource: str,
         source_ip: str,
+        prepared: bool = False,
     ) -> Decision:
-        """The policy decision, memoised within one clock second.
+        """The policy decision, memoised within one clock second. ``_NotCompiled`` for an IAM
+        user's credential whose policies are not compiled yet (unless ``prepared``).
 
         The request context has one-second resolution (``CurrentTime``, ``EpochTime``), so the
         same credential, role version, method, URL and source address within the same second
@@ -333,7 +347,11 @@ class ForwardAuth:
         if second != self._memo_second:
             self._memo.clear()
             self._memo_second = second
-        role = self._authorizer.role(cred.role_arn)
+        role: CompiledRole | CompiledUser | None = self._authorizer.role(cred.role_arn)
+        if role is None:
+            role = self._authorizer.user(cred.role_arn, cred.user_id)
+            if role is None and not prepared and self._authorizer.needs_prepare(cred.principal):
+                raise _NotCompiled(cred.principal)
         key = (_principal_key(cred), id(role), original.method, resource, source_ip)
         hit = self._memo.get(key)
         if hit is not None and hit[1] is role:

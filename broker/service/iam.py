@@ -21,7 +21,12 @@ from broker.config import Settings, managed_policy_name
 from broker.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, RecordNotFound
 from broker.policy import PolicyError, parse_policy
 from broker.service.audit import Auditor
-from broker.service.policy_sets import PolicyCompiler, PolicySet
+from broker.service.policy_sets import (
+    PolicyCompiler,
+    PolicySet,
+    compile_owners,
+    user_policy_set,
+)
 from broker.storage.base import (
     AttachedPolicies,
     Group,
@@ -96,6 +101,13 @@ def parse_document(
             f"{limit} (split it into several)",
         )
     return doc
+
+
+def _broken(e: PolicyError) -> InvalidRequest:
+    return InvalidRequest(
+        f"broken_policy:{e.reason}"[:300],
+        public_message=f"an attached policy does not parse (it allows nothing): {e}",
+    )
 
 
 class IamService:
@@ -511,29 +523,19 @@ class IamService:
 
     async def user_policies(self, user: User) -> PolicySet:
         """The user's own policies, then each of its groups', and the user's boundary."""
-        owners = [(f"user/{user.name}", await self._store.attached_policies("user", user.id))]
-        for g in await self._store.user_groups(user.id):
-            owners.append((f"group/{g}", await self._store.attached_policies("group", g)))
-        return await self._compile(owners)
+        try:
+            return await user_policy_set(self._store, self._compiler, user)
+        except PolicyError as e:
+            raise _broken(e) from None
 
     async def group_policies(self, group: Group) -> PolicySet:
         attached = await self._store.attached_policies("group", group.name)
-        return await self._compile([(f"group/{group.name}", attached)])
-
-    async def _compile(self, owners: list[tuple[str, AttachedPolicies]]) -> PolicySet:
-        names = {n for _, a in owners for n in (*a.managed, a.boundary) if n}
-        managed = {}
-        for n in names:
-            record = await self._store.get_managed_policy(n)
-            if record is not None:
-                managed[n] = record
         try:
-            return self._compiler.compile(owners, managed)
+            return await compile_owners(
+                self._store, self._compiler, [(f"group/{group.name}", attached)]
+            )
         except PolicyError as e:
-            raise InvalidRequest(
-                f"broken_policy:{e.reason}"[:300],
-                public_message=f"an attached policy does not parse (it allows nothing): {e}",
-            ) from None
+            raise _broken(e) from None
 
     async def _audit(self, operation: str, actor: str, **details: str | None) -> None:
         """Written before the change, fail-closed (``AuditUnavailable``): no change is made

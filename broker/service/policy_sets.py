@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.policy import Policy, PolicyError, parse_policy
-from broker.storage.base import AttachedPolicies, ManagedPolicyRecord
+from broker.storage.base import AttachedPolicies, ManagedPolicyRecord, Store, User
 
 
 @dataclass(frozen=True)
@@ -105,4 +105,35 @@ class PolicyCompiler:
         return PolicySet(tuple(identity), boundary, tuple(missing))
 
 
-__all__ = ["PolicyCompiler", "PolicyError", "PolicySet", "managed_label"]
+async def compile_owners(
+    store: Store, compiler: PolicyCompiler, owners: list[tuple[str, AttachedPolicies]]
+) -> PolicySet:
+    """``owners``' policies with the managed ones they name read from the store; raises
+    ``PolicyError`` if a stored document does not parse."""
+    names = {n for _, a in owners for n in (*a.managed, a.boundary) if n}
+    managed = {}
+    for n in sorted(names):
+        record = await store.get_managed_policy(n)
+        if record is not None:
+            managed[n] = record
+    return compiler.compile(owners, managed)
+
+
+async def user_policy_set(store: Store, compiler: PolicyCompiler, user: User) -> PolicySet:
+    """What is in force for an IAM user: its own managed and inline policies, then each of
+    its groups', and the user's permissions boundary. The one place users are compiled (the
+    simulator and ``Authorizer`` both use it); raises ``PolicyError`` as ``compile_owners``."""
+    owners = [(f"user/{user.name}", await store.attached_policies("user", user.id))]
+    for g in await store.user_groups(user.id):
+        owners.append((f"group/{g}", await store.attached_policies("group", g)))
+    return await compile_owners(store, compiler, owners)
+
+
+__all__ = [
+    "PolicyCompiler",
+    "PolicyError",
+    "PolicySet",
+    "compile_owners",
+    "managed_label",
+    "user_policy_set",
+]

@@ -215,7 +215,10 @@ class Simulator:
         target: Target | None = None
         sessions: list[Policy] = []
         if credential is not None:
-            target = self._role_target(credential.role_arn, credential.principal)
+            if credential.is_user:  # a user's key or GetSessionToken session: the user
+                target = await self.resolve(credential.role_arn)
+            else:
+                target = self._role_target(credential.role_arn, credential.principal)
             sessions.extend(credential.session_policies)
         elif isinstance(principal, Target):
             target = principal

@@ -49,7 +49,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from broker.clock import Clock
 from broker.config import ProviderConfig, Settings
@@ -93,6 +93,7 @@ from broker.idp.client import accepted_issuers
 from broker.idp.id_token import parse_jws
 from broker.keyring import KeyRing
 from broker.policy import Policy, PolicyError, evaluate_trust, parse_policy
+from broker.service.access_keys import AccessKeyService, KnownKey
 from broker.service.activity import ActivityLog
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
@@ -101,7 +102,7 @@ from broker.service.policy_sets import PolicyCompiler
 from broker.service.providers import RegisteredProviders
 from broker.service.revocation import RevocationState
 from broker.service.sessions import verified_claims
-from broker.service.verified import ACCESS, Credential, credential_from_claims
+from broker.service.verified import ACCESS, USER_KEY, Credential, credential_from_claims
 from broker.storage.base import Revocation, RoleRecord, Store
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ WEB_IDENTITY_ACTION = "sts:AssumeRoleWithWebIdentity"
 ASSUME_ROLE_ACTION = "sts:AssumeRole"
 TAG_SESSION_ACTION = "sts:TagSession"
 SET_SOURCE_IDENTITY_ACTION = "sts:SetSourceIdentity"
+GET_SESSION_TOKEN_ACTION = "sts:GetSessionToken"
 INTROSPECT_ACTION = "sts:IntrospectToken"
 SOURCE_IDENTITY_CLAIM = "https://aws.amazon.com/source_identity"
 MAX_WEB_IDENTITY_TOKEN = 20000
@@ -200,6 +202,13 @@ class AssumeParams:
     source_identity: str | None = None
 
 
+class MfaVerifier(Protocol):
+    """Checks a user's MFA code (``GetSessionToken``'s ``SerialNumber`` + ``TokenCode``):
+    True only for a current, unused code of a device enabled for that user."""
+
+    async def verify(self, user_id: str, serial_number: str, code: str) -> bool: ...
+
+
 def derive_secret(key: bytes, access_key_id: str) -> str:
     """The SecretAccessKey of an AccessKeyId (40 characters of base64, 240 bits)."""
     mac = hmac.new(key, access_key_id.encode("ascii"), hashlib.sha256).digest()
@@ -233,6 +242,8 @@ class StsService:
         secret_key: bytes,
         registered: RegisteredProviders | None = None,
         activity: ActivityLog | None = None,
+        access_keys: AccessKeyService | None = None,
+        mfa: MfaVerifier | None = None,
     ) -> None:
         self._settings = settings
         self._activity = activity
@@ -248,6 +259,8 @@ class StsService:
         self._clock = clock
         self._secret_key = secret_key
         self._registered = registered  # providers registered through the IAM API
+        self._access_keys = access_keys  # IAM users' long-lived keys (None: none accepted)
+        self.mfa = mfa  # None until an MFA service exists: MFA parameters are refused
         self._roles: dict[str, _Role] = {}
         self._last_role_refresh = float("-inf")
         self._policies: OrderedDict[str, Policy] = OrderedDict()
@@ -436,6 +449,8 @@ class StsService:
             actions.append(SET_SOURCE_IDENTITY_ACTION)
         if role.trust is None:
             raise StsAccessDenied("trust_policy_invalid")
+        if caller.parent is not None:
+            await self._authorizer.prepare(caller.parent.principal)
         for action in actions:
             d = evaluate_trust(
                 role.trust,
@@ -454,11 +469,34 @@ class StsService:
                     context=context,
                     session_policies=caller.parent.session_policies,
                 )
-                if not mine.allowed:
+                if not mine.allowed and not (
+                    mine.decision == "implicitDeny"
+                    and self._names_user(role, caller, action, context)
+                ):
                     raise StsAccessDenied(f"caller_policy:{action}:{mine.decision}")
         return self._issue(
             caller, role, session_name, duration, all_texts, tags, source_identity, packed
         )
+
+    def _names_user(
+        self, role: _Role, caller: _Caller, action: str, context: Mapping[str, ContextValue]
+    ) -> bool:
+        """As AWS within one account: a trust policy that names an IAM user's ARN itself
+        grants that user the role without an identity policy (one that names the account
+        root does not); an explicit deny in the user's policies still refuses."""
+        parent = caller.parent
+        if parent is None or not parent.is_user or role.trust is None:
+            return False
+        compiled = self._authorizer.user(parent.role_arn, parent.user_id)
+        if compiled is None or compiled.broken:  # deleted, disabled, or not known: refused
+            return False
+        return evaluate_trust(
+            role.trust,
+            principal={"AWS": [parent.role_arn]},
+            action=action,
+            context=context,
+            resource=role.arn,
+        ).allowed
 
     def _issue(
         self,
@@ -471,13 +509,43 @@ class StsService:
         source_identity: str,
         packed: int | None,
     ) -> IssuedCredentials:
+        assumed = sts.assumed_role_arn(self._account, role.record.name, session_name)
+        return self._sign(
+            caller,
+            principal_arn=role.arn,
+            assumed_arn=assumed,
+            assumed_id=f"{sts.role_id(self._account, role.record.name)}:{session_name}",
+            session_name=session_name,
+            duration=duration,
+            policies=policies,
+            tags=tags,
+            source_identity=source_identity,
+            packed=packed,
+        )
+
+    def _sign(
+        self,
+        caller: _Caller,
+        *,
+        principal_arn: str,
+        assumed_arn: str,
+        assumed_id: str,
+        session_name: str,
+        duration: int,
+        policies: list[str],
+        tags: sts.SessionTags,
+        source_identity: str,
+        packed: int | None,
+    ) -> IssuedCredentials:
+        """Temporary credentials for ``principal_arn`` (a role, or an IAM user's
+        ``GetSessionToken``): a signed SessionToken and its derived secret."""
         now = self._clock.now()
         # ``iat`` to the millisecond (a revocation within the same second must not void what
         # is issued after it: see ``tokens.issue_time``); ``exp`` stays whole seconds.
         iat = tokens.issue_time(now)
         exp = int(now) + duration
         akid = sts.new_access_key_id()
-        assumed = sts.assumed_role_arn(self._account, role.record.name, session_name)
+        assumed = assumed_arn
         claims: dict[str, Any] = {
             "iss": self._issuer,
             "sub": caller.user_id,
@@ -487,7 +555,7 @@ class StsService:
             "exp": exp,
             "jti": secrets.token_urlsafe(16),
             tokens.CLAIM_SID: f"sts-{uuid.uuid4()}",
-            tokens.CLAIM_ROLE: role.arn,
+            tokens.CLAIM_ROLE: principal_arn,
             tokens.CLAIM_PROVIDER: caller.provider,
             tokens.CLAIM_SUBJECT: caller.subject,
             tokens.CLAIM_EMAIL: caller.email,
@@ -516,9 +584,9 @@ class StsService:
             session_token=token,
             issued_at=iat,
             expiration=float(exp),
-            role_arn=role.arn,
+            role_arn=principal_arn,
             assumed_role_arn=assumed,
-            assumed_role_id=f"{sts.role_id(self._account, role.record.name)}:{session_name}",
+            assumed_role_id=assumed_id,
             session_name=session_name,
             source_identity=source_identity,
             packed_policy_size=packed,
@@ -694,7 +762,7 @@ class StsService:
 
     # --- signed requests (SigV4) ------------------------------------------------------------------
 
-    def authenticate(
+    async def authenticate(
         self,
         *,
         method: str,
@@ -704,16 +772,31 @@ class StsService:
         body: bytes,
         service: str = "sts",
     ) -> Credential:
-        """The broker credential that signed this request, or the ``StsError`` AWS would give.
-        ``service``: the credential scope's service (``iam`` for the IAM API)."""
+        """The credential that signed this request, or the ``StsError`` AWS would give.
+        ``service``: the credential scope's service (``iam`` for the IAM API).
+
+        Temporary credentials (``ASIA...``) come with their SessionToken; an IAM user's
+        long-lived key (``AKIA...``) comes without one and is looked up (``AccessKeyService``)."""
         auth = headers.get("authorization")
         if not auth:
             raise StsMissingAuthenticationToken("missing_authorization")
         amz_date = headers.get("x-amz-date")
         signed = sigv4.parse_authorization(auth[0], amz_date[0] if amz_date else None)
+        token = headers.get("x-amz-security-token")
+        if sts.is_user_access_key_id(signed.access_key_id):
+            if token and token[0]:
+                raise StsInvalidClientTokenId("security_token_with_long_term_key")
+            return await self._authenticate_key(
+                signed,
+                method=method,
+                raw_path=raw_path,
+                raw_query=raw_query,
+                headers=headers,
+                body=body,
+                service=service,
+            )
         if not sts.is_access_key_id(signed.access_key_id):
             raise StsInvalidClientTokenId("access_key_id_format")
-        token = headers.get("x-amz-security-token")
         if not token or not token[0]:
             raise StsInvalidClientTokenId("missing_security_token")
         if peek_typ(token[0]) != tokens.ACCESS_TYP:
@@ -741,8 +824,70 @@ class StsService:
         )
         return cred
 
+    async def _authenticate_key(
+        self,
+        signed: sigv4.SignedRequest,
+        *,
+        method: str,
+        raw_path: str,
+        raw_query: str,
+        headers: Mapping[str, Sequence[str]],
+        body: bytes,
+        service: str,
+    ) -> Credential:
+        sigv4.check_scope(
+            signed, now=self._clock.now(), sent_headers=list(headers), service=service
+        )
+        if self._access_keys is None:
+            raise StsInvalidClientTokenId("access_keys_unavailable")
+        try:
+            known = await self._access_keys.lookup(signed.access_key_id)
+        except StoreError as e:
+            raise StsServiceUnavailable(f"access_key_lookup:{e.reason}") from e
+        if known is None:  # unknown, Inactive, deleted, or its user disabled or deleted
+            raise StsInvalidClientTokenId("access_key_not_active")
+        sigv4.verify(
+            signed,
+            known.secret,
+            method=method,
+            raw_path=raw_path,
+            raw_query=raw_query,
+            headers=headers,
+            body=body,
+        )
+        self._access_keys.note_use(signed.access_key_id, region=signed.region, service=service)
+        return self._key_credential(known)
+
+    def _key_credential(self, known: KnownKey) -> Credential:
+        """The caller of a request signed with a long-lived key: the IAM user."""
+        user = known.user
+        arn = self._settings.arn("user", user.name)
+        akid = known.record.access_key_id
+        return Credential(
+            USER_KEY,
+            f"key-{akid}",
+            user.id,
+            user.provider,
+            user.name,
+            arn,
+            user.email,
+            (),
+            False,
+            known.record.created_at,
+            float("inf"),
+            tags=dict(known.tags),
+            claims={CLAIM_ASSUMED_ROLE: arn, CLAIM_AKID: akid, CLAIM_SESSION_NAME: user.name},
+            session_name=user.name,
+        )
+
     def caller_identity(self, cred: Credential) -> CallerIdentity:
         arn = str(cred.claims.get(CLAIM_ASSUMED_ROLE, cred.role_arn))
+        if cred.is_user:  # a user's key or GetSessionToken credentials: the user, as AWS
+            return CallerIdentity(
+                arn=cred.role_arn,
+                user_id=sts.iam_user_unique_id(cred.user_id),
+                account=self._account,
+            )
         return CallerIdentity(
             arn=arn,
             user_id=f"{sts.role_id(self._account, cred.role_name)}:{cred.session_name}",
@@ -755,8 +900,13 @@ class StsService:
         )
         assumed = str(parent.claims.get(CLAIM_ASSUMED_ROLE, parent.role_arn))
         transitive = tuple(str(k) for k in parent.claims.get(CLAIM_TRANSITIVE, []))
+        principal: dict[str, list[str]] = {"AWS": [parent.role_arn, assumed]}
+        if parent.is_user:  # a trust policy may name the user, or the account (its root)
+            principal = {
+                "AWS": [parent.role_arn, f"arn:broker:iam::{self._account}:root", self._account]
+            }
         return _Caller(
-            principal={"AWS": [parent.role_arn, assumed]},
+            principal=principal,
             context=ctx,
             action=ASSUME_ROLE_ACTION,
             user_id=parent.user_id,
@@ -765,7 +915,7 @@ class StsService:
             email=parent.email,
             groups=parent.groups,
             mfa=parent.mfa,
-            chained=True,
+            chained=not parent.is_user,  # a user's request is not role chaining
             parent=parent,
             source_identity=parent.source_identity,
             inherited_tags=sts.SessionTags(
@@ -782,6 +932,104 @@ class StsService:
         caller = self._chained_caller(parent, req)
         assumed = str(parent.claims.get(CLAIM_ASSUMED_ROLE, parent.role_arn))
         return await self._audited("sts.AssumeRole", req, assumed, caller, p)
+
+    # --- GetSessionToken -------------------------------------------------------------------------
+
+    async def get_session_token(
+        self,
+        cred: Credential,
+        req: RequestInfo,
+        *,
+        duration: str | None = None,
+        serial_number: str | None = None,
+        token_code: str | None = None,
+    ) -> IssuedCredentials:
+        """Temporary credentials for the IAM user whose long-lived key signed the request
+        (AWS refuses temporary credentials here). The SessionToken's principal is the user:
+        the user's policies decide what it may do, and GetCallerIdentity names the user."""
+        action = "sts.GetSessionToken"
+        try:
+            if cred.kind != USER_KEY:
+                raise StsAccessDenied(
+                    "get_session_token_needs_long_term_key",
+                    public_message="Cannot call GetSessionToken with session credentials",
+                )
+            seconds = sts.session_token_duration(duration)
+            mfa = await self._check_mfa(cred, serial_number, token_code)
+            await self._authorizer.prepare(cred.principal)
+            compiled = self._authorizer.user(cred.role_arn, cred.user_id)
+            if compiled is None or compiled.broken:
+                raise StsAccessDenied("user_not_usable")
+        except BrokerError as e:
+            await self._refused(action, req, cred.role_arn, e)
+            raise
+        caller = _Caller(
+            principal={"AWS": [cred.role_arn]},
+            context={},
+            action=GET_SESSION_TOKEN_ACTION,
+            user_id=cred.user_id,
+            provider=cred.provider,
+            subject=cred.subject,
+            email=cred.email,
+            mfa=mfa,
+        )
+        issued = self._sign(
+            caller,
+            principal_arn=cred.role_arn,
+            assumed_arn=cred.role_arn,
+            assumed_id=sts.iam_user_unique_id(cred.user_id),
+            session_name=cred.subject,
+            duration=seconds,
+            policies=[],
+            tags=sts.SessionTags(tags=dict(cred.tags), transitive=()),  # the user's tags
+            source_identity="",
+            packed=None,
+        )
+        await self._audit.record_or_fail(
+            action,
+            "success",
+            req=req,
+            principal=cred.role_arn,
+            details={
+                "access_key_id": issued.access_key_id,
+                "long_term_key": str(cred.claims.get(CLAIM_AKID, "")),
+                "mfa": mfa,
+                "expires_at": issued.expiration,
+            },
+        )
+        return issued
+
+    async def _check_mfa(
+        self, cred: Credential, serial_number: str | None, token_code: str | None
+    ) -> bool:
+        """Whether the request proves MFA. The hook for ``MfaVerifier``: without one, MFA
+        parameters are refused (never taken on trust)."""
+        if not serial_number and not token_code:
+            return False
+        if not serial_number or not token_code:
+            raise StsValidationError(
+                "mfa_parameters_incomplete",
+                public_message="SerialNumber and TokenCode must be given together.",
+            )
+        if self.mfa is None:
+            raise StsInvalidParameterValue(
+                "mfa_unavailable",
+                public_message="MFA devices are not available on this broker: SerialNumber "
+                "and TokenCode cannot be checked.",
+            )
+        if not re.fullmatch(r"[0-9]{6}", token_code):
+            raise StsValidationError(
+                "bad_token_code",
+                public_message="1 validation error detected: Value at 'tokenCode' failed to "
+                "satisfy constraint: Member must satisfy regular expression pattern: [\\d]*",
+            )
+        if not await self.mfa.verify(cred.user_id, serial_number, token_code):
+            raise StsAccessDenied(
+                "mfa_code_invalid",
+                public_message="MultiFactorAuthentication failed with invalid MFA one time "
+                "pass code.",
+            )
+        return True
 
     # --- the SessionToken as a bearer credential --------------------------------------------------
 

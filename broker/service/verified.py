@@ -15,10 +15,13 @@ from broker import jose
 from broker.domain import tokens
 from broker.errors import Unauthenticated
 from broker.policy import Policy, PolicyError
-from broker.service.authorize import Principal
+from broker.service.authorize import Principal, is_user_arn
 
 SESSION = "session"  # Credential.kind of a session token (browser sessions, session bearers)
-ACCESS = "access"  # Credential.kind of an access token (STS / token exchange)
+ACCESS = "access"  # Credential.kind of an access token (STS / token exchange, GetSessionToken)
+# Credential.kind of a request signed with an IAM user's long-lived access key (``AKIA...``): no
+# token; ``role_arn`` is the user's ARN, ``session_id`` ``key-<access key id>``.
+USER_KEY = "access-key"
 
 _NONE: Mapping[str, Any] = MappingProxyType({})
 
@@ -31,7 +34,7 @@ class Credential(NamedTuple):
     token it has not seen, and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per
     field) cost three times what building the tuple does."""
 
-    kind: str  # "session" (browser sessions) | "access" (STS / token exchange)
+    kind: str  # "session" (browser sessions) | "access" (STS / token exchange) | "access-key"
     session_id: str
     user_id: str
     provider: str
@@ -56,6 +59,17 @@ class Credential(NamedTuple):
     @property
     def role_name(self) -> str:
         return self.role_arn.rsplit("/", 1)[-1]
+
+    @property
+    def principal_arn(self) -> str:
+        """The principal's ARN: a role's, or (``is_user``) an IAM user's."""
+        return self.role_arn
+
+    @property
+    def is_user(self) -> bool:
+        """An IAM user's credential: its long-lived access key (``kind`` ``access-key``) or
+        temporary credentials from ``GetSessionToken`` (``kind`` ``access``)."""
+        return is_user_arn(self.role_arn)
 
     @property
     def principal(self) -> Principal:

@@ -35,6 +35,31 @@ class User:
 
 
 @dataclass(frozen=True)
+class AccessKeyRecord:
+    """An IAM user's long-lived access key. ``secret_sealed``: the secret sealed under the KEK
+    (``broker.kek.seal``, associated data ``seal_kid``); never in the clear at rest."""
+
+    access_key_id: str
+    user_id: str
+    secret_sealed: bytes = field(repr=False)
+    seal_kid: str
+    status: str  # "Active" | "Inactive"
+    created_at: float
+    last_used_at: float | None = None
+    last_used_region: str | None = None
+    last_used_service: str | None = None
+
+
+@dataclass(frozen=True)
+class AccessKeyUse:
+    """One access key's latest use, as batched for ``record_access_key_use``."""
+
+    at: float
+    region: str
+    service: str
+
+
+@dataclass(frozen=True)
 class LoginState:
     """One pending authorization-code flow (single-use, expiring, bound to one browser)."""
 
@@ -287,7 +312,7 @@ class ActivityRow:
 
 
 @dataclass(frozen=True)
-class AccessKeyUse:
+class AccessKeyReview:
     """An access key as the unused-access review sees it (never its secret)."""
 
     access_key_id: str
@@ -709,6 +734,29 @@ class Store(Protocol):
         """The newest job of that kind and subject (with its content), FAILED ones aside."""
 
     # small key/value settings (bootstrap done, schema facts)
+    # -- access keys (IAM users' long-lived keys)
+    async def create_access_key(self, key: AccessKeyRecord, *, limit: int) -> None:
+        """``LimitExceeded`` if the user already has ``limit`` keys, ``RecordNotFound`` if the
+        user does not exist; checked and inserted atomically."""
+        ...
+
+    async def get_access_key(self, access_key_id: str) -> AccessKeyRecord | None: ...
+    async def list_access_keys(self, user_id: str) -> list[AccessKeyRecord]:
+        """Oldest first."""
+        ...
+
+    async def set_access_key_status(self, access_key_id: str, user_id: str, status: str) -> None:
+        """``RecordNotFound`` unless the key exists and belongs to the user."""
+        ...
+
+    async def delete_access_key(self, access_key_id: str, user_id: str) -> None:
+        """``RecordNotFound`` unless the key exists and belongs to the user."""
+        ...
+
+    async def record_access_key_use(self, uses: Mapping[str, AccessKeyUse]) -> None:
+        """Batched last-used updates; a later use already recorded is kept."""
+        ...
+
     async def get_meta(self, key: str) -> str | None: ...
     async def set_meta(self, key: str, value: str) -> None: ...
 
@@ -745,7 +793,7 @@ class Store(Protocol):
     async def managed_policies_page(self, *, after: str, limit: int) -> list[ManagedPolicyRecord]:
         """Managed policies by name."""
 
-    async def access_keys_page(self, *, after: str, limit: int) -> list[AccessKeyUse]:
+    async def access_keys_page(self, *, after: str, limit: int) -> list[AccessKeyReview]:
         """Access keys by id."""
 
     async def access_keys_last_used(self, user_ids: Sequence[str]) -> dict[str, float]:

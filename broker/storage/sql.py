@@ -19,6 +19,7 @@ One implementation serves both databases; where they differ (upserts, locking) t
 - ``sql_logins``: login states, other single-use values and failed-login counts;
 - ``sql_reports``: the credentials report's reads and ``report_jobs``.
 - ``sql_activity``: access activity, the unused-access review's pages and report jobs.
+- ``sql_access_keys``: IAM users' access keys (sealed secrets, last-used times).
 
 URLs are the configuration's form:
 
@@ -59,6 +60,7 @@ from broker.storage.base import (
     RoleRecord,
     User,
 )
+from broker.storage.sql_access_keys import AccessKeysSql
 from broker.storage.sql_activity import ActivitySql
 from broker.storage.sql_audit import AuditSql
 from broker.storage.sql_base import (
@@ -145,6 +147,7 @@ def _attached_policies(
 
 class SqlStore(
     UsersAdminMixin,
+    AccessKeysSql,
     GroupsAdminMixin,
     ManagedPoliciesSql,
     RolesMixin,

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from broker.storage import schema as t
 from broker.storage.base import (
-    AccessKeyUse,
+    AccessKeyReview,
     ActivityRow,
     ManagedPolicyRecord,
     ReportJob,
@@ -165,7 +165,7 @@ class ActivitySql(SqlBase):
         async with self._read("page managed policies") as conn:
             return [_managed_policy(row) for row in await conn.execute(stmt)]
 
-    async def access_keys_page(self, *, after: str, limit: int) -> list[AccessKeyUse]:
+    async def access_keys_page(self, *, after: str, limit: int) -> list[AccessKeyReview]:
         k, u = t.access_keys, t.users
         stmt = (
             sa.select(
@@ -182,7 +182,7 @@ class ActivitySql(SqlBase):
             .limit(limit)
         )
         async with self._read("page access keys") as conn:
-            return [AccessKeyUse(*row) for row in await conn.execute(stmt)]
+            return [AccessKeyReview(*row) for row in await conn.execute(stmt)]
 
     async def access_keys_last_used(self, user_ids: Sequence[str]) -> dict[str, float]:
         if not user_ids:

@@ -138,6 +138,9 @@ class UsersAdminMixin(SqlBase):
             gm = t.group_members
             if (await conn.execute(sa.select(gm.c.user_id).where(gm.c.user_id == user_id))).first():
                 problems.append("groups")
+            ak = t.access_keys
+            if (await conn.execute(sa.select(ak.c.user_id).where(ak.c.user_id == user_id))).first():
+                problems.append("access_keys")
             for table, what in (
                 (t.policy_attachments, "attached_policies"),
                 (t.inline_policies, "inline_policies"),

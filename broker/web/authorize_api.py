@@ -112,6 +112,7 @@ async def authorize(request: web.Request) -> web.Response:
         return _error(400, "invalid_request", parsed)
     action, resource, extra = parsed
     principal = cred.principal
+    await b.authorizer.prepare(principal)  # an IAM user's, compiled on first use
     context = b.authorizer.context_for(
         principal,
         source_ip=client_ip(request, b.settings.server.trusted_proxies),

@@ -162,6 +162,9 @@ async def auth(request: web.Request) -> web.StreamResponse:
         tokens = presented_tokens(request, app[COOKIES].session)
         await broker.credentials.learn_keys(tokens)  # a new key of another instance
         verdict = fa.decide(original, tokens, info, raw=raw)
+        if verdict.prepare is not None:  # an IAM user's credential, first seen here
+            await broker.authorizer.prepare(verdict.prepare)
+            verdict = fa.decide(original, tokens, info, raw=raw, prepared=True)
         app[METRICS][forward_auth_metric(verdict.status)] += 1  # count_forward_auth, inlined
         return respond(verdict)
     except Exception:

@@ -7,8 +7,9 @@ with AWS's codes and HTTP statuses. Every request gets a fresh UUID ``RequestId`
 ``x-amzn-RequestId`` header). Errors never leave this surface as HTML or JSON: every
 ``BrokerError`` is rendered here, every refusal is audited with its reason.
 
-Actions: ``AssumeRoleWithWebIdentity`` (unsigned), ``AssumeRole`` and ``GetCallerIdentity``
-(SigV4-signed with broker credentials: ``Authorization`` header form).
+Actions: ``AssumeRoleWithWebIdentity`` (unsigned), ``AssumeRole``, ``GetCallerIdentity`` and
+``GetSessionToken`` (SigV4-signed with broker credentials or an IAM user's access key:
+``Authorization`` header form).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ from broker.web.request_info import request_info
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("AssumeRoleWithWebIdentity", "AssumeRole", "GetCallerIdentity")
-SIGNED = frozenset({"AssumeRole", "GetCallerIdentity"})
+ACTIONS = ("AssumeRoleWithWebIdentity", "AssumeRole", "GetCallerIdentity", "GetSessionToken")
+SIGNED = frozenset({"AssumeRole", "GetCallerIdentity", "GetSessionToken"})
 MAX_PARAMS = 500
 MAX_BODY = 256 * 1024  # a request at AWS's own parameter limits is under 100 KiB
 
@@ -79,13 +80,18 @@ def _el(name: str, value: str | int | None) -> str:
     return f"<{name}>{escape(str(value))}</{name}>"
 
 
-def _credentials_xml(c: IssuedCredentials) -> str:
+def _bare_credentials_xml(c: IssuedCredentials) -> str:
     return (
         "<Credentials>"
         f"{_el('AccessKeyId', c.access_key_id)}{_el('SecretAccessKey', c.secret_access_key)}"
         f"{_el('SessionToken', c.session_token)}{_el('Expiration', _iso(c.expiration))}"
         "</Credentials>"
-        "<AssumedRoleUser>"
+    )
+
+
+def _credentials_xml(c: IssuedCredentials) -> str:
+    return (
+        _bare_credentials_xml(c) + "<AssumedRoleUser>"
         f"{_el('AssumedRoleId', c.assumed_role_id)}{_el('Arn', c.assumed_role_arn)}"
         "</AssumedRoleUser>"
         f"{_el('PackedPolicySize', c.packed_policy_size)}"
@@ -191,7 +197,7 @@ async def _authenticate(request: web.Request, body: bytes, *, service: str) -> C
     b = request.app[BROKER]
     path, _, raw_query = request.raw_path.partition("?")
     await b.credentials.learn_keys(request.headers.getall("X-Amz-Security-Token", ()))
-    return b.sts.authenticate(
+    return await b.sts.authenticate(
         method=request.method,
         raw_path=path,
         raw_query=raw_query,
@@ -244,6 +250,16 @@ async def _handle(
             f"{_el('Arn', ident.arn)}{_el('UserId', ident.user_id)}{_el('Account', ident.account)}"
         )
         return _result(action, inner, request_id)
+    if action == "GetSessionToken":
+        assert cred is not None
+        issued = await service.get_session_token(
+            cred,
+            req,
+            duration=params.get("DurationSeconds"),
+            serial_number=params.get("SerialNumber"),
+            token_code=params.get("TokenCode"),
+        )
+        return _result(action, _bare_credentials_xml(issued), request_id)
     assert p is not None
     if action == "AssumeRole":
         assert cred is not None

@@ -7,6 +7,7 @@ catalogue. docs/iam-api.md lists what is supported and how it differs from AWS.
 from __future__ import annotations
 
 from broker.service.iam_api import (
+    access_keys,
     account,
     attachments,
     groups,
@@ -40,6 +41,7 @@ def all_actions() -> tuple[Action, ...]:
         *account.ACTIONS,
         *reports.ACTIONS,
         *last_accessed.ACTIONS,
+        *access_keys.ACTIONS,
     )
 
 

@@ -39,6 +39,7 @@ from broker.errors import (
     RecordNotFound,
     StsError,
 )
+from broker.service.access_keys import AccessKeyService
 from broker.service.activity import ActivityLog
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
@@ -48,6 +49,7 @@ from broker.service.iam import IamService
 from broker.service.iam_api.registry import Action, Call, Caller, Params, Result
 from broker.service.offboarding import OffboardingService
 from broker.service.providers import OidcProviderService
+from broker.service.verified import ACCESS
 from broker.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,7 @@ class IamApi:
         hashing: PasswordHashing | None = None,
         providers: OidcProviderService | None = None,
         activity: ActivityLog | None = None,
+        access_keys: AccessKeyService | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -136,6 +139,7 @@ class IamApi:
         self._refresh = refresh
         self.hashing = hashing  # login profiles' passwords (argon2, off the event loop)
         self.reports = CredentialReports(settings, store, auditor, clock)
+        self.access_keys = access_keys  # IAM users' long-lived keys
         self._generation: str | None = None
         self.activity = activity  # allowed calls are counted (the unused-access review)
 
@@ -155,9 +159,20 @@ class IamApi:
         if action is None:
             raise IamInvalidInput(f"unknown_action:{name[:64]}")
         call = Call(api=self, caller=caller, params=params, req=req)
+        if caller.credential is not None:  # an IAM user's, compiled on first use
+            await self.authorizer.prepare(caller.credential.principal)
         try:
-            resource = action.resource(call)
-            self.authorize(caller, name, resource, req)
+            cred = caller.credential
+            if cred is not None and cred.kind == ACCESS and cred.is_user and not cred.mfa:
+                # AWS: GetSessionToken credentials call no IAM action unless made with MFA
+                raise IamAccessDenied(
+                    "session_token_without_mfa",
+                    public_message="Credentials from GetSessionToken cannot call IAM API "
+                    "operations unless MFA authentication information was included in the "
+                    "request.",
+                )
+            if not action.authorize_in_run:
+                self.authorize(caller, name, action.resource(call), req)
             result = await action.run(call)
         except BrokerError as e:
             err = as_iam_error(e)

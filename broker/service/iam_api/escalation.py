@@ -57,6 +57,9 @@ async def caller_boundary(call: Call) -> Boundary | None:
     cred = call.caller.credential
     if cred is None:
         return None
+    if cred.is_user:  # an IAM user's key or session: the user's own boundary
+        attached = await call.api.store.attached_policies("user", cred.user_id)
+        return Boundary(cred.role_name, attached.boundary) if attached.boundary else None
     return await role_boundary(call.api.store, cred.role_name)
 
 
@@ -162,6 +165,15 @@ async def require_policy_change_allowed(call: Call, policy: str, *, document: bo
                 f"policy {policy} is {how} {use.principal_type} {use.principal}, which is not "
                 f"bounded by the caller's permissions boundary ({_name(call, bound)})",
             )
+
+
+async def require_key_target_allowed(call: Call, user_id: str, label: str) -> None:
+    """Rule 2 for access keys: a key (or re-activating one) lets its holder act as the user, so
+    a bounded caller may do it for itself, or for a user that carries its boundary."""
+    cred = call.caller.credential
+    if cred is not None and cred.is_user and cred.user_id == user_id:
+        return
+    await require_bounded_target(call, "user", user_id, label)
 
 
 def _name(call: Call, bound: Boundary) -> str:

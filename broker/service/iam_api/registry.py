@@ -63,6 +63,8 @@ class Action:
     resource: Resource
     mutates: bool = True
     page: str | None = None  # the result's list member that ``Marker``/``MaxItems`` page
+    # the action authorizes itself (its resource is known only once it has looked it up)
+    authorize_in_run: bool = False
 
 
 def named(kind: str, param: str) -> Resource:

@@ -11,11 +11,10 @@ session and credential the user holds.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import uuid
 from typing import Any
 
+from broker.domain.sts import iam_user_unique_id
 from broker.errors import IamEntityAlreadyExists, IamValidationError
 from broker.service.iam_api import escalation
 from broker.service.iam_api.policies import policy_name
@@ -29,8 +28,7 @@ USER_ID_PREFIX = "AIDA"
 
 def user_id(user: User) -> str:
     """A stable unique id in AWS's form (``AIDA`` + 17 characters) for the user's record."""
-    digest = hashlib.sha256(user.id.encode()).digest()
-    return USER_ID_PREFIX + base64.b32encode(digest).decode("ascii")[:17]
+    return iam_user_unique_id(user.id)
 
 
 def local_provider(call: Call) -> str:
