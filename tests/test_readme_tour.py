@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.doc_snippets import ROOT, blocks
+from tests.support.doc_snippets import ROOT, blocks, runs
 from tests.support.login_driver import parse_forms
 from tests.test_admin_users_cli import login
 from tests.test_serve import served, shipped_config  # noqa: F401 (fixtures)
@@ -65,6 +65,8 @@ def test_step_4_as_written_passes_check_config_without_warnings(tmp_path: Path) 
 STEPS_2_3 = ("**2. Your session as JSON.**", "**4. Add a provider")
 
 
+@runs("README.md", "sh", between=STEPS_2_3)
+@runs("README.md", "python", between=STEPS_2_3)
 async def test_steps_2_and_3_as_written_with_the_session_cookie(
     served: tuple[subprocess.Popen[str], str, int],  # noqa: F811
 ) -> None:

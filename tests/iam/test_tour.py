@@ -8,11 +8,13 @@ import asyncio
 import json
 import re
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 from tests.iam.conftest import AWS_CLI, IamEnv, call
 from tests.sts.conftest import aws_env
+from tests.support.doc_snippets import runs
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "iam-api.md"
 DOC_URL = "http://127.0.0.1:8000"
@@ -51,6 +53,7 @@ async def run(env: IamEnv, argv: list[str], cwd: Path, **extra: str) -> dict[str
     return json.loads(out) if out.strip() else {}
 
 
+@runs("docs/iam-api.md", "sh", containing="iam create-role --role-name deploy")
 async def test_the_documented_commands_work_as_written(iam_env: IamEnv, tmp_path: Path) -> None:
     work = tmp_path / "tour"
     work.mkdir()
@@ -80,6 +83,68 @@ async def test_the_documented_commands_work_as_written(iam_env: IamEnv, tmp_path
     assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == (
         "repo:acme/app:ref:refs/heads/main"
     )
+
+
+@runs("docs/iam-api.md", "sh", section="Revoking a role's sessions")
+async def test_revoking_a_roles_sessions_as_written(iam_env: IamEnv, tmp_path: Path) -> None:
+    """The block runs in bash as written; the role's older credentials are then denied."""
+    admin = await iam_env.client("admin")
+    await call(admin, "create_role", RoleName="deploy", AssumeRolePolicyDocument=blocks("json")[0])
+    [shell] = [b for b in blocks("sh") if "AWSRevokeOlderSessions" in b]
+    creds = await iam_env.credentials("admin")
+    env = aws_env(
+        tmp_path,
+        AWS_ACCESS_KEY_ID=creds["AccessKeyId"],
+        AWS_SECRET_ACCESS_KEY=creds["SecretAccessKey"],
+        AWS_SESSION_TOKEN=creds["SessionToken"],
+    )
+    env["PATH"] = f"{Path(AWS_CLI).parent}:{env.get('PATH', '')}"
+    proc = await asyncio.create_subprocess_exec(
+        "bash",
+        "-euo",
+        "pipefail",
+        "-c",
+        shell.replace(DOC_URL, iam_env.url),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, err.decode()
+    got = await call(
+        admin, "get_role_policy", RoleName="deploy", PolicyName="AWSRevokeOlderSessions"
+    )
+    [statement] = got["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert "aws:TokenIssueTime" in statement["Condition"]["DateLessThan"]
+
+
+@runs("docs/iam-api.md", "python", section="Pointing tools at the broker")
+async def test_the_boto3_lines_as_written(iam_env: IamEnv, tmp_path: Path) -> None:
+    """With the admin's credentials in the environment and the page's trust.json beside it."""
+    (tmp_path / "trust.json").write_text(blocks("json")[0])
+    [python] = blocks("python")
+    creds = await iam_env.credentials("admin")
+    env = aws_env(
+        tmp_path,
+        AWS_ACCESS_KEY_ID=creds["AccessKeyId"],
+        AWS_SECRET_ACCESS_KEY=creds["SecretAccessKey"],
+        AWS_SESSION_TOKEN=creds["SessionToken"],
+    )
+    del env["AWS_DEFAULT_REGION"], env["AWS_REGION"]  # the block names its region
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        python.replace(DOC_URL, iam_env.url),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, err.decode()
+    role = (await call(await iam_env.client("admin"), "get_role", RoleName="deploy"))["Role"]
+    assert role["Arn"] == iam_env.arn("role", "deploy")
 
 
 async def test_the_documented_profile_points_the_cli_at_the_broker(

@@ -4,7 +4,9 @@ documentation's snippets as written."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[2]
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
@@ -16,10 +18,12 @@ def blocks(
     *,
     section: str | None = None,
     between: tuple[str, str] | None = None,
+    containing: str | None = None,
 ) -> list[str]:
     """The ``lang`` blocks of ``page`` (relative to the repository), only those under the
     heading ``section`` (up to the next heading of the same or a higher level) when given, or
-    between the first occurrences of two marker texts (``between``)."""
+    between the first occurrences of two marker texts (``between``), or that contain the text
+    ``containing``."""
     text = (ROOT / page).read_text("utf-8")
     if between is not None:
         text = text[text.index(between[0]) : text.index(between[1])]
@@ -30,4 +34,56 @@ def blocks(
         rest = text[m.end() :]
         end = re.search(rf"^#{{1,{level}}} ", rest, re.M)
         text = rest[: end.start()] if end else rest
-    return [body for kind, body in _FENCE.findall(text) if kind == lang]
+    found = [body for kind, body in _FENCE.findall(text) if kind == lang]
+    return [b for b in found if containing is None or containing in b]
+
+
+# --- which snippets are run, and which cannot be ------------------------------------------------
+
+# The languages of blocks that are commands or programs: each one of README.md and docs/*.md is
+# run by a test (``@runs``) or named in NOT_RUN (tests/docs/test_snippet_coverage.py).
+RUNNABLE = ("sh", "bash", "console", "python")
+PAGES = ("README.md", "docs/*.md")
+
+# (page, block text) -> the test that runs it, filled in when the test modules are imported
+RUN_BY: dict[tuple[str, str], str] = {}
+
+T = TypeVar("T", bound=Callable[..., Any])
+
+
+def runs(
+    page: str,
+    lang: str,
+    *,
+    section: str | None = None,
+    between: tuple[str, str] | None = None,
+    containing: str | None = None,
+) -> Callable[[T], T]:
+    """Declare that the decorated test runs, as written, the blocks ``blocks(page, lang,
+    section=..., between=...)`` selects (only those containing ``containing`` when given). Done
+    at import, so the coverage test knows every run block without running the tests."""
+    found = blocks(page, lang, section=section, between=between, containing=containing)
+    assert found, f"no {lang} block of {page} is selected by {section or between or containing}"
+
+    def mark(test: T) -> T:
+        for body in found:
+            RUN_BY.setdefault((page, body), f"{test.__module__}::{test.__qualname__}")
+        return test
+
+    return mark
+
+
+# Blocks that no test can run here, by (page, the block's first line): one line why. Keep it
+# small; a block that changes keeps its entry only while its first line stays the same.
+NOT_RUN: dict[tuple[str, str], str] = {
+    (
+        "README.md",
+        "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/broker serve",
+    ): "installs the package from PyPI into a new venv (scripts/test does the same) and serves "
+    "forever; the tests run `broker serve` on config/broker.toml (tests/test_serve.py)",
+    ("README.md", "bash scripts/test"): "runs the whole test suite, which this test is part of",
+    (
+        "docs/configuration.md",
+        "docker run -p 8000:8000 -v broker-data:/var/lib/broker \\",
+    ): "needs Docker and the built image (no Docker daemon in the test environment)",
+}
