@@ -50,8 +50,8 @@ def test_step_4_as_written_passes_check_config_without_warnings(tmp_path: Path) 
     assert report.get("warnings", []) == []
 
     # the policy section's first simulate command, on this config
-    [commands] = [b for b in blocks("README.md", "sh") if "may the role `dev` GET" in b]
-    line = commands.split("# may the role `dev` GET this URL from this address?\n", 1)[1]
+    [commands] = [b for b in blocks("README.md", "sh") if "may the role `dev` of step 4 GET" in b]
+    line = commands.split("# may the role `dev` of step 4 GET this URL from this address?\n", 1)[1]
     argv = shlex.split(line.split("\n# ", 1)[0].replace("\\\n", " "))
     assert argv[:2] == ["broker", "simulate"]
     r = broker(*argv[1:], "--config", str(config / "broker.toml"), env=env)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import sys
 from pathlib import Path
-
-import json
 from typing import Any
 
 from aiohttp import web
@@ -72,7 +71,9 @@ async def test_web_identity_and_token_exchange_as_written(
     )
     assert out["Credentials"]["SessionToken"]
     [exchange] = blocks(PAGE, "sh", section="RFC 8693 token exchange (no SDK needed)")
-    answer: dict[str, Any] = json.loads(await bash(_as_written(exchange, broker.url, tmp_path), env))
+    answer: dict[str, Any] = json.loads(
+        await bash(_as_written(exchange, broker.url, tmp_path), env)
+    )
     assert answer["token_type"] == "Bearer"
     assert answer["issued_token_type"] == "urn:ietf:params:oauth:token-type:access_token"
     assert answer["access_token"]

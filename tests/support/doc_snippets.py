@@ -12,6 +12,15 @@ ROOT = Path(__file__).resolve().parents[2]
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 
+def _heading(text: str, pattern: str) -> re.Match[str] | None:
+    """The first line matching ``pattern`` outside fenced blocks (a shell comment is no heading)."""
+    fences = [f.span() for f in _FENCE.finditer(text)]
+    for m in re.finditer(rf"^{pattern}", text, re.M):
+        if not any(a <= m.start() < b for a, b in fences):
+            return m
+    return None
+
+
 def blocks(
     page: str,
     lang: str,
@@ -28,12 +37,12 @@ def blocks(
     if between is not None:
         text = text[text.index(between[0]) : text.index(between[1])]
     if section is not None:
-        m = re.search(rf"^(#+) {re.escape(section)}\s*$", text, re.M)
+        m = _heading(text, rf"(#+) {re.escape(section)}\s*$")
         assert m, f"{page} has no section {section!r}"
         level = len(m.group(1))
         rest = text[m.end() :]
-        end = re.search(rf"^#{{1,{level}}} ", rest, re.M)
-        text = rest[: end.start()] if end else rest
+        stop = _heading(rest, rf"#{{1,{level}}} ")
+        text = rest[: stop.start()] if stop else rest
     found = [body for kind, body in _FENCE.findall(text) if kind == lang]
     return [b for b in found if containing is None or containing in b]
 
