@@ -5,7 +5,12 @@ declarations are made when its module is imported, so this test imports every te
 has one and then checks each ``sh``/``bash``/``console``/``python`` block of every page: it must be
 declared by a test, or be in ``NOT_RUN`` with the reason it cannot run here. A new or changed
 block that is neither fails here; a changed block that a test runs fails that test. A block
-with no language is refused too: output and pseudo-code are ``text``, commands are ``sh``.
+with no language, or one that is neither a command's nor in ``NOT_COMMANDS``, is refused too:
+output and pseudo-code are ``text``, commands are ``sh``.
+
+To bring a new page's snippets in: run each in a test decorated with ``@runs(page, lang,
+section=... | between=... | containing=...)``, or add ``(page, first line): reason`` to
+``NOT_RUN`` when it cannot run here. Pages are found by ``PAGES`` (README.md, docs/*.md).
 """
 
 from __future__ import annotations
@@ -15,7 +20,15 @@ import importlib
 import re
 from pathlib import Path
 
-from tests.support.doc_snippets import _FENCE, NOT_RUN, PAGES, ROOT, RUN_BY, RUNNABLE
+from tests.support.doc_snippets import (
+    _FENCE,
+    NOT_COMMANDS,
+    NOT_RUN,
+    PAGES,
+    ROOT,
+    RUN_BY,
+    RUNNABLE,
+)
 
 TESTS = ROOT / "tests"
 
@@ -28,7 +41,7 @@ def pages() -> list[str]:
 def import_declaring_tests() -> None:
     """Import every test module that declares run snippets (``@runs(``), filling RUN_BY."""
     for path in sorted(TESTS.rglob("test_*.py")):
-        if re.search(r"^@runs\(", path.read_text("utf-8"), re.M):
+        if re.search(r"^\s*@runs\(", path.read_text("utf-8"), re.M):
             importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
 
 
@@ -38,7 +51,7 @@ def test_every_runnable_block_is_run_by_a_test_or_says_why_not() -> None:
     for page in pages():
         for i, (lang, body) in enumerate(_FENCE.findall((ROOT / page).read_text("utf-8"))):
             where = f"{page} block {i} ({lang or 'no language'}): {body.splitlines()[0]!r}"
-            if not lang:
+            if lang not in RUNNABLE + NOT_COMMANDS:
                 unlabelled.append(where)
             elif lang in RUNNABLE and (page, body) not in RUN_BY:
                 key = (page, body.splitlines()[0])
@@ -47,7 +60,10 @@ def test_every_runnable_block_is_run_by_a_test_or_says_why_not() -> None:
                 else:
                     digest = hashlib.sha256(body.encode()).hexdigest()[:12]
                     missing.append(f"{where} [sha256 {digest}]")
-    assert not unlabelled, "blocks need a language (text for output):\n" + "\n".join(unlabelled)
+    assert not unlabelled, (
+        f"blocks need a language, one of {RUNNABLE + NOT_COMMANDS} (text for output):\n"
+        + "\n".join(unlabelled)
+    )
     assert not missing, (
         "blocks no test runs: run them in a test decorated with @runs(...) from "
         "tests/support/doc_snippets.py, or add them to NOT_RUN with the reason:\n"

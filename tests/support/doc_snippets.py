@@ -4,12 +4,32 @@ documentation's snippets as written."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[2]
-_FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+# a fence may be indented (inside a list item) and carry more than its language after the backticks
+_FENCE_RE = re.compile(r"^( *)```([\w+-]*)[^\n]*\n(.*?)^ *```", re.S | re.M)
+
+
+class _Fences:
+    """``findall``/``finditer`` of the fenced blocks: (language, body without the indent)."""
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        return _FENCE_RE.finditer(text)
+
+    def findall(self, text: str) -> list[tuple[str, str]]:
+        found = []
+        for m in _FENCE_RE.finditer(text):
+            indent, lang, body = m.groups()
+            if indent:
+                body = re.sub(rf"^{indent}", "", body, flags=re.M)
+            found.append((lang, body))
+        return found
+
+
+_FENCE = _Fences()
 
 
 def _heading(text: str, pattern: str) -> re.Match[str] | None:
@@ -51,7 +71,11 @@ def blocks(
 
 # The languages of blocks that are commands or programs: each one of README.md and docs/*.md is
 # run by a test (``@runs``) or named in NOT_RUN (tests/docs/test_snippet_coverage.py).
-RUNNABLE = ("sh", "bash", "console", "python")
+RUNNABLE = ("sh", "bash", "shell", "zsh", "console", "python", "py", "pycon")
+# The languages of everything else: configuration (tested as files by their own tests, e.g.
+# tests/forward_auth/test_docs.py, tests/test_examples.py), documents, and output. A block in
+# any other language fails the coverage test, so that a command cannot hide behind a new name.
+NOT_COMMANDS = ("text", "toml", "json", "yaml", "nginx", "caddyfile", "ini", "hcl")
 PAGES = ("README.md", "docs/*.md")
 
 # (page, block text) -> the test that runs it, filled in when the test modules are imported
