@@ -1,6 +1,7 @@
 """README's "Commands" section is the CLI: every command it lists exists and takes the options it
 says (``--config``, ``--json``, ``--help``, with the exceptions it names), and every command of
-the CLI is listed. Read from broker's own argument parser, so no process is started."""
+the CLI is listed; every `broker ...` named in the prose of README.md and docs/ exists, with the
+options it shows. Read from broker's own argument parser, so no process is started."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import argparse
 import re
 
 from broker.cli import build_parser
-from tests.support.doc_snippets import ROOT
+from tests.support.doc_snippets import PAGES, ROOT
 
 SECTION = "## Commands"
 
@@ -64,3 +65,37 @@ def test_each_takes_config_json_and_help_but_the_named_exceptions() -> None:
     for command, options in cli_commands(build_parser()).items():
         for option in ("--config", "--json", "--help"):
             assert (option in options) != ((command, option) in exceptions), (command, option)
+
+
+# commands the pages name as not there yet, by the words after `broker`
+NOT_YET = {"login": "docs/iam-api.md: a person's session as SigV4 credentials is a next step"}
+
+
+def test_every_command_named_in_the_prose_exists_with_its_options() -> None:
+    cli = cli_commands(build_parser())
+    groups = {" ".join(c.split()[:n]) for c in cli for n in range(1, len(c.split()))}
+    pages = [p for pattern in PAGES for p in sorted(ROOT.glob(pattern))]
+    for page in pages:
+        for span in re.findall(r"`broker ([^`]+)`", page.read_text("utf-8")):
+            words = span.split()
+            path = [w for w in words if re.fullmatch(r"[a-z][a-z|-]*", w)][:3]
+            alternatives: list[list[str]] = [[]] if path else []
+            for word in path:
+                alternatives = [[*a, alt] for a in alternatives for alt in word.split("|")]
+            for alternative in alternatives:
+                # the longest prefix that names a command (the rest are arguments, e.g. alice)
+                command = next(
+                    (
+                        " ".join(alternative[:n])
+                        for n in (3, 2, 1)
+                        if " ".join(alternative[:n]) in cli
+                    ),
+                    None,
+                )
+                where = f"{page.name}: `broker {span}`"
+                if command is None:
+                    name = " ".join(alternative)
+                    assert name in groups or name in NOT_YET, where
+                    continue
+                for option in (w for w in words if w.startswith("--")):
+                    assert option in cli[command], where
