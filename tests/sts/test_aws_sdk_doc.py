@@ -2,7 +2,7 @@
 shell block with the real AWS CLI and its Python block with boto3, in an environment with no AWS
 settings but the ones the page exports, and a token file written by ``echo``; the web-identity
 call and the token exchange with a real ID token as ``$OIDC_TOKEN``; and docs/github-actions.md's
-token exchange with ``curl | jq``."""
+workflow steps (as a runner runs them) and its token exchange with ``curl | jq``."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import asyncio
 import base64
 import json
 import os
+import re
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from pytest_aiohttp import AiohttpServer
 
 from tests.conftest import RunningBroker
 from tests.sts.conftest import RoleSpec, real_id_token, start_broker, web_trust
@@ -82,16 +85,78 @@ async def test_web_identity_and_token_exchange_as_written(
 GITHUB = "docs/github-actions.md"
 
 
+def run_scripts(workflow: str) -> list[str]:
+    """The ``run:`` scripts of a workflow's steps, in order: ``run: command`` or a ``run: |``
+    literal block (its lines indented deeper than the key, dedented)."""
+    scripts: list[str] = []
+    lines = workflow.splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)(?:- )?run: (.*)$", line)
+        if not m:
+            continue
+        if m.group(2) != "|":
+            scripts.append(m.group(2) + "\n")
+            continue
+        body = []
+        for following in lines[i + 1 :]:
+            if following.strip() and len(following) - len(following.lstrip()) <= len(m.group(1)):
+                break
+            body.append(following)
+        scripts.append(textwrap.dedent("\n".join(body)) + "\n")
+    return scripts
+
+
 @runs(GITHUB, "sh", containing="scope=role:ci-deploy")
-async def test_github_actions_token_exchange_as_written(
-    oidc_server: OidcServer, tmp_path: Path, runners: list[web.AppRunner]
+@runs(GITHUB, "yaml", section="Workflow")
+async def test_github_actions_workflow_and_token_exchange_as_written(
+    oidc_server: OidcServer,
+    tmp_path: Path,
+    runners: list[web.AppRunner],
+    aiohttp_server: AiohttpServer,
 ) -> None:
     """The page's role ``ci-deploy``, trusting a token of the real provider (standing in for
-    GitHub's, which only a runner gets)."""
+    GitHub's, which only a runner gets). The workflow's steps run as a runner runs them
+    (``bash -e``, ``$GITHUB_ENV`` applied to the next step), with the runner's token endpoint
+    handing out that token."""
     trust = web_trust("corp", {"StringEquals": {"corp:sub": "alice", "corp:aud": "broker"}})
     b = await start_broker(
         tmp_path / "b", oidc=oidc_server, roles={"ci-deploy": RoleSpec(trust)}, runners=runners
     )
+    id_token = await real_id_token(oidc_server, "corp", "alice")
+
+    async def runner_token(request: web.Request) -> web.Response:
+        # what GitHub's endpoint checks: the request token, and the audience asked for
+        assert request.headers["Authorization"] == "bearer request-token"
+        assert request.query["audience"] == "broker.example.com"
+        return web.json_response({"count": 1, "value": id_token})
+
+    app = web.Application()
+    app.router.add_get("/token", runner_token)
+    idp = await aiohttp_server(app)
+    [workflow] = blocks(GITHUB, "yaml", section="Workflow")
+    steps = run_scripts(workflow)
+    assert len(steps) == 2
+    runner_temp, github_env = tmp_path / "runner-temp", tmp_path / "github-env"
+    runner_temp.mkdir()
+    github_env.touch()
+    env = clean_env(
+        tmp_path,
+        ACTIONS_ID_TOKEN_REQUEST_TOKEN="request-token",
+        ACTIONS_ID_TOKEN_REQUEST_URL=f"{idp.make_url('/token')}?api-version=2.0",
+        RUNNER_TEMP=str(runner_temp),
+        GITHUB_ENV=str(github_env),
+        GITHUB_RUN_ID="4242",
+    )
+    outputs = []
+    for step in steps:
+        for line in github_env.read_text().splitlines():
+            key, _, value = line.partition("=")
+            env[key] = value
+        outputs.append(await bash(step.replace("https://broker.example.com", b.url), env))
+    assert (runner_temp / "oidc-token").read_text() == id_token  # printf '%s': no newline
+    identity = json.loads(outputs[-1])
+    assert identity["Arn"] == "arn:broker:sts::000000000000:assumed-role/ci-deploy/gh-4242"
+
     [exchange] = blocks(GITHUB, "sh", containing="scope=role:ci-deploy")
     env = clean_env(tmp_path, TOKEN=await real_id_token(oidc_server, "corp", "alice"))
     token = (await bash(exchange.replace("https://broker.example.com", b.url), env)).strip()
