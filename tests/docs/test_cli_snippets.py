@@ -190,3 +190,17 @@ async def test_offboarding_as_written_on_postgresql(tmp_path: Path) -> None:
             ("user.enable", "success"),
             ("user.disable", "success"),
         ]
+
+
+def test_a_kek_made_as_the_pages_say_is_accepted(tmp_path: Path) -> None:
+    """configuration.md and postgresql.md: "generate one with `openssl rand -base64 32`"."""
+    for page in ("docs/configuration.md", "docs/postgresql.md"):
+        assert "`openssl rand -base64 32`" in (ROOT / page).read_text("utf-8")
+    root = checkout(tmp_path)
+    config = root / "config/broker.toml"
+    config.write_text(config.read_text().replace("[keys]\n", '[keys]\nkek = "${BROKER_KEK}"\n'))
+    r = shell(
+        'BROKER_KEK="$(openssl rand -base64 32)" broker check-config --config config/broker.toml',
+        root,
+    )
+    assert r.stdout.startswith("config/broker.toml: OK"), r.stdout
