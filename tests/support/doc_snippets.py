@@ -106,6 +106,8 @@ def runs(
     return mark
 
 
+DOCKER = "needs a Docker daemon and the built image (none in the test environment)"
+
 # Blocks that no test can run here, by (page, the block's first line): one line why. Keep it
 # small; a block that changes keeps its entry only while its first line stays the same.
 NOT_RUN: dict[tuple[str, str], str] = {
@@ -115,8 +117,13 @@ NOT_RUN: dict[tuple[str, str], str] = {
     ): "installs the package from PyPI into a new venv (scripts/test does the same) and serves "
     "forever; the tests run `broker serve` on config/broker.toml (tests/test_serve.py)",
     ("README.md", "bash scripts/test"): "runs the whole test suite, which this test is part of",
+    ("README.md", "docker build -t broker ."): DOCKER,
+    ("docs/configuration.md", "docker run -p 9000:9000 -v broker-data:/var/lib/broker \\"): DOCKER,
     (
         "docs/configuration.md",
-        "docker run -p 8000:8000 -v broker-data:/var/lib/broker \\",
-    ): "needs Docker and the built image (no Docker daemon in the test environment)",
+        'export BROKER_KEK="$(openssl rand -base64 32)"   '
+        "# once; keep it: it decrypts the signing keys",
+    ): DOCKER,
+    ("docs/postgresql.md", "printf 'BROKER_KEK=%s\\nPOSTGRES_PASSWORD=%s\\n' \\"): DOCKER
+    + "; its .env lines run in tests/test_container.py, compose.yaml is checked there",
 }
