@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tests.iam.conftest import AWS_CLI, IamEnv
 from tests.sts.conftest import ACCOUNT, aws_env
+from tests.support.doc_snippets import runs
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "access-keys.md"
 DOC_URL = "http://127.0.0.1:8000"
@@ -63,6 +64,9 @@ async def caller(env: IamEnv, work: Path) -> tuple[int, str, str]:
     )
 
 
+@runs("docs/access-keys.md", "sh", section="Create one")
+@runs("docs/access-keys.md", "sh", section="Use it")
+@runs("docs/access-keys.md", "sh", section="Rotate it")
 async def test_the_documented_commands_work_as_written(iam_env: IamEnv, tmp_path: Path) -> None:
     create, use, rotate = blocks("sh")
     policy_doc, trust_doc = blocks("json")
