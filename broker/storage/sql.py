@@ -16,7 +16,8 @@ One implementation serves both databases; where they differ (upserts, locking) t
 - ``sql_audit``: the hash-chained audit log and its checkpoints;
 - ``sql_keys``: the token-signing keys and their rotation;
 - ``sql_sessions``: browser sessions and revocations;
-- ``sql_logins``: login states, other single-use values and failed-login counts.
+- ``sql_logins``: login states, other single-use values and failed-login counts;
+- ``sql_mfa``: virtual MFA devices and the single use of their codes.
 
 URLs are the configuration's form:
 
@@ -69,6 +70,7 @@ from broker.storage.sql_base import (
 from broker.storage.sql_groups import GroupsAdminMixin
 from broker.storage.sql_keys import SigningKeysSql
 from broker.storage.sql_logins import LoginsSql
+from broker.storage.sql_mfa import MfaSql
 from broker.storage.sql_policies import ManagedPoliciesSql
 from broker.storage.sql_providers import OidcProvidersMixin
 from broker.storage.sql_roles import RolesMixin
@@ -150,6 +152,7 @@ class SqlStore(
     SigningKeysSql,
     SessionsSql,
     LoginsSql,
+    MfaSql,
     SqlBase,
 ):
     """The ``Store`` protocol on one SQLAlchemy async engine (SQLite or PostgreSQL).
