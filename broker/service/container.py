@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -38,6 +39,7 @@ from broker.service.hashing import PasswordHashing
 from broker.service.iam import IamService
 from broker.service.iam_api import IamApi, all_actions
 from broker.service.login import LoginService
+from broker.service.mfa import MfaService
 from broker.service.offboarding import OffboardingService
 from broker.service.providers import OidcProviderService, RegisteredProviders
 from broker.service.revocation import RevocationState
@@ -120,6 +122,7 @@ class Broker:
     backchannel: BackchannelLogout
     offboarding: OffboardingService
     iam_api: IamApi
+    mfa: MfaService
     csrf_key: bytes = b""
     bootstrap_password: str | None = None
     _last: dict[str, float] = field(default_factory=dict)
@@ -189,7 +192,19 @@ class Broker:
                 for name, p in settings.providers.items()
                 if p.type != "local"
             }
-            login = LoginService(settings, store, clients, roles, sessions, auditor, clock, hashing)
+            mfa = MfaService(
+                store,
+                auditor,
+                clock,
+                kek=kek,
+                limits=settings.login,
+                account_id=settings.server.account_id,
+                # the label authenticator apps show: this broker's host name
+                issuer=urlsplit(settings.server.public_url).hostname or "broker",
+            )
+            login = LoginService(
+                settings, store, clients, roles, sessions, auditor, clock, hashing, mfa=mfa
+            )
             password = (
                 await bootstrap_admin(settings, store, auditor, clock, hashing)
                 if bootstrap
@@ -224,6 +239,7 @@ class Broker:
                 registered=RegisteredProviders(
                     settings, store, lambda p: OIDCClient(p, http, clock=clock), clock
                 ),
+                mfa=mfa,
             )
             await sts.refresh()
         except BaseException:
@@ -248,6 +264,7 @@ class Broker:
             actions=all_actions(),
             refresh=refresh_iam,
             hashing=hashing,
+            mfa=mfa,
         )
         now = clock.now()
         return cls(
@@ -270,6 +287,7 @@ class Broker:
             backchannel=BackchannelLogout(settings, store, clients, revocations, auditor, clock),
             offboarding=offboarding,
             iam_api=iam_api,
+            mfa=mfa,
             csrf_key=derive_key(kek, b"broker/csrf"),
             bootstrap_password=password,
             _last={"keys": now, "purge": now, "flush": now, "checkpoint": now},

@@ -48,7 +48,7 @@ import secrets
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from broker.clock import Clock
@@ -56,6 +56,8 @@ from broker.config import ProviderConfig, Settings
 from broker.domain import sigv4, sts, tokens
 from broker.domain.claims import (
     ContextValue,
+    amr_auth_time,
+    amr_shows_mfa,
     claims_to_context,
     federated_principal,
     global_context,
@@ -71,6 +73,7 @@ from broker.errors import (
     ExpiredIdToken,
     InvalidIdToken,
     ProviderUnavailable,
+    RateLimited,
     RevocationStateStale,
     StoreError,
     StsAccessDenied,
@@ -96,6 +99,7 @@ from broker.policy import Policy, PolicyError, evaluate_trust, parse_policy
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
 from broker.service.credentials import CredentialVerifier, peek_typ
+from broker.service.mfa import MfaProof, MfaService, is_serial_number
 from broker.service.policy_sets import PolicyCompiler
 from broker.service.providers import RegisteredProviders
 from broker.service.revocation import RevocationState
@@ -115,6 +119,8 @@ MAX_WEB_IDENTITY_TOKEN = 20000
 ROLE_REFRESH_COOLDOWN = 1.0
 POLICY_CACHE_ENTRIES = 4096
 USER_CACHE_SECONDS = 60.0
+# AWS's message when an MFA code is refused (the reason goes to the audit log only)
+MFA_FAILED = "MultiFactorAuthentication failed with invalid MFA one time pass code."
 USER_CACHE_ENTRIES = 10_000
 BROKER_TYPS = frozenset(
     t.lower() for t in (tokens.SESSION_TYP, tokens.ACCESS_TYP, tokens.ASSERTION_TYP)
@@ -176,6 +182,7 @@ class _Caller:
     email: str = ""
     groups: tuple[str, ...] = ()
     mfa: bool = False
+    mfa_authenticated_at: float | None = None
     chained: bool = False
     parent: Credential | None = None
     source_identity: str = ""
@@ -197,6 +204,8 @@ class AssumeParams:
     transitive_tag_keys: tuple[str, ...] = ()
     external_id: str | None = None
     source_identity: str | None = None
+    serial_number: str | None = None  # the caller's MFA device (AssumeRole)
+    token_code: str | None = None  # a current code of it
 
 
 def derive_secret(key: bytes, access_key_id: str) -> str:
@@ -226,8 +235,10 @@ class StsService:
         clock: Clock,
         secret_key: bytes,
         registered: RegisteredProviders | None = None,
+        mfa: MfaService | None = None,
     ) -> None:
         self._settings = settings
+        self._mfa = mfa  # SerialNumber + TokenCode (AssumeRole)
         self._account = settings.server.account_id
         self._issuer = settings.server.public_url
         self._store = store
@@ -491,6 +502,8 @@ class StsService:
             CLAIM_ASSUMED_ROLE: assumed,
             CLAIM_CHAINED: caller.chained,
         }
+        if caller.mfa and caller.mfa_authenticated_at is not None:
+            claims[tokens.CLAIM_MFA_AT] = caller.mfa_authenticated_at
         if source_identity:
             claims[CLAIM_SOURCE_IDENTITY] = source_identity
         if tags.transitive:
@@ -618,11 +631,14 @@ class StsService:
             if isinstance(raw_groups, list)
             else ()
         )
-        amr = claims.get("amr")
-        mfa = isinstance(amr, list) and any(m in ("mfa", "otp", "hwk", "swk") for m in amr)
+        mfa = amr_shows_mfa(claims.get("amr"))  # RFC 8176: see docs/mfa.md
+        now = self._clock.now()
+        mfa_at = (amr_auth_time(claims) or now) if mfa else None
         user_id = await self._user_id(provider.name, subject)
         context: dict[str, ContextValue] = {
-            **global_context(now=self._clock.now(), source_ip=req.source_ip, mfa=mfa),
+            **global_context(
+                now=now, source_ip=req.source_ip, mfa=mfa, mfa_authenticated_at=mfa_at
+            ),
             **claims_to_context(provider.name, claims),
         }
         caller = _Caller(
@@ -635,6 +651,7 @@ class StsService:
             email=email,
             groups=groups,
             mfa=mfa,
+            mfa_authenticated_at=mfa_at,
             web_audience=audience,
         )
         return caller, f"{provider.name}/{subject}", claims
@@ -730,9 +747,16 @@ class StsService:
             account=self._account,
         )
 
-    def _chained_caller(self, parent: Credential, req: RequestInfo) -> _Caller:
+    def _chained_caller(
+        self, parent: Credential, req: RequestInfo, mfa: MfaProof | None = None
+    ) -> _Caller:
+        """``mfa``: a code of the caller's device accepted for this request: the new session
+        (and the trust policy's context) has MFA from now, whatever the parent had."""
+        principal = parent.principal
+        if mfa is not None:
+            principal = replace(principal, mfa=True, mfa_authenticated_at=mfa.authenticated_at)
         ctx: dict[str, ContextValue] = self._authorizer.context_for(
-            parent.principal, source_ip=req.source_ip
+            principal, source_ip=req.source_ip
         )
         assumed = str(parent.claims.get(CLAIM_ASSUMED_ROLE, parent.role_arn))
         transitive = tuple(str(k) for k in parent.claims.get(CLAIM_TRANSITIVE, []))
@@ -745,7 +769,8 @@ class StsService:
             subject=parent.subject,
             email=parent.email,
             groups=parent.groups,
-            mfa=parent.mfa,
+            mfa=principal.mfa,
+            mfa_authenticated_at=principal.mfa_authenticated_at,
             chained=True,
             parent=parent,
             source_identity=parent.source_identity,
@@ -760,9 +785,60 @@ class StsService:
     async def assume_role(
         self, parent: Credential, p: AssumeParams, req: RequestInfo
     ) -> IssuedCredentials:
-        caller = self._chained_caller(parent, req)
         assumed = str(parent.claims.get(CLAIM_ASSUMED_ROLE, parent.role_arn))
+        proof = None
+        if p.serial_number is not None or p.token_code is not None:
+            try:
+                proof = await self.check_mfa(
+                    parent.user_id, p.serial_number, p.token_code, req, "sts.AssumeRole"
+                )
+            except BrokerError as e:
+                await self._refused("sts.AssumeRole", req, assumed, e)
+                raise
+        caller = self._chained_caller(parent, req, proof)
         return await self._audited("sts.AssumeRole", req, assumed, caller, p)
+
+    async def check_mfa(
+        self,
+        user_id: str,
+        serial_number: str | None,
+        token_code: str | None,
+        req: RequestInfo,
+        purpose: str,
+    ) -> MfaProof:
+        """STS's ``SerialNumber`` + ``TokenCode``: both or neither (``ValidationError``), in
+        AWS's forms; a refused code (wrong, replayed, not the caller's device, rate-limited) is
+        AWS's ``AccessDenied``, audited by ``MfaService`` with the reason."""
+        if serial_number is None or token_code is None:
+            raise StsValidationError(
+                "mfa_parameters_incomplete",
+                public_message="SerialNumber and TokenCode must be given together.",
+            )
+        if not is_serial_number(serial_number):
+            raise StsValidationError(
+                "mfa_serial_malformed",
+                public_message="1 validation error detected: Value at 'serialNumber' failed to "
+                "satisfy constraint: Member must satisfy regular expression pattern: "
+                "[\\w+=/:,.@-]* and have length between 9 and 256",
+            )
+        if not (len(token_code) == 6 and token_code.isascii() and token_code.isdigit()):
+            raise StsValidationError(
+                "mfa_token_code_malformed",
+                public_message="1 validation error detected: Value at 'tokenCode' failed to "
+                "satisfy constraint: Member must satisfy regular expression pattern: [\\d]* "
+                "and have length 6",
+            )
+        if self._mfa is None:
+            raise StsAccessDenied("mfa_unavailable", public_message=MFA_FAILED)
+        try:
+            proof = await self._mfa.verify(
+                user_id, serial_number, token_code, req=req, purpose=purpose
+            )
+        except RateLimited as e:
+            raise StsAccessDenied(f"mfa:{e.reason}", public_message=MFA_FAILED) from e
+        if proof is None:
+            raise StsAccessDenied("mfa_code_refused", public_message=MFA_FAILED)
+        return proof
 
     # --- the SessionToken as a bearer credential --------------------------------------------------
 

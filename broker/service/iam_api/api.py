@@ -44,6 +44,7 @@ from broker.service.authorize import Authorizer
 from broker.service.hashing import PasswordHashing
 from broker.service.iam import IamService
 from broker.service.iam_api.registry import Action, Call, Caller, Params, Result
+from broker.service.mfa import MfaService
 from broker.service.offboarding import OffboardingService
 from broker.service.providers import OidcProviderService
 from broker.storage.base import Store
@@ -120,6 +121,7 @@ class IamApi:
         refresh: Callable[[], Awaitable[None]],
         hashing: PasswordHashing | None = None,
         providers: OidcProviderService | None = None,
+        mfa: MfaService | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -132,6 +134,7 @@ class IamApi:
         self._actions: Mapping[str, Action] = {a.name: a for a in actions}
         self._refresh = refresh
         self.hashing = hashing  # login profiles' passwords (argon2, off the event loop)
+        self.mfa = mfa  # virtual MFA devices (iam_api.mfa)
         self._generation: str | None = None
 
     @property
