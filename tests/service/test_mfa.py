@@ -148,7 +148,9 @@ def test_two_consecutive_codes() -> None:
 def test_qr_svg_has_no_style_or_script_for_the_csp() -> None:
     svg = totp.qr_svg(totp.provisioning_uri(SEED, account="alice", issuer="broker.test"))
     assert svg.startswith("<svg")
-    assert "style" not in svg and "script" not in svg and "<?xml" not in svg
+    assert "style" not in svg
+    assert "script" not in svg
+    assert "<?xml" not in svg
     assert totp.qr_png("otpauth://totp/x?secret=" + SEED).startswith(b"\x89PNG\r\n\x1a\n")
 
 
@@ -158,7 +160,8 @@ def test_qr_svg_has_no_style_or_script_for_the_csp() -> None:
 async def test_seed_is_sealed_and_bound_to_its_serial(mfa: MfaService, store: SqlStore) -> None:
     new = await mfa.create_virtual_device("d1", actor="root", req=REQ)
     stored = await store.get_mfa_device(new.device.serial_number)
-    assert stored is not None and stored.user_id is None
+    assert stored is not None
+    assert stored.user_id is None
     assert new.seed.encode() not in stored.seed_sealed
     assert mfa.seed_of(stored) == new.seed
     assert stored.serial_number == "arn:broker:iam::000000000000:mfa/d1"
@@ -173,7 +176,8 @@ async def test_verify_accepts_a_code_once(
     clock.advance(30)
     code = otp.at(clock.now())
     proof = await mfa.verify(user.id, None, code, req=REQ, purpose="login.mfa")
-    assert proof is not None and proof.authenticated_at == clock.now()
+    assert proof is not None
+    assert proof.authenticated_at == clock.now()
     # the same code again: refused, on this or the same step
     assert await mfa.verify(user.id, None, code, req=REQ, purpose="login.mfa") is None
     # an earlier step's code (inside the window, but at or below the last used): refused
@@ -182,7 +186,8 @@ async def test_verify_accepts_a_code_once(
     assert await mfa.verify(user.id, None, otp.at(clock.now() + 30), req=REQ, purpose="x")
     text = "\n".join(await _audit(store, auditor))
     assert "mfa_code_wrong_or_used" in text
-    assert otp.secret not in text and code not in text
+    assert otp.secret not in text
+    assert code not in text
 
 
 async def test_enable_codes_cannot_log_in(
@@ -231,7 +236,8 @@ async def test_wrong_codes_are_rate_limited_per_user(
     # over the limit: even the right code is not checked (and not used up)
     with pytest.raises(RateLimited) as e:
         await mfa.verify(user.id, None, good, req=REQ, purpose="login.mfa")
-    assert e.value.retry_after is not None and e.value.retry_after > 0
+    assert e.value.retry_after is not None
+    assert e.value.retry_after > 0
     assert "mfa_too_many_failures" in "\n".join(await _audit(store, auditor))
     # another user is not limited by alice's failures
     assert await mfa.verify("id-nobody", None, good, req=REQ, purpose="x") is None
@@ -280,7 +286,8 @@ async def test_deactivate_with_a_code_uses_it(
     clock.advance(30)
     await mfa.deactivate(serial, user.id, actor="a", req=REQ, code=otp.at(clock.now()))
     device = await store.get_mfa_device(serial)
-    assert device is not None and device.user_id is None
+    assert device is not None
+    assert device.user_id is None
     assert device.last_step == totp.time_step(clock.now())
 
 
