@@ -134,6 +134,9 @@ class UsersAdminMixin(SqlBase):
             gm = t.group_members
             if (await conn.execute(sa.select(gm.c.user_id).where(gm.c.user_id == user_id))).first():
                 problems.append("groups")
+            mfa = t.mfa_devices.c
+            if (await conn.execute(sa.select(mfa.user_id).where(mfa.user_id == user_id))).first():
+                problems.append("mfa_devices")  # as AWS: deactivate them first
             for table, what in (
                 (t.policy_attachments, "attached_policies"),
                 (t.inline_policies, "inline_policies"),

@@ -164,6 +164,7 @@ async def test_device_lifecycle_with_boto3(env: IamEnv, clock: FrozenClock) -> N
     assert await _error(call(iam, "delete_virtual_mfa_device", SerialNumber=serial)) == (
         "DeleteConflict"
     )
+    assert await _error(call(iam, "delete_user", UserName="carol")) == "DeleteConflict"
     await call(iam, "deactivate_mfa_device", UserName="carol", SerialNumber=serial)
     assert (await call(iam, "list_mfa_devices", UserName="carol"))["MFADevices"] == []
     assert (

@@ -23,7 +23,15 @@ from botocore.config import Config
 from pytest_aiohttp import AiohttpServer
 
 from broker.clock import FrozenClock
-from tests.iam.conftest import IamEnv, allow, call, iam_roles, policy, start_iam_env
+from tests.iam.conftest import (
+    IamEnv,
+    allow,
+    call,
+    iam_roles,
+    policy,
+    start_iam_env,
+    sts_client,
+)
 from tests.sts.conftest import ACCOUNT, RoleSpec, arn, chain_trust, web_trust
 
 MFA_FAILED = "MultiFactorAuthentication failed with invalid MFA one time pass code."
@@ -48,6 +56,17 @@ def roles() -> dict[str, RoleSpec]:
     out["mfa-only"] = RoleSpec(
         chain_trust("dev", condition={"Bool": {"aws:MultiFactorAuthPresent": "true"}}),
         (READ_WITH_MFA,),
+    )
+    # a web identity whose ID token shows MFA (RFC 8176 amr), authenticated < 100 s ago
+    out["web-mfa"] = RoleSpec(
+        web_trust(
+            "fake",
+            {
+                "StringEquals": {"fake:sub": "w1"},
+                "Bool": {"aws:MultiFactorAuthPresent": "true"},
+                "NumericLessThan": {"aws:MultiFactorAuthAge": "100"},
+            },
+        )
     )
     out["fresh-mfa"] = RoleSpec(
         chain_trust("mfa-only", condition={"NumericLessThan": {"aws:MultiFactorAuthAge": "120"}}),
@@ -276,3 +295,38 @@ async def test_without_mfa_there_is_no_auth_time(env: IamEnv, clock: FrozenClock
         "Credentials"
     ]
     assert "mfa_at" not in claims(plain["SessionToken"])
+
+
+@pytest.mark.parametrize(
+    ("amr", "auth_age", "admitted"),
+    [
+        (["pwd", "otp"], 50, True),
+        (["mfa"], 50, True),
+        (["otp"], 50, False),  # one factor
+        (["pwd"], 50, False),
+        (None, 50, False),
+        (["pwd", "hwk"], 200, False),  # too long ago
+    ],
+    ids=["pwd+otp", "mfa", "otp-alone", "pwd", "no-amr", "stale"],
+)
+async def test_web_identity_mfa_from_amr(
+    env: IamEnv, clock: FrozenClock, amr: list[str] | None, auth_age: int, admitted: bool
+) -> None:
+    extra: dict[str, Any] = {"sub": "w1", "auth_time": int(clock.now()) - auth_age}
+    if amr is not None:
+        extra["amr"] = amr
+    params = {
+        "RoleArn": arn("web-mfa"),
+        "RoleSessionName": "w1",
+        "WebIdentityToken": env.idp.mint(extra),
+    }
+    client = sts_client(env.url)
+    if not admitted:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            await call(client, "assume_role_with_web_identity", **params)
+        assert e.value.response["Error"]["Code"] == "AccessDenied"
+        return
+    out = await call(client, "assume_role_with_web_identity", **params)
+    c = claims(out["Credentials"]["SessionToken"])
+    assert c["mfa"] is True
+    assert c["mfa_at"] == extra["auth_time"]
