@@ -132,6 +132,11 @@ def _session_json(ctx: Credential) -> dict[str, object]:
         "user_id": ctx.user_id,
         "session_id": ctx.session_id,
         "mfa": ctx.mfa,
+        "mfa_authenticated_at": (
+            datetime.fromtimestamp(ctx.mfa_authenticated_at, UTC).isoformat()
+            if ctx.mfa_authenticated_at is not None
+            else None
+        ),
         "expires_at": datetime.fromtimestamp(ctx.session_expires_at, UTC).isoformat(),
     }
 
