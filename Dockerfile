@@ -1,14 +1,19 @@
-# syntax=docker/dockerfile:1.7
 # broker: a federated identity token broker.
 #
 #   docker build -t broker .
 #   docker run -p 8000:8000 -v broker-data:/var/lib/broker broker
+#   docker run -p 9000:9000 -e BROKER_LISTEN=0.0.0.0:9000 \
+#       -e BROKER_PUBLIC_URL=http://127.0.0.1:9000 -v broker-data:/var/lib/broker broker
 #
-# The image's config (/etc/broker/broker.toml, below) is the embedded default adapted to a
-# container: it listens on 0.0.0.0:8000 and keeps SQLite, and the key-encryption key generated
-# beside it, in the /var/lib/broker volume. On first start the one-time password of the `admin`
-# user is printed to the container's log. For real deployments mount your own config over
-# /etc/broker (see docs/configuration.md and config/examples/) and set BROKER_KEK.
+# The image's config (/etc/broker/broker.toml, from config/container.toml) is the embedded default
+# adapted to a container and configured by environment variables: it listens on
+# ${BROKER_LISTEN:-0.0.0.0:8000} and keeps SQLite, and the key-encryption key generated beside it,
+# in the /var/lib/broker volume. On first start the one-time password of the `admin` user is
+# printed to the container's log. For PostgreSQL set BROKER_STORE_URL and BROKER_KEK (compose.yaml
+# is an example); for more, mount your own config over /etc/broker/broker.toml, or elsewhere with
+# BROKER_CONFIG (see docs/configuration.md and config/examples/).
+#
+# Plain Dockerfile syntax: it builds with the classic builder as well as with BuildKit.
 
 # --- builder: the package and its dependencies, as wheels, installed into /opt/venv ----------
 FROM python:3.11-slim AS builder
@@ -46,49 +51,22 @@ COPY --from=builder /opt/venv /opt/venv
 COPY config/policies/ /etc/broker/policies/
 COPY config/examples/ /etc/broker/examples/
 
-# The container's config. The quoted delimiter turns off build-time ${...} expansion, so
-# ${ENV} references (if you add any) are left for broker to substitute at start-up.
-COPY <<'EOF' /etc/broker/broker.toml
-# broker in a container: SQLite in the /var/lib/broker volume and the built-in `local` provider.
-# Without [keys].kek, the key-encryption key is generated once into /var/lib/broker/broker.kek,
-# with a warning: back it up with the database, or set kek = "${BROKER_KEK}" for production.
-
-[server]
-listen = "0.0.0.0:8000"
-public_url = "http://127.0.0.1:8000"   # the issuer URL: set it to the URL people and apps use
-allowed_redirect_domains = []
-trusted_proxies = []
-account_id = "000000000000"
-
-[store]
-url = "sqlite:////var/lib/broker/broker.db"
-
-[keys]
-algorithm = "EdDSA"
-rotate_every = "7d"
-
-[session]
-cookie_name = "broker_session"
-lifetime = "8h"
-idle_timeout = "1h"
-
-[providers.local]
-type = "local"
-
-[roles.admin]
-description = "Administers this broker"
-max_session_duration = "8h"
-trust_policy = "policies/admin-trust.json"
-policies = ["policies/admin-access.json"]
-EOF
+# The container's config: every setting that differs between deployments comes from the
+# environment (BROKER_LISTEN, BROKER_PUBLIC_URL, BROKER_STORE_URL, BROKER_KEK, ...; see the file).
+COPY config/container.toml /etc/broker/broker.toml
 
 USER broker
 WORKDIR /var/lib/broker
 VOLUME ["/var/lib/broker"]
+# The default port; with another BROKER_LISTEN, publish that port instead (-p 9000:9000).
 EXPOSE 8000
 
+# GET /healthz at the address the config listens on (BROKER_LISTEN, or a mounted file's
+# [server] listen): no port is written here. The image has no curl; this is Python's urllib.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
+    CMD ["python", "-m", "broker.healthcheck"]
 
 ENTRYPOINT ["broker"]
-CMD ["serve", "--config", "/etc/broker/broker.toml"]
+# The config is $BROKER_CONFIG. Use BROKER_LISTEN rather than `serve --listen`, which the health
+# check does not see.
+CMD ["serve"]

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from broker.cli_admin import add_admin_commands, common_args, read_text_file
 from broker.cli_audit import cmd_audit_verify
-from broker.config import Settings, load_settings
+from broker.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from broker.errors import BrokerError, ConfigError, InvalidRequest
 
 
@@ -23,7 +26,16 @@ def out(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config)
+    path = Path(args.config)
+    if not path.exists():
+        raise ConfigError(
+            [
+                f"{path.absolute()}: cannot read the config file (it does not exist). Give its "
+                "path with --config PATH or BROKER_CONFIG=PATH; the default is "
+                "config/broker.toml in the current directory."
+            ]
+        )
+    return load_settings(path)
 
 
 async def with_broker(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -39,6 +51,20 @@ async def with_broker(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -
             await broker.close()
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else happens: a busy port must fail before
+    the first start's one-time admin password is created and printed (it is shown only once)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=1024)
+
+
+def _listen_arg(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8001)")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -47,8 +73,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from broker.web.app import create_app
 
     settings = _settings(args)
+    if args.listen is not None:
+        host, port = args.listen
+        s = settings.server
+        # A public URL that is just the configured address follows the new one.
+        public_url = s.public_url
+        if public_url == f"http://{s.listen_host}:{s.listen_port}":
+            public_url = f"http://{host}:{port}"
+        server = dataclasses.replace(s, listen_host=host, listen_port=port, public_url=public_url)
+        settings = dataclasses.replace(settings, server=server)
     setup_logging(settings.log_level)
     s = settings.server
+    try:
+        sock = _bind(s.listen_host, s.listen_port)
+    except OSError as e:
+        print(
+            f"broker: cannot listen on {s.listen_host}:{s.listen_port}: "
+            f"{e.strerror or e}. Choose another address with --listen HOST:PORT "
+            "or [server] listen in the config.",
+            file=sys.stderr,
+        )
+        return 2
 
     async def tune(_: web.Application) -> None:
         tune_for_serving()  # once the broker has started and loaded what it keeps
@@ -57,8 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app.on_startup.append(tune)
     web.run_app(
         app,
-        host=s.listen_host,
-        port=s.listen_port,
+        sock=sock,
         print=lambda _: print(
             f"broker listening on {s.listen_host}:{s.listen_port}; public URL {s.public_url}",
             flush=True,
@@ -246,14 +290,30 @@ def cmd_policies_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("broker")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="broker", description="A federated identity token broker."
     )
+    parser.add_argument("--version", action="version", version=f"broker {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the broker")
-    common_args(p)
+    common_args(p, json=False)  # it prints no result
+    p.add_argument(
+        "--listen",
+        type=_listen_arg,
+        metavar="HOST:PORT",
+        help="address to listen on (default: [server] listen in the config)",
+    )
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("check-config", help="validate the config file and its policies")
@@ -279,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = audit.add_parser("list", help="recent audit events, newest first")
     common_args(p)
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=int, default=50, help="at most this many events (default 50)")
     p.add_argument("--action", help="only this action, e.g. login")
     p.set_defaults(fn=cmd_audit_list)
     p = audit.add_parser(
@@ -361,8 +421,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _group_args(parser: argparse.ArgumentParser) -> None:
+    """Let ``--config`` and ``--json`` also come before the verb (``broker keys --config X
+    rotate``): every parser that has verbs takes them too, under other names that ``main``
+    merges (a verb's own default would otherwise overwrite what its group was given)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            if parser.prog != "broker":
+                parser.add_argument(
+                    "--config",
+                    dest="group_config",
+                    metavar="PATH",
+                    default=argparse.SUPPRESS,
+                    help="as the verb's",
+                )
+                parser.add_argument(
+                    "--json",
+                    dest="group_json",
+                    action="store_true",
+                    default=argparse.SUPPRESS,
+                    help="as the verb's",
+                )
+            for child in set(action.choices.values()):
+                _group_args(child)
+
+
+def _merge_group_args(args: argparse.Namespace) -> None:
+    if getattr(args, "group_json", False) and hasattr(args, "json"):
+        args.json = True
+    group_config = getattr(args, "group_config", None)
+    default = os.environ.get("BROKER_CONFIG", str(DEFAULT_CONFIG_PATH))
+    if group_config is not None and getattr(args, "config", None) == default:
+        args.config = group_config  # the verb was not given its own
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _group_args(parser)
+    args = parser.parse_args(argv)
+    _merge_group_args(args)
     try:
         code: int = args.fn(args)
         return code
@@ -379,6 +476,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``broker audit list | head``): no traceback, and none again at
+        # exit when Python flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

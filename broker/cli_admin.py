@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import getpass
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from broker.errors import BrokerError, InvalidRequest
 if TYPE_CHECKING:
     from broker.service.container import Broker
     from broker.service.iam import PrincipalDetail
+    from broker.service.iam_api.registry import Caller
     from broker.service.offboarding import Offboarded
     from broker.service.role_admin import RoleAdmin
     from broker.storage.base import Group, ManagedPolicyRecord, RoleRecord, User
@@ -300,6 +302,68 @@ async def _users_list(b: Broker, a: argparse.Namespace, actor: str) -> Result:
     return rows, text or "no users"
 
 
+def _root(b: Broker, actor: str) -> Caller:
+    """The account root as ``broker admin`` acts: allowed everything, audited as ``actor``.
+    Commands that go through the IAM API (``_run(None, ...)``: it audits and refreshes)."""
+    from broker.service.iam_api.registry import Caller
+
+    return Caller(arn=b.iam_api.root().arn, actor=actor)
+
+
+def _new_password(a: argparse.Namespace) -> tuple[str, bool]:
+    """(password, shown once): read from standard input, or a new one-time password."""
+    if getattr(a, "password_stdin", False):
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise InvalidRequest("empty_password", public_message="no password on standard input")
+        return password, False
+    from broker.service.passwords import one_time_password
+
+    return one_time_password(), True
+
+
+async def _users_create(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    root = _root(b, actor)
+    created = await b.iam_api.call(root, "CreateUser", {"UserName": a.name})
+    row: dict[str, Any] = {"user": created["User"]["UserName"], "arn": created["User"]["Arn"]}
+    if not (a.password_stdin or a.one_time_password):
+        return row, f"created {a.name} (no password: it cannot sign in until given one)"
+    password, shown = _new_password(a)
+    await b.iam_api.call(
+        root,
+        "CreateLoginProfile",
+        {"UserName": a.name, "Password": password, "PasswordResetRequired": shown},
+    )
+    if shown:
+        row["one_time_password"] = password
+        return row, (
+            f"created {a.name} with a one-time password (shown once; to be changed at the "
+            f"first login):\n\n    {password}\n"
+        )
+    return row, f"created {a.name} with the password read from standard input"
+
+
+async def _users_reset_password(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    root = _root(b, actor)
+    password, shown = _new_password(a)
+    params = {"UserName": a.user, "Password": password, "PasswordResetRequired": shown}
+    found = await b.store.find_users_by_name(a.user)
+    has_profile = len(found) == 1 and found[0].password_hash is not None
+    # a user without a password gets one (the API then checks that it is a local user)
+    action = "UpdateLoginProfile" if has_profile else "CreateLoginProfile"
+    await b.iam_api.call(root, action, params)
+    done = await b.offboarding.revoke_user_sessions(a.user, actor=actor, reason="password reset")
+    row: dict[str, Any] = {"user": a.user, "sessions_ended": done.sessions_ended}
+    text = f"reset the password of {a.user}; ended {done.sessions_ended} session(s)"
+    if shown:
+        row["one_time_password"] = password
+        text += (
+            ". One-time password (shown once; to be changed at the next login):"
+            f"\n\n    {password}\n"
+        )
+    return row, text
+
+
 async def _users_set_boundary(b: Broker, a: argparse.Namespace, actor: str) -> Result:
     await b.iam.set_boundary("user", a.user, a.policy, actor=actor)
     return _done(f"{a.policy} is now the permissions boundary of {a.user}")
@@ -442,14 +506,15 @@ def _delete_inline(kind: Any) -> Action:
 # --- parsers -------------------------------------------------------------------------------
 
 
-def common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """``--config`` and ``--json``, which every command takes."""
+def common_args(p: argparse.ArgumentParser, *, json: bool = True) -> argparse.ArgumentParser:
+    """``--config`` and ``--json``, which every command that prints a result takes."""
     p.add_argument(
         "--config",
         default=os.environ.get("BROKER_CONFIG", str(DEFAULT_CONFIG_PATH)),
         help="path of the TOML config file (default: $BROKER_CONFIG or config/broker.toml)",
     )
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    if json:
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
 
@@ -471,6 +536,18 @@ USER = "user:a user id, name, or ARN (arn:broker:iam::<account>:user/<name>)"
 GROUP = "group:a group name or ARN"
 POLICY = "policy:a managed policy name or ARN"
 ROLE = "role:a role name or ARN (roles from the config file are read-only)"
+
+
+def _password_source(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--one-time-password",
+        action="store_true",
+        help="generate a one-time password, printed once, to be changed at the first login",
+    )
+    source.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
 
 
 def add_principal_verbs(sub: Any, kind: str, who: str, op: str) -> None:
@@ -594,6 +671,25 @@ def add_admin_commands(admin: Any) -> argparse._SubParsersAction[argparse.Argume
         dest="users_verb", required=True, metavar="VERB"
     )
     _verb(users, "list", "list users", _run(None, _users_list))
+    p = _verb(
+        users,
+        "create",
+        "create a local user (with a password: --one-time-password or --password-stdin)",
+        _run(None, _users_create),
+        "name:the user's name (its login name)",
+    )
+    _password_source(p)
+    p = _verb(
+        users,
+        "reset-password",
+        "give a local user a new password (by default a one-time password, printed once, to "
+        "be changed at the next login) and end its sessions",
+        _run(None, _users_reset_password),
+        USER,
+    )
+    p.add_argument(
+        "--password-stdin", action="store_true", help="read the new password from standard input"
+    )
     add_principal_verbs(users, "user", USER, "User")
     _verb(
         users,

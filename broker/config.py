@@ -2,9 +2,11 @@
 
 ``load_settings(path)`` returns a frozen ``Settings`` or raises ``ConfigError`` whose ``problems``
 name each bad key by its dotted path. ``${ENV_VAR}`` inside any string is replaced from the
-environment; ``$${`` is a literal ``${``. Durations are strings such as ``"15m"``, ``"1h30m"``,
-``"7d"``. Policy documents named by path are read here (relative to the config file) but parsed
-by the policy engine in the service layer, which is where their own errors are reported.
+environment, ``${ENV_VAR:-default}`` likewise but with ``default`` when the variable is unset or
+empty (as in the shell); ``$${`` is a literal ``${``. Durations are strings such as ``"15m"``,
+``"1h30m"``, ``"7d"``. Policy documents named by path are read here (relative to the config
+file) but parsed by the policy engine in the service layer, which is where their own errors are
+reported.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ ProviderType = Literal["oidc", "google", "local"]
 
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ``$${`` | ``${NAME}`` | ``${NAME:-default}`` (the default runs to the first ``}``).
+_ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=@-]{0,63}$")
 _PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
@@ -236,6 +239,37 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True)
+class UiConfig:
+    """``[ui]``: the branding of the pages people see."""
+
+    title: str = "broker"
+    logo: Path | None = None  # an SVG, PNG, JPEG or WebP file, served at /ui/logo
+    accent: str = "#2457c5"  # buttons and links; white text on it must reach WCAG AA (4.5:1)
+
+
+LOGO_TYPES = {
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+}
+MAX_LOGO_BYTES = 256 * 1024
+
+
+def contrast_with_white(colour: str) -> float:
+    """WCAG 2 contrast ratio of white text on ``#rrggbb``."""
+
+    def channel(hex2: str) -> float:
+        c = int(hex2, 16) / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(colour[i : i + 2]) for i in (1, 3, 5))
+    luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    return 1.05 / (luminance + 0.05)
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -247,6 +281,7 @@ class Settings:
     policies: Mapping[str, ManagedPolicyConfig] = field(default_factory=dict)
     public_routes: tuple[PublicRoute, ...] = ()
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
     config_path: Path | None = None
     log_level: str = "INFO"
 
@@ -276,13 +311,16 @@ class _Problems:
 
 
 def substitute_env(value: Any, where: str, problems: _Problems, env: Mapping[str, str]) -> Any:
-    """Replace ``${VAR}`` in every string of a TOML value tree."""
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a TOML value tree."""
     if isinstance(value, str):
 
         def repl(m: re.Match[str]) -> str:
             if m.group(0) == "$${":
                 return "${"
-            name = m.group(1)
+            name, default = m.group(1), m.group(2)
+            if default is not None:
+                # The default is taken as written: neither it nor the value is scanned again.
+                return env.get(name) or default
             if name not in env:
                 problems.add(where, f"environment variable {name} is not set")
                 return ""
@@ -537,6 +575,39 @@ def _cookie_domain(t: _Table) -> str:
     return domain
 
 
+def _ui(t: _Table, base: Path) -> UiConfig:
+    title = t.string("title", "broker").strip()
+    if not 1 <= len(title) <= 64 or any(ord(ch) < 32 for ch in title):
+        t.problems.add(t.path("title"), "must be 1-64 printable characters")
+        title = "broker"
+    accent = t.string("accent", "#2457c5").strip().lower()
+    if re.fullmatch(r"#[0-9a-f]{3}", accent):
+        accent = "#" + "".join(ch * 2 for ch in accent[1:])
+    if not re.fullmatch(r"#[0-9a-f]{6}", accent):
+        t.problems.add(t.path("accent"), f"{accent!r} must be a colour like '#2457c5'")
+        accent = "#2457c5"
+    elif (ratio := contrast_with_white(accent)) < 4.5:
+        t.problems.add(
+            t.path("accent"),
+            f"white text on {accent} has a contrast of {ratio:.1f}:1; choose a darker colour "
+            "(at least 4.5:1, WCAG AA), so that buttons stay readable",
+        )
+    logo: Path | None = None
+    raw = t.string("logo", "")
+    if raw:
+        path = Path(raw) if Path(raw).is_absolute() else (base / raw).resolve()
+        if path.suffix.lower() not in LOGO_TYPES:
+            t.problems.add(t.path("logo"), "must be an .svg, .png, .jpg or .webp file")
+        elif not path.is_file():
+            t.problems.add(t.path("logo"), f"{path}: no such file")
+        elif path.stat().st_size > MAX_LOGO_BYTES:
+            t.problems.add(t.path("logo"), f"{path} is larger than 256 KiB")
+        else:
+            logo = path
+    t.check_unknown()
+    return UiConfig(title=title, logo=logo, accent=accent)
+
+
 def _login(t: _Table) -> LoginConfig:
     c = LoginConfig(
         state_ttl=t.duration("state_ttl", 600),
@@ -668,6 +739,7 @@ def parse_settings(
     keys = _keys(root.table("keys"))
     session = _session(root.table("session"))
     login = _login(root.table("login"))
+    ui = _ui(root.table("ui"), base)
     log_level = root.string("log_level", "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.add("log_level", "must be DEBUG, INFO, WARNING or ERROR")
@@ -766,6 +838,7 @@ def parse_settings(
         policies=policies,
         public_routes=tuple(public),
         proxy=proxy_config,
+        ui=ui,
         log_level=log_level,
     )
 

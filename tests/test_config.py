@@ -194,6 +194,20 @@ def test_env_missing_names_the_variable_and_the_key(extra: dict[str, Any], expec
     assert [p.removeprefix(".") for p in problems_of(extra)] == [expected]
 
 
+def test_env_default_fills_a_key_and_is_validated_like_any_value() -> None:
+    s = parse({"server": {"listen": "${L:-0.0.0.0:9000}", "public_url": "${U:-http://b:9000}"}})
+    assert (s.server.listen_host, s.server.listen_port, s.server.public_url) == (
+        "0.0.0.0",
+        9000,
+        "http://b:9000",
+    )
+    assert problems_of({"server": {"listen": "${L:-nowhere}"}}) == [
+        "server.listen: 'nowhere' must be 'host:port'"
+    ]
+    # An empty default leaves the key empty, which for [keys].kek means "not configured".
+    assert parse({"keys": {"kek": "${BROKER_KEK:-}"}}).keys.kek is None
+
+
 def test_env_missing_path_has_no_leading_dot() -> None:
     assert problems_of({"keys": {"kek": "${K}"}}) == ["keys.kek: environment variable K is not set"]
 
@@ -207,6 +221,17 @@ def test_env_missing_path_has_no_leading_dot() -> None:
         pytest.param("cost: $5 and $HOME", {}, "cost: $5 and $HOME", id="bare-dollar-untouched"),
         pytest.param("${X}", {"X": "${Y}"}, "${Y}", id="value-not-rescanned"),
         pytest.param("${aws:username}", {}, "${aws:username}", id="policy-variable-untouched"),
+        pytest.param("${X:-dflt}", {}, "dflt", id="default-when-unset"),
+        pytest.param("${X:-dflt}", {"X": ""}, "dflt", id="default-when-empty"),
+        pytest.param("${X:-dflt}", {"X": "set"}, "set", id="default-unused-when-set"),
+        pytest.param("${X:-}", {}, "", id="empty-default"),
+        pytest.param(
+            "a${X:-http://h:1/p?q=$y}b", {}, "ahttp://h:1/p?q=$yb", id="default-as-written"
+        ),
+        pytest.param("${X:-${Y}}", {"Y": "1"}, "${Y}", id="default-not-rescanned"),
+        pytest.param("${X:-d}", {"X": "${Y}"}, "${Y}", id="value-with-default-not-rescanned"),
+        pytest.param("$${X:-d}", {}, "${X:-d}", id="escaped-default"),
+        pytest.param("${X-d}", {}, "${X-d}", id="only-colon-dash-is-a-default"),
     ],
 )
 def test_env_escape(value: str, env: dict[str, str], expected: str) -> None:
@@ -1039,9 +1064,9 @@ def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: broker")
-    if argv and argv[-1] not in ("keys", "audit"):
+    if argv:  # every command and group takes --config; all but serve print a result
         assert "--config" in out
-        assert "--json" in out
+        assert ("--json" in out) == (argv != ["serve"])
 
 
 def test_no_command_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,5 +1,6 @@
-"""Every shipped config (config/examples/*.toml, config/broker.toml and the Dockerfile's) loads
-and passes the start-up checks, with the environment variables it references set."""
+"""Every shipped config (config/examples/*.toml, config/broker.toml and the container image's
+config/container.toml) loads and passes the start-up checks, with the environment variables it
+references set (and, for the container's, with none set: each has a default)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ from broker.errors import ConfigError
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.toml"))
 KEK = base64.b64encode(bytes(range(32))).decode()
-_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
+CONTAINER = ROOT / "config" / "container.toml"
 
 
-def env_vars(path: Path) -> list[str]:
-    """The ``${VAR}`` names a config file references (``$${`` escapes excluded)."""
-    return sorted({m.group(1) for m in _VAR.finditer(path.read_text("utf-8")) if m.group(1)})
+def env_vars(path: Path, *, defaulted: bool = False) -> list[str]:
+    """The ``${VAR}`` names a config file requires (``$${`` escapes excluded), or with
+    ``defaulted`` those it references as ``${VAR:-default}``."""
+    found = _VAR.finditer(path.read_text("utf-8"))
+    return sorted({m.group(1) for m in found if m.group(1) and bool(m.group(2)) == defaulted})
 
 
 def dummy_env(monkeypatch: pytest.MonkeyPatch, names: list[str]) -> None:
@@ -87,29 +91,103 @@ def test_shipped_default_passes_startup_checks() -> None:
     assert startup_problems_of(settings) == []
 
 
-def dockerfile_config() -> str:
-    """The container's broker.toml, written inline in the Dockerfile as a heredoc."""
-    text = (ROOT / "Dockerfile").read_text("utf-8")
-    m = re.search(
-        r"^COPY <<['\"]?(\w+)['\"]? /etc/broker/broker\.toml\n(.*?)^\1$",
-        text,
-        re.MULTILINE | re.DOTALL,
-    )
-    assert m, "the Dockerfile writes /etc/broker/broker.toml with COPY <<EOF"
-    return m.group(2)
+# --- the container image's config (config/container.toml, the Dockerfile's broker.toml) ----------
+
+CONTAINER_VARS = [
+    "BROKER_ACCOUNT_ID",
+    "BROKER_KEK",
+    "BROKER_LISTEN",
+    "BROKER_LOG_LEVEL",
+    "BROKER_PUBLIC_URL",
+    "BROKER_STORE_URL",
+]
 
 
-def test_dockerfile_config(tmp_path: Path) -> None:
-    if not (ROOT / "Dockerfile").exists():
-        pytest.skip("no Dockerfile yet")
+@pytest.fixture
+def container_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """config/container.toml laid out as in the image (/etc/broker), no BROKER_* variable set."""
     etc = tmp_path / "etc" / "broker"
     shutil.copytree(ROOT / "config" / "policies", etc / "policies")
-    cfg = etc / "broker.toml"
-    cfg.write_text(dockerfile_config(), "utf-8")
-    settings = load_settings(cfg)
-    assert (settings.server.listen_host, settings.server.listen_port) == ("0.0.0.0", 8000)
+    shutil.copy(CONTAINER, etc / "broker.toml")
+    for name in CONTAINER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return etc / "broker.toml"
+
+
+def test_container_config_is_set_by_environment_variables_each_with_a_default() -> None:
+    assert env_vars(CONTAINER) == []
+    assert env_vars(CONTAINER, defaulted=True) == CONTAINER_VARS
+
+
+def test_container_config_defaults(container_config: Path) -> None:
+    settings = load_settings(container_config)
+    s = settings.server
+    assert (s.listen_host, s.listen_port, s.public_url) == (
+        "0.0.0.0",
+        8000,
+        "http://127.0.0.1:8000",
+    )
+    assert s.account_id == "000000000000"
+    assert settings.log_level == "INFO"
     assert settings.store.url == "sqlite:////var/lib/broker/broker.db"
     assert list(settings.providers) == ["local"]
     assert list(settings.roles) == ["admin"]
     assert settings.keys.kek is None  # generated beside the database, in the data volume
     assert startup_problems_of(settings) == []
+
+
+def test_container_config_from_environment(
+    container_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {
+        "BROKER_LISTEN": "0.0.0.0:9000",
+        "BROKER_PUBLIC_URL": "https://broker.example.com",
+        "BROKER_STORE_URL": "postgresql://broker:pw@postgres:5432/broker",
+        "BROKER_KEK": KEK,
+        "BROKER_ACCOUNT_ID": "123456789012",
+        "BROKER_LOG_LEVEL": "debug",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    settings = load_settings(container_config)
+    s = settings.server
+    assert (s.listen_host, s.listen_port, s.public_url) == (
+        "0.0.0.0",
+        9000,
+        "https://broker.example.com",
+    )
+    assert settings.arn("role", "admin") == "arn:broker:iam::123456789012:role/admin"
+    assert settings.log_level == "DEBUG"
+    assert settings.store.url == env["BROKER_STORE_URL"]
+    assert settings.keys.kek is not None
+    assert settings.keys.kek.get() == KEK
+    assert startup_problems_of(settings) == []
+
+
+def test_container_config_on_postgresql_requires_the_kek(
+    container_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BROKER_STORE_URL", "postgresql://broker:pw@postgres:5432/broker")
+    monkeypatch.setenv("BROKER_KEK", "")  # set but empty, as `-e BROKER_KEK=` leaves it
+    settings = load_settings(container_config)
+    assert [p.split(":")[0] for p in startup_problems_of(settings)] == ["keys.kek"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "key"),
+    [
+        ("BROKER_LISTEN", "9000", "server.listen"),
+        ("BROKER_PUBLIC_URL", "broker.example.com", "server.public_url"),
+        ("BROKER_STORE_URL", "mysql://db/broker", "store.url"),
+        ("BROKER_KEK", base64.b64encode(b"short").decode(), "keys.kek"),
+        ("BROKER_ACCOUNT_ID", "42", "server.account_id"),
+        ("BROKER_LOG_LEVEL", "loud", "log_level"),
+    ],
+)
+def test_container_config_names_the_key_of_a_bad_variable(
+    container_config: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, key: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as e:
+        load_settings(container_config)
+    assert [p.split(":")[0] for p in e.value.problems] == [key]

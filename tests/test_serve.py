@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -136,3 +137,66 @@ def test_cli_commands(shipped_config: tuple[Path, int]) -> None:
     assert "cannot read the config file" in r.stderr
     for args in (["--help"], ["serve", "--help"], ["keys", "rotate", "--help"]):
         assert run(*args).returncode == 0
+
+
+def test_a_busy_port_fails_in_one_line_before_the_one_time_password(
+    shipped_config: tuple[Path, int],
+) -> None:
+    """Issue 15 item 1: the port is bound before the first start creates the admin user, so a
+    busy port spends no password; ``--listen`` picks another address."""
+    path, port = shipped_config
+    with socket.create_server(("127.0.0.1", port)):  # someone else holds the port
+        r = subprocess.run(
+            broker_cmd("serve", "--config", str(path)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=path.parent.parent,
+        )
+    assert r.returncode == 2
+    assert "one-time password" not in r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in lines[0]
+    assert "--listen HOST:PORT" in lines[0]
+    assert "Traceback" not in r.stderr
+
+    other = free_port()
+    proc = subprocess.Popen(
+        broker_cmd("serve", "--config", str(path), "--listen", f"127.0.0.1:{other}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=path.parent.parent,
+    )
+    try:
+        assert proc.stdout is not None
+        out = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out.append(line)
+            if "listening on" in line:
+                break
+        text = "".join(out)
+        assert "one-time password" in text, text  # the password was not spent by the failure
+        assert f"listening on 127.0.0.1:{other}; public URL http://127.0.0.1:{other}" in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_listen_must_be_host_and_port(shipped_config: tuple[Path, int]) -> None:
+    path, _ = shipped_config
+    r = subprocess.run(
+        broker_cmd("serve", "--config", str(path), "--listen", "nonsense"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert "is not HOST:PORT" in r.stderr

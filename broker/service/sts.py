@@ -214,6 +214,11 @@ def derive_secret(key: bytes, access_key_id: str) -> str:
     return base64.b64encode(mac).decode("ascii")[:40]
 
 
+def strip_token(token: str) -> str:
+    """A compact JWT without the ASCII whitespace around it (it cannot hold any itself)."""
+    return token.strip(" \t\r\n")
+
+
 def session_name_for(subject: str) -> str:
     """A RoleSessionName derived from a subject, for token exchange (which names none)."""
     name = _SESSION_NAME_CHARS.sub("-", subject)[:64]
@@ -578,7 +583,10 @@ class StsService:
         """An external ID token, verified exactly as at login (``OIDCClient.verify_id_token``)
         by the provider whose issuer is its ``iss``, with the provider's ``audiences``.
 
-        Returns (provider, claims, the accepted audience)."""
+        Returns (provider, claims, the accepted audience). Whitespace around the token is
+        dropped: a compact JWS holds none, and ``echo "$TOKEN" > file`` (read by the SDKs'
+        ``AWS_WEB_IDENTITY_TOKEN_FILE``) adds a newline."""
+        token = strip_token(token)
         if not token or len(token) > MAX_WEB_IDENTITY_TOKEN:
             raise StsValidationError(
                 "web_identity_token_length",
@@ -869,6 +877,7 @@ class StsService:
         ``id_token`` or ``jwt``), or a broker session/access token (``access_token`` or ``jwt``;
         this is role chaining). Raises ``StsError``; the web layer renders it as OAuth."""
         action = "oauth2.token_exchange"
+        subject_token = strip_token(subject_token)
         is_broker = peek_typ(subject_token) in BROKER_TYPS
         err: BrokerError
         if kind == "access_token" and not is_broker:

@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
 from broker.clock import Clock
-from broker.config import Settings
+from broker.config import LOGO_TYPES, Settings, UiConfig
 from broker.service.container import Broker
 from broker.web import (
     authorize_api,
@@ -40,7 +40,7 @@ PROVIDER_KEEPALIVE_SECONDS = 2.0
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     app = web.Application()  # no middlewares: see broker.web.middleware
     app[SETTINGS] = settings
-    app[RENDERER] = Renderer()
+    app[RENDERER] = Renderer(settings.ui)
     app[METRICS] = Counter()
     app[pages.COOKIES] = Cookies(settings)
 
@@ -101,9 +101,42 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     r.add_get("/healthz", observed(ops.healthz))
     r.add_get("/readyz", observed(ops.readyz))
     r.add_get("/metrics", observed(ops.metrics))
+    r.add_get("/ui/theme.css", _theme(settings.ui))
+    if settings.ui.logo is not None:
+        r.add_get("/ui/logo", _logo(settings.ui.logo))
     r.add_static("/static", STATIC, append_version=False)
     r.add_route("*", "/{tail:.*}", observed(not_found))  # last: our 404/405 pages
     return app
+
+
+def _theme(ui: UiConfig) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``[ui] accent`` as CSS: a stylesheet, since the CSP allows no inline styles."""
+    css = f":root {{ --accent: {ui.accent}; }}\n"
+
+    async def theme(_: web.Request) -> web.Response:
+        return web.Response(
+            text=css, content_type="text/css", headers={"Cache-Control": "public, max-age=300"}
+        )
+
+    return theme
+
+
+def _logo(path: Path) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``[ui] logo``, read once at start-up (checked by the config: type and size). An SVG is
+    sandboxed by its own CSP, so that scripts in it never run in the broker's origin."""
+    body = path.read_bytes()
+    headers = {"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"}
+    if path.suffix.lower() == ".svg":
+        headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+        )
+
+    async def logo(_: web.Request) -> web.Response:
+        return web.Response(
+            body=body, content_type=LOGO_TYPES[path.suffix.lower()], headers=headers
+        )
+
+    return logo
 
 
 def announce_bootstrap(password: str, settings: Settings) -> None:

@@ -160,6 +160,8 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     params = {k: v for k in ("rd", "role") if (v := request.query.get(k))}
     query = ("?" + urlencode(params)) if params else ""
     providers = list(b.settings.providers.values())
+    if len(providers) == 1 and providers[0].type == "local":
+        return _local_form(request, providers[0].name)  # one way in: no extra click
     return request.app[RENDERER].page("login.html", providers=providers, query=query)
 
 
@@ -436,8 +438,22 @@ async def session_get(request: web.Request) -> web.StreamResponse:
         "session.html",
         s=data,
         local=ctx.provider == b.login.local_provider(),
+        expires=_when(ctx.session_expires_at, b.clock.now()),
         csrf=csrf_token(b.csrf_key, "logout", ctx.session_id),
     )
+
+
+def _when(at: float, now: float) -> dict[str, str]:
+    """A time for people: ISO for ``<time datetime>`` (the page's script shows it in the
+    reader's time zone), UTC text for readers without scripts, and how far away it is."""
+    t = datetime.fromtimestamp(at, UTC)
+    left = max(0, int(at - now) // 60)
+    hours, minutes = divmod(left, 60)
+    return {
+        "iso": t.isoformat(timespec="seconds"),
+        "text": t.strftime("%d %b %Y, %H:%M UTC"),
+        "in": f"in {hours} h {minutes} min" if hours else f"in {minutes} min",
+    }
 
 
 async def logout_get(request: web.Request) -> web.StreamResponse:

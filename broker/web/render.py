@@ -7,13 +7,14 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from broker.config import UiConfig
 from broker.errors import BrokerError
 from broker.logs import request_id_var
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; "
-        "base-uri 'none'"
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -23,7 +24,8 @@ SECURITY_HEADERS = {
 
 
 class Renderer:
-    def __init__(self) -> None:
+    def __init__(self, ui: UiConfig | None = None) -> None:
+        self.ui = ui or UiConfig()
         self._env = jinja2.Environment(
             loader=jinja2.PackageLoader("broker.web", "templates"),
             autoescape=True,
@@ -31,7 +33,9 @@ class Renderer:
         )
 
     def page(self, template: str, *, status: int = 200, **context: Any) -> web.Response:
-        body = self._env.get_template(template).render(request_id=request_id_var.get(), **context)
+        body = self._env.get_template(template).render(
+            request_id=request_id_var.get(), ui=self.ui, **context
+        )
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
     def error(self, request: web.Request, err: BrokerError) -> web.Response:

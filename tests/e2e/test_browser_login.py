@@ -74,7 +74,7 @@ async def assert_styled(page: Page) -> None:
     background = await page.eval_on_selector("main", "el => getComputedStyle(el).backgroundColor")
     assert background == "rgb(255, 255, 255)", background
     button_bg = await page.eval_on_selector(
-        "button, .button", "el => getComputedStyle(el).backgroundColor"
+        "button[type=submit], .button", "el => getComputedStyle(el).backgroundColor"
     )
     assert button_bg == "rgb(36, 87, 197)", button_bg  # #2457c5
 
@@ -191,3 +191,36 @@ async def test_redirect_after_login_is_kept(
     assert await page.inner_text("#subject") == "bob"
     assert await page.inner_text("#email") == "bob@example.com"
     assert await page.inner_text("#groups") == "dev"
+
+
+async def test_show_password_and_local_times_in_chromium(
+    page: Page, broker_factory: BrokerFactory
+) -> None:
+    """The page script (issue 15 item 8) runs under the CSP: a show/hide button beside the
+    password, and the session's end in the reader's locale and time zone."""
+    b = await broker_factory(oidc=None, roles={"local-admin": E2E_ROLES["local-admin"]})
+    otp = b.broker.bootstrap_password
+    assert otp
+    await page.goto(f"{b.url}/login")  # the only provider: its form at once
+    password = page.locator("input[name=password]")
+    toggle = page.get_by_role("button", name="Show password")
+    await password.fill(otp)
+    await toggle.click()
+    assert await password.get_attribute("type") == "text"
+    assert (
+        await page.get_by_role("button", name="Hide password").get_attribute("aria-pressed")
+        == "true"
+    )
+    await page.get_by_role("button", name="Hide password").click()
+    assert await password.get_attribute("type") == "password"
+    await page.fill("input[name=username]", "admin")
+    await submit(page, "button[type=submit]", b.url)
+    await page.wait_for_url(f"{b.url}/password")
+    new = "a much better password"
+    await page.fill("input[name=new_password]", new)
+    await page.fill("input[name=confirm]", new)
+    await submit(page, "button[type=submit]", b.url)
+    await page.wait_for_url(f"{b.url}/session")
+    shown = await page.inner_text("#expires time")
+    assert "UTC" not in shown  # rewritten by the script into the reader's locale and zone
+    assert shown

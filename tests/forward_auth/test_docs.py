@@ -13,6 +13,7 @@ from tests.proxies.run import (
     NGINX_SITE,
     TRAEFIK_DYNAMIC,
     TRAEFIK_STATIC,
+    local_caddyfile,
     render,
 )
 
@@ -51,7 +52,7 @@ CASES = [
             "broker": "127.0.0.1:8000",
             "upstream": "127.0.0.1:3000",
         },
-        0,
+        1,  # the whole local Caddyfile, checked below
     ),
     # the third yaml block of traefik.md, Docker labels, is checked below
     ("traefik.md", "yaml", [TRAEFIK_STATIC, TRAEFIK_DYNAMIC], TRAEFIK_VALUES, 1),
@@ -127,3 +128,18 @@ def test_every_proxy_page_strips_and_passes_the_headers(doc: str) -> None:
         assert f"x-auth-request-{header}" in text
     assert "trusted_proxies" in text
     assert "/login?rd=" in text or "x-auth-request-redirect" in text
+
+
+def test_caddy_local_file_is_the_one_the_tests_run() -> None:
+    """docs/caddy.md's "On one machine" Caddyfile, byte for byte what ``tests.proxies.run.caddy``
+    writes (ports aside), with an ``http://`` site address."""
+    (block,) = code_blocks("caddy.md", "caddyfile")[1:]
+    assert block == local_caddyfile(
+        {
+            "site": "http://127.0.0.1:8080",
+            "host": "127.0.0.1:8080",
+            "broker": "127.0.0.1:8000",
+            "upstream": "127.0.0.1:3000",
+        }
+    )
+    assert block.splitlines()[5].startswith("http://127.0.0.1:8080 {")

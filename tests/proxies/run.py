@@ -152,26 +152,33 @@ http {{
         _stop(process)
 
 
+CADDY_LOCAL_OPTIONS = "{\n\tadmin off\n\tauto_https off\n}\n\n"
+
+
+def local_caddyfile(values: dict[str, str]) -> str:
+    """The whole Caddyfile docs/caddy.md shows for trying it on one machine: the site block
+    with an ``http://`` address (with ``auto_https off``, a bare host would still get TLS on
+    :443) under global options that turn the admin endpoint and automatic HTTPS off."""
+    return CADDY_LOCAL_OPTIONS + render(CADDY_SITE, values)
+
+
 @contextlib.contextmanager
 def caddy(workdir: Path, *, port: int, broker: str, upstream: str) -> Iterator[Proxy]:
     """``caddy run`` with the admin endpoint off, no automatic HTTPS, state under ``workdir``."""
     binary = find_binary("caddy") or "/usr/bin/caddy"
     home = workdir / "caddy"
     home.mkdir(parents=True, exist_ok=True)
-    site = home / "site.caddy"
-    site.write_text(
-        render(
-            CADDY_SITE,
+    caddyfile = home / "Caddyfile"
+    caddyfile.write_text(
+        local_caddyfile(
             {
                 "site": f"http://127.0.0.1:{port}",
                 "host": f"127.0.0.1:{port}",
                 "broker": broker,
                 "upstream": upstream,
-            },
+            }
         )
     )
-    caddyfile = home / "Caddyfile"
-    caddyfile.write_text("{\n\tadmin off\n\tauto_https off\n}\n\nimport " + str(site) + "\n")
     log = home / "caddy.log"
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

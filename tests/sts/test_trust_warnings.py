@@ -15,7 +15,10 @@ from tests.sts.conftest import chain_trust
 
 def test_warns_only_for_unconditioned_federated_trust(tmp_path: Path) -> None:
     roles = {
-        "open": trust("corp", {"StringEquals": {"corp:email": "a@example.com"}}),
+        # a condition on how, not who, leaves the role open to every identity of corp
+        "open": trust("corp", {"Bool": {"corp:email_verified": "true"}}),
+        # exact values of an identity claim other than sub narrow it: no warning
+        "by-email": trust("corp", {"StringEquals": {"corp:email": "a@example.com"}}),
         "by-sub": trust("corp", {"StringEquals": {"corp:sub": "repo:org/app:ref:main"}}),
         "by-aud": trust("corp", {"StringLike": {"corp:aud": "sts.example"}}),
         "chained": chain_trust("by-sub"),

@@ -95,7 +95,8 @@ async def test_pages_carry_security_headers_and_request_ids(
         assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
         assert r.headers["X-Frame-Options"] == "DENY"
         assert len(r.headers["X-Request-Id"]) == 16
-        assert 'href="/login/local"' in await r.text()
+        # the only provider is the local one: its form is shown at once, no extra click
+        assert 'action="/login/local"' in await r.text()
     async with client.get(f"{broker.url}/no/such/page") as r:
         assert r.status == 404
         assert "Not found" in await r.text()

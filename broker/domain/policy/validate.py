@@ -608,7 +608,7 @@ class _Checker:
         entries = list(_entries(block)) if isinstance(block, Mapping) else []
         for provider in providers:
             sub = _claim_restriction(entries, provider, "sub")
-            if sub.restricted:
+            if sub.restricted or _names_whom(entries, provider):
                 continue
             aud = _claim_restriction(entries, provider, "aud")
             who = "any identity provider" if provider == "*" else provider
@@ -742,6 +742,37 @@ class _Restriction:
 
 def _only_wildcards(value: object) -> bool:
     return isinstance(value, str) and bool(value) and not value.strip("*?")
+
+
+# Claims that say nothing about *who* holds the token: a condition on them alone still admits
+# every identity of the provider (``aud`` is chosen by the requester on GitHub Actions).
+_NOT_WHO = frozenset(
+    {"aud", "azp", "iss", "iat", "exp", "nbf", "auth_time", "amr", "acr", "jti", "nonce"}
+    | {"at_hash", "c_hash", "email_verified"}
+)
+
+
+def _names_whom(entries: Sequence[tuple[str, str, list[object]]], provider: str) -> bool:
+    """A condition other than on ``sub`` that narrows whose tokens qualify: exact values of
+    an identity claim, e.g. ``google:hd``, ``corp:groups``, ``github:repository``. Patterns
+    do not count (``*@example.com`` has its own warning)."""
+    if provider == "*":
+        return False
+    prefix = f"{provider.lower()}:"
+    for op, key, values in entries:
+        canonical = canonical_key(key)
+        if not canonical.startswith(prefix) or canonical[len(prefix) :] in _NOT_WHO | {"sub"}:
+            continue
+        spec = parse_operator(op).spec
+        if (
+            spec.negated
+            or spec.is_null
+            or spec.name not in ("StringEquals", "StringEqualsIgnoreCase")
+        ):
+            continue
+        if values and all(isinstance(v, str) and v for v in values):
+            return True
+    return False
 
 
 def _claim_restriction(

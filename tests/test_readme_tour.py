@@ -1,0 +1,116 @@
+"""README's five-minute tour, step 4 (issue 15 item 4): the provider, the role and both policy
+documents it shows, put where it says, pass ``broker check-config`` with no warning; and the
+policy section's ``broker simulate`` of that role answers what the README prints."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.doc_snippets import ROOT, blocks
+from tests.support.login_driver import parse_forms
+from tests.test_admin_users_cli import login
+from tests.test_serve import served, shipped_config  # noqa: F401 (fixtures)
+
+STEP_4 = ("**4. Add a provider", "**5. Check before you start.**")
+
+
+def broker(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "broker.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_step_4_as_written_passes_check_config_without_warnings(tmp_path: Path) -> None:
+    [toml] = blocks("README.md", "toml", between=STEP_4)
+    trust, access = blocks("README.md", "json", between=STEP_4)
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config)
+    readme = (ROOT / "README.md").read_text()
+    # the files go where the README says
+    assert "`config/policies/dev-trust.json`" in readme
+    assert "`config/policies/dev-access.json`" in readme
+    (config / "policies" / "dev-trust.json").write_text(trust)
+    (config / "policies" / "dev-access.json").write_text(access)
+    with (config / "broker.toml").open("a") as f:
+        f.write("\n" + toml)
+    env = {"PATH": "/usr/bin:/bin", "GOOGLE_CLIENT_ID": "id", "GOOGLE_CLIENT_SECRET": "secret"}
+    r = broker("check-config", "--config", str(config / "broker.toml"), "--json", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    assert report.get("warnings", []) == []
+
+    # the policy section's first simulate command, on this config
+    [commands] = [b for b in blocks("README.md", "sh") if "may the role `dev` GET" in b]
+    line = commands.split("# may the role `dev` GET this URL from this address?\n", 1)[1]
+    argv = shlex.split(line.split("\n# ", 1)[0].replace("\\\n", " "))
+    assert argv[:2] == ["broker", "simulate"]
+    r = broker(*argv[1:], "--config", str(config / "broker.toml"), env=env)
+    assert r.returncode == 0, r.stderr
+    decision = json.loads(r.stdout)
+    assert decision["decision"] == "allowed"
+    assert decision["matched_statements"][0]["policy"] == "dev/policy[0]"
+    assert decision["matched_statements"][0]["sid"] == "Apps"
+
+
+STEPS_2_3 = ("**2. Your session as JSON.**", "**4. Add a provider")
+
+
+async def test_steps_2_and_3_as_written_with_the_session_cookie(
+    served: tuple[subprocess.Popen[str], str, int],  # noqa: F811
+) -> None:
+    """The cookie the sign-in sets is the ``TOKEN`` of step 2 and the ``token`` of step 3."""
+    _, otp, port = served
+    base = f"http://127.0.0.1:{port}"
+    s, landed, _ = await login(base, "admin", otp)
+    assert landed == "/password"
+    async with s:
+        async with s.get(f"{base}/password") as r:
+            pw = dict(parse_forms(await r.text())[0].fields)
+        new = "a much better password"
+        data = {**pw, "new_password": new, "confirm": new}
+        async with s.post(f"{base}/password", data=data) as r:
+            assert r.url.path == "/session"
+        cookies = {c.key: c.value for c in s.cookie_jar}
+    token = cookies["broker_session"]
+
+    def here(text: str) -> str:
+        return text.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+
+    [shell] = blocks("README.md", "sh", between=STEPS_2_3)
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        ["bash", "-euo", "pipefail", "-c", here(shell)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "TOKEN": token},
+    )
+    assert proc.returncode == 0, proc.stderr
+    session = json.loads(proc.stdout)
+    assert session["role"] == "arn:broker:iam::000000000000:role/admin"
+    assert session["provider"] == "local"
+
+    [python] = blocks("README.md", "python", between=STEPS_2_3)
+    program = f"token = {token!r}\n{here(python)}".rstrip().splitlines()
+    program[-1] = f"print(repr(({program[-1]})))"  # the last line is the expression shown
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", "\n".join(program)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    role, idp, idp_sub, sid = eval(proc.stdout)  # a tuple of four strings
+    assert (role, idp, idp_sub) == ("arn:broker:iam::000000000000:role/admin", "local", "admin")
+    assert sid
