@@ -244,3 +244,59 @@ async def test_admin_cli_lists_and_deactivates(
         await _error(call(iam, "delete_virtual_mfa_device", SerialNumber=device["SerialNumber"]))
         == "NoSuchEntity"
     )
+
+
+async def test_aws_cli_writes_the_qr_code_and_enables(env: IamEnv, clock: FrozenClock) -> None:
+    """As docs/mfa.md shows: the CLI writes the PNG (or the Base32 seed) to a file."""
+    creds = await env.credentials("admin")
+    iam = await env.client("admin")
+    await call(iam, "create_user", UserName="erin")
+    png = env.tmp / "qr.png"
+    rc, out, err = await env.aws(
+        creds,
+        "iam",
+        "create-virtual-mfa-device",
+        "--virtual-mfa-device-name",
+        "erin-phone",
+        "--outfile",
+        str(png),
+        "--bootstrap-method",
+        "QRCodePNG",
+    )
+    assert rc == 0, err
+    serial = out["VirtualMFADevice"]["SerialNumber"]
+    assert png.read_bytes().startswith(PNG_MAGIC)
+    seed_file = env.tmp / "seed.txt"
+    rc, out, err = await env.aws(
+        creds,
+        "iam",
+        "create-virtual-mfa-device",
+        "--virtual-mfa-device-name",
+        "erin-spare",
+        "--outfile",
+        str(seed_file),
+        "--bootstrap-method",
+        "Base32StringSeed",
+    )
+    assert rc == 0, err
+    spare = out["VirtualMFADevice"]["SerialNumber"]
+    assert spare != serial
+    otp = pyotp.TOTP(seed_file.read_text().strip())
+    now = clock.now()
+    rc, _, err = await env.aws(
+        creds,
+        "iam",
+        "enable-mfa-device",
+        "--user-name",
+        "erin",
+        "--serial-number",
+        spare,
+        "--authentication-code1",
+        otp.at(now - 30),
+        "--authentication-code2",
+        otp.at(now),
+    )
+    assert rc == 0, err
+    rc, listed, err = await env.aws(creds, "iam", "list-mfa-devices", "--user-name", "erin")
+    assert rc == 0, err
+    assert [d["SerialNumber"] for d in listed["MFADevices"]] == [spare]
