@@ -40,6 +40,7 @@ from broker.service.iam import IamService
 from broker.service.iam_api import IamApi, all_actions
 from broker.service.login import LoginService
 from broker.service.mfa import MfaService
+from broker.service.mfa_enrol import ENROL_LIFETIME, ENROL_PATH
 from broker.service.offboarding import OffboardingService
 from broker.service.providers import OidcProviderService, RegisteredProviders
 from broker.service.revocation import RevocationState
@@ -353,6 +354,9 @@ class Broker:
             await self.store.purge_login_states(now)
             await self.store.purge_single_use(now)
             await self.store.purge_login_failures(now)
+            await self.store.purge_unassigned_mfa_devices(
+                path=ENROL_PATH, created_before=now - ENROL_LIFETIME
+            )
             await self.store.purge_sessions(now)
             horizon = now - self.revocation_horizon
             await self.store.purge_revocations(horizon)

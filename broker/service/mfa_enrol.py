@@ -24,6 +24,9 @@ from broker.service.single_use import SingleUseValues
 from broker.storage.base import MfaDevice, Store, User
 
 ENROL_LIFETIME = 600  # seconds to scan the code and type two codes
+# The path of devices made here: an enrolment never confirmed leaves an unassigned device under
+# it, which ``Broker.tick`` deletes once the enrolment has expired.
+ENROL_PATH = "/broker-enrolment/"
 _NOT_NAME_CHARS = re.compile(r"[^\w+=,.@-]", re.ASCII)
 
 
@@ -61,7 +64,9 @@ class MfaEnrolment:
             # already enabled or deleted meanwhile: nothing left to clean up
             with contextlib.suppress(NotFound, Conflict):
                 await self._mfa.delete(str(old["serial"]), actor=actor, req=req)
-        created = await self._mfa.create_virtual_device(device_name(user), actor=actor, req=req)
+        created = await self._mfa.create_virtual_device(
+            device_name(user), actor=actor, req=req, path=ENROL_PATH
+        )
         serial = created.device.serial_number
         ticket = await self._values.issue(
             single_use.MFA_ENROL,

@@ -107,6 +107,14 @@ class MfaSql(SqlBase):
             result = await conn.execute(sa.update(t.mfa_devices).where(*where).values(**values))
             return result.rowcount == 1
 
+    async def purge_unassigned_mfa_devices(self, *, path: str, created_before: float) -> int:
+        c = t.mfa_devices.c
+        stmt = sa.delete(t.mfa_devices).where(
+            c.path == path, c.user_id.is_(None), c.created_at < created_before
+        )
+        async with self._write("purge MFA enrolments") as conn:
+            return int((await conn.execute(stmt)).rowcount)
+
     async def delete_mfa_device(self, serial_number: str) -> bool:
         c = t.mfa_devices.c
         async with self._write("delete MFA device") as conn:

@@ -85,3 +85,33 @@ async def test_two_devices_enabled_at_once_for_one_user(store_factory: StoreFact
     )
     assert won.count(True) == 1
     assert len(await stores[0].list_mfa_devices(user_id="u1")) == 1
+
+
+async def test_purge_unconfirmed_enrolments(store: SqlStore) -> None:
+    """Only unassigned devices under the path, created before the time, go."""
+    enrol = "/broker-enrolment/"
+    for name, path, created in [("old", enrol, 10.0), ("new", enrol, 99.0), ("api", "/", 10.0)]:
+        await store.create_mfa_device(
+            MfaDevice(
+                serial_number=SERIAL + name,
+                name=name,
+                path=path,
+                seed_sealed=b"v1:x",
+                seal_kid="k",
+                created_at=created,
+            )
+        )
+    await store.create_mfa_device(
+        MfaDevice(
+            serial_number=SERIAL + "used",
+            name="used",
+            path=enrol,
+            seed_sealed=b"v1:x",
+            seal_kid="k",
+            created_at=10.0,
+        )
+    )
+    assert await store.enable_mfa_device(SERIAL + "used", "u1", step=1, now=20.0)
+    assert await store.purge_unassigned_mfa_devices(path=enrol, created_before=50.0) == 1
+    left = [d.name for d in await store.list_mfa_devices()]
+    assert left == ["api", "new", "used"]
