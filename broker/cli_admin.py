@@ -142,6 +142,80 @@ def _done(what: str) -> Result:
     return {"ok": True}, what
 
 
+# --- MFA devices (clients of the IAM API service, as the root) -----------------------------
+
+
+def _user_ref(ref: str) -> str:
+    """A user's IAM name from its name or ARN."""
+    return ref.split(":user/", 1)[1] if ":user/" in ref else ref
+
+
+async def _all_pages(
+    b: Broker, actor: str, action: str, member: str, params: dict[str, Any]
+) -> list[Any]:
+    from broker.service.iam_api import Caller
+
+    caller = Caller(arn=b.iam_api.root().arn, actor=actor)
+    items: list[Any] = []
+    marker: str | None = None
+    while True:
+        page = await b.iam_api.call(
+            caller, action, {**params, **({"Marker": marker} if marker else {})}
+        )
+        items += page.get(member, [])
+        marker = page.get("Marker")
+        if not page.get("IsTruncated") or not marker:
+            return items
+
+
+async def _mfa_list(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    if a.user is not None:
+        found = await _all_pages(
+            b, actor, "ListMFADevices", "MFADevices", {"UserName": _user_ref(a.user)}
+        )
+        rows = [
+            {"user": d["UserName"], "serial": d["SerialNumber"], "enabled": _iso(d["EnableDate"])}
+            for d in found
+        ]
+    else:
+        found = await _all_pages(
+            b, actor, "ListVirtualMFADevices", "VirtualMFADevices", {"AssignmentStatus": "Any"}
+        )
+        rows = [
+            {
+                "user": d["User"]["UserName"] if "User" in d else None,
+                "serial": d["SerialNumber"],
+                "enabled": _iso(d.get("EnableDate")),
+            }
+            for d in found
+        ]
+    text = "\n".join(
+        f"{r['serial']}  {r['user'] or '(unassigned)'}  {r['enabled'] or ''}".rstrip() for r in rows
+    )
+    return rows, text or "no MFA devices"
+
+
+async def _mfa_deactivate(b: Broker, a: argparse.Namespace, actor: str) -> Result:
+    from broker.service.iam_api import Caller
+
+    name = _user_ref(a.user)
+    caller = Caller(arn=b.iam_api.root().arn, actor=actor)
+    found = await _all_pages(b, actor, "ListMFADevices", "MFADevices", {"UserName": name})
+    if not found:
+        raise InvalidRequest("no_mfa_device", public_message=f"{name} has no enabled MFA device")
+    serials = [d["SerialNumber"] for d in found]
+    for serial in serials:
+        await b.iam_api.call(
+            caller, "DeactivateMFADevice", {"UserName": name, "SerialNumber": serial}
+        )
+        if a.delete:
+            await b.iam_api.call(caller, "DeleteVirtualMFADevice", {"SerialNumber": serial})
+    verb = "deactivated and deleted" if a.delete else "deactivated"
+    return {"user": name, "serials": serials, "deleted": bool(a.delete)}, (
+        f"{verb} {', '.join(serials)} of {name}"
+    )
+
+
 # --- policies ------------------------------------------------------------------------------
 
 
@@ -689,4 +763,18 @@ def add_admin_commands(admin: Any) -> argparse._SubParsersAction[argparse.Argume
         ROLE,
     )
     add_principal_verbs(roles, "role", ROLE, "Role")
+    mfa = admin.add_parser("mfa", help="users' MFA devices").add_subparsers(
+        dest="mfa_verb", required=True, metavar="VERB"
+    )
+    p = _verb(mfa, "list", "list MFA devices (of one user, or all)", _run(None, _mfa_list))
+    p.add_argument("user", metavar="USER", nargs="?", default=None, help="a user name or ARN")
+    p = _verb(
+        mfa,
+        "deactivate",
+        "deactivate the user's MFA device (a lost phone): its sign-in no longer asks for a "
+        "code until a new device is enrolled",
+        _run(None, _mfa_deactivate),
+        "user:a user name or ARN",
+    )
+    p.add_argument("--delete", action="store_true", help="delete the device too")
     return policies  # type: ignore[no-any-return]

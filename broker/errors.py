@@ -95,6 +95,15 @@ class AccessDenied(BrokerError):
     public_message = "You are not allowed to do that."
 
 
+class InvalidMfaCode(AccessDenied):
+    """An MFA code that is malformed, wrong, outside the time window, already used, or for a
+    device the user does not hold (the message never says which)."""
+
+    code = "invalid_mfa_code"
+    status = 401
+    public_message = "That code is not valid. Enter the current code from your authenticator."
+
+
 class RateLimited(BrokerError):
     code = "rate_limited"
     status = 429
@@ -418,6 +427,14 @@ class IamDeleteConflict(IamError):
 class IamLimitExceeded(IamError):
     code = "LimitExceeded"
     status = 409
+
+
+class IamInvalidAuthenticationCode(IamError):
+    """``EnableMFADevice`` / ``ResyncMFADevice``: the authentication codes are not valid."""
+
+    code = "InvalidAuthenticationCode"
+    status = 403
+    public_message = "Authentication code for device is not valid."
 
 
 class IamMalformedPolicyDocument(IamError):

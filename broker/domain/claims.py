@@ -29,6 +29,7 @@ class Identity:
     mfa: bool = False
     user_id: str = ""
     provider_sid: str = ""  # the provider's session (ID token ``sid``), for back-channel logout
+    mfa_authenticated_at: float | None = None  # when the second factor was proved (with ``mfa``)
 
 
 def _scalar(v: Any) -> str | None:
@@ -71,16 +72,67 @@ def claims_to_context(provider: str, claims: Mapping[str, Any]) -> dict[str, Con
     return out
 
 
+# RFC 8176 §2 authentication method references, by the factor each proves (knowledge,
+# possession, inherence). ``mfa`` itself says several factors were used.
+_AMR_FACTORS: Mapping[str, str] = {
+    "pwd": "knowledge",
+    "pin": "knowledge",
+    "kba": "knowledge",
+    "otp": "possession",
+    "hwk": "possession",
+    "swk": "possession",
+    "sc": "possession",
+    "sms": "possession",
+    "tel": "possession",
+    "fpt": "inherence",
+    "face": "inherence",
+    "iris": "inherence",
+    "retina": "inherence",
+    "vbm": "inherence",
+}
+
+
+def amr_shows_mfa(amr: Any) -> bool:
+    """Whether an ID token's ``amr`` (RFC 8176) shows multi-factor authentication: it contains
+    ``mfa``, or methods of at least two different factors (e.g. ``pwd`` + ``otp``). One
+    possession method alone (``otp``, ``hwk``, ``swk``: a passwordless login) is one factor."""
+    if not isinstance(amr, list):
+        return False
+    methods = {m for m in amr if isinstance(m, str)}
+    if "mfa" in methods:
+        return True
+    return len({_AMR_FACTORS[m] for m in methods if m in _AMR_FACTORS}) >= 2
+
+
+def amr_auth_time(claims: Mapping[str, Any]) -> float | None:
+    """When the end-user authenticated: the ID token's ``auth_time``, else its ``iat``."""
+    for name in ("auth_time", "iat"):
+        value = claims.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+    return None
+
+
 def global_context(
-    *, now: float, source_ip: str, mfa: bool = False, token_issued_at: float | None = None
+    *,
+    now: float,
+    source_ip: str,
+    mfa: bool = False,
+    token_issued_at: float | None = None,
+    mfa_authenticated_at: float | None = None,
 ) -> dict[str, ContextValue]:
-    """The global condition keys every request has (``broker:`` names; ``aws:`` are aliases)."""
+    """The global condition keys every request has (``broker:`` names; ``aws:`` are aliases).
+
+    ``MultiFactorAuthAge`` (seconds since the second factor was proved) is present only with
+    MFA and a known time, as in AWS; never negative (a clock a little ahead of ours)."""
     ctx: dict[str, ContextValue] = {
         "broker:CurrentTime": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "broker:EpochTime": str(int(now)),
         "broker:MultiFactorAuthPresent": "true" if mfa else "false",
         "broker:SecureTransport": "true",
     }
+    if mfa and mfa_authenticated_at is not None:
+        ctx["broker:MultiFactorAuthAge"] = str(max(0, int(now - mfa_authenticated_at)))
     if source_ip:
         ctx["broker:SourceIp"] = source_ip
     if token_issued_at is not None:

@@ -16,6 +16,7 @@ CLAIM_SUBJECT = "idp_sub"
 CLAIM_EMAIL = "email"
 CLAIM_GROUPS = "groups"
 CLAIM_MFA = "mfa"
+CLAIM_MFA_AT = "mfa_at"  # when the second factor was proved (NumericDate), only with mfa
 CLAIM_TAGS = "tags"
 CLAIM_USER = "uid"
 # access tokens (STS SessionTokens) also carry

@@ -75,6 +75,7 @@ class Principal:
     provider: str = ""
     subject: str = ""
     mfa: bool = False
+    mfa_authenticated_at: float | None = None
     tags: Mapping[str, str] | None = None
     issued_at: float | None = None
     session_name: str = ""
@@ -235,7 +236,11 @@ class Authorizer:
     ) -> dict[str, ContextValue]:
         """The global condition keys of a request by ``p`` (``broker:`` names)."""
         ctx = global_context(
-            now=self._clock.now(), source_ip=source_ip, mfa=p.mfa, token_issued_at=p.issued_at
+            now=self._clock.now(),
+            source_ip=source_ip,
+            mfa=p.mfa,
+            token_issued_at=p.issued_at,
+            mfa_authenticated_at=p.mfa_authenticated_at,
         )
         ctx["broker:PrincipalArn"] = p.role_arn
         if p.username:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -41,6 +42,8 @@ from broker.service.hashing import PasswordHashing
 from broker.service.iam import IamService
 from broker.service.iam_api import IamApi, all_actions
 from broker.service.login import LoginService
+from broker.service.mfa import MfaService
+from broker.service.mfa_enrol import ENROL_LIFETIME, ENROL_PATH
 from broker.service.offboarding import OffboardingService
 from broker.service.providers import OidcProviderService, RegisteredProviders
 from broker.service.revocation import RevocationState
@@ -127,6 +130,7 @@ class Broker:
     iam_api: IamApi
     activity: ActivityLog
     access_keys: AccessKeyService
+    mfa: MfaService
     csrf_key: bytes = b""
     bootstrap_password: str | None = None
     _last: dict[str, float] = field(default_factory=dict)
@@ -197,7 +201,19 @@ class Broker:
                 for name, p in settings.providers.items()
                 if p.type != "local"
             }
-            login = LoginService(settings, store, clients, roles, sessions, auditor, clock, hashing)
+            mfa = MfaService(
+                store,
+                auditor,
+                clock,
+                kek=kek,
+                limits=settings.login,
+                account_id=settings.server.account_id,
+                # the label authenticator apps show: this broker's host name
+                issuer=urlsplit(settings.server.public_url).hostname or "broker",
+            )
+            login = LoginService(
+                settings, store, clients, roles, sessions, auditor, clock, hashing, mfa=mfa
+            )
             password = (
                 await bootstrap_admin(settings, store, auditor, clock, hashing)
                 if bootstrap
@@ -243,6 +259,7 @@ class Broker:
                 ),
                 activity=activity,
                 access_keys=access_keys,
+                mfa=mfa,
             )
             await sts.refresh()
         except BaseException:
@@ -270,6 +287,7 @@ class Broker:
             hashing=hashing,
             activity=activity,
             access_keys=access_keys,
+            mfa=mfa,
         )
         now = clock.now()
         return cls(
@@ -294,6 +312,7 @@ class Broker:
             iam_api=iam_api,
             activity=activity,
             access_keys=access_keys,
+            mfa=mfa,
             csrf_key=derive_key(kek, b"broker/csrf"),
             bootstrap_password=password,
             _last={"keys": now, "purge": now, "flush": now, "checkpoint": now},
@@ -366,6 +385,9 @@ class Broker:
             await self.store.purge_login_states(now)
             await self.store.purge_single_use(now)
             await self.store.purge_login_failures(now)
+            await self.store.purge_unassigned_mfa_devices(
+                path=ENROL_PATH, created_before=now - ENROL_LIFETIME
+            )
             await self.store.purge_sessions(now)
             horizon = now - self.revocation_horizon
             await self.store.purge_revocations(horizon)

@@ -532,6 +532,7 @@ def _principal_key(cred: Credential) -> Hashable:
         cred.subject,
         cred.provider,
         cred.mfa,
+        cred.mfa_authenticated_at,
         int(cred.issued_at),
         cred.source_identity,
         cred.session_name,

@@ -15,12 +15,13 @@ from typing import Any
 
 from broker.clock import Clock
 from broker.config import Settings
-from broker.domain.claims import Identity
+from broker.domain.claims import Identity, amr_auth_time, amr_shows_mfa
 from broker.domain.redirects import safe_redirect
 from broker.errors import (
     AccessDenied,
     BrokerError,
     InvalidCredentials,
+    InvalidMfaCode,
     InvalidRequest,
     InvalidState,
     NoRoleAvailable,
@@ -33,6 +34,7 @@ from broker.service import single_use
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.hashing import PasswordHashing
 from broker.service.login_limits import LoginLimits
+from broker.service.mfa import MfaService
 from broker.service.passwords import password_problem
 from broker.service.roles import Candidate, RoleCatalog
 from broker.service.sessions import SessionService
@@ -70,6 +72,17 @@ class PasswordChange:
     user_id: str
     redirect_after: str
     role: str | None
+    mfa_authenticated_at: float | None = None  # the code accepted before, if the user has MFA
+
+
+@dataclass(frozen=True)
+class PendingMfa:
+    """A local user whose password was right, waiting to give an MFA code (a single-use
+    value's payload)."""
+
+    user_id: str
+    redirect_after: str
+    role: str | None
 
 
 @dataclass(frozen=True)
@@ -90,8 +103,10 @@ class LoginService:
         auditor: Auditor,
         clock: Clock,
         hashing: PasswordHashing,
+        mfa: MfaService | None = None,
     ) -> None:
         self._settings = settings
+        self._mfa = mfa
         self._store = store
         self._clients = clients
         self._roles = roles
@@ -244,8 +259,7 @@ class LoginService:
         )
         if user.disabled:
             raise AccessDenied("user_disabled", public_message=DISABLED_MESSAGE)
-        amr = claims.get("amr")
-        mfa = isinstance(amr, list) and any(m in ("mfa", "otp", "hwk", "swk") for m in amr)
+        mfa = amr_shows_mfa(claims.get("amr"))  # RFC 8176: see docs/mfa.md
         sid = claims.get("sid")  # OIDC Back-Channel Logout 1.0 §2.1; bounded like any name
         return Identity(
             provider=provider,
@@ -257,6 +271,7 @@ class LoginService:
             mfa=mfa,
             user_id=user.id,
             provider_sid=sid if isinstance(sid, str) and 0 < len(sid) <= MAX_SID_LENGTH else "",
+            mfa_authenticated_at=(amr_auth_time(claims) or now) if mfa else None,
         )
 
     async def _outcome(
@@ -328,8 +343,15 @@ class LoginService:
         return user, self.safe_rd(rd), role
 
     async def local_outcome(
-        self, user: User, *, rd: str, role: str | None, req: RequestInfo
+        self,
+        user: User,
+        *,
+        rd: str,
+        role: str | None,
+        req: RequestInfo,
+        mfa_authenticated_at: float | None = None,
     ) -> LoginOutcome:
+        """``mfa_authenticated_at``: when the user's MFA code was accepted (None: no MFA)."""
         now = self._clock.now()
         await self._store.record_login(user.id, now)
         identity = Identity(
@@ -345,6 +367,8 @@ class LoginService:
                 "groups": list(user.groups),
             },
             user_id=user.id,
+            mfa=mfa_authenticated_at is not None,
+            mfa_authenticated_at=mfa_authenticated_at,
         )
         try:
             return await self._outcome(identity, rd, role, req)
@@ -358,15 +382,83 @@ class LoginService:
             )
             raise
 
+    # --- the MFA step of a local login (single use, bound to the browser) -------------------
+
+    async def mfa_required(self, user: User) -> bool:
+        """Whether the user has an enabled MFA device (the login asks for a code)."""
+        return self._mfa is not None and await self._mfa.enabled_device(user.id) is not None
+
+    async def offer_mfa(self, user: User, *, rd: str, role: str | None, browser: str) -> str:
+        """The pending second step that lets this browser, once, finish the login with a code."""
+        return await self._values.issue(
+            single_use.PENDING_MFA,
+            {"user_id": user.id, "rd": rd, "role": role},
+            browser=browser,
+            lifetime=PENDING_LIFETIME,
+        )
+
+    async def pending_mfa(self, ticket: str, *, browser: str, req: RequestInfo) -> PendingMfa:
+        """The pending MFA step this browser holds; audited ``InvalidState`` if none."""
+        payload = await self._values.peek(single_use.PENDING_MFA, ticket, browser=browser)
+        if payload is None:
+            await self._audit.record(
+                "login.mfa",
+                "failure",
+                req=req,
+                reason="mfa_ticket_unknown_used_expired_or_other_browser",
+            )
+            raise InvalidState(
+                "mfa_ticket_unknown_used_expired_or_other_browser",
+                public_message="This sign-in step has expired or was already used. Sign in again.",
+            )
+        role = payload.get("role")
+        return PendingMfa(
+            user_id=str(payload["user_id"]),
+            redirect_after=str(payload.get("rd") or "/session"),
+            role=role if isinstance(role, str) else None,
+        )
+
+    async def complete_mfa(
+        self, ticket: str, code: str, *, browser: str, req: RequestInfo
+    ) -> tuple[User, PendingMfa, float]:
+        """Check the code of the pending step's user and use up the step: (user, step, when the
+        code was accepted). A wrong code leaves the step (rate-limited per user); the code is
+        used up before the step, so neither can serve twice."""
+        pending = await self.pending_mfa(ticket, browser=browser, req=req)
+        user = await self._store.get_user(pending.user_id)
+        principal = f"{user.provider}/{user.subject}"
+        if self._mfa is None:
+            raise InvalidState("mfa_unavailable")
+        try:
+            if user.disabled:
+                raise AccessDenied("user_disabled", public_message=DISABLED_MESSAGE)
+            proof = await self._mfa.verify(user.id, None, code, req=req, purpose="login.mfa")
+            if proof is None:
+                raise InvalidMfaCode("mfa_code_refused")
+            if await self._values.consume(single_use.PENDING_MFA, ticket, browser=browser) is None:
+                raise InvalidState("mfa_ticket_already_used")
+        except BrokerError as e:
+            await self._audit.record(
+                "login", "failure", req=req, principal=principal, reason=e.reason
+            )
+            raise
+        return user, pending, proof.authenticated_at
+
     # --- the password-change ticket (single use, bound to the browser) ----------------------
 
     async def offer_password_change(
-        self, user: User, *, rd: str, role: str | None, browser: str
+        self,
+        user: User,
+        *,
+        rd: str,
+        role: str | None,
+        browser: str,
+        mfa_authenticated_at: float | None = None,
     ) -> str:
         """The ticket that lets this browser, once, set the password of a user who must."""
         return await self._values.issue(
             single_use.PASSWORD_CHANGE,
-            {"user_id": user.id, "rd": rd, "role": role},
+            {"user_id": user.id, "rd": rd, "role": role, "mfa_at": mfa_authenticated_at},
             browser=browser,
             lifetime=PENDING_LIFETIME,
         )
@@ -385,10 +477,12 @@ class LoginService:
             )
             raise InvalidState("password_ticket_unknown_used_expired_or_other_browser")
         role = payload.get("role")
+        mfa_at = payload.get("mfa_at")
         return PasswordChange(
             user_id=str(payload["user_id"]),
             redirect_after=str(payload.get("rd") or "/session"),
             role=role if isinstance(role, str) else None,
+            mfa_authenticated_at=float(mfa_at) if isinstance(mfa_at, int | float) else None,
         )
 
     async def change_password(
@@ -451,6 +545,7 @@ class LoginService:
                 "email": i.email,
                 "groups": list(i.groups),
                 "mfa": i.mfa,
+                "mfa_at": i.mfa_authenticated_at,
                 "provider_sid": i.provider_sid,
                 "roles": [c.role.name for c in outcome.candidates],
                 "rd": outcome.redirect_after,
@@ -482,6 +577,9 @@ class LoginService:
             mfa=c.get("mfa") is True,
             user_id=str(c["user_id"]),
             provider_sid=str(c.get("provider_sid", "")),
+            mfa_authenticated_at=(
+                float(c["mfa_at"]) if isinstance(c.get("mfa_at"), int | float) else None
+            ),
         )
         return PendingChoice(
             identity=identity,

@@ -160,7 +160,12 @@ class RoleCatalog:
         """Roles this identity may take, by name order."""
         now = self._clock.now()
         context: dict[str, str | list[str]] = {
-            **global_context(now=now, source_ip=source_ip, mfa=identity.mfa),
+            **global_context(
+                now=now,
+                source_ip=source_ip,
+                mfa=identity.mfa,
+                mfa_authenticated_at=identity.mfa_authenticated_at,
+            ),
             **claims_to_context(identity.provider, identity.claims),
         }
         principal = federated_principal(identity.provider, self._settings.server.account_id)

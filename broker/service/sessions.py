@@ -84,6 +84,7 @@ class SessionService:
             idle_timeout=cfg.idle_timeout,
             last_seen_at=now,
             provider_sid=identity.provider_sid,
+            mfa_authenticated_at=identity.mfa_authenticated_at if identity.mfa else None,
         )
         await self._store.create_session(session)
         return session, self._token(session, now)
@@ -115,6 +116,8 @@ class SessionService:
             tokens.CLAIM_TAGS: dict(s.tags),
             "session_exp": int(s.expires_at),
         }
+        if s.mfa and s.mfa_authenticated_at is not None:
+            claims[tokens.CLAIM_MFA_AT] = s.mfa_authenticated_at
         return self._keys.sign(claims, typ=tokens.SESSION_TYP)
 
     # --- verifying (hot path: no database) -------------------------------------------------

@@ -1,4 +1,5 @@
-"""Single-use values of login flows: a pending role choice, a password-change ticket.
+"""Single-use values of login flows: a pending role choice, a password-change ticket, a
+pending MFA step, an MFA enrolment in progress.
 
 Each value is a random string handed to one browser in a cookie. The store keeps only its hash,
 namespaced by kind, bound to the hash of that browser's binding cookie, with what it stands for.
@@ -19,6 +20,8 @@ from broker.storage.base import SingleUse, Store
 
 PENDING_ROLE = "pending-role"  # a verified identity waiting for its role choice
 PASSWORD_CHANGE = "password-change"  # a local user who must choose a new password first
+PENDING_MFA = "pending-mfa"  # a local user whose password was right, waiting to give a code
+MFA_ENROL = "mfa-enrol"  # a device being enrolled from the session page, not yet confirmed
 
 MAX_VALUE_LENGTH = 256  # ours are 43 characters; anything far longer is not ours
 

@@ -48,14 +48,16 @@ import secrets
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from broker.clock import Clock
 from broker.config import ProviderConfig, Settings
 from broker.domain import sigv4, sts, tokens
 from broker.domain.claims import (
     ContextValue,
+    amr_auth_time,
+    amr_shows_mfa,
     claims_to_context,
     federated_principal,
     global_context,
@@ -71,6 +73,7 @@ from broker.errors import (
     ExpiredIdToken,
     InvalidIdToken,
     ProviderUnavailable,
+    RateLimited,
     RevocationStateStale,
     StoreError,
     StsAccessDenied,
@@ -98,6 +101,7 @@ from broker.service.activity import ActivityLog
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.authorize import Authorizer
 from broker.service.credentials import CredentialVerifier, peek_typ
+from broker.service.mfa import MfaProof, MfaService, is_serial_number
 from broker.service.policy_sets import PolicyCompiler
 from broker.service.providers import RegisteredProviders
 from broker.service.revocation import RevocationState
@@ -118,6 +122,8 @@ MAX_WEB_IDENTITY_TOKEN = 20000
 ROLE_REFRESH_COOLDOWN = 1.0
 POLICY_CACHE_ENTRIES = 4096
 USER_CACHE_SECONDS = 60.0
+# AWS's message when an MFA code is refused (the reason goes to the audit log only)
+MFA_FAILED = "MultiFactorAuthentication failed with invalid MFA one time pass code."
 USER_CACHE_ENTRIES = 10_000
 BROKER_TYPS = frozenset(
     t.lower() for t in (tokens.SESSION_TYP, tokens.ACCESS_TYP, tokens.ASSERTION_TYP)
@@ -179,6 +185,7 @@ class _Caller:
     email: str = ""
     groups: tuple[str, ...] = ()
     mfa: bool = False
+    mfa_authenticated_at: float | None = None
     chained: bool = False
     parent: Credential | None = None
     source_identity: str = ""
@@ -200,13 +207,8 @@ class AssumeParams:
     transitive_tag_keys: tuple[str, ...] = ()
     external_id: str | None = None
     source_identity: str | None = None
-
-
-class MfaVerifier(Protocol):
-    """Checks a user's MFA code (``GetSessionToken``'s ``SerialNumber`` + ``TokenCode``):
-    True only for a current, unused code of a device enabled for that user."""
-
-    async def verify(self, user_id: str, serial_number: str, code: str) -> bool: ...
+    serial_number: str | None = None  # the caller's MFA device (AssumeRole)
+    token_code: str | None = None  # a current code of it
 
 
 def derive_secret(key: bytes, access_key_id: str) -> str:
@@ -243,10 +245,11 @@ class StsService:
         registered: RegisteredProviders | None = None,
         activity: ActivityLog | None = None,
         access_keys: AccessKeyService | None = None,
-        mfa: MfaVerifier | None = None,
+        mfa: MfaService | None = None,
     ) -> None:
         self._settings = settings
         self._activity = activity
+        self._mfa = mfa  # SerialNumber + TokenCode (AssumeRole, GetSessionToken)
         self._account = settings.server.account_id
         self._issuer = settings.server.public_url
         self._store = store
@@ -260,7 +263,6 @@ class StsService:
         self._secret_key = secret_key
         self._registered = registered  # providers registered through the IAM API
         self._access_keys = access_keys  # IAM users' long-lived keys (None: none accepted)
-        self.mfa = mfa  # None until an MFA service exists: MFA parameters are refused
         self._roles: dict[str, _Role] = {}
         self._last_role_refresh = float("-inf")
         self._policies: OrderedDict[str, Policy] = OrderedDict()
@@ -567,6 +569,8 @@ class StsService:
             CLAIM_ASSUMED_ROLE: assumed,
             CLAIM_CHAINED: caller.chained,
         }
+        if caller.mfa and caller.mfa_authenticated_at is not None:
+            claims[tokens.CLAIM_MFA_AT] = caller.mfa_authenticated_at
         if source_identity:
             claims[CLAIM_SOURCE_IDENTITY] = source_identity
         if tags.transitive:
@@ -705,11 +709,14 @@ class StsService:
             if isinstance(raw_groups, list)
             else ()
         )
-        amr = claims.get("amr")
-        mfa = isinstance(amr, list) and any(m in ("mfa", "otp", "hwk", "swk") for m in amr)
+        mfa = amr_shows_mfa(claims.get("amr"))  # RFC 8176: see docs/mfa.md
+        now = self._clock.now()
+        mfa_at = (amr_auth_time(claims) or now) if mfa else None
         user_id = await self._user_id(provider.name, subject)
         context: dict[str, ContextValue] = {
-            **global_context(now=self._clock.now(), source_ip=req.source_ip, mfa=mfa),
+            **global_context(
+                now=now, source_ip=req.source_ip, mfa=mfa, mfa_authenticated_at=mfa_at
+            ),
             **claims_to_context(provider.name, claims),
         }
         caller = _Caller(
@@ -722,6 +729,7 @@ class StsService:
             email=email,
             groups=groups,
             mfa=mfa,
+            mfa_authenticated_at=mfa_at,
             web_audience=audience,
         )
         return caller, f"{provider.name}/{subject}", claims
@@ -894,19 +902,26 @@ class StsService:
             account=self._account,
         )
 
-    def _chained_caller(self, parent: Credential, req: RequestInfo) -> _Caller:
+    def _chained_caller(
+        self, parent: Credential, req: RequestInfo, mfa: MfaProof | None = None
+    ) -> _Caller:
+        """``mfa``: a code of the caller's device accepted for this request: the new session
+        (and the trust policy's context) has MFA from now, whatever the parent had."""
+        principal = parent.principal
+        if mfa is not None:
+            principal = replace(principal, mfa=True, mfa_authenticated_at=mfa.authenticated_at)
         ctx: dict[str, ContextValue] = self._authorizer.context_for(
-            parent.principal, source_ip=req.source_ip
+            principal, source_ip=req.source_ip
         )
         assumed = str(parent.claims.get(CLAIM_ASSUMED_ROLE, parent.role_arn))
         transitive = tuple(str(k) for k in parent.claims.get(CLAIM_TRANSITIVE, []))
-        principal: dict[str, list[str]] = {"AWS": [parent.role_arn, assumed]}
+        trusted: dict[str, list[str]] = {"AWS": [parent.role_arn, assumed]}
         if parent.is_user:  # a trust policy may name the user, or the account (its root)
-            principal = {
+            trusted = {
                 "AWS": [parent.role_arn, f"arn:broker:iam::{self._account}:root", self._account]
             }
         return _Caller(
-            principal=principal,
+            principal=trusted,
             context=ctx,
             action=ASSUME_ROLE_ACTION,
             user_id=parent.user_id,
@@ -914,7 +929,8 @@ class StsService:
             subject=parent.subject,
             email=parent.email,
             groups=parent.groups,
-            mfa=parent.mfa,
+            mfa=principal.mfa,
+            mfa_authenticated_at=principal.mfa_authenticated_at,
             chained=not parent.is_user,  # a user's request is not role chaining
             parent=parent,
             source_identity=parent.source_identity,
@@ -929,8 +945,17 @@ class StsService:
     async def assume_role(
         self, parent: Credential, p: AssumeParams, req: RequestInfo
     ) -> IssuedCredentials:
-        caller = self._chained_caller(parent, req)
         assumed = str(parent.claims.get(CLAIM_ASSUMED_ROLE, parent.role_arn))
+        proof = None
+        if p.serial_number is not None or p.token_code is not None:
+            try:
+                proof = await self.check_mfa(
+                    parent.user_id, p.serial_number, p.token_code, req, "sts.AssumeRole"
+                )
+            except BrokerError as e:
+                await self._refused("sts.AssumeRole", req, assumed, e)
+                raise
+        caller = self._chained_caller(parent, req, proof)
         return await self._audited("sts.AssumeRole", req, assumed, caller, p)
 
     # --- GetSessionToken -------------------------------------------------------------------------
@@ -955,7 +980,10 @@ class StsService:
                     public_message="Cannot call GetSessionToken with session credentials",
                 )
             seconds = sts.session_token_duration(duration)
-            mfa = await self._check_mfa(cred, serial_number, token_code)
+            proof = None
+            if serial_number is not None or token_code is not None:
+                proof = await self.check_mfa(cred.user_id, serial_number, token_code, req, action)
+            mfa = proof is not None
             await self._authorizer.prepare(cred.principal)
             compiled = self._authorizer.user(cred.role_arn, cred.user_id)
             if compiled is None or compiled.broken:
@@ -972,6 +1000,7 @@ class StsService:
             subject=cred.subject,
             email=cred.email,
             mfa=mfa,
+            mfa_authenticated_at=proof.authenticated_at if proof is not None else None,
         )
         issued = self._sign(
             caller,
@@ -999,37 +1028,47 @@ class StsService:
         )
         return issued
 
-    async def _check_mfa(
-        self, cred: Credential, serial_number: str | None, token_code: str | None
-    ) -> bool:
-        """Whether the request proves MFA. The hook for ``MfaVerifier``: without one, MFA
-        parameters are refused (never taken on trust)."""
-        if not serial_number and not token_code:
-            return False
-        if not serial_number or not token_code:
+    async def check_mfa(
+        self,
+        user_id: str,
+        serial_number: str | None,
+        token_code: str | None,
+        req: RequestInfo,
+        purpose: str,
+    ) -> MfaProof:
+        """STS's ``SerialNumber`` + ``TokenCode``: both or neither (``ValidationError``), in
+        AWS's forms; a refused code (wrong, replayed, not the caller's device, rate-limited) is
+        AWS's ``AccessDenied``, audited by ``MfaService`` with the reason."""
+        if serial_number is None or token_code is None:
             raise StsValidationError(
                 "mfa_parameters_incomplete",
                 public_message="SerialNumber and TokenCode must be given together.",
             )
-        if self.mfa is None:
-            raise StsInvalidParameterValue(
-                "mfa_unavailable",
-                public_message="MFA devices are not available on this broker: SerialNumber "
-                "and TokenCode cannot be checked.",
-            )
-        if not re.fullmatch(r"[0-9]{6}", token_code):
+        if not is_serial_number(serial_number):
             raise StsValidationError(
-                "bad_token_code",
+                "mfa_serial_malformed",
+                public_message="1 validation error detected: Value at 'serialNumber' failed to "
+                "satisfy constraint: Member must satisfy regular expression pattern: "
+                "[\\w+=/:,.@-]* and have length between 9 and 256",
+            )
+        if not (len(token_code) == 6 and token_code.isascii() and token_code.isdigit()):
+            raise StsValidationError(
+                "mfa_token_code_malformed",
                 public_message="1 validation error detected: Value at 'tokenCode' failed to "
-                "satisfy constraint: Member must satisfy regular expression pattern: [\\d]*",
+                "satisfy constraint: Member must satisfy regular expression pattern: [\\d]* "
+                "and have length 6",
             )
-        if not await self.mfa.verify(cred.user_id, serial_number, token_code):
-            raise StsAccessDenied(
-                "mfa_code_invalid",
-                public_message="MultiFactorAuthentication failed with invalid MFA one time "
-                "pass code.",
+        if self._mfa is None:
+            raise StsAccessDenied("mfa_unavailable", public_message=MFA_FAILED)
+        try:
+            proof = await self._mfa.verify(
+                user_id, serial_number, token_code, req=req, purpose=purpose
             )
-        return True
+        except RateLimited as e:
+            raise StsAccessDenied(f"mfa:{e.reason}", public_message=MFA_FAILED) from e
+        if proof is None:
+            raise StsAccessDenied("mfa_code_refused", public_message=MFA_FAILED)
+        return proof
 
     # --- the SessionToken as a bearer credential --------------------------------------------------
 

@@ -55,6 +55,7 @@ class Credential(NamedTuple):
     # ``session_id``; an access token: its ``origin_sid`` claim, "" when no session was at its
     # start, e.g. AssumeRoleWithWebIdentity). An ``origin`` revocation of it voids the credential.
     origin_session_id: str = ""
+    mfa_authenticated_at: float | None = None  # the ``mfa_at`` claim: aws:MultiFactorAuthAge
 
     @property
     def role_name(self) -> str:
@@ -80,6 +81,7 @@ class Credential(NamedTuple):
             provider=self.provider,
             subject=self.subject,
             mfa=self.mfa,
+            mfa_authenticated_at=self.mfa_authenticated_at,
             tags=self.tags,
             issued_at=self.issued_at,
             session_name=self.session_name,
@@ -121,6 +123,18 @@ class TokenClaims(Mapping[str, Any]):
 
 
 _intern = sys.intern
+
+
+def _mfa_at(c: Mapping[str, Any]) -> float | None:
+    """The ``mfa_at`` claim (only meaningful with ``mfa``): a number, or None."""
+    if c.get(tokens.CLAIM_MFA) is not True:
+        return None
+    value = c.get(tokens.CLAIM_MFA_AT)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(tokens.CLAIM_MFA_AT)
+    return float(value)
 
 
 def credential_from_claims(
@@ -183,6 +197,7 @@ def credential_from_claims(
             c if token is None else TokenClaims(token),
             session_expires_at,
             origin,
+            _mfa_at(c),
         )
     except (KeyError, TypeError, ValueError, PolicyError) as e:
         raise Unauthenticated("invalid_token:missing_claim") from e

@@ -119,6 +119,25 @@ class Session:
     revoked_at: float | None = None
     revoked_reason: str = ""
     provider_sid: str = ""  # the provider's session it came from (ID token ``sid``), or ""
+    # when the holder last proved a second factor (None without MFA): aws:MultiFactorAuthAge
+    mfa_authenticated_at: float | None = None
+
+
+@dataclass(frozen=True)
+class MfaDevice:
+    """A virtual (TOTP) MFA device. ``seed_sealed`` is the Base32 seed sealed under the KEK
+    (bound to ``seal_kid``), never plain; ``user_id`` is None until the device is enabled for a
+    user; ``last_step`` is the last TOTP time step accepted (a code is accepted once)."""
+
+    serial_number: str
+    name: str
+    path: str
+    seed_sealed: bytes
+    seal_kid: str
+    created_at: float
+    user_id: str | None = None
+    enabled_at: float | None = None
+    last_step: int = 0
 
 
 @dataclass(frozen=True)
@@ -485,6 +504,45 @@ class Store(Protocol):
         could void has expired by then. Returns how many were deleted."""
 
     async def purge_sessions(self, now: float) -> int: ...
+
+    # virtual MFA devices (``storage.sql_mfa``)
+    async def create_mfa_device(self, device: MfaDevice) -> None:
+        """``AlreadyExists`` if the serial number is taken."""
+        ...
+
+    async def get_mfa_device(self, serial_number: str) -> MfaDevice | None: ...
+    async def list_mfa_devices(self, *, user_id: str | None = None) -> list[MfaDevice]:
+        """Every device by serial number, or (``user_id``) the one enabled for that user."""
+        ...
+
+    async def enable_mfa_device(
+        self, serial_number: str, user_id: str, *, step: int, now: float
+    ) -> bool:
+        """Assign an unassigned device to a user whose codes up to ``step`` were just checked:
+        one statement, true only if the device was unassigned, ``step`` is above its
+        ``last_step``, and the user has no other enabled device."""
+        ...
+
+    async def advance_mfa_step(self, serial_number: str, user_id: str, step: int) -> bool:
+        """The single-use compare-and-set: ``last_step = step`` only if the device is enabled
+        for ``user_id`` and ``step > last_step``. Of concurrent callers with one code, one wins."""
+        ...
+
+    async def deactivate_mfa_device(
+        self, serial_number: str, user_id: str, *, step: int | None = None
+    ) -> bool:
+        """Unassign the device from ``user_id`` (its ``last_step`` stays: old codes stay used).
+        With ``step``: only if ``step > last_step`` too (a code proved it), recorded as used."""
+        ...
+
+    async def delete_mfa_device(self, serial_number: str) -> bool:
+        """Delete an unassigned device; False if it is missing or enabled for a user."""
+        ...
+
+    async def purge_unassigned_mfa_devices(self, *, path: str, created_before: float) -> int:
+        """Delete the unassigned devices under ``path`` created before the time (enrolments
+        from the session page that were never confirmed)."""
+        ...
 
     # signing keys
     async def add_signing_key(self, key: SigningKey) -> None: ...

@@ -99,6 +99,8 @@ sessions = sa.Table(
     sa.Column("revoked_reason", sa.Text(), nullable=False),
     # the provider's session (ID token ``sid``) it came from, for back-channel logout
     sa.Column("provider_sid", sa.String(), nullable=True, index=True),
+    # when the holder last proved a second factor (None without MFA): aws:MultiFactorAuthAge
+    sa.Column("mfa_authenticated_at", sa.Double(), nullable=True),
 )
 
 revocations = sa.Table(
@@ -289,7 +291,8 @@ mfa_devices = sa.Table(
     sa.Column("serial_number", sa.String(), primary_key=True),
     sa.Column("name", sa.String(), nullable=False),
     sa.Column("path", sa.String(), nullable=False),
-    sa.Column("user_id", sa.String(), nullable=True, index=True),
+    # unique: at most one enabled device per user (NULLs, unassigned devices, do not clash)
+    sa.Column("user_id", sa.String(), nullable=True, index=True, unique=True),
     sa.Column("seed_sealed", sa.LargeBinary(), nullable=False),
     sa.Column("seal_kid", sa.String(), nullable=False),
     sa.Column("created_at", sa.Double(), nullable=False),

@@ -20,6 +20,7 @@ One implementation serves both databases; where they differ (upserts, locking) t
 - ``sql_reports``: the credentials report's reads and ``report_jobs``.
 - ``sql_activity``: access activity, the unused-access review's pages and report jobs.
 - ``sql_access_keys``: IAM users' access keys (sealed secrets, last-used times).
+- ``sql_mfa``: virtual MFA devices and the single use of their codes.
 
 URLs are the configuration's form:
 
@@ -74,6 +75,7 @@ from broker.storage.sql_base import (
 from broker.storage.sql_groups import GroupsAdminMixin
 from broker.storage.sql_keys import SigningKeysSql
 from broker.storage.sql_logins import LoginsSql
+from broker.storage.sql_mfa import MfaSql
 from broker.storage.sql_policies import ManagedPoliciesSql
 from broker.storage.sql_providers import OidcProvidersMixin
 from broker.storage.sql_reports import ReportsSql
@@ -159,6 +161,7 @@ class SqlStore(
     LoginsSql,
     ReportsSql,
     ActivitySql,
+    MfaSql,
     SqlBase,
 ):
     """The ``Store`` protocol on one SQLAlchemy async engine (SQLite or PostgreSQL).

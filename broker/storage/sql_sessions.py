@@ -43,6 +43,7 @@ def _session(row: sa.Row[Any]) -> Session:
         revoked_at=m["revoked_at"],
         revoked_reason=m["revoked_reason"],
         provider_sid=m["provider_sid"] or "",
+        mfa_authenticated_at=m["mfa_authenticated_at"],
     )
 
 
@@ -100,6 +101,7 @@ class SessionsSql(SqlBase):
                     revoked_at=session.revoked_at,
                     revoked_reason=session.revoked_reason,
                     provider_sid=session.provider_sid or None,
+                    mfa_authenticated_at=session.mfa_authenticated_at,
                 )
             )
 

@@ -141,6 +141,9 @@ class UsersAdminMixin(SqlBase):
             ak = t.access_keys
             if (await conn.execute(sa.select(ak.c.user_id).where(ak.c.user_id == user_id))).first():
                 problems.append("access_keys")
+            mfa = t.mfa_devices.c
+            if (await conn.execute(sa.select(mfa.user_id).where(mfa.user_id == user_id))).first():
+                problems.append("mfa_devices")  # as AWS: deactivate them first
             for table, what in (
                 (t.policy_attachments, "attached_policies"),
                 (t.inline_policies, "inline_policies"),

@@ -19,6 +19,7 @@ from broker.web import (
     authorize_api,
     backchannel,
     forward_auth,
+    mfa,
     oauth,
     ops,
     pages,
@@ -78,6 +79,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     r.add_get("/callback/{provider}", observed(pages.callback))
     r.add_get("/password", observed(pages.password_get))
     r.add_post("/password", observed(pages.password_post))
+    r.add_get("/mfa/verify", observed(mfa.verify_get))
+    r.add_post("/mfa/verify", observed(mfa.verify_post))
+    r.add_get("/mfa", observed(mfa.enrol_get))
+    r.add_post("/mfa", observed(mfa.enrol_post))
+    r.add_post("/mfa/remove", observed(mfa.remove_post))
     r.add_get("/roles", observed(pages.roles_get))
     r.add_post("/roles", observed(pages.roles_post))
     r.add_get("/session", observed(pages.session_get))

@@ -14,6 +14,8 @@ from broker.config import Settings
 LOGIN_COOKIE = "broker_login"  # binds a pending authorization-code flow to this browser
 PENDING_COOKIE = "broker_pending"  # identity waiting for a role choice
 PASSWORD_COOKIE = "broker_password"  # local user who must set a new password
+MFA_COOKIE = "broker_mfa"  # local user whose password was right, waiting to give an MFA code
+MFA_ENROL_COOKIE = "broker_mfa_enrol"  # an MFA device being enrolled from the session page
 # binds pre-login forms and every single-use value of a login flow to this browser
 BROWSER_COOKIE = "broker_csrf"
 
@@ -28,6 +30,8 @@ class Cookies:
         self.login = self._prefix + LOGIN_COOKIE
         self.pending = self._prefix + PENDING_COOKIE
         self.password = self._prefix + PASSWORD_COOKIE
+        self.mfa = self._prefix + MFA_COOKIE
+        self.mfa_enrol = self._prefix + MFA_ENROL_COOKIE
         self.browser = self._prefix + BROWSER_COOKIE
 
     def set(self, resp: web.StreamResponse, name: str, value: str, *, max_age: float) -> None:

@@ -23,6 +23,7 @@ from broker.service.container import Broker
 from broker.service.login import PENDING_LIFETIME, LoginOutcome
 from broker.service.passwords import MIN_PASSWORD_LENGTH
 from broker.service.verified import Credential
+from broker.storage.base import User
 from broker.web.bodies import read_form
 from broker.web.cookies import Cookies
 from broker.web.csrf import check_csrf, csrf_token
@@ -44,24 +45,24 @@ def _broker(request: web.Request) -> Broker:
     return request.app[BROKER]
 
 
-def _info(request: web.Request) -> RequestInfo:
+def info_of(request: web.Request) -> RequestInfo:
     return request_info(request, _broker(request).settings.server.trusted_proxies)
 
 
-def _digest(value: str) -> str:
+def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def _browser(request: web.Request) -> str:
+def browser_value(request: web.Request) -> str:
     """The browser-binding cookie's value ("" if none): what single-use values are bound to."""
     return request.cookies.get(request.app[COOKIES].browser, "")
 
 
-def _ensure_browser(request: web.Request, resp: web.StreamResponse) -> str:
+def ensure_browser(request: web.Request, resp: web.StreamResponse) -> str:
     """This browser's binding value, set anew (or first) on ``resp`` so that it outlives the
     single-use value about to be bound to it."""
     c = request.app[COOKIES]
-    raw = _browser(request) or secrets.token_urlsafe(24)
+    raw = browser_value(request) or secrets.token_urlsafe(24)
     c.set(resp, c.browser, raw, max_age=BROWSER_COOKIE_LIFETIME)
     return raw
 
@@ -91,7 +92,7 @@ def apply_refreshed_cookie(request: web.Request, resp: web.StreamResponse) -> No
         )
 
 
-async def _checked_form(
+async def checked_form(
     request: web.Request, *, purpose: str, binding: str, action: str, principal: str
 ) -> Mapping[str, object]:
     """The posted form, once its CSRF token (bound to ``binding``) checks out; else audited 403."""
@@ -100,7 +101,7 @@ async def _checked_form(
         form = await read_form(request)
     except InvalidRequest as e:
         await b.auditor.record(
-            action, "failure", req=_info(request), principal=principal, reason=e.reason
+            action, "failure", req=info_of(request), principal=principal, reason=e.reason
         )
         raise
     try:
@@ -114,7 +115,7 @@ async def _checked_form(
         )
     except CsrfError as e:
         await b.auditor.record(
-            action, "failure", req=_info(request), principal=principal, reason=e.reason
+            action, "failure", req=info_of(request), principal=principal, reason=e.reason
         )
         raise
     return form
@@ -131,6 +132,11 @@ def _session_json(ctx: Credential) -> dict[str, object]:
         "user_id": ctx.user_id,
         "session_id": ctx.session_id,
         "mfa": ctx.mfa,
+        "mfa_authenticated_at": (
+            datetime.fromtimestamp(ctx.mfa_authenticated_at, UTC).isoformat()
+            if ctx.mfa_authenticated_at is not None
+            else None
+        ),
         "expires_at": datetime.fromtimestamp(ctx.session_expires_at, UTC).isoformat(),
     }
 
@@ -171,7 +177,7 @@ async def login_start(request: web.Request) -> web.StreamResponse:
         provider,
         rd=request.query.get("rd"),
         role=request.query.get("role"),
-        req=_info(request),
+        req=info_of(request),
     )
     resp = redirect(url, status=302)
     c = request.app[COOKIES]
@@ -217,8 +223,8 @@ async def local_login_post(request: web.Request) -> web.StreamResponse:
     if pconf is None or pconf.type != "local":
         raise web.HTTPMethodNotAllowed("POST", ["GET"])
     c = request.app[COOKIES]
-    info = _info(request)
-    form = await _checked_form(
+    info = info_of(request)
+    form = await checked_form(
         request,
         purpose="local-login",
         binding=request.cookies.get(c.browser, ""),
@@ -241,41 +247,70 @@ async def local_login_post(request: web.Request) -> web.StreamResponse:
             role=role,
             status=401,
         )
+    if await b.login.mfa_required(user):
+        # The password was right; the second step (a code) finishes the login (broker.web.mfa).
+        resp = redirect("/mfa/verify")
+        ticket = await b.login.offer_mfa(
+            user, rd=safe_rd, role=role_name, browser=ensure_browser(request, resp)
+        )
+        c.set(resp, c.mfa, ticket, max_age=PENDING_LIFETIME)
+        return resp
+    return await after_password(request, user, rd=safe_rd, role=role_name)
+
+
+async def after_password(
+    request: web.Request,
+    user: User,
+    *,
+    rd: str,
+    role: str | None,
+    mfa_authenticated_at: float | None = None,
+) -> web.StreamResponse:
+    """A local user who proved the password (and the MFA code, if any): a new password first if
+    one must be set, else the roles."""
+    b = _broker(request)
+    c = request.app[COOKIES]
     if user.must_change_password:
         resp = redirect("/password")
         ticket = await b.login.offer_password_change(
-            user, rd=safe_rd, role=role_name, browser=_ensure_browser(request, resp)
+            user,
+            rd=rd,
+            role=role,
+            browser=ensure_browser(request, resp),
+            mfa_authenticated_at=mfa_authenticated_at,
         )
         c.set(resp, c.password, ticket, max_age=PENDING_LIFETIME)
         return resp
-    outcome = await b.login.local_outcome(user, rd=safe_rd, role=role_name, req=info)
-    return await _after_outcome(request, outcome)
+    outcome = await b.login.local_outcome(
+        user, rd=rd, role=role, req=info_of(request), mfa_authenticated_at=mfa_authenticated_at
+    )
+    return await after_outcome(request, outcome)
 
 
 async def password_get(request: web.Request) -> web.StreamResponse:
     b = _broker(request)
     ticket = request.cookies.get(request.app[COOKIES].password, "")
     # audited InvalidState unless this browser holds a pending password change
-    await b.login.password_change(ticket, browser=_browser(request), req=_info(request))
+    await b.login.password_change(ticket, browser=browser_value(request), req=info_of(request))
     return request.app[RENDERER].page(
         "password.html",
         error="",
         min_length=MIN_PASSWORD_LENGTH,
-        csrf=csrf_token(b.csrf_key, "password", _digest(ticket)),
+        csrf=csrf_token(b.csrf_key, "password", digest(ticket)),
     )
 
 
 async def password_post(request: web.Request) -> web.StreamResponse:
     b = _broker(request)
     c = request.app[COOKIES]
-    info = _info(request)
+    info = info_of(request)
     ticket = request.cookies.get(c.password, "")
-    browser = _browser(request)
+    browser = browser_value(request)
     change = await b.login.password_change(ticket, browser=browser, req=info)
-    form = await _checked_form(
+    form = await checked_form(
         request,
         purpose="password",
-        binding=_digest(ticket),
+        binding=digest(ticket),
         action="user.password_change",
         principal=change.user_id,
     )
@@ -293,12 +328,16 @@ async def password_post(request: web.Request) -> web.StreamResponse:
             status=400,
             error=e.public_message,
             min_length=MIN_PASSWORD_LENGTH,
-            csrf=csrf_token(b.csrf_key, "password", _digest(ticket)),
+            csrf=csrf_token(b.csrf_key, "password", digest(ticket)),
         )
     outcome = await b.login.local_outcome(
-        user, rd=change.redirect_after, role=change.role, req=info
+        user,
+        rd=change.redirect_after,
+        role=change.role,
+        req=info,
+        mfa_authenticated_at=change.mfa_authenticated_at,
     )
-    resp = await _after_outcome(request, outcome)
+    resp = await after_outcome(request, outcome)
     c.clear(resp, c.password)
     return resp
 
@@ -311,14 +350,14 @@ async def callback(request: web.Request) -> web.StreamResponse:
         provider,
         dict(request.query),
         binding_raw=request.cookies.get(c.login),
-        req=_info(request),
+        req=info_of(request),
     )
-    resp = await _after_outcome(request, outcome)
+    resp = await after_outcome(request, outcome)
     c.clear(resp, c.login)
     return resp
 
 
-async def _after_outcome(request: web.Request, outcome: LoginOutcome) -> web.StreamResponse:
+async def after_outcome(request: web.Request, outcome: LoginOutcome) -> web.StreamResponse:
     """One role (or the one asked for): issue the session. Several: the chooser."""
     b = _broker(request)
     c = request.app[COOKIES]
@@ -326,11 +365,11 @@ async def _after_outcome(request: web.Request, outcome: LoginOutcome) -> web.Str
     chosen = outcome.requested_role or (names[0] if len(names) == 1 else None)
     if chosen is None:
         resp = redirect("/roles")
-        ticket = await b.login.offer_roles(outcome, browser=_ensure_browser(request, resp))
+        ticket = await b.login.offer_roles(outcome, browser=ensure_browser(request, resp))
         c.set(resp, c.pending, ticket, max_age=PENDING_LIFETIME)
         return resp
     done = await b.login.complete(
-        outcome.identity, chosen, names, rd=outcome.redirect_after, req=_info(request)
+        outcome.identity, chosen, names, rd=outcome.redirect_after, req=info_of(request)
     )
     resp = redirect(done.redirect_after)
     c.set(resp, c.session, done.token, max_age=done.session.expires_at - b.clock.now())
@@ -351,28 +390,30 @@ async def roles_get(request: web.Request) -> web.StreamResponse:
                 "and choose it."
             ),
         )
-    choice = await b.login.pending_choice(ticket, browser=_browser(request), req=_info(request))
+    choice = await b.login.pending_choice(
+        ticket, browser=browser_value(request), req=info_of(request)
+    )
     roles = {r.name: r for r in await b.store.list_roles()}
     return request.app[RENDERER].page(
         "roles.html",
         name=choice.identity.name,
         provider=choice.identity.provider,
         roles=[roles[n] for n in choice.roles if n in roles],
-        csrf=csrf_token(b.csrf_key, "roles", _digest(ticket)),
+        csrf=csrf_token(b.csrf_key, "roles", digest(ticket)),
     )
 
 
 async def roles_post(request: web.Request) -> web.StreamResponse:
     b = _broker(request)
     c = request.app[COOKIES]
-    info = _info(request)
+    info = info_of(request)
     ticket = request.cookies.get(c.pending, "")
-    browser = _browser(request)
+    browser = browser_value(request)
     choice = await b.login.pending_choice(ticket, browser=browser, req=info)
-    form = await _checked_form(
+    form = await checked_form(
         request,
         purpose="roles",
-        binding=_digest(ticket),
+        binding=digest(ticket),
         action="role.choose",
         principal=f"{choice.identity.provider}/{choice.identity.subject}",
     )
@@ -396,6 +437,7 @@ async def session_get(request: web.Request) -> web.StreamResponse:
     return request.app[RENDERER].page(
         "session.html",
         s=data,
+        local=ctx.provider == b.login.local_provider(),
         expires=_when(ctx.session_expires_at, b.clock.now()),
         csrf=csrf_token(b.csrf_key, "logout", ctx.session_id),
     )
@@ -424,11 +466,11 @@ async def logout_get(request: web.Request) -> web.StreamResponse:
 async def logout_post(request: web.Request) -> web.StreamResponse:
     b = _broker(request)
     c = request.app[COOKIES]
-    info = _info(request)
+    info = info_of(request)
     ctx = await current_session(request)
     if ctx is None:
         raise Unauthenticated("no_session", public_message="You are not signed in.")
-    await _checked_form(
+    await checked_form(
         request,
         purpose="logout",
         binding=ctx.session_id,
@@ -445,9 +487,9 @@ async def logout_post(request: web.Request) -> web.StreamResponse:
     )
     await b.sessions.end(ctx, reason="logout")
     # Whatever flow this browser still has pending dies with its session.
-    await b.login.forget_browser(_browser(request), request.cookies.get(c.login, ""))
+    await b.login.forget_browser(browser_value(request), request.cookies.get(c.login, ""))
     request.pop(NEW_SESSION_TOKEN, None)
     resp = request.app[RENDERER].page("logout.html", signed_out=True, csrf="")
-    for name in (c.session, c.pending, c.password, c.login, c.browser):
+    for name in (c.session, c.pending, c.password, c.mfa, c.mfa_enrol, c.login, c.browser):
         c.clear(resp, name)
     return resp

@@ -210,8 +210,8 @@ def _encode(value: Any, shape: Shape) -> str:
         return _iso(value)
     if shape.type_name == "boolean":
         return "true" if value else "false"
-    if shape.type_name == "blob":
-        return base64.b64encode(value).decode("ascii")
+    if shape.type_name == "blob":  # bytes, base64 on the wire (botocore decodes it)
+        return base64.b64encode(bytes(value)).decode("ascii")
     if shape.name == POLICY_DOCUMENT_SHAPE:
         return quote(str(value), safe="")
     enum = shape.metadata.get("enum")

@@ -125,11 +125,6 @@ def assume_params(params: Mapping[str, str], *, signed: bool) -> AssumeParams:
     if signed:
         tags = tuple(rules.tag_pairs(params))
         transitive = tuple(rules.member_list(params, "TransitiveTagKeys"))
-        if params.get("SerialNumber") or params.get("TokenCode"):
-            raise StsInvalidParameterValue(
-                "mfa_parameters_unsupported",
-                public_message="SerialNumber and TokenCode are not supported by this broker.",
-            )
     return AssumeParams(
         role_arn=role_arn,
         session_name=session_name,
@@ -140,6 +135,9 @@ def assume_params(params: Mapping[str, str], *, signed: bool) -> AssumeParams:
         transitive_tag_keys=transitive,
         external_id=params.get("ExternalId") if signed else None,
         source_identity=params.get("SourceIdentity") if signed else None,
+        # MFA for AssumeRole (signed); checked by StsService.check_mfa
+        serial_number=params.get("SerialNumber") if signed else None,
+        token_code=params.get("TokenCode") if signed else None,
     )
 
 

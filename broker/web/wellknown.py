@@ -33,6 +33,7 @@ async def openid_configuration(request: web.Request) -> web.StreamResponse:
                 "email",
                 "groups",
                 "mfa",
+                "mfa_at",
                 "tags",
             ],
         },

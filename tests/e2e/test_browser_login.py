@@ -7,93 +7,23 @@ page, sign-out, the local admin's first login with its one-time password, and ``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import E2E_ROLES, BrokerFactory, RunningBroker
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.support.oidc_server import OidcServer
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Response
+    from playwright.async_api import BrowserContext, Page
+
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS"]  # tests.forward_auth.test_proxies imports them here
 
 pytestmark = [pytest.mark.browser, pytest.mark.oidc]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def chromium_executable() -> str:
-    """Debian's chromium (never ``playwright install``): skip where it is not installed."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not installed")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium_executable: str) -> AsyncIterator[Browser]:
-    """One headless chromium per test (async fixtures share the test's function-scoped loop)."""
-    playwright_api = pytest.importorskip("playwright.async_api")
-    async with playwright_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(
-            executable_path=chromium_executable, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-@pytest.fixture
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    ctx = await browser.new_context()
-    ctx.set_default_timeout(15_000)
-    try:
-        yield ctx
-    finally:
-        await ctx.close()
-
-
-@pytest.fixture
-async def page(context: BrowserContext) -> AsyncIterator[Page]:
-    """A page that fails the test on script errors, CSP violations or a missing subresource.
-
-    Failed *documents* are the tests' business (a 400 form page is expected); the favicon
-    neither the broker nor the provider serves is not.
-    """
-    p = await context.new_page()
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        # "Failed to load resource" duplicates the response check below, favicon included
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            problems.append(message.text)
-
-    def on_response(response: Response) -> None:
-        request = response.request
-        if (
-            response.status >= 400
-            and request.resource_type != "document"
-            and not request.url.endswith("/favicon.ico")
-        ):
-            problems.append(f"{response.status} {request.url}")
-
-    p.on("console", on_console)
-    p.on("pageerror", lambda e: problems.append(str(e)))
-    p.on("response", on_response)
-    yield p
-    assert problems == [], problems
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from pytest_aiohttp import AiohttpServer
 
-from broker.clock import SystemClock
+from broker.clock import Clock, SystemClock
 from tests.conftest import RunningBroker
 from tests.sts.conftest import (
     ACCOUNT,
@@ -157,9 +157,11 @@ async def start_iam_env(
     runners: list[web.AppRunner],
     monkeypatch: pytest.MonkeyPatch,
     roles: dict[str, RoleSpec],
+    clock: Clock | None = None,
 ) -> IamEnv:
     """A broker with ``roles`` whose provider ``fake`` is a fake IdP, for the AWS clients run
-    in an environment that reads no user configuration."""
+    in an environment that reads no user configuration; ``clock``: the broker's (the IdP's is
+    the system clock)."""
     for k, v in aws_env(tmp_path).items():
         monkeypatch.setenv(k, v)
     idp = FakeIdP(clock=SystemClock())
@@ -170,6 +172,7 @@ async def start_iam_env(
         roles=roles,
         providers=_provider("fake", idp.issuer, idp.client_id),
         runners=runners,
+        clock=clock,
     )
     return IamEnv(b, idp, tmp_path)
 

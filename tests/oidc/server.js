@@ -10,13 +10,15 @@
 //     "accounts": {                                // shared by every provider unless overridden
 //       "alice": {"password": "alice-pw", "sub": "alice",   // sub defaults to the username
 //                 "claims": {"email": "alice@example.com", "email_verified": true,
-//                            "groups": ["admins", "dev"], "hd": "example.com", "name": "Alice"}}
+//                            "groups": ["admins", "dev"], "hd": "example.com", "name": "Alice"},
+//                 "amr": ["pwd", "otp"]}              // optional: how its login authenticates
 //     },
 //     "providers": [
 //       {"name": "corp", "port": 0,                // 0 (default): any free port, reported in READY
 //        "id_token_signed_response_alg": "RS256",  // default for this provider's clients
 //        "consent": "auto",                        // "auto" (default) or "form" (render a form)
 //        "accounts": {...},                        // optional, replaces the shared accounts
+//        "openid_claims": ["amr", "auth_time"],    // optional: also in every ID token
 //        "clients": [{"client_id": "broker", "client_secret": "s3cret",
 //                     "redirect_uris": ["http://127.0.0.1:8080/callback/corp"]}]}
 //     ]
@@ -166,7 +168,8 @@ function makeProvider(spec, issuer, sharedAccounts) {
       };
     },
     claims: {
-      openid: ['sub'],
+      // a provider's "openid_claims" (e.g. amr, auth_time) go into every ID token too
+      openid: ['sub', ...(spec.openid_claims || [])],
       email: ['email', 'email_verified'],
       profile: ['name', 'groups', 'hd'],
       groups: ['groups'],
@@ -271,7 +274,8 @@ async function handleInteraction(state, req, res, url) {
         { error: 'Invalid username or password.', login }));
       return;
     }
-    const result = { login: { accountId: account.sub || login } };
+    // An account's "amr" (RFC 8176) is how this login authenticated: it goes into the ID token.
+    const result = { login: { accountId: account.sub || login, ...(account.amr ? { amr: account.amr } : {}) } };
     await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: false });
     return;
   }

@@ -47,6 +47,7 @@ from broker.service.credential_report import CredentialReports
 from broker.service.hashing import PasswordHashing
 from broker.service.iam import IamService
 from broker.service.iam_api.registry import Action, Call, Caller, Params, Result
+from broker.service.mfa import MfaService
 from broker.service.offboarding import OffboardingService
 from broker.service.providers import OidcProviderService
 from broker.service.verified import ACCESS
@@ -126,6 +127,7 @@ class IamApi:
         providers: OidcProviderService | None = None,
         activity: ActivityLog | None = None,
         access_keys: AccessKeyService | None = None,
+        mfa: MfaService | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -140,6 +142,7 @@ class IamApi:
         self.hashing = hashing  # login profiles' passwords (argon2, off the event loop)
         self.reports = CredentialReports(settings, store, auditor, clock)
         self.access_keys = access_keys  # IAM users' long-lived keys
+        self.mfa = mfa  # virtual MFA devices (iam_api.mfa)
         self._generation: str | None = None
         self.activity = activity  # allowed calls are counted (the unused-access review)
 

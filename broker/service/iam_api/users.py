@@ -5,8 +5,8 @@ Users are found by their IAM name only (never by the broker's internal id, which
 could otherwise give as ``UserName`` to act on someone its policies do not name). Tags,
 memberships and policies are keyed by the user's id, so ``UpdateUser``'s rename keeps them; a
 local user's login name follows its IAM name. ``DeleteUser`` is refused (``DeleteConflict``)
-while the user has a login profile, group memberships or policies, as in AWS, and ends every
-session and credential the user holds.
+while the user has a login profile, group memberships, policies or an enabled MFA device, as
+in AWS, and ends every session and credential the user holds.
 """
 
 from __future__ import annotations
