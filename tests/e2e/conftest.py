@@ -85,3 +85,14 @@ async def page(context: BrowserContext) -> AsyncIterator[Page]:
     p.on("response", on_response)
     yield p
     assert problems == [], problems
+
+
+AXE_JS = Path(__file__).parents[1] / "oidc" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.fixture(scope="module")
+def axe_source() -> str:
+    """axe-core, pinned in tests/oidc/package.json (``npm ci --prefix tests/oidc`` installs it)."""
+    if not AXE_JS.exists():
+        pytest.skip(f"{AXE_JS} missing: run `npm ci --prefix tests/oidc`")
+    return AXE_JS.read_text()
