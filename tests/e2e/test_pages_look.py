@@ -14,6 +14,7 @@ The pages also work without JavaScript: a local sign-in through the forms, scrip
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.browser, pytest.mark.oidc]
 
 SHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+DOC = SHOTS.parent / "pages.md"
 WIDE = {"width": 1280, "height": 800}
 NARROW = {"width": 390, "height": 844}
 BLOCKING = ("serious", "critical")
@@ -271,6 +273,13 @@ async def test_every_page_looks_right_and_passes_axe(
     assert response is not None
     assert response.status == 400
     await look("error-400")
+
+    # docs/pages.md shows only screenshots these tests write
+    shown = set(
+        re.findall(r"\(screenshots/([a-z0-9-]+)-(?:1280|390|390-dark)\.png\)", DOC.read_text())
+    )
+    assert shown, "docs/pages.md shows no screenshot"
+    assert shown <= {*looker.taken, "login-local-only"}, shown - set(looker.taken)
 
 
 async def test_local_only_login_shows_the_form_and_passes_axe(
