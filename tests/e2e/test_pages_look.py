@@ -285,11 +285,27 @@ async def test_every_page_looks_right_and_passes_axe(
 async def test_local_only_login_shows_the_form_and_passes_axe(
     broker_factory: BrokerFactory, browser: Browser, page: Page, axe_source: str
 ) -> None:
+    """``/login`` with the local provider only: its form at once; and focus outlines."""
     b = await broker_factory(oidc=None, roles={"local-admin": E2E_ROLES["local-admin"]})
     looker = Looker(page, browser, axe_source)
     await page.goto(f"{b.url}/login")
     assert await page.is_visible("input[name=password]")
     await looker.look("login-local-only")
+
+    # keyboard users see where they are: each control reached with Tab has a visible outline
+    await page.reload()  # focus where a fresh page has it: on the autofocus field
+    reached = []
+    for _ in range(3):
+        await page.keyboard.press("Tab")
+        tag, style, width = await page.evaluate(
+            "() => { const e = document.activeElement, s = getComputedStyle(e);"
+            " return [e.tagName + (e.name ? '[' + e.name + ']' : ''), s.outlineStyle,"
+            " parseFloat(s.outlineWidth)]; }"
+        )
+        assert style == "solid", (tag, style)
+        assert width >= 2, (tag, width)
+        reached.append(tag)
+    assert reached == ["INPUT[password]", "BUTTON", "BUTTON"], reached  # Show, Sign in
 
 
 async def test_signing_in_works_without_javascript(
