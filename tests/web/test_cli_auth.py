@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -111,8 +111,13 @@ async def confirm(s: aiohttp.ClientSession, url: str) -> dict[str, str]:
     return dict(forms[0].fields)
 
 
+class HasUrl(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
 async def approve(
-    env: Env, s: aiohttp.ClientSession, url: str, decision: str = "approve"
+    env: HasUrl, s: aiohttp.ClientSession, url: str, decision: str = "approve"
 ) -> dict[str, list[str]]:
     """The confirmation page, approved: the query the loopback redirect carries."""
     fields = await confirm(s, url)
