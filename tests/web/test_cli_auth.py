@@ -35,6 +35,7 @@ from tests.support.cli_oauth import (
 from tests.support.fake_idp import FakeIdP
 from tests.support.login_driver import parse_forms
 from tests.support.oidc_server import free_port
+from tests.support.postgres import fresh_schema
 
 ROLES = {
     "dev": trust("fake", {"StringEquals": {"fake:sub": "user-1"}}),
@@ -64,8 +65,20 @@ class Env:
         return list(await self.broker.broker.store.list_audit(limit=100, action=action))
 
 
+@pytest.fixture(
+    params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Each test on SQLite and on a fresh PostgreSQL schema (single use is the store's)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'broker.db'}"
+        return
+    async with fresh_schema("broker_cli") as url:
+        yield url
+
+
 @pytest.fixture
-async def env(tmp_path: Path, aiohttp_server: AiohttpServer) -> AsyncIterator[Env]:
+async def env(tmp_path: Path, aiohttp_server: AiohttpServer, store_url: str) -> AsyncIterator[Env]:
     clock = FrozenClock(float(int(time.time())))
     idp = FakeIdP(clock=clock)
     idp.bind(await aiohttp_server(idp.app))
@@ -76,7 +89,9 @@ issuer = "{idp.issuer}"
 client_id = "{idp.client_id}"
 client_secret = "{idp.client_secret}"
 """
-    path = write_config(tmp_path / "broker", port=port, oidc=None, roles=ROLES, extra=extra)
+    path = write_config(
+        tmp_path / "broker", port=port, oidc=None, roles=ROLES, extra=extra, store_url=store_url
+    )
     settings = load_settings(path)
     app = create_app(settings, clock=clock)
     runner = web.AppRunner(app)
