@@ -252,6 +252,8 @@ async def test_a_role_the_person_may_not_take_is_refused_and_audited(
         {"role": "dev", "x": 1},
         {"role": "dev", "duration_seconds": 60},
         {"role": "no/such"},
+        {"role": "nosuch"},
+        {"role": "dev", "duration_seconds": 3600 * 13},
     ):
         status, body = await role_credentials(env.url, tokens["access_token"], bad)
         assert status in (400, 403), (bad, body)
@@ -444,12 +446,23 @@ async def test_revocation_ends_the_cli_session_and_its_credentials(
         await asyncio.to_thread(sts(env.url, creds).get_caller_identity)
 
 
-async def test_revoking_the_users_sessions_ends_the_refresh(
-    env: Env, browser: aiohttp.ClientSession
+@pytest.mark.parametrize("how", ["revoke-sessions", "disable"])
+async def test_revoking_the_users_sessions_or_disabling_the_user_ends_the_refresh(
+    env: Env, browser: aiohttp.ClientSession, how: str
 ) -> None:
     tokens = await cli_login(env, browser)
+    status, creds = await role_credentials(env.url, tokens["access_token"], {"role": "dev"})
+    assert status == 200
     user = env.broker.broker.sessions.verify(tokens["access_token"]).user_id
-    await env.broker.broker.offboarding.revoke_user_sessions(user, actor="test")
+    offboarding = env.broker.broker.offboarding
+    if how == "disable":
+        await offboarding.disable_user(user, actor="test")
+    else:
+        await offboarding.revoke_user_sessions(user, actor="test")
+    with pytest.raises(ClientError):
+        await asyncio.to_thread(sts(env.url, creds).get_caller_identity)
+    status, body = await role_credentials(env.url, tokens["access_token"], {"role": "dev"})
+    assert (status, body["error"]) == (401, "invalid_token")
     status, body = await token_request(
         env.url, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
     )
