@@ -41,6 +41,7 @@ from broker.errors import (
     Unauthenticated,
 )
 from broker.service.audit import Auditor, RequestInfo
+from broker.service.login_limits import LoginLimits
 from broker.service.revocation import RevocationState
 from broker.service.roles import Candidate, RoleCatalog
 from broker.service.sessions import SessionService
@@ -135,6 +136,7 @@ class CliSessions:
         self._clock = clock
         self._values = SingleUseValues(store, clock)
         self._client = binding_hash(CLIENT_ID)
+        self._limits = LoginLimits(store, settings.login, clock)
 
     # --- the authorization code --------------------------------------------------------------
 
@@ -339,7 +341,17 @@ class CliSessions:
     async def device_request(
         self, ctx: Credential, user_code: str, req: RequestInfo
     ) -> DeviceRequest:
-        """The pending request a user code names (for the confirmation page); uses nothing."""
+        """The pending request a user code names (for the confirmation page); uses nothing.
+        Guesses count against the person and the address like failed logins (RFC 8628 §5.1:
+        a user code is short), and a right one is forgiven."""
+        who = f"{ctx.provider}/{ctx.subject}"
+        try:
+            attempt = await self._limits.attempt("cli-device", ctx.user_id, req.source_ip)
+        except BrokerError as e:
+            await self._audit.record(
+                "cli.device.lookup", "failure", req=req, principal=who, reason=e.reason
+            )
+            raise
         code = normalize_user_code(user_code)
         found = (
             await self._store.peek_single_use(
@@ -349,18 +361,15 @@ class CliSessions:
             else None
         )
         if found is None:
-            e = InvalidRequest(
+            unknown = InvalidRequest(
                 "user_code_unknown",
                 public_message="This code is not valid (or has expired, or was used).",
             )
             await self._audit.record(
-                "cli.device.lookup",
-                "failure",
-                req=req,
-                principal=f"{ctx.provider}/{ctx.subject}",
-                reason=e.reason,
+                "cli.device.lookup", "failure", req=req, principal=who, reason=unknown.reason
             )
-            raise e
+            raise unknown
+        await attempt.succeeded()
         p = found.payload
         return DeviceRequest(
             user_code=f"{code[:4]}-{code[4:]}",

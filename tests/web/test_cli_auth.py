@@ -194,6 +194,7 @@ async def test_the_loopback_flow_gives_role_credentials_that_boto3_uses(
     url = authorize_url(env.url, LOOPBACK, pkce, "state-xyz")
     async with browser.get(url, allow_redirects=False) as r:
         page = await r.text()
+        assert r.headers["X-Frame-Options"] == "DENY"  # no clickjacking of the approval
     assert "Sign in the broker CLI on this computer as user-1@example.com?" in page
     assert "53682" in page
     q = await approve(env, browser, url)

@@ -195,3 +195,19 @@ async def test_device_page_needs_a_session(env: Env) -> None:
             assert r.headers["Location"].startswith("/login?rd=%2Fdevice")
         async with s.post(f"{env.url}/device/decide", data={"user_code": "BCDF-GHJK"}) as r:
             assert r.status == 401
+
+
+async def test_guessing_user_codes_is_rate_limited(
+    env: Env, browser: aiohttp.ClientSession
+) -> None:
+    """RFC 8628 §5.1: a signed-in person who tries codes is stopped like failed logins
+    (``[login] max_failures_per_user``, 5 by default), even before a right one."""
+    d = await start(env)
+    statuses = [
+        (await enter(env, browser, f"BCDF-{g}"))[0]
+        for g in ("GHJK", "GHJL", "GHJM", "GHJN", "GHJP", "GHJQ")
+    ]
+    assert statuses == [400] * 5 + [429]
+    assert (await enter(env, browser, d["user_code"]))[0] == 429
+    reasons = [e.reason for e in await env.audit("cli.device.lookup")]
+    assert "too_many_failures" in reasons
