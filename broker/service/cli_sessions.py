@@ -20,6 +20,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN, create_s256_code_challenge
@@ -487,8 +488,6 @@ class CliSessions:
 
 def credential_process(issued: IssuedCredentials) -> Mapping[str, Any]:
     """AWS ``credential_process`` JSON (``Version`` 1)."""
-    from datetime import UTC, datetime
-
     exp = datetime.fromtimestamp(issued.expiration, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "Version": 1,

@@ -51,8 +51,9 @@ MAX_STATE = 512
 CARRIED = "cli_request"  # the authorize request, carried through /login?rd= (see _login_rd)
 
 
-def _one(params: Mapping[str, Any], name: str, getall: Any) -> str:
-    values = getall(name, [])
+def _one(params: Any, name: str) -> str:
+    """The one value of ``name`` in a query or form ("" if absent), not repeated."""
+    values = params.getall(name, [])
     if len(values) > 1:
         raise InvalidRequest(f"repeated:{name}", public_message=f"{name} is repeated.")
     value = values[0] if values else ""
@@ -64,7 +65,7 @@ def _one(params: Mapping[str, Any], name: str, getall: Any) -> str:
 def _authorize_params(params: Any) -> dict[str, str]:
     """The checked authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3), redirect URI first:
     until it is known good, nothing may be sent to it."""
-    p = {name: _one(params, name, params.getall) for name in AUTHORIZE_PARAMS}
+    p = {name: _one(params, name) for name in AUTHORIZE_PARAMS}
     check_client(p["client_id"])
     loopback_port(p["redirect_uri"])
     if p["response_type"] != "code":
@@ -153,7 +154,7 @@ async def authorize_post(request: web.Request) -> web.StreamResponse:
     )
     try:
         p = _authorize_params(form)
-        decision = _one(form, "decision", form.getall)  # type: ignore[attr-defined]
+        decision = _one(form, "decision")
         if decision not in ("approve", "deny"):
             raise InvalidRequest("decision", public_message="Approve or deny.")
     except BrokerError as e:
@@ -181,7 +182,7 @@ async def device_authorization(request: web.Request) -> web.Response:
     b = request.app[BROKER]
     try:
         form = await read_form(request)
-        client_id = _one(form, "client_id", form.getall)
+        client_id = _one(form, "client_id")
         try:
             check_client(client_id)
         except InvalidRequest as e:
