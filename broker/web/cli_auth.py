@@ -283,7 +283,11 @@ async def device_decide(request: web.Request) -> web.StreamResponse:
         e = Unauthenticated("no_session", public_message="You are not signed in.")
         await _refused(request, "cli.device.approve", e)
         raise e
-    form = await read_form(request)
+    try:
+        form = await read_form(request)  # the code first: the CSRF token is bound to it
+    except InvalidRequest as e:
+        await _refused(request, "cli.device.approve", e)
+        raise
     code = normalize_user_code(str(form.get("user_code", "")))
     await checked_form(
         request,

@@ -19,9 +19,12 @@ from aiohttp import web
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from pytest_aiohttp import AiohttpServer
+from yarl import URL
 
 from broker.clock import FrozenClock
 from broker.config import load_settings
+from broker.errors import StsAccessDenied
+from broker.service.audit import RequestInfo
 from broker.web.app import create_app
 from tests.conftest import RunningBroker, trust, write_config
 from tests.support.cli_oauth import (
@@ -482,3 +485,21 @@ async def test_a_code_approved_by_a_session_that_logged_out_is_refused(
         assert r.status == 200
     status, body = await redeem(env.url, q["code"][0], LOOPBACK, pkce.verifier)
     assert (status, body["error"]) == (400, "invalid_grant")
+
+
+async def test_the_portal_path_a_browser_session_takes_role_credentials(
+    env: Env, browser: aiohttp.ClientSession
+) -> None:
+    """``/session``'s command line panel uses the same service method with the browser's own
+    session as the caller: the credentials then carry that session as their origin."""
+    b = env.broker.broker
+    token = browser.cookie_jar.filter_cookies(URL(env.url))["broker_session"].value
+    ctx = b.sessions.verify(token)
+    issued = await b.cli.credentials(ctx, "dev", 900, RequestInfo(source_ip="127.0.0.1"))
+    claims = b.sessions.keyring.verify(
+        issued.session_token, typ="broker-access+jwt", audience=env.url
+    )
+    assert claims["origin_sid"] == ctx.session_id
+    assert int(issued.expiration - issued.issued_at) == 900
+    with pytest.raises(StsAccessDenied):
+        await b.cli.credentials(ctx, "ops", None, RequestInfo(source_ip="127.0.0.1"))
