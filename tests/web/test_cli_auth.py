@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -53,6 +53,11 @@ class Env:
     @property
     def url(self) -> str:
         return self.broker.url
+
+    async def advance(self, seconds: float) -> None:
+        """Time passes (the revocation state polls meanwhile, as it does every second)."""
+        self.clock.advance(seconds)
+        await self.broker.broker.revocations.poll()
 
     async def audit(self, action: str) -> list[Any]:
         await self.broker.broker.auditor.flush()  # refusals of the token endpoint are batched
@@ -106,8 +111,13 @@ async def confirm(s: aiohttp.ClientSession, url: str) -> dict[str, str]:
     return dict(forms[0].fields)
 
 
+class HasUrl(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
 async def approve(
-    env: Env, s: aiohttp.ClientSession, url: str, decision: str = "approve"
+    env: HasUrl, s: aiohttp.ClientSession, url: str, decision: str = "approve"
 ) -> dict[str, list[str]]:
     """The confirmation page, approved: the query the loopback redirect carries."""
     fields = await confirm(s, url)
@@ -291,7 +301,7 @@ async def test_a_code_redeemed_by_another_client_is_refused(
 async def test_a_code_expires_after_60_seconds(env: Env, browser: aiohttp.ClientSession) -> None:
     pkce = Pkce.new()
     q = await approve(env, browser, authorize_url(env.url, LOOPBACK, pkce, "s"))
-    env.clock.advance(61)
+    await env.advance(61)
     status, body = await redeem(env.url, q["code"][0], LOOPBACK, pkce.verifier)
     assert (status, body["error"]) == (400, "invalid_grant")
 
