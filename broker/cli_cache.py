@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 CLIENT_ID = "broker-cli"
 # Role credentials are used until this long before their Expiration, then fetched again (the
@@ -45,10 +46,22 @@ def config_dir() -> Path:
     return root / "broker"
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 def normalize_url(url: str) -> str:
     url = url.strip().rstrip("/")
-    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+    m = re.fullmatch(r"(https?)://([^\s/?#@]+)(/[^\s?#]*)?", url)
+    if not m:
         raise ClientError(f"{url!r} is not a broker URL (e.g. https://broker.example)")
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname or "", parts.port
+    except ValueError:  # a bad port or bracket
+        raise ClientError(f"{url!r} is not a broker URL (e.g. https://broker.example)") from None
+    if m.group(1) == "http" and host not in LOOPBACK_HOSTS:
+        # refresh tokens and role credentials in clear text over the network: never
+        raise ClientError(f"{url}: use https:// (plain http only for 127.0.0.1 or localhost)")
     return url
 
 

@@ -153,10 +153,14 @@ def cmd_logout(args: argparse.Namespace) -> int:
         data = cache.load()
         revoked = False
         if data and isinstance(data.get("refresh_token"), str):
-            reply = revoke(_endpoints(url, data), data["refresh_token"])
-            revoked = reply.status == 200
+            # the local copy goes whatever the broker answers: the user asked to sign out
+            try:
+                reply = revoke(_endpoints(url, data), data["refresh_token"])
+                revoked, why = reply.status == 200, reply.describe()
+            except ClientError as e:
+                why = str(e)
             if not revoked:
-                stderr(f"broker: warning: {url} did not confirm the logout: {reply.describe()}")
+                stderr(f"broker: warning: {url} did not confirm the logout: {why}")
         deleted = cache.delete()
     _print(
         args,

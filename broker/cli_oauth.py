@@ -44,6 +44,17 @@ class Reply:
         return str(what)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not an instruction: urllib would follow it with the same
+    ``Authorization`` header, to whatever host it names."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects())
+
+
 def request(
     method: str,
     url: str,
@@ -66,10 +77,15 @@ def request(
         raise ClientError(f"{url!r} is not an http(s) URL")
     req = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
     try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310 (checked above)
+        with _OPENER.open(req, timeout=TIMEOUT) as resp:
             status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as e:
         status, raw = e.code, e.read()
+        if 300 <= status < 400:
+            where = e.headers.get("Location", "elsewhere")
+            raise ClientError(
+                f"{url} redirected to {where}: not followed (is this the broker's own URL?)"
+            ) from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", None) or e
         raise ClientError(f"cannot reach {url}: {reason}") from None

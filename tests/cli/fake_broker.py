@@ -36,6 +36,8 @@ class Fake:
     credential_lifetime: int = 3600
     device_answers: list[str] = field(default_factory=list)
     deny: bool = False
+    redirect_api: bool = False
+    captured: list[str] = field(default_factory=list)
     refreshes: int = 0
     credential_requests: int = 0
     revoked: list[str] = field(default_factory=list)
@@ -65,6 +67,7 @@ class Fake:
         app.router.add_post("/oauth2/revoke", self.revoke)
         app.router.add_get("/v1/roles", self.roles)
         app.router.add_post("/v1/credentials", self.credentials)
+        app.router.add_get("/capture", self.capture)
         return app
 
     async def discovery(self, _: web.Request) -> web.Response:
@@ -141,7 +144,13 @@ class Fake:
         auth = request.headers.get("Authorization", "")
         return auth.startswith("Bearer ") and auth[7:] in self.access_tokens
 
+    async def capture(self, request: web.Request) -> web.Response:
+        self.captured.append(request.headers.get("Authorization", ""))
+        return web.json_response({"roles": []})
+
     async def roles(self, request: web.Request) -> web.Response:
+        if self.redirect_api:  # as a compromised proxy might: the token elsewhere
+            raise web.HTTPFound(f"http://localhost:{request.url.port}/capture")
         if not self._bearer(request):
             return web.json_response({"error": "invalid_token"}, status=401)
         dev = {"name": "dev", "arn": "arn:broker:iam::000000000000:role/dev", "description": "Dev"}

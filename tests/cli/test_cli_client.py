@@ -322,3 +322,39 @@ async def test_the_cache_is_written_atomically(fake: Fake, env: dict[str, str]) 
     await run_cli(env, "credentials", "--role", "dev", "--url", fake.url)
     assert cache_file(env).stat().st_ino != before
     assert [p.name for p in cache_file(env).parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+async def test_a_redirect_is_not_followed_with_the_token(fake: Fake, env: dict[str, str]) -> None:
+    await login(fake, env)
+    fake.redirect_api = True
+    run = await run_cli(env, "roles", "--url", fake.url)
+    assert run.code == 1
+    assert "/v1/roles redirected to http://localhost:" in run.stderr
+    assert "not followed" in run.stderr
+    assert fake.captured == []
+
+
+@pytest.mark.parametrize(
+    "url", ["http://broker.example", "http://127.0.0.1.evil.test", "file:///etc/passwd"]
+)
+async def test_a_url_that_would_send_tokens_in_clear_is_refused(
+    env: dict[str, str], url: str
+) -> None:
+    run = await run_cli(env, "login", "--url", url, "--no-browser")
+    assert run.code == 1
+    assert len(run.stderr.splitlines()) == 1
+    assert "https://" in run.stderr
+
+
+async def test_logout_forgets_the_session_even_when_the_broker_is_unreachable(
+    fake: Fake, env: dict[str, str]
+) -> None:
+    await login(fake, env)
+    path = cache_file(env)
+    data = json.loads(path.read_text())
+    data["endpoints"]["revocation_endpoint"] = "http://127.0.0.1:9/oauth2/revoke"
+    path.write_text(json.dumps(data))
+    run = await run_cli(env, "logout", "--url", fake.url)
+    assert run.code == 0
+    assert "did not confirm the logout: cannot reach" in run.stderr
+    assert not path.exists()
