@@ -133,8 +133,18 @@ def cmd_login(args: argparse.Namespace) -> int:
         raise ClientError(f"{url} refused the sign-in: {reply.describe()}")
     tokens = tokens_from(reply, time.time())
     with cache.locked():
+        try:
+            before = cache.load() or {}
+        except ClientError:
+            before = {}  # unreadable (e.g. wrong mode): replaced below by a private file
         cache.save({**tokens, "endpoints": endpoints, "roles": {}})
         cache.remember()
+    if isinstance(before.get("refresh_token"), str):
+        # signing in again ends the previous CLI session rather than leaving it alive unseen
+        try:
+            revoke(endpoints, before["refresh_token"])
+        except ClientError as e:
+            stderr(f"broker: warning: the previous sign-in was not ended at {url}: {e}")
     who = claims(tokens["access_token"])
     name = who.get("preferred_username") or who.get("email") or who.get("sub") or "?"
     expires = datetime.fromtimestamp(tokens["expires_at"], UTC).isoformat(timespec="seconds")

@@ -358,3 +358,12 @@ async def test_logout_forgets_the_session_even_when_the_broker_is_unreachable(
     assert run.code == 0
     assert "did not confirm the logout: cannot reach" in run.stderr
     assert not path.exists()
+
+
+async def test_signing_in_again_ends_the_previous_session(fake: Fake, env: dict[str, str]) -> None:
+    await login(fake, env)
+    first = json.loads(cache_file(env).read_text())["refresh_token"]
+    await login(fake, env)
+    second = json.loads(cache_file(env).read_text())["refresh_token"]
+    assert fake.revoked == [first]
+    assert second in fake.refresh_tokens
