@@ -241,6 +241,14 @@ class CliSessions:
                 session = await self._sessions.live(sid)
             except Unauthenticated as e:
                 raise InvalidGrant(f"cli_{e.reason}") from e
+            # Fail-closed: no new token without its audit row.
+            await self._audit.record_or_fail(
+                action,
+                "success",
+                req=req,
+                principal=f"{session.provider}/{session.subject}",
+                details={"session": sid},
+            )
             now = self._clock.now()
             await self._store.put_single_use(
                 SingleUse(
@@ -256,13 +264,6 @@ class CliSessions:
         except BrokerError as e:
             await self._audit.record(action, "failure", req=req, reason=e.reason)
             raise
-        await self._audit.record_batched(
-            action,
-            "success",
-            req=req,
-            principal=f"{session.provider}/{session.subject}",
-            details={"session": sid},
-        )
         return await self._tokens(session, token)
 
     async def revoke_refresh(self, refresh_token: str, req: RequestInfo) -> bool:
