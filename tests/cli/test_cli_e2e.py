@@ -31,6 +31,8 @@ from tests.support.oidc_server import OidcServer
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
+pytestmark = pytest.mark.oidc
+
 PAGE = "docs/cli.md"
 BIN = str(Path(sys.executable).parent)  # the venv's `broker` and `aws` scripts
 AUTHORIZE = r"(http://127\.0\.0\.1:\d+/oauth2/authorize\?\S+)"
@@ -298,6 +300,7 @@ async def test_the_end_of_the_session_at_the_server_and_a_readable_cache(
 
 
 @runs(PAGE, "sh", section="Headless hosts: `--device`")
+@pytest.mark.browser
 async def test_device_login_with_the_code_entered_in_chromium(
     b: RunningBroker, oidc_server: OidcServer, tmp_path: Path, page: Page
 ) -> None:
