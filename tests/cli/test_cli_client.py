@@ -367,3 +367,18 @@ async def test_signing_in_again_ends_the_previous_session(fake: Fake, env: dict[
     second = json.loads(cache_file(env).read_text())["refresh_token"]
     assert fake.revoked == [first]
     assert second in fake.refresh_tokens
+
+
+async def test_login_json(fake: Fake, env: dict[str, str]) -> None:
+    proc = await LoginProcess.start(env, "--url", fake.url, "--json")
+    link = (await proc.line_matching(URL_LINE)).group(1)
+    async with aiohttp.ClientSession() as browser, browser.get(link) as resp:
+        assert resp.status == 200
+    run = await proc.finish()
+    assert run.code == 0, run.stderr
+    assert run.json() == {
+        "url": fake.url,
+        "signed_in": True,
+        "subject": "alice",
+        "cache": str(cache_file(env)),
+    }
