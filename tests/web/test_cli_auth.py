@@ -35,6 +35,7 @@ from tests.support.cli_oauth import (
 from tests.support.fake_idp import FakeIdP
 from tests.support.login_driver import parse_forms
 from tests.support.oidc_server import free_port
+from tests.support.postgres import fresh_schema
 
 ROLES = {
     "dev": trust("fake", {"StringEquals": {"fake:sub": "user-1"}}),
@@ -64,8 +65,20 @@ class Env:
         return list(await self.broker.broker.store.list_audit(limit=100, action=action))
 
 
+@pytest.fixture(
+    params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Each test on SQLite and on a fresh PostgreSQL schema (single use is the store's)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'broker.db'}"
+        return
+    async with fresh_schema("broker_cli") as url:
+        yield url
+
+
 @pytest.fixture
-async def env(tmp_path: Path, aiohttp_server: AiohttpServer) -> AsyncIterator[Env]:
+async def env(tmp_path: Path, aiohttp_server: AiohttpServer, store_url: str) -> AsyncIterator[Env]:
     clock = FrozenClock(float(int(time.time())))
     idp = FakeIdP(clock=clock)
     idp.bind(await aiohttp_server(idp.app))
@@ -76,7 +89,9 @@ issuer = "{idp.issuer}"
 client_id = "{idp.client_id}"
 client_secret = "{idp.client_secret}"
 """
-    path = write_config(tmp_path / "broker", port=port, oidc=None, roles=ROLES, extra=extra)
+    path = write_config(
+        tmp_path / "broker", port=port, oidc=None, roles=ROLES, extra=extra, store_url=store_url
+    )
     settings = load_settings(path)
     app = create_app(settings, clock=clock)
     runner = web.AppRunner(app)
@@ -237,6 +252,8 @@ async def test_a_role_the_person_may_not_take_is_refused_and_audited(
         {"role": "dev", "x": 1},
         {"role": "dev", "duration_seconds": 60},
         {"role": "no/such"},
+        {"role": "nosuch"},
+        {"role": "dev", "duration_seconds": 3600 * 13},
     ):
         status, body = await role_credentials(env.url, tokens["access_token"], bad)
         assert status in (400, 403), (bad, body)
@@ -429,12 +446,23 @@ async def test_revocation_ends_the_cli_session_and_its_credentials(
         await asyncio.to_thread(sts(env.url, creds).get_caller_identity)
 
 
-async def test_revoking_the_users_sessions_ends_the_refresh(
-    env: Env, browser: aiohttp.ClientSession
+@pytest.mark.parametrize("how", ["revoke-sessions", "disable"])
+async def test_revoking_the_users_sessions_or_disabling_the_user_ends_the_refresh(
+    env: Env, browser: aiohttp.ClientSession, how: str
 ) -> None:
     tokens = await cli_login(env, browser)
+    status, creds = await role_credentials(env.url, tokens["access_token"], {"role": "dev"})
+    assert status == 200
     user = env.broker.broker.sessions.verify(tokens["access_token"]).user_id
-    await env.broker.broker.offboarding.revoke_user_sessions(user, actor="test")
+    offboarding = env.broker.broker.offboarding
+    if how == "disable":
+        await offboarding.disable_user(user, actor="test")
+    else:
+        await offboarding.revoke_user_sessions(user, actor="test")
+    with pytest.raises(ClientError):
+        await asyncio.to_thread(sts(env.url, creds).get_caller_identity)
+    status, body = await role_credentials(env.url, tokens["access_token"], {"role": "dev"})
+    assert (status, body["error"]) == (401, "invalid_token")
     status, body = await token_request(
         env.url, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
     )

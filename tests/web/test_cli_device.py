@@ -13,7 +13,8 @@ import pytest
 from tests.support.cli_oauth import DEVICE_GRANT, bearer_get, token_request
 from tests.support.login_driver import parse_forms
 from tests.web.test_cli_auth import Env, sign_in
-from tests.web.test_cli_auth import env as env  # the fixture, shared
+from tests.web.test_cli_auth import env as env  # the fixtures, shared
+from tests.web.test_cli_auth import store_url as store_url
 
 UA = "broker-cli/1.0 (test device)"
 

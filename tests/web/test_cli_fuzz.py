@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from tests.support.cli_oauth import DEVICE_GRANT, Pkce
 from tests.support.fuzz import assert_refused_or_answered, fuzz, hostile_json, hostile_tokens
 from tests.web.test_cli_auth import LOOPBACK, Env, sign_in
-from tests.web.test_cli_auth import env as env  # the fixture, shared
+from tests.web.test_cli_auth import env as env  # the fixtures, shared
+from tests.web.test_cli_auth import store_url as store_url
 
 _text = st.text(max_size=80) | st.sampled_from(
     ["broker-cli", "S256", "plain", "code", LOOPBACK, "http://[::1]:1/callback", "", "\x00"]
