@@ -18,6 +18,8 @@ from typing import Any
 from broker.cli_access_keys import add_access_key_commands
 from broker.cli_admin import add_admin_commands, common_args, read_text_file
 from broker.cli_audit import cmd_audit_verify
+from broker.cli_cache import ClientError
+from broker.cli_login import add_client_commands
 from broker.cli_report import add_report_commands
 from broker.cli_review import add_policy_commands, add_report_unused
 from broker.config import DEFAULT_CONFIG_PATH, Settings, load_settings
@@ -425,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(fn=cmd_policies_validate)
+    add_client_commands(sub)
     return parser
 
 
@@ -480,6 +483,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokerError as e:
         print(f"broker: {e.public_message} ({e.reason})", file=sys.stderr)
+        return 1
+    except ClientError as e:
+        print(f"broker: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

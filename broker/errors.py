@@ -560,3 +560,28 @@ class TemporarilyUnavailable(OAuthError):
     code = "temporarily_unavailable"
     status = 503
     public_message = "The broker cannot complete the request now; try again later."
+
+
+# --- RFC 8628 §3.5: the device grant's polling answers ------------------------------------
+
+
+class AuthorizationPending(OAuthError):
+    code = "authorization_pending"
+    public_message = "The user has not approved this request yet."
+
+
+class SlowDown(OAuthError):
+    code = "slow_down"
+    public_message = "Polling too fast: wait 5 seconds more between requests."
+
+
+class ExpiredDeviceCode(OAuthError):
+    code = "expired_token"
+    public_message = "The device code has expired; start again."
+
+
+class OAuthAccessDenied(OAuthError):
+    """RFC 6749 §4.1.2.1 / RFC 8628 §3.5 ``access_denied``: the user said no."""
+
+    code = "access_denied"
+    public_message = "The request was denied."

@@ -36,6 +36,7 @@ from broker.service.audit_chain import CHECKPOINT_SECONDS, AuditChain
 from broker.service.authorize import Authorizer
 from broker.service.backchannel import BackchannelLogout
 from broker.service.bootstrap import bootstrap_admin
+from broker.service.cli_sessions import CliSessions
 from broker.service.credentials import CredentialVerifier
 from broker.service.forward_auth import ForwardAuth, HeaderFreezer
 from broker.service.hashing import PasswordHashing
@@ -131,6 +132,7 @@ class Broker:
     activity: ActivityLog
     access_keys: AccessKeyService
     mfa: MfaService
+    cli: CliSessions
     csrf_key: bytes = b""
     bootstrap_password: str | None = None
     _last: dict[str, float] = field(default_factory=dict)
@@ -313,6 +315,7 @@ class Broker:
             activity=activity,
             access_keys=access_keys,
             mfa=mfa,
+            cli=CliSessions(settings, store, sessions, roles, sts, revocations, auditor, clock),
             csrf_key=derive_key(kek, b"broker/csrf"),
             bootstrap_password=password,
             _last={"keys": now, "purge": now, "flush": now, "checkpoint": now},

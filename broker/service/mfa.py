@@ -112,6 +112,12 @@ class MfaService:
     def seed_of(self, device: MfaDevice) -> str:
         return kek_box.unseal(self._kek, device.seal_kid, device.seed_sealed).decode("ascii")
 
+    def _consecutive(self, device: MfaDevice, code1: str, code2: str) -> int | None:
+        """The later step of two consecutive codes of ``device`` not used yet, or None."""
+        return totp.consecutive_steps(
+            self.seed_of(device), code1, code2, now=self._clock.now(), after=device.last_step
+        )
+
     def provisioning_uri(self, seed: str, *, account: str) -> str:
         return totp.provisioning_uri(seed, account=account, issuer=self.issuer)
 
@@ -189,13 +195,7 @@ class MfaService:
                     "it first.",
                 )
             async with self._attempt(user_id):
-                step = totp.consecutive_steps(
-                    self.seed_of(device),
-                    code1,
-                    code2,
-                    now=self._clock.now(),
-                    after=device.last_step,
-                )
+                step = self._consecutive(device, code1, code2)
                 if step is None:
                     raise InvalidMfaCode("mfa_codes_invalid")
             await self._audit.record_or_fail(
@@ -280,13 +280,7 @@ class MfaService:
                     "enabled for that user.",
                 )
             async with self._attempt(user_id):
-                step = totp.consecutive_steps(
-                    self.seed_of(device),
-                    code1,
-                    code2,
-                    now=self._clock.now(),
-                    after=device.last_step,
-                )
+                step = self._consecutive(device, code1, code2)
                 if step is None or not await self._store.advance_mfa_step(
                     serial_number, user_id, step
                 ):

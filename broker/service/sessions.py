@@ -143,14 +143,25 @@ class SessionService:
 
     async def refresh(self, ctx: Credential) -> str:
         """A new token for a live session; enforces revocation and idle timeout from the store."""
+        return await self.renew(ctx.session_id)
+
+    async def live(self, session_id: str) -> Session:
+        """The session, if it is live (not revoked, expired or idle too long); else
+        ``Unauthenticated``."""
         now = self._clock.now()
-        s = await self._store.get_session(ctx.session_id)
+        s = await self._store.get_session(session_id)
         if s is None or s.revoked_at is not None:
             raise Unauthenticated("session_revoked")
         if now >= s.expires_at:
             raise Unauthenticated("session_expired")
         if now - s.last_seen_at > s.idle_timeout:
             raise Unauthenticated("session_idle")
+        return s
+
+    async def renew(self, session_id: str) -> str:
+        """A new token for a live session (see ``live``)."""
+        s = await self.live(session_id)
+        now = self._clock.now()
         await self._store.touch_sessions({s.id: now})
         return self._token(s, now)
 

@@ -222,6 +222,18 @@ def strip_token(token: str) -> str:
     return token.strip(" \t\r\n")
 
 
+def session_identity_claims(session: Credential) -> dict[str, Any]:
+    """The identity claims a session keeps (``sub``, ``email``, ``groups``): what trust
+    policies see for a session's person. A condition on any other claim of the provider's ID
+    token does not match (it is not kept), so such a role is refused: fail closed."""
+    claims: dict[str, Any] = {"sub": session.subject}
+    if session.email:
+        claims["email"] = session.email
+    if session.groups:
+        claims["groups"] = list(session.groups)
+    return claims
+
+
 def session_name_for(subject: str) -> str:
     """A RoleSessionName derived from a subject, for token exchange (which names none)."""
     name = _SESSION_NAME_CHARS.sub("-", subject)[:64]
@@ -767,6 +779,60 @@ class StsService:
             await self._refused(action, req, p.role_arn[:200], e)
             raise
         return await self._audited(action, req, principal, caller, params)
+
+    # --- a person's session: role credentials as at browser login ---------------------------------
+
+    async def assume_for_session(
+        self,
+        session: Credential,
+        role_name: str,
+        req: RequestInfo,
+        *,
+        duration: int | None = None,
+        action: str = "cli.credentials",
+    ) -> IssuedCredentials:
+        """Role credentials for the person holding a broker *session* (the CLI's, or the
+        browser's for the portal): the role's trust policy is evaluated as at browser login
+        (``RoleCatalog.candidates``: the federated principal of the session's provider, the
+        session's identity claims, ``sts:AssumeRoleWithWebIdentity``), not as role chaining.
+        The result carries ``origin_sid`` = the session, so ending the session ends it."""
+        principal = f"{session.provider}/{session.subject}"
+        try:
+            if session.kind != "session":
+                raise StsAccessDenied("not_a_session_credential")
+            arn = sts.role_arn(self._account, role_name)
+            mfa_at = session.mfa_authenticated_at if session.mfa else None
+            context: dict[str, ContextValue] = {
+                **global_context(
+                    now=self._clock.now(),
+                    source_ip=req.source_ip,
+                    mfa=session.mfa,
+                    mfa_authenticated_at=mfa_at,
+                ),
+                **claims_to_context(session.provider, session_identity_claims(session)),
+            }
+            caller = _Caller(
+                principal=federated_principal(session.provider, self._account),
+                context=context,
+                action=WEB_IDENTITY_ACTION,
+                user_id=session.user_id,
+                provider=session.provider,
+                subject=session.subject,
+                email=session.email,
+                groups=session.groups,
+                mfa=session.mfa,
+                mfa_authenticated_at=mfa_at,
+                origin_session_id=session.session_id,
+            )
+            p = AssumeParams(
+                role_arn=arn,
+                session_name=session_name_for(session.subject),
+                duration=None if duration is None else str(duration),
+            )
+        except BrokerError as e:
+            await self._refused(action, req, principal, e)
+            raise
+        return await self._audited(action, req, principal, caller, p)
 
     # --- signed requests (SigV4) ------------------------------------------------------------------
 

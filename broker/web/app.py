@@ -18,6 +18,7 @@ from broker.service.container import Broker
 from broker.web import (
     authorize_api,
     backchannel,
+    cli_auth,
     forward_auth,
     mfa,
     oauth,
@@ -95,6 +96,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     r.add_post("/v1/simulate", observed(simulate_api))
     r.add_post("/v1/authorize", observed(authorize_api.authorize))
     r.add_post("/oauth2/token", observed(oauth.token))
+    r.add_get("/oauth2/authorize", observed(cli_auth.authorize_get))
+    r.add_post("/oauth2/authorize", observed(cli_auth.authorize_post))
+    r.add_post("/oauth2/device", observed(cli_auth.device_authorization))
+    r.add_get("/device", observed(cli_auth.device_get))
+    r.add_post("/device", observed(cli_auth.device_post))
+    r.add_post("/device/decide", observed(cli_auth.device_decide))
+    r.add_get("/v1/roles", observed(cli_auth.roles_api))
+    r.add_post("/v1/credentials", observed(cli_auth.credentials_api))
     r.add_post("/oauth2/introspect", observed(oauth.introspect))
     r.add_post("/oauth2/revoke", observed(oauth.revoke))
     r.add_post("/backchannel-logout/{provider}", observed(backchannel.backchannel_logout))

@@ -40,5 +40,7 @@ def check_csrf(
             raise CsrfError("origin_mismatch")
     if not binding or not form_value:
         raise CsrfError("csrf_missing")
-    if not hmac.compare_digest(csrf_token(key, purpose, binding), form_value):
+    # as bytes: compare_digest refuses (TypeError, a 500) a str that is not ASCII
+    expected = csrf_token(key, purpose, binding).encode()
+    if not hmac.compare_digest(expected, form_value.encode("utf-8", "surrogatepass")):
         raise CsrfError("csrf_mismatch")

@@ -22,9 +22,11 @@ from typing import Any
 from aiohttp import web
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.base import invalid_error_characters
+from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 from multidict import MultiDictProxy
 
 from broker.domain import sts as rules
+from broker.domain.cli_oauth import check_client
 from broker.errors import (
     BrokerError,
     InvalidClient,
@@ -55,6 +57,16 @@ TT_JWT = "urn:ietf:params:oauth:token-type:jwt"
 TT_ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
 SUBJECT_TYPES = {TT_ID_TOKEN: "id_token", TT_JWT: "jwt", TT_ACCESS_TOKEN: "access_token"}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+CLI_GRANTS = {
+    "authorization_code": "authorization_code",
+    "refresh_token": "refresh_token",
+    DEVICE_CODE_GRANT_TYPE: "device_code",
+}
+CLI_PARAMS = {
+    "authorization_code": ("client_id", "code", "redirect_uri", "code_verifier"),
+    "refresh_token": ("client_id", "refresh_token"),
+    DEVICE_CODE_GRANT_TYPE: ("client_id", "device_code"),
+}
 _OAUTH_PARAMS = (
     "grant_type",
     "subject_token",
@@ -152,6 +164,8 @@ async def token(request: web.Request) -> web.Response:
             grant_type = _single(form, "grant_type")
             if grant_type is None:
                 raise _invalid_request("missing:grant_type", "grant_type is required.")
+            if grant_type in CLI_GRANTS:
+                return await _cli_grant(request, grant_type, form)
             if grant_type != TOKEN_EXCHANGE:
                 raise UnsupportedGrantType(f"grant_type:{grant_type[:80]}")
             for name in _OAUTH_PARAMS:
@@ -198,6 +212,40 @@ async def token(request: web.Request) -> web.Response:
         },
         headers=NO_STORE,
     )
+
+
+async def _cli_grant(
+    request: web.Request, grant_type: str, form: MultiDictProxy[str | Any]
+) -> web.Response:
+    """The ``broker-cli`` public client's grants (``broker.service.cli_sessions``). Refusals
+    are audited by the service (parameter problems here)."""
+    b = request.app[BROKER]
+    req = request_info(request, b.settings.server.trusted_proxies)
+    action = f"cli.token.{CLI_GRANTS[grant_type]}"
+    try:
+        try:
+            params = {name: _single(form, name) or "" for name in CLI_PARAMS[grant_type]}
+            try:
+                check_client(params["client_id"])
+            except InvalidRequest as e:
+                raise InvalidClient(e.reason, public_message=e.public_message) from e
+            missing = [k for k, v in params.items() if not v]
+            if missing:
+                raise _invalid_request(f"missing:{missing[0]}", f"{missing[0]} is required.")
+        except BrokerError as e:
+            await b.auditor.record_batched(action, "failure", req=req, reason=e.reason)
+            raise
+        if grant_type == "authorization_code":
+            issued = await b.cli.redeem_code(
+                params["code"], params["redirect_uri"], params["code_verifier"], req
+            )
+        elif grant_type == "refresh_token":
+            issued = await b.cli.refresh(params["refresh_token"], req)
+        else:
+            issued = await b.cli.poll_device(params["device_code"], req)
+    except BrokerError as e:
+        return oauth_error(as_oauth(e))
+    return web.json_response(issued.as_json(), headers=NO_STORE)
 
 
 def bearer(request: web.Request) -> str | None:
@@ -252,6 +300,12 @@ async def revoke(request: web.Request) -> web.Response:
         except BrokerError as e:
             await b.auditor.record("oauth2.revoke", "failure", req=req, reason=e.reason)
             raise
+        if not typ:  # opaque: a CLI refresh token, or nothing of ours (200 either way)
+            if not await b.cli.revoke_refresh(value, req):
+                await b.auditor.record("oauth2.revoke", "failure", req=req, reason="unknown")
+            return web.Response(status=200, headers=NO_STORE)
+        if await b.cli.revoke_cli_access_token(value, req):
+            return web.Response(status=200, headers=NO_STORE)
         await b.sts.revoke(value, req)
     except BrokerError as e:
         return oauth_error(as_oauth(e))

@@ -15,6 +15,19 @@ async def openid_configuration(request: web.Request) -> web.StreamResponse:
         {
             "issuer": base,
             "jwks_uri": f"{base}/.well-known/jwks.json",
+            # the broker CLI's public client ``broker-cli`` (docs/cli.md)
+            "authorization_endpoint": f"{base}/oauth2/authorize",
+            "device_authorization_endpoint": f"{base}/oauth2/device",
+            "token_endpoint": f"{base}/oauth2/token",
+            "revocation_endpoint": f"{base}/oauth2/revoke",
+            "grant_types_supported": [
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:device_code",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ],
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [b.settings.keys.algorithm],
             "token_signing_alg_values_supported": [b.settings.keys.algorithm],

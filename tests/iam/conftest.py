@@ -12,6 +12,7 @@ import asyncio
 import json
 import shutil
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from pytest_aiohttp import AiohttpServer
 
-from broker.clock import Clock, SystemClock
+from broker.clock import Clock, FrozenClock, SystemClock
 from tests.conftest import RunningBroker
 from tests.sts.conftest import (
     ACCOUNT,
@@ -185,3 +186,27 @@ async def iam_env(
     monkeypatch: pytest.MonkeyPatch,
 ) -> IamEnv:
     return await start_iam_env(tmp_path, aiohttp_server, runners, monkeypatch, iam_roles())
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """The broker's clock in tests that move time (MFA codes, MultiFactorAuthAge)."""
+    return FrozenClock(time.time())
+
+
+@pytest.fixture
+async def clocked_iam_env(
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    runners: list[web.AppRunner],
+    monkeypatch: pytest.MonkeyPatch,
+    clock: FrozenClock,
+) -> IamEnv:
+    """``iam_env`` on ``clock``."""
+    return await start_iam_env(tmp_path, aiohttp_server, runners, monkeypatch, iam_roles(), clock)
+
+
+async def advance(env: IamEnv, clock: FrozenClock, seconds: float) -> None:
+    """Move the broker's clock; its revocation state is current again at once (a poll)."""
+    clock.advance(seconds)
+    await env.broker.broker.poll_revocations()

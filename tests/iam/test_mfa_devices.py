@@ -6,43 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from pathlib import Path
 
 import botocore.exceptions
 import pyotp
 import pytest
-from aiohttp import web
-from pytest_aiohttp import AiohttpServer
 
 from broker.cli import main
 from broker.clock import FrozenClock
-from tests.iam.conftest import IamEnv, call, error_code, iam_roles, start_iam_env
+from tests.iam.conftest import IamEnv, advance, call, error_code
 from tests.sts.conftest import ACCOUNT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(time.time())
-
-
-@pytest.fixture
-async def env(
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    runners: list[web.AppRunner],
-    monkeypatch: pytest.MonkeyPatch,
-    clock: FrozenClock,
-) -> IamEnv:
-    return await start_iam_env(tmp_path, aiohttp_server, runners, monkeypatch, iam_roles(), clock)
-
-
-async def advance(env: IamEnv, clock: FrozenClock, seconds: float) -> None:
-    """Move the broker's clock; its revocation state is current again at once (a poll)."""
-    clock.advance(seconds)
-    await env.broker.broker.poll_revocations()
+def env(clocked_iam_env: IamEnv) -> IamEnv:
+    return clocked_iam_env
 
 
 async def _error(coro: object) -> str:

@@ -8,16 +8,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from pathlib import Path
 
 import pyotp
 import pytest
-from aiohttp import web
-from pytest_aiohttp import AiohttpServer
 
 from broker.clock import FrozenClock
-from tests.iam.conftest import AWS_CLI, IamEnv, allow, call, iam_roles, policy, start_iam_env
+from tests.iam.conftest import (
+    AWS_CLI,
+    IamEnv,
+    allow,
+    call,
+    policy,
+)
 from tests.iam.keys_support import user_with_key
 from tests.sts.conftest import ACCOUNT, aws_env
 from tests.support.doc_snippets import blocks, runs
@@ -27,19 +30,8 @@ ALICE = f"arn:broker:iam::{ACCOUNT}:user/alice"
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(time.time())
-
-
-@pytest.fixture
-async def env(
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    runners: list[web.AppRunner],
-    monkeypatch: pytest.MonkeyPatch,
-    clock: FrozenClock,
-) -> IamEnv:
-    return await start_iam_env(tmp_path, aiohttp_server, runners, monkeypatch, iam_roles(), clock)
+def env(clocked_iam_env: IamEnv) -> IamEnv:
+    return clocked_iam_env
 
 
 async def bash(env: IamEnv, script: str, cwd: Path, creds: dict[str, str], **extra: str) -> str:

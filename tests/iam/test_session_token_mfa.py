@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pyotp
 import pytest
-from aiohttp import web
 from botocore.exceptions import ClientError
-from pytest_aiohttp import AiohttpServer
 
 from broker.clock import FrozenClock
-from tests.iam.conftest import AWS_CLI, IamEnv, allow, call, error_code, iam_roles, start_iam_env
+from tests.iam.conftest import (
+    AWS_CLI,
+    IamEnv,
+    advance,
+    allow,
+    call,
+    error_code,
+)
 from tests.iam.keys_support import key_client, user_with_key
 from tests.sts.conftest import ACCOUNT, aws_env
 
@@ -40,25 +43,8 @@ FRESH_MFA = {
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(time.time())
-
-
-@pytest.fixture
-async def env(
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    runners: list[web.AppRunner],
-    monkeypatch: pytest.MonkeyPatch,
-    clock: FrozenClock,
-) -> IamEnv:
-    return await start_iam_env(tmp_path, aiohttp_server, runners, monkeypatch, iam_roles(), clock)
-
-
-async def advance(env: IamEnv, clock: FrozenClock, seconds: float) -> None:
-    """Move the broker's clock; its revocation state is current again at once (a poll)."""
-    clock.advance(seconds)
-    await env.broker.broker.poll_revocations()
+def env(clocked_iam_env: IamEnv) -> IamEnv:
+    return clocked_iam_env
 
 
 async def decision(env: IamEnv, creds: dict[str, Any], action: str) -> str:

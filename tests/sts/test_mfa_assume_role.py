@@ -25,6 +25,7 @@ from pytest_aiohttp import AiohttpServer
 from broker.clock import FrozenClock
 from tests.iam.conftest import (
     IamEnv,
+    advance,
     allow,
     call,
     iam_roles,
@@ -144,11 +145,6 @@ async def enrolled(env: IamEnv, clock: FrozenClock) -> tuple[str, pyotp.TOTP]:
         AuthenticationCode2=otp.at(now),
     )
     return device["SerialNumber"], otp
-
-
-async def advance(env: IamEnv, clock: FrozenClock, seconds: float) -> None:
-    clock.advance(seconds)
-    await env.broker.broker.poll_revocations()
 
 
 async def refused(client: Any, **params: Any) -> str:
