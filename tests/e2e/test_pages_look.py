@@ -265,6 +265,14 @@ async def test_every_page_looks_right_and_passes_axe(
     await page.wait_for_url(f"{url}/session")
     await look("session")
 
+    # the CLI's device sign-in: the code entry, and an unknown code
+    await page.goto(f"{url}/device")
+    await look("device")
+    await page.fill("#user_code", "ABCD-EFGH")
+    await submit(page, "#continue", url)
+    await page.locator("p.error[role=alert]").wait_for()
+    await look("device-error")
+
     response = await page.goto(f"{url}/no/such/page")
     assert response is not None
     assert response.status == 404
