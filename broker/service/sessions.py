@@ -63,12 +63,16 @@ class SessionService:
         *,
         max_session_duration: float,
         session_id: str | None = None,
+        ends_by: float | None = None,
     ) -> tuple[Session, str]:
         """A brand-new session (a new id at every login: no fixation) and its first token.
-        ``session_id``: the fresh id to use, when the caller audits it before (``new_id``)."""
+        ``session_id``: the fresh id to use, when the caller audits it before (``new_id``).
+        ``ends_by``: a latest end (a role switch never outlives the session it replaces)."""
         now = self._clock.now()
         cfg = self._settings.session
         lifetime = min(cfg.lifetime, max_session_duration)
+        if ends_by is not None:
+            lifetime = min(lifetime, max(0.0, ends_by - now))
         session = Session(
             id=session_id or self.new_id(),
             user_id=identity.user_id,
