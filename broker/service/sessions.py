@@ -216,9 +216,15 @@ class SessionService:
     # --- ending ----------------------------------------------------------------------------
 
     async def end(self, ctx: Credential, *, reason: str) -> None:
+        """End the session and what was derived from it (role credentials taken in the portal
+        carry it as ``origin_sid``): an ``origin`` revocation, as back-channel logout records."""
         now = self._clock.now()
         await self._store.revoke_session(ctx.session_id, now=now, reason=reason)
+        origin = await self._store.add_revocation(
+            Revocation(kind="origin", target=ctx.session_id, before=now, created_at=now)
+        )
         # Take effect on this instance at once, before the next poll.
+        self._revocations.apply(origin)
         self._revocations.apply(
             Revocation(kind="session", target=ctx.session_id, before=now, created_at=now)
         )
