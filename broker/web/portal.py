@@ -174,6 +174,7 @@ async def credentials_post(request: web.Request) -> web.StreamResponse:
             reason=e.reason,
         )
         raise
+    await b.sessions.mark_portal(ctx)  # first: no credential may outlive a logout unmarked
     try:
         issued = await b.cli.credentials(ctx, role, None, info_of(request))
     except StsError as e:

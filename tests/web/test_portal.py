@@ -239,3 +239,15 @@ async def test_credentials_work_and_end_with_the_browser_session(
     await env.advance(1)
     with pytest.raises(ClientError):
         await asyncio.to_thread(sts(env.url, creds).get_caller_identity)
+
+
+async def test_logout_without_portal_credentials_records_no_origin_revocation(
+    env: Env, browser: aiohttp.ClientSession
+) -> None:
+    """What services derived from a console session outlives its plain logout (see
+    ``test_backchannel_logout``): only a session that handed out portal credentials ends them."""
+    async with browser.get(f"{env.url}/session") as r:
+        logout = next(f for f in parse_forms(await r.text()) if f.action == "/logout")
+    assert (await post(env, browser, "/logout", {"csrf": csrf_of(logout)}))[0] == 200
+    kinds = [r.kind for r in await env.broker.broker.store.revocations_since(0)]
+    assert "origin" not in kinds
