@@ -216,10 +216,15 @@ async def test_credentials_work_and_end_with_the_browser_session(
     env: Env, browser: aiohttp.ClientSession
 ) -> None:
     form = await portal_form(env, browser, "/session/credentials")
-    status, page = await post(
-        env, browser, "/session/credentials", {"csrf": csrf_of(form), "role": "qa"}
-    )
-    assert status == 200, page
+    async with browser.post(
+        f"{env.url}/session/credentials",
+        data={"csrf": csrf_of(form), "role": "qa"},
+        headers={"Origin": env.url},
+    ) as r:
+        page = await r.text()
+        assert r.status == 200, page
+        assert r.headers["Cache-Control"] == "no-store"
+    assert [a.outcome for a in await env.audit("cli.credentials")] == ["success"]
     e = exports(page, "qa")
     assert e["AWS_DEFAULT_REGION"] == "us-east-1"
     assert 'id="credentials-expire"' in page
@@ -251,3 +256,21 @@ async def test_logout_without_portal_credentials_records_no_origin_revocation(
     assert (await post(env, browser, "/logout", {"csrf": csrf_of(logout)}))[0] == 200
     kinds = [r.kind for r in await env.broker.broker.store.revocations_since(0)]
     assert "origin" not in kinds
+
+
+async def test_switching_role_ends_the_credentials_taken_before(
+    env: Env, browser: aiohttp.ClientSession
+) -> None:
+    form = await portal_form(env, browser, "/session/credentials")
+    status, page = await post(
+        env, browser, "/session/credentials", {"csrf": csrf_of(form), "role": "dev"}
+    )
+    assert status == 200
+    creds = as_process(exports(page, "dev"))
+    form = await portal_form(env, browser, "/session/role")
+    assert (await post(env, browser, "/session/role", {"csrf": csrf_of(form), "role": "qa"}))[
+        0
+    ] == 200
+    await env.advance(1)
+    with pytest.raises(ClientError):
+        await asyncio.to_thread(sts(env.url, creds).get_caller_identity)
