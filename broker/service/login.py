@@ -39,6 +39,8 @@ from broker.service.passwords import password_problem
 from broker.service.roles import Candidate, RoleCatalog
 from broker.service.sessions import SessionService
 from broker.service.single_use import SingleUseValues, binding_hash
+from broker.service.sts import session_identity_claims
+from broker.service.verified import Credential
 from broker.storage.base import LoginState, RoleRecord, Session, Store, User
 
 PENDING_LIFETIME = 600  # seconds a role choice or a password change may wait
@@ -624,6 +626,33 @@ class LoginService:
         role = await self._allowed_role(identity, role_name, allowed, req=req)
         return await self._issue(identity, role, rd=rd, req=req)
 
+    async def switch_role(self, ctx: Credential, role_name: str, *, req: RequestInfo) -> Completed:
+        """The portal's "Switch": a new session for another role this person may take now (the
+        same trust evaluation as at sign-in), ending no later than the current one, which ends
+        with it (a new id: no fixation; what was derived from the old session ends too)."""
+        s = await self._sessions.live(ctx.session_id)  # a revoked session switches nothing
+        identity = Identity(
+            provider=s.provider,
+            subject=s.subject,
+            name=s.subject,
+            email=s.email,
+            groups=s.groups,
+            claims=session_identity_claims(ctx),
+            mfa=s.mfa,
+            user_id=s.user_id,
+            provider_sid=s.provider_sid,  # the provider's logout still ends the new session
+            mfa_authenticated_at=s.mfa_authenticated_at,
+        )
+        candidates = await self._roles.candidates(identity, source_ip=req.source_ip)
+        role = await self._allowed_role(
+            identity, role_name, [c.role.name for c in candidates], req=req
+        )
+        done = await self._issue(
+            identity, role, rd="/session", req=req, ends_by=ctx.session_expires_at
+        )
+        await self._sessions.end(ctx, reason="role_switch")
+        return done
+
     async def _allowed_role(
         self, identity: Identity, role_name: str, allowed: Sequence[str], *, req: RequestInfo
     ) -> RoleRecord:
@@ -660,7 +689,13 @@ class LoginService:
         raise AccessDenied("user_disabled", public_message=DISABLED_MESSAGE)
 
     async def _issue(
-        self, identity: Identity, role: RoleRecord, *, rd: str, req: RequestInfo
+        self,
+        identity: Identity,
+        role: RoleRecord,
+        *,
+        rd: str,
+        req: RequestInfo,
+        ends_by: float | None = None,
     ) -> Completed:
         principal = f"{identity.provider}/{identity.subject}"
         arn = self._roles.arn(role.name)
@@ -680,7 +715,11 @@ class LoginService:
             ),
         )
         session, token = await self._sessions.create(
-            identity, arn, max_session_duration=role.max_session_duration, session_id=session_id
+            identity,
+            arn,
+            max_session_duration=role.max_session_duration,
+            session_id=session_id,
+            ends_by=ends_by,
         )
         # Again once the session exists: a user disabled after the first read is disabled before
         # its revocation is written, and that revocation voids this session; or this read sees it.

@@ -8,6 +8,7 @@ too long) and issues a new one; that is where the idle timeout is enforced serve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import uuid
@@ -17,13 +18,22 @@ from broker.clock import Clock
 from broker.config import Settings
 from broker.domain import tokens
 from broker.domain.claims import Identity
-from broker.errors import ExpiredToken, InvalidToken, TokenExpired, Unauthenticated
+from broker.errors import (
+    AlreadyExists,
+    ExpiredToken,
+    InvalidToken,
+    TokenExpired,
+    Unauthenticated,
+)
 from broker.keyring import KeyRing
 from broker.service.revocation import RevocationState
+from broker.service.single_use import binding_hash
 from broker.service.verified import Credential, credential_from_claims
-from broker.storage.base import Revocation, Session, Store
+from broker.storage.base import Revocation, Session, SingleUse, Store
 
 log = logging.getLogger(__name__)
+
+PORTAL_CREDENTIALS = "portal-credentials"  # this session handed out role credentials
 
 
 def verified_claims(keys: KeyRing, token: str, *, typ: str, audience: str) -> dict[str, Any]:
@@ -63,12 +73,16 @@ class SessionService:
         *,
         max_session_duration: float,
         session_id: str | None = None,
+        ends_by: float | None = None,
     ) -> tuple[Session, str]:
         """A brand-new session (a new id at every login: no fixation) and its first token.
-        ``session_id``: the fresh id to use, when the caller audits it before (``new_id``)."""
+        ``session_id``: the fresh id to use, when the caller audits it before (``new_id``).
+        ``ends_by``: a latest end (a role switch never outlives the session it replaces)."""
         now = self._clock.now()
         cfg = self._settings.session
         lifetime = min(cfg.lifetime, max_session_duration)
+        if ends_by is not None:
+            lifetime = min(lifetime, max(0.0, ends_by - now))
         session = Session(
             id=session_id or self.new_id(),
             user_id=identity.user_id,
@@ -212,12 +226,36 @@ class SessionService:
     # --- ending ----------------------------------------------------------------------------
 
     async def end(self, ctx: Credential, *, reason: str) -> None:
+        """End the session. A plain logout leaves what services derived from it (token
+        exchange) alive; but role credentials a person took in the portal (``mark_portal``)
+        end with it: an ``origin`` revocation, as back-channel logout records."""
         now = self._clock.now()
         await self._store.revoke_session(ctx.session_id, now=now, reason=reason)
+        key = binding_hash(ctx.session_id)
+        if await self._store.peek_single_use(PORTAL_CREDENTIALS, key, binding=key, now=now):
+            origin = await self._store.add_revocation(
+                Revocation(kind="origin", target=ctx.session_id, before=now, created_at=now)
+            )
+            self._revocations.apply(origin)
         # Take effect on this instance at once, before the next poll.
         self._revocations.apply(
             Revocation(kind="session", target=ctx.session_id, before=now, created_at=now)
         )
+
+    async def mark_portal(self, ctx: Credential) -> None:
+        """Note, before the portal hands this session's person role credentials, that ending
+        the session must end them too (see ``end``); kept until the session's own end."""
+        key = binding_hash(ctx.session_id)
+        mark = SingleUse(
+            kind=PORTAL_CREDENTIALS,
+            key=key,
+            binding=key,
+            payload={},
+            created_at=self._clock.now(),
+            expires_at=ctx.session_expires_at,
+        )
+        with contextlib.suppress(AlreadyExists):  # marked by an earlier portal request
+            await self._store.put_single_use(mark)
 
     async def flush_last_seen(self) -> int:
         """Write the batched last-seen times; called periodically."""

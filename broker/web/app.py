@@ -24,6 +24,7 @@ from broker.web import (
     oauth,
     ops,
     pages,
+    portal,
     sts,
     wellknown,
 )
@@ -87,7 +88,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     r.add_post("/mfa/remove", observed(mfa.remove_post))
     r.add_get("/roles", observed(pages.roles_get))
     r.add_post("/roles", observed(pages.roles_post))
-    r.add_get("/session", observed(pages.session_get))
+    r.add_get("/session", observed(portal.session_get))
+    r.add_post("/session/role", observed(portal.switch_post))
+    r.add_post("/session/credentials", observed(portal.credentials_post))
     r.add_get("/logout", observed(pages.logout_get))
     r.add_post("/logout", observed(pages.logout_post))
     # The hot path, unwrapped: it renders its own 200/401/403 and counts itself.

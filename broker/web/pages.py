@@ -28,7 +28,6 @@ from broker.web.bodies import read_form
 from broker.web.cookies import Cookies
 from broker.web.csrf import check_csrf, csrf_token
 from broker.web.keys import BROKER, RENDERER
-from broker.web.render import wants_json
 from broker.web.request_info import request_info
 
 COOKIES = web.AppKey("cookies", Cookies)
@@ -121,7 +120,7 @@ async def checked_form(
     return form
 
 
-def _session_json(ctx: Credential) -> dict[str, object]:
+def session_json(ctx: Credential) -> dict[str, object]:
     return {
         "role": ctx.role_arn,
         "role_name": ctx.role_name,
@@ -424,26 +423,7 @@ async def roles_post(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def session_get(request: web.Request) -> web.StreamResponse:
-    ctx = await current_session(request)
-    if ctx is None:
-        if wants_json(request):
-            raise Unauthenticated("no_session")
-        raise web.HTTPSeeOther("/login?" + urlencode({"rd": "/session"}))
-    data = _session_json(ctx)
-    if wants_json(request):
-        return web.json_response(data, headers={"Cache-Control": "no-store"})
-    b = _broker(request)
-    return request.app[RENDERER].page(
-        "session.html",
-        s=data,
-        local=ctx.provider == b.login.local_provider(),
-        expires=_when(ctx.session_expires_at, b.clock.now()),
-        csrf=csrf_token(b.csrf_key, "logout", ctx.session_id),
-    )
-
-
-def _when(at: float, now: float) -> dict[str, str]:
+def when(at: float, now: float) -> dict[str, str]:
     """A time for people: ISO for ``<time datetime>`` (the page's script shows it in the
     reader's time zone), UTC text for readers without scripts, and how far away it is."""
     t = datetime.fromtimestamp(at, UTC)

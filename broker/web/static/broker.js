@@ -28,3 +28,22 @@ for (const input of document.querySelectorAll("input[type=password]")) {
   });
   wrap.append(toggle);
 }
+// A copy button beside each <pre class="copyable"> (without scripts the text is selectable).
+if (navigator.clipboard) {
+  for (const pre of document.querySelectorAll("pre.copyable")) {
+    const copy = document.createElement("button");
+    copy.type = "button";
+    copy.className = "copy";
+    copy.textContent = "Copy";
+    copy.setAttribute("aria-label", "Copy to the clipboard");
+    copy.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(pre.textContent);
+        copy.textContent = "Copied";
+      } catch {
+        copy.textContent = "Copy failed: select the text";
+      }
+    });
+    pre.after(copy);
+  }
+}
