@@ -88,8 +88,9 @@ def _expiration(creds: dict[str, Any]) -> float:
 
 
 def role_credentials(url: str, role: str, duration: int | None = None) -> dict[str, Any]:
-    """The role's credentials: from the cache until 5 minutes before they expire, else new
-    ones from the broker. Under the lock, so parallel callers fetch (and refresh) once."""
+    """The role's credentials: from the cache until 5 minutes before they expire (once the
+    broker confirms the sign-in still holds), else new ones from the broker. Under the lock,
+    so parallel callers fetch (and refresh) once."""
     cache = Cache(url)
     with cache.locked():
         data = cache.load()
@@ -99,6 +100,11 @@ def role_credentials(url: str, role: str, duration: int | None = None) -> dict[s
             and (duration is None or cached.get("duration") == duration)
             and _expiration(cached) - ROLE_MARGIN > time.time()
         ):
+            # Cached credentials die with the sign-in (the broker revokes them with it): ask
+            # whether it is still alive rather than hand out credentials it already ended.
+            alive = _call(url, cache, "GET", "/v1/roles")
+            if alive.status != 200:
+                raise ClientError(f"{url} could not confirm the sign-in: {alive.describe()}")
             return {k: cached[k] for k in CREDENTIAL_KEYS}
         body: dict[str, Any] = {"role": role}
         if duration is not None:

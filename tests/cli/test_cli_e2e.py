@@ -281,8 +281,11 @@ async def test_the_end_of_the_session_at_the_server_and_a_readable_cache(
 ) -> None:
     env = shell_env(b, tmp_path / "home")
     await login(b, oidc_server, env)
+    # role credentials in the cache: after the end at the server they are not handed out
+    assert (await run_cli(env, "credentials", "--role", "dev", "--url", b.url)).code == 0
     path = cache_path(env)
     kept = path.read_bytes()
+    assert b'"roles"' in kept
     # the session ends at the server (here: logged out from a copy of this cache)
     assert (await run_cli(env, "logout")).code == 0
     path.write_bytes(kept)
