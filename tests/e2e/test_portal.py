@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from aiohttp import web
+from playwright.async_api import expect
 
 from tests.conftest import RunningBroker, trust
 from tests.e2e.test_browser_login import assert_png, assert_styled, submit
@@ -93,9 +94,12 @@ async def test_switch_role_and_copy_command_line_credentials(
 
     copy = page.locator("#exports-developer + button.copy")
     await copy.click()
-    assert await copy.inner_text() == "Copied"
+    # the label changes once the clipboard write has resolved: wait for it, don't race it
+    await expect(copy).to_have_text("Copied")
     assert await page.evaluate("navigator.clipboard.readText()") == shown
-    await page.locator("#profile-developer + button.copy").click()
+    copy_profile = page.locator("#profile-developer + button.copy")
+    await copy_profile.click()
+    await expect(copy_profile).to_have_text("Copied")
     assert await page.evaluate("navigator.clipboard.readText()") == profile
 
     await assert_styled(page)
