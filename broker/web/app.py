@@ -19,6 +19,7 @@ from broker.web import (
     authorize_api,
     backchannel,
     cli_auth,
+    console,
     forward_auth,
     mfa,
     oauth,
@@ -110,6 +111,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     r.add_post("/oauth2/introspect", observed(oauth.introspect))
     r.add_post("/oauth2/revoke", observed(oauth.revoke))
     r.add_post("/backchannel-logout/{provider}", observed(backchannel.backchannel_logout))
+    console.add_routes(r)
     r.add_get("/healthz", observed(ops.healthz))
     r.add_get("/readyz", observed(ops.readyz))
     r.add_get("/metrics", observed(ops.metrics))

@@ -47,3 +47,21 @@ if (navigator.clipboard) {
     pre.after(copy);
   }
 }
+// Console: ask before a destructive form acts (without scripts the server still checks it).
+for (const form of document.querySelectorAll("form[data-confirm]")) {
+  form.addEventListener("submit", (event) => {
+    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+}
+// Console: a form is sent once; a second click while it is on its way does nothing.
+for (const form of document.querySelectorAll("body.console form[method=post]")) {
+  form.addEventListener("submit", (event) => {
+    if (event.defaultPrevented) return;
+    if (form.dataset.sent) { event.preventDefault(); return; }
+    form.dataset.sent = "1";
+  });
+}
+window.addEventListener("pageshow", (event) => {
+  if (!event.persisted) return; // back from the history cache: the page may be used again
+  for (const form of document.querySelectorAll("form[data-sent]")) delete form.dataset.sent;
+});

@@ -1,0 +1,18 @@
+"""The web console at ``/console`` (issue 16): server-rendered pages over ``IamApi`` with the
+signed-in session's own permissions. Each area is a module with a ``ROUTES`` table; ``base``
+holds what they share (the caller, forms, tables)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broker.web.console import home
+from broker.web.middleware import observed
+
+AREAS = (home,)
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    for area in AREAS:
+        for method, path, handler in area.ROUTES:
+            router.add_route(method, path, observed(handler))
