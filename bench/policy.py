@@ -7,7 +7,9 @@ agree (the workload stays inside the semantics the three share: ``*`` wildcards,
 default deny, every condition key present).
 
 * broker: ``Authorizer.decide`` — the broker's own path: roles read from a real SQLite store,
-  compiled once; a request consults only the role's own policies. Also ``evaluate()`` directly.
+  compiled once; a request consults only the role's own policies. Also ``evaluate()`` directly,
+  with a tuple kept by the caller, with new lists per call (as ``broker.policy``'s docstring
+  shows it), and ``PolicySet(...).evaluate()`` (compiled once).
 * vakt 1.6: rule-based policies in ``MemoryStorage``, ``Guard`` + ``RulesChecker``.
 * cedarpy: the same statements as Cedar ``permit``/``forbid`` policies, parsed once into a
   ``PolicySet``; measured per request (``is_authorized``) and batched (``is_authorized_batch``).
@@ -41,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker.clock import SystemClock
 from broker.config import load_settings
-from broker.policy import evaluate, parse_policy
+from broker.policy import PolicySet, evaluate, parse_policy
 from broker.service.authorize import Authorizer, Principal
 from broker.storage import migrate
 from broker.storage.base import RoleRecord
@@ -186,6 +188,27 @@ def evaluate_decider(policies: list[list[Stmt]]) -> Callable[[Request], bool]:
 
     def decide(r: Request) -> bool:
         return evaluate(r.action, r.resource, r.context, identity=parsed).allowed
+
+    return decide
+
+
+def policy_set_decider(policies: list[list[Stmt]]) -> Callable[[Request], bool]:
+    rules = PolicySet(
+        identity=[parse_policy(iam_document(p), name=f"p{i}") for i, p in enumerate(policies)]
+    )
+
+    def decide(r: Request) -> bool:
+        return rules.evaluate(r.action, r.resource, r.context).allowed
+
+    return decide
+
+
+def evaluate_lists_decider(policies: list[list[Stmt]]) -> Callable[[Request], bool]:
+    """As ``broker.policy``'s docstring shows it: new lists on every call."""
+    parsed = [parse_policy(iam_document(p), name=f"p{i}") for i, p in enumerate(policies)]
+
+    def decide(r: Request) -> bool:
+        return evaluate(r.action, r.resource, r.context, identity=[*parsed], session=[]).allowed
 
     return decide
 
@@ -351,6 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cold_rate, _ = rate(decider, requests)
     broker_rate, broker_answers = rate(decider, requests, args.repeat)
     eval_rate, eval_answers = rate(evaluate_decider(mine), requests, args.repeat)
+    list_rate, list_answers = rate(evaluate_lists_decider(mine), requests, args.repeat)
+    assert list_answers == eval_answers, "evaluate() with lists decided otherwise"
+    set_rate, set_answers = rate(policy_set_decider(mine), requests, args.repeat)
+    assert set_answers == eval_answers, "PolicySet decided otherwise"
     allowed = sum(broker_answers)
     print(f"  decisions: {allowed:,} allowed, {len(requests) - allowed:,} denied")
 
@@ -401,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     row("broker Authorizer.decide (role's policies)", broker_rate, base)
     row("broker Authorizer.decide, first pass", cold_rate, base, "(compiles each action's plan)")
     row("broker evaluate() (policies passed in)", eval_rate, base)
+    row("broker evaluate(identity=[...], session=[])", list_rate, base, "(new lists per call)")
+    row("broker PolicySet(...).evaluate()", set_rate, base, "(compiled once)")
     for name, per_s, note in results:
         row(name, per_s, base, note)
     print(

@@ -16,12 +16,12 @@ Modules:
     conditions  the condition-operator registry (unknown operators are rejected when parsing)
     principals  ``Principal``/``NotPrincipal`` matching for resource-based policies
     parse       parse_policy
-    evaluate    evaluate, evaluate_trust
+    evaluate    evaluate, evaluate_trust, PolicySet (policies compiled once)
     validate    validate_policy: errors and warnings (Access Analyzer style) with paths and fixes
 """
 
 from broker.domain.policy.errors import PolicyError
-from broker.domain.policy.evaluate import evaluate, evaluate_trust
+from broker.domain.policy.evaluate import PolicySet, evaluate, evaluate_trust
 from broker.domain.policy.model import Decision, MatchedStatement, Policy, Statement
 from broker.domain.policy.parse import parse_policy
 from broker.domain.policy.validate import Finding, ValidationReport, validate_policy
@@ -32,6 +32,7 @@ __all__ = [
     "MatchedStatement",
     "Policy",
     "PolicyError",
+    "PolicySet",
     "Statement",
     "ValidationReport",
     "evaluate",

@@ -318,6 +318,14 @@ class _PolicySet:
 _SETS: dict[int | tuple[int, int, int], _PolicySet] = {}
 _MAX_SETS = 4096
 
+#: Compiled sets for policies passed in lists (the documented ``identity=[p1, p2],
+#: session=[]``: a new list on every call). Policies are immutable and compare by identity
+#: (``eq=False``), so a set is a function of which policy objects it holds: keyed by tuples
+#: of them (hashing and comparing those is C work, no per-policy Python step). Bounded.
+_SEQ_SETS: dict[
+    tuple[Policy, ...] | tuple[tuple[Policy, ...], Policy | None, tuple[Policy, ...]], _PolicySet
+] = {}
+
 
 def _policy_set(
     identity: Sequence[Policy], boundary: Policy | None, session: Sequence[Policy]
@@ -337,7 +345,16 @@ def _policy_set(
     ):
         return found
     if not isinstance(identity, tuple) or not isinstance(session, tuple):
-        return _PolicySet(identity, boundary, session)  # a mutable list: compile afresh
+        # A list, made anew by the caller each time: key by the policies it holds (the set
+        # keeps a tuple copy, so that the caller changing its list later changes nothing).
+        held = tuple(identity)
+        seq_key = (held, boundary, tuple(session)) if boundary is not None or session else held
+        found = _SEQ_SETS.get(seq_key)
+        if found is None:
+            if len(_SEQ_SETS) >= _MAX_SETS:
+                _SEQ_SETS.clear()
+            found = _SEQ_SETS[seq_key] = _PolicySet(held, boundary, tuple(session))
+        return found
     if len(_SETS) >= _MAX_SETS:
         _SETS.clear()
     found = _SETS[key] = _PolicySet(identity, boundary, session)
@@ -362,6 +379,12 @@ def evaluate(
     policies = _SETS.get(id(identity))
     if policies is None or policies.identity is not identity or boundary is not None or session:
         policies = _policy_set(identity, boundary, session)
+    return _decide(policies, action, resource, context)
+
+
+def _decide(
+    policies: _PolicySet, action: str, resource: str, context: ContextInput | None
+) -> Decision:
     plan = policies.plans.get(action) or policies.plan(action)
     ctx = RequestContext(context)  # checks every value, even if no condition reads it
 
@@ -370,19 +393,51 @@ def evaluate(
     allows = plan.first.matching(resource, ctx)
     if not allows:
         return _IMPLICIT_DENY
-    if len(allows) == 1 and boundary is None and not session:
+    limited = policies.boundary is not None or policies.session
+    if len(allows) == 1 and not limited:
         return allows[0].decision  # one statement decides (the usual case): see _decided
     if allows[0].deny:  # Denies come first: any that applies is at the front
         return _decided(EXPLICIT_DENY, [e for e in allows if e.deny])
-    if boundary is not None or session:
+    if limited:
         # A boundary, or session policies: one of their Allows is needed too.
-        for limit, given in ((plan.boundary_allows, boundary), (plan.session_allows, session)):
+        for limit, given in (
+            (plan.boundary_allows, policies.boundaries),
+            (plan.session_allows, policies.session),
+        ):
             if given:
                 also = limit.matching(resource, ctx) if limit is not None else None
                 if not also:
                     return _IMPLICIT_DENY
                 allows += also
     return _decided(ALLOWED, allows)
+
+
+class PolicySet:
+    """Policies compiled once, for many decisions: the fastest way to decide requests with
+    the same policies (``evaluate()`` finds the compiled set per call; this holds it).
+
+        rules = PolicySet(identity=[p1, p2], boundary=None, session=[])
+        rules.evaluate("s3:GetObject", "arn:aws:s3:::bucket/key", {"aws:SourceIp": "10.0.0.1"})
+
+    Decides exactly as ``evaluate(action, resource, context, identity, boundary, session)``.
+    Raises ValueError at once for a policy of the wrong kind (a trust policy as identity).
+    """
+
+    __slots__ = ("_set",)
+
+    def __init__(
+        self,
+        identity: Sequence[Policy] = (),
+        boundary: Policy | None = None,
+        session: Sequence[Policy] = (),
+    ) -> None:
+        self._set = _PolicySet(tuple(identity), boundary, tuple(session))
+        _require_kind(self._set.identity, "identity", "an identity")
+        _require_kind(self._set.boundaries, "identity", "a boundary")
+        _require_kind(self._set.session, "identity", "a session")
+
+    def evaluate(self, action: str, resource: str, context: ContextInput | None = None) -> Decision:
+        return _decide(self._set, action, resource, context)
 
 
 #: Decisions are immutable values, so the ones that need no per-request data are shared.

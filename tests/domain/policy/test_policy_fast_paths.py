@@ -27,7 +27,7 @@ from broker.domain.policy.model import (
     Policy,
 )
 from broker.domain.policy.wildcard import Glob
-from broker.policy import evaluate, parse_policy
+from broker.policy import PolicySet, evaluate, parse_policy
 from tests.domain.policy.corpus import CASES, Case
 from tests.domain.policy.test_policy_corpus import decide as decide_case
 
@@ -437,3 +437,54 @@ def test_ip_fast_path_agrees_with_ipaddress(network: str) -> None:
     matcher = _Ip(network)
     for address in ADDRESSES_AND_NUMBERS:
         assert matcher.test(address) == matcher._matches_parsed(address), address
+
+
+def test_policies_in_new_lists_reuse_one_compiled_set() -> None:
+    """The documented call, ``identity=[p1, p2], session=[]``, makes new lists every time:
+    the compiled set is found by the policies the lists hold, and a list changed afterwards
+    by its caller changes nothing that was cached."""
+    from broker.domain.policy.evaluate import _policy_set
+
+    allow = parse_policy(
+        {"Statement": {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}}, name="allow"
+    )
+    deny = parse_policy(
+        {"Statement": {"Effect": "Deny", "Action": "s3:Delete*", "Resource": "*"}}, name="deny"
+    )
+    first = _policy_set([allow, deny], None, [])
+    assert _policy_set([allow, deny], None, []) is first
+    assert _policy_set([deny, allow], None, []) is not first  # another order: another set
+    assert _policy_set([allow], None, []) is not first
+    assert _policy_set([allow, deny], None, [allow]) is not first
+
+    given = [allow]
+    assert evaluate("s3:DeleteObject", "r", identity=given, session=[]).decision == ALLOWED
+    given.append(deny)  # the caller's list changes: the next call sees both policies
+    decision = evaluate("s3:DeleteObject", "r", identity=given, session=[])
+    assert decision.decision == "explicitDeny"
+    assert evaluate("s3:DeleteObject", "r", identity=[allow], session=[]).decision == ALLOWED
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.caller is None], ids=lambda c: c.id)
+def test_a_policy_set_decides_the_corpus_as_evaluate_does(case: Case) -> None:
+    """``PolicySet`` (compiled once) against the corpus's expected decisions, twice (the second
+    time from the plans the first compiled)."""
+    rules = PolicySet(
+        identity=[parse_policy(d, name=n) for n, d in case.identity.items()],
+        boundary=parse_policy(case.boundary, name="boundary") if case.boundary else None,
+        session=[parse_policy(d, name=n) for n, d in case.session.items()],
+    )
+    for _ in range(2):
+        d = rules.evaluate(case.action, case.resource, case.context)
+        deciding = tuple(
+            f"{m.policy}#{m.sid if m.sid is not None else m.index}" for m in d.matched_statements
+        )
+        assert (d.decision, deciding) == (case.decision, case.deciding)
+
+
+def test_a_policy_set_refuses_a_trust_policy_at_once() -> None:
+    trust = parse_policy(
+        {"Statement": {"Effect": "Allow", "Principal": "*", "Action": "*"}}, kind="resource"
+    )
+    with pytest.raises(ValueError, match="resource policy"):
+        PolicySet(identity=[trust])
