@@ -236,6 +236,9 @@ class ProxyConfig:
     """Forward-auth (``/auth``) options besides the public routes."""
 
     assertion_lifetime: float = 60  # X-Auth-Request-Assertion JWTs
+    # How long a proxy may reuse an allow (X-Accel-Expires / Cache-Control max-age): 0 or 1 s,
+    # so that with the revocation poll (1 s) a revocation still reaches every request in 2 s.
+    auth_cache_max_age: int = 1
 
 
 @dataclass(frozen=True)
@@ -384,7 +387,7 @@ class _Table:
             return default
         return float(v)
 
-    def duration(self, key: str, default: float) -> float:
+    def duration(self, key: str, default: float, *, allow_zero: bool = False) -> float:
         v = self._get(key)
         if v is None:
             return default
@@ -396,7 +399,7 @@ class _Table:
         except ValueError as e:
             self.problems.add(self.path(key), str(e))
             return default
-        if seconds <= 0:
+        if seconds < 0 or (seconds == 0 and not allow_zero):
             self.problems.add(self.path(key), "must be longer than zero")
             return default
         return seconds
@@ -810,9 +813,19 @@ def parse_settings(
             problems.add(t.path("url"), f"{url!r} must be an absolute http(s) URL")
         t.check_unknown()
         public.append(PublicRoute(url=url))
-    proxy_config = ProxyConfig(assertion_lifetime=proxy.duration("assertion_lifetime", 60))
+    cache_age = proxy.duration("auth_cache_max_age", 1, allow_zero=True)
+    proxy_config = ProxyConfig(
+        assertion_lifetime=proxy.duration("assertion_lifetime", 60),
+        auth_cache_max_age=int(cache_age),
+    )
     if proxy_config.assertion_lifetime > 3600:
         problems.add("proxy.assertion_lifetime", "must be at most 1h")
+    if cache_age not in (0, 1):
+        problems.add(
+            "proxy.auth_cache_max_age",
+            '"0s" (proxies never reuse an answer) or "1s" (the most that keeps revocation '
+            "within 2 seconds)",
+        )
     proxy.check_unknown()
     root.check_unknown()
 

@@ -65,6 +65,19 @@ IDENTITY_HEADERS = (H_USER, H_EMAIL, H_GROUPS, H_ROLE, H_SESSION, H_ASSERTION)
 # broker's headers only when present (Caddy 2.6 copies a literal placeholder when absent) then
 # still overwrite whatever a client sent under those names.
 NO_IDENTITY: Mapping[str, str] = dict.fromkeys(IDENTITY_HEADERS, "")
+# How long a proxy may reuse an answer. nginx reads X-Accel-Expires before (and instead of)
+# Cache-Control, so it comes first; every other proxy reads Cache-Control. Denials: never.
+H_ACCEL_EXPIRES = "X-Accel-Expires"
+H_CACHE_CONTROL = "Cache-Control"
+NO_STORE: Mapping[str, str] = {H_ACCEL_EXPIRES: "0", H_CACHE_CONTROL: "no-store"}
+
+
+def cache_headers(max_age: int) -> Mapping[str, str]:
+    """The answer may be reused for ``max_age`` seconds (0: not at all)."""
+    if max_age <= 0:
+        return NO_STORE
+    return {H_ACCEL_EXPIRES: str(max_age), H_CACHE_CONTROL: f"max-age={max_age}"}
+
 
 _CONTROL = {c: None for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)}
 
@@ -142,9 +155,6 @@ class _Denial:
     req: RequestInfo
 
 
-_PUBLIC = Verdict(200, "public_route", NO_IDENTITY)  # immutable: one for every public answer
-
-
 class ForwardAuth:
     def __init__(
         self,
@@ -169,6 +179,13 @@ class ForwardAuth:
         self._issuer = settings.server.public_url
         self._login = settings.server.public_url + "/login?rd="
         self.assertion_lifetime = settings.proxy.assertion_lifetime
+        self.cache_max_age = settings.proxy.auth_cache_max_age
+        # immutable: one for every public answer
+        self._public = Verdict(
+            200,
+            "public_route",
+            freeze_headers({**cache_headers(self.cache_max_age), **NO_IDENTITY}),
+        )
         self.public: tuple[PublicPattern, ...] = compile_public_routes(
             [r.url for r in settings.public_routes]
         )
@@ -264,7 +281,7 @@ class ForwardAuth:
         origin = original.origin  # a property: computed once here
         resource = origin + original.path
         if self.public and self.is_public(resource):
-            return _PUBLIC
+            return self._public
         cred: Credential | None = None
         why = "no_credential"
         credentials = self._credentials
@@ -414,8 +431,13 @@ class ForwardAuth:
         }
         if cred.origin_session_id and cred.origin_session_id != cred.session_id:
             claims[tokens.CLAIM_ORIGIN_SID] = cred.origin_session_id  # a derived credential's
+        renew_at = now + (exp - now) / 2
+        # The verdict is served until renew_at: a proxy may reuse it only if the credential
+        # outlives renew_at by the cache lifetime (a credential about to end: never reused).
+        age = self.cache_max_age if cred.expires_at - renew_at >= self.cache_max_age else 0
         headers = self._freeze_headers(
             {
+                **cache_headers(age),
                 H_USER: header_safe(user_name(cred)),
                 H_EMAIL: header_safe(cred.email, limit=320),
                 H_GROUPS: groups_header(cred.groups),
@@ -425,7 +447,7 @@ class ForwardAuth:
             }
         )
         verdict = Verdict(200, "allowed", headers)
-        self._assertions[key] = (verdict, now + (exp - now) / 2)
+        self._assertions[key] = (verdict, renew_at)
         self._assertions.move_to_end(key)
         if len(self._assertions) > MAX_ASSERTIONS:
             self._assertions.popitem(last=False)

@@ -5,7 +5,9 @@ and under ``/auth/`` (Envoy HTTP ``ext_authz`` with ``path_prefix: /auth``, whic
 original path). It answers only 200, 401 or 403:
 
 - 200 with ``X-Auth-Request-User``, ``-Email``, ``-Groups``, ``-Role``, ``-Session`` and
-  ``-Assertion`` (on a public route they are present and empty: no identity);
+  ``-Assertion`` (on a public route they are present and empty: no identity), and how long a
+  proxy may reuse the answer (``X-Accel-Expires`` / ``Cache-Control: max-age``, at most
+  ``[proxy] auth_cache_max_age``, 0 when the credential ends sooner); a denial is ``no-store``;
 - 401 when no valid credential came with the request, with ``X-Auth-Request-Redirect`` and
   ``Location`` = ``<public_url>/login?rd=<original URL>``, and a tiny HTML page that refreshes to
   the same URL (Traefik, Caddy and Envoy hand a denial's body to the browser as it is);
@@ -39,7 +41,7 @@ from broker.domain.urls import (
 )
 from broker.logs import request_id_var
 from broker.service.audit import RequestInfo
-from broker.service.forward_auth import H_REDIRECT, Verdict
+from broker.service.forward_auth import H_REDIRECT, NO_STORE, Verdict
 from broker.web.keys import BROKER, METRICS
 from broker.web.middleware import count_forward_auth, forward_auth_metric
 from broker.web.pages import COOKIES
@@ -122,7 +124,7 @@ def respond(verdict: Verdict) -> web.Response:
     if verdict.status == 401:
         login = verdict.headers.get(H_REDIRECT)
         if login is None:  # cannot happen: a 401 always knows the original URL
-            return web.Response(status=401, text="Unauthorized\n")
+            return web.Response(status=401, headers=NO_STORE, text="Unauthorized\n")
         target = html.escape(login, quote=True)
         body = (
             '<!doctype html><meta charset="utf-8">'
@@ -131,11 +133,11 @@ def respond(verdict: Verdict) -> web.Response:
         )
         return web.Response(
             status=401,
-            headers={H_REDIRECT: login, "Location": login},
+            headers={**NO_STORE, H_REDIRECT: login, "Location": login},
             text=body,
             content_type="text/html",
         )
-    return web.Response(status=403, text=_FORBIDDEN_BODY)
+    return web.Response(status=403, headers=NO_STORE, text=_FORBIDDEN_BODY)
 
 
 async def auth(request: web.Request) -> web.StreamResponse:
@@ -174,4 +176,4 @@ async def auth(request: web.Request) -> web.StreamResponse:
         log.exception("forward-auth failed; denying")
         fa.record_denial(403, "internal_error", info)
         count_forward_auth(request, 403)
-        return web.Response(status=403, text=_FORBIDDEN_BODY)
+        return web.Response(status=403, headers=NO_STORE, text=_FORBIDDEN_BODY)

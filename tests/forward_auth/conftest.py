@@ -101,6 +101,7 @@ async def session_token(
     subject: str = "bob",
     email: str = "bob@example.com",
     groups: tuple[str, ...] = ("dev",),
+    max_session_duration: int = 3600,
 ) -> str:
     """A session as a login would create it (the login itself is tested elsewhere)."""
     broker = b.broker
@@ -117,6 +118,6 @@ async def session_token(
         user_id=user.id,
     )
     _, token = await broker.sessions.create(
-        identity, broker.roles.arn(role), max_session_duration=3600
+        identity, broker.roles.arn(role), max_session_duration=max_session_duration
     )
     return str(token)

@@ -36,6 +36,7 @@ CASES = [
         [NGINX_SITE],
         {
             "listen": "80",
+            "auth_cache": "/var/cache/nginx/broker-auth",
             "server_name": "app.example.com",
             "broker": "http://127.0.0.1:8000",
             "upstream": "http://127.0.0.1:3000",

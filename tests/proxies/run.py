@@ -119,14 +119,18 @@ def nginx(workdir: Path, *, port: int, broker: str, upstream: str) -> Iterator[P
                 "server_name": "127.0.0.1",
                 "broker": broker,
                 "upstream": upstream,
+                "auth_cache": str(prefix / "auth-cache"),
             },
         )
     )
     error_log = prefix / "logs" / "error.log"
     conf = prefix / "nginx.conf"
+    # Started as root (CI), nginx runs its workers as "nobody", who cannot enter pytest's
+    # private tmp directories where the auth cache lives: keep them as the caller.
+    user = "user root;\n" if os.geteuid() == 0 else ""
     conf.write_text(
         f"""
-pid {prefix}/nginx.pid;
+{user}pid {prefix}/nginx.pid;
 error_log {error_log} info;
 worker_processes 1;
 events {{ worker_connections 256; }}
