@@ -21,6 +21,10 @@ sides measured back to back) and the median over the rounds is printed, with the
    raw signature verification. Goal: >= 0.8x. The broker is sent each pre-signed token once,
    across all rounds (``--fresh-tokens`` of them; the report says if they ran out).
 
+Each run also reads the server process's CPU time (user + system, ``/proc/<pid>/stat``) before
+and after, and prints the CPU microseconds per completed request: the cost of a request in a
+unit that compares across machines of different speed (and the ratio of those costs).
+
 The server process logs at WARNING (as with ``log_level = "WARNING"``), so the per-request access
 log line is not part of what is measured. It takes about two minutes with the defaults: two
 warm-ups of 2 s, 5 x 5 runs of 4 s, plus start-up and signing the tokens.
@@ -233,6 +237,14 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (``/proc/<pid>/stat``): the cost per
+    request taken from it compares across machines of different speed better than req/s."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(
     url: str,
     *,
@@ -241,13 +253,16 @@ def wrk(
     headers: dict[str, str],
     script: Path | None,
     offset: int = 0,
+    pid: int | None = None,
 ) -> dict[str, Any]:
+    """One wrk run; with ``pid``, also the CPU time that process spent per completed request."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
     if script is not None:
         cmd += ["-s", str(script)]
     env = {**os.environ, "BENCH_OFFSET": str(offset)}
+    cpu_before = cpu_seconds(pid) if pid is not None else 0.0
     out = subprocess.run(
         [*cmd, url], capture_output=True, text=True, check=True, timeout=duration + 60, env=env
     ).stdout
@@ -256,7 +271,9 @@ def wrk(
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     sent = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    cpu = cpu_seconds(pid) - cpu_before if pid is not None else float("nan")
     return {
+        "cpu_us": cpu * 1e6 / max(1, sent),  # the process's CPU per completed request
         "rps": rps,
         "p50": p50,
         "p99": p99,
@@ -500,6 +517,7 @@ def main() -> None:
                     headers={} if fresh else session_headers,
                     script=lua if fresh else None,
                     offset=offset if consumes else 0,
+                    pid=ready["pid"],
                 )
                 if consumes:
                     offset += r["sent"]
@@ -514,11 +532,15 @@ def report(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace, wrap
         f"wrk -t1 -c{args.connections}, {args.rounds} rounds of {args.duration}s per scenario,"
         f" loopback, {os.cpu_count()} CPUs (medians over the rounds)"
     )
-    print(f"{'scenario':28} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(
+        f"{'scenario':28} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
+        f" {'CPU us/req':>11}"
+    )
     for name, rs in runs.items():
         print(
             f"{name:28} {med(r['rps'] for r in rs):10.0f} {med(r['p50'] for r in rs):8.2f}"
             f" {med(r['p99'] for r in rs):8.2f} {sum(r['errors'] for r in rs):8d}"
+            f" {med(r['cpu_us'] for r in rs):11.1f}"
         )
     if wrapped:
         print("  (fresh tokens wrapped around: some were seen before; raise --fresh-tokens)")
@@ -526,11 +548,16 @@ def report(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace, wrap
     def ratios(a: str, b: str) -> list[float]:
         return [x["rps"] / y["rps"] for x, y in zip(runs[a], runs[b], strict=True)]
 
+    def cpu_ratios(a: str, b: str) -> list[float]:
+        return [x["cpu_us"] / y["cpu_us"] for x, y in zip(runs[a], runs[b], strict=True)]
+
     for label, a, b, goal in RATIOS:
         by_round = ratios(a, b)
+        cpu = cpu_ratios(a, b)
         print(
             f"ratio {label + ':':36} {med(by_round):.2f}x (goal >= {goal}x;"
-            f" rounds {min(by_round):.2f}-{max(by_round):.2f})"
+            f" rounds {min(by_round):.2f}-{max(by_round):.2f});"
+            f" CPU per request {med(cpu):.2f}x the baseline's"
         )
         if label.startswith("valid"):
             f = ratios(FLOOR[1], FLOOR[2])

@@ -106,36 +106,47 @@ def _start(
 
 @contextlib.contextmanager
 def nginx(workdir: Path, *, port: int, broker: str, upstream: str) -> Iterator[Proxy]:
-    """nginx in the foreground (``daemon off``) with its own prefix under ``workdir``."""
-    binary = find_binary("nginx") or "/usr/sbin/nginx"
+    """nginx in the foreground (``daemon off``) with its own prefix under ``workdir``, serving
+    the docs' site (``nginx-site.conf``) for the app at ``127.0.0.1:port``."""
     prefix = workdir / "nginx"
+    site = render(
+        NGINX_SITE,
+        {
+            "listen": f"127.0.0.1:{port}",
+            "server_name": "127.0.0.1",
+            "broker": broker,
+            "upstream": upstream,
+            "auth_cache": str(prefix / "auth-cache"),
+        },
+    )
+    with nginx_serving(prefix, site, port) as proxy:
+        yield proxy
+
+
+@contextlib.contextmanager
+def nginx_serving(
+    prefix: Path, sites: str, port: int, *, workers: int = 1, logs: bool = True
+) -> Iterator[Proxy]:
+    """nginx with ``sites`` (server blocks, at the http level) under its own ``prefix``; ready
+    once ``port`` accepts connections. ``logs=False``: no access log (benchmarks)."""
+    binary = find_binary("nginx") or "/usr/sbin/nginx"
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
     site = prefix / "site.conf"
-    site.write_text(
-        render(
-            NGINX_SITE,
-            {
-                "listen": f"127.0.0.1:{port}",
-                "server_name": "127.0.0.1",
-                "broker": broker,
-                "upstream": upstream,
-                "auth_cache": str(prefix / "auth-cache"),
-            },
-        )
-    )
+    site.write_text(sites)
     error_log = prefix / "logs" / "error.log"
     conf = prefix / "nginx.conf"
     # Started as root (CI), nginx runs its workers as "nobody", who cannot enter pytest's
     # private tmp directories where the auth cache lives: keep them as the caller.
     user = "user root;\n" if os.geteuid() == 0 else ""
+    access_log = f"{prefix}/logs/access.log" if logs else "off"
     conf.write_text(
         f"""
 {user}pid {prefix}/nginx.pid;
-error_log {error_log} info;
-worker_processes 1;
-events {{ worker_connections 256; }}
+error_log {error_log} {"info" if logs else "warn"};
+worker_processes {workers};
+events {{ worker_connections 1024; }}
 http {{
-    access_log {prefix}/logs/access.log;
+    access_log {access_log};
     client_body_temp_path {prefix}/client_body;
     proxy_temp_path {prefix}/proxy;
     fastcgi_temp_path {prefix}/fastcgi;
