@@ -236,7 +236,7 @@ class ProxyConfig:
     """Forward-auth (``/auth``) options besides the public routes."""
 
     assertion_lifetime: float = 60  # X-Auth-Request-Assertion JWTs
-    # How long a proxy may reuse an allow (X-Accel-Expires / Cache-Control max-age): 0 or 1 s,
+    # How long a proxy may reuse an allow (Cache-Control: max-age on /auth 200s): 0 or 1 s,
     # so that with the revocation poll (1 s) a revocation still reaches every request in 2 s.
     auth_cache_max_age: int = 1
 

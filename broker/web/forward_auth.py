@@ -6,8 +6,8 @@ original path). It answers only 200, 401 or 403:
 
 - 200 with ``X-Auth-Request-User``, ``-Email``, ``-Groups``, ``-Role``, ``-Session`` and
   ``-Assertion`` (on a public route they are present and empty: no identity), and how long a
-  proxy may reuse the answer (``X-Accel-Expires`` / ``Cache-Control: max-age``, at most
-  ``[proxy] auth_cache_max_age``, 0 when the credential ends sooner); a denial is ``no-store``;
+  proxy may reuse the answer (``Cache-Control: max-age``, ``[proxy] auth_cache_max_age``, or
+  ``no-store`` when the credential ends sooner); a denial is always ``no-store``;
 - 401 when no valid credential came with the request, with ``X-Auth-Request-Redirect`` and
   ``Location`` = ``<public_url>/login?rd=<original URL>``, and a tiny HTML page that refreshes to
   the same URL (Traefik, Caddy and Envoy hand a denial's body to the browser as it is);
