@@ -243,7 +243,12 @@ async def role_page(
     boundary_arn = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
     if boundary_arn:
         bname = boundary_arn.rsplit("/", 1)[-1]
-        boundary = {"name": bname, "arn": boundary_arn, "link": policy_link(bname)}
+        boundary = {
+            "name": bname,
+            "arn": boundary_arn,
+            "link": policy_link(bname),
+            "document": "",
+        }
         sources += await managed_sources(
             c, [{"PolicyName": bname, "PolicyArn": boundary_arn}], kind="boundary"
         )
@@ -278,7 +283,7 @@ async def role_page(
         policies=policies,
         services=services,
         revoke_policy=REVOKE_POLICY_NAME,
-        session_hours=round(float(role["MaxSessionDuration"]) / 3600, 2),
+        session_hours=f"{float(role['MaxSessionDuration']) / 3600:g}",
         can={
             "trust": writable and c.may("iam:UpdateAssumeRolePolicy", arn),
             "detach": writable and c.may("iam:DetachRolePolicy", arn),
