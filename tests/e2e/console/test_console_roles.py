@@ -137,6 +137,7 @@ async def test_admin_manages_a_role(
 
 async def test_config_roles_are_read_only(console_broker: RunningBroker, page: Page) -> None:
     url = console_broker.url
+    b = console_broker.broker
     await sign_in(page, url, "ada", to="/console/roles")
     assert await page.is_visible("#role-console-admin-config")
     assert await page.is_visible("#role-console-reader-config")
@@ -148,6 +149,14 @@ async def test_config_roles_are_read_only(console_broker: RunningBroker, page: P
         assert await page.query_selector(write) is None, write
     # the config file's own policy is shown, and counted in the effective permissions
     assert "iam:List*" in await page.inner_text("#effective")
+    # a change forced past the page is refused by the service (UnmodifiableEntity)
+    before = await b.store.get_role("console-reader")
+    for path in ("/console/roles/console-reader/delete", "/console/roles/console-reader/revoke"):
+        resp = await minted_post(page, console_broker, path, {})
+        assert resp.status == 400, await resp.text()
+        assert "declared in the config file" in await resp.text()
+    assert await b.store.get_role("console-reader") == before
+    assert [r for r in await b.store.revocations_since(0) if r.kind == "role"] == []
     # ada's own session used the console: once the access activity is flushed (every few
     # seconds), console-admin shows as used
     await console_broker.broker.activity.flush()
