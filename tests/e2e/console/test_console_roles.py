@@ -16,7 +16,7 @@ import pytest
 
 from broker.errors import IamNoSuchEntity
 from tests.conftest import RunningBroker, trust
-from tests.e2e.console.conftest import forced_post, form_secrets, look, sign_in
+from tests.e2e.console.conftest import PASSWORD, forced_post, form_secrets, look, sign_in
 from tests.e2e.console.test_console_groups import SEEDED_POLICY, accept_dialogs, minted_post
 from tests.e2e.test_browser_login import submit
 
@@ -75,13 +75,26 @@ async def test_admin_manages_a_role(
     role = (await api.call(api.root(), "GetRole", {"RoleName": "deployer"}))["Role"]
     assert role["MaxSessionDuration"] == 7200
 
-    # edit the trust policy
-    await page.fill("#trust-policy", json.dumps(trust_for("linus"), indent=1))
+    # edit the trust policy: ada may now sign in to the role too
+    await page.fill("#trust-policy", json.dumps(trust_for("ada"), indent=1))
     await submit(page, "#trust-save", url)
     await page.wait_for_url(f"{url}/console/roles/deployer?done=trust-updated")
     role = (await api.call(api.root(), "GetRole", {"RoleName": "deployer"}))["Role"]
-    assert "linus" in role["AssumeRolePolicyDocument"]
+    assert '"local:sub":"ada"' in role["AssumeRolePolicyDocument"]
     assert "grace" not in role["AssumeRolePolicyDocument"]
+
+    # in another browser, ada signs in to the new role: a session of it, issued before the
+    # revocation below
+    other = await browser.new_context()
+    elsewhere = await other.new_page()
+    await elsewhere.goto(f"{url}/login/local")
+    await elsewhere.fill("input[name=username]", "ada")
+    await elsewhere.fill("input[name=password]", PASSWORD)
+    await submit(elsewhere, "button[type=submit]", url)
+    await elsewhere.wait_for_url(f"{url}/roles")
+    await submit(elsewhere, "#role-deployer", url)
+    await elsewhere.wait_for_url(f"{url}/session")
+    assert await elsewhere.inner_text("#role") == "deployer"
 
     # attach a managed policy: the effective permissions show it
     await page.select_option("#attach-policy", policy_arn)
@@ -116,6 +129,10 @@ async def test_admin_manages_a_role(
     assert b.revocations.is_revoked(**ids, issued_at=issued_before)
     assert not b.revocations.is_revoked(**ids, issued_at=time.time() + 5)
     assert "revokes older sessions" in await page.inner_text("#inline-AWSRevokeOlderSessions")
+    # the session of the role opened before is over
+    await elsewhere.goto(f"{url}/session")
+    assert elsewhere.url.startswith(f"{url}/login"), elsewhere.url
+    await other.close()
 
     # a role in use cannot be deleted (IAM's DeleteConflict, said plainly)
     await submit(page, "#role-delete", url)
