@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from broker.web.console import home, simulator
+from broker.web.console import audit, home, reports, simulator
 from broker.web.middleware import observed
 
-AREAS = (home, simulator)
+AREAS = (home, simulator, audit, reports)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
