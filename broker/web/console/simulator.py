@@ -31,7 +31,7 @@ from broker.errors import BrokerError, InvalidRequest
 from broker.policy import Policy
 from broker.service.iam_api.simulation import source, statement_spans
 from broker.service.simulate import Simulator
-from broker.web.console.base import CSRF_PURPOSE, Console, console, text
+from broker.web.console.base import CSRF_PURPOSE, Console, console
 from broker.web.pages import checked_form
 
 #: context key types (AWS's ``ContextKeyType`` values)
@@ -139,31 +139,38 @@ def split(value: str) -> list[str]:
     return list(out)
 
 
-def read_inputs(form: Mapping[str, object]) -> Inputs:
-    mode = text(form, "mode", max_length=16)
+def read_inputs(form: Mapping[str, object]) -> tuple[Inputs, str]:
+    """What was typed (each field cut to its limit, so that the page can show it again) and
+    the first problem with it ("" if none)."""
+    problems: list[str] = []
+
+    def field_(name: str, limit: int) -> str:
+        value = form.get(name, "")
+        value = value if isinstance(value, str) else ""
+        if len(value) > limit:
+            problems.append(f"{name}: at most {limit} characters.")
+        return value[:limit]
+
+    mode = field_("mode", 16)
     inputs = Inputs(
         mode=mode if mode in ("principal", "custom") else "principal",
-        principal=text(form, "principal", max_length=2048),
-        policy=str(form.get("policy", ""))[: MAX_POLICY + 1],
-        actions=text(form, "actions", max_length=MAX_LIST),
-        resources=text(form, "resources", max_length=MAX_LIST),
+        principal=field_("principal", 2048).strip(),
+        policy=field_("policy", MAX_POLICY),
+        actions=field_("actions", MAX_LIST).strip(),
+        resources=field_("resources", MAX_LIST).strip(),
     )
     for i in range(MAX_CONTEXT_ROWS + BLANK_CONTEXT_ROWS):
         if f"ctx_key_{i}" not in form:
             continue
-        kind = text(form, f"ctx_type_{i}", max_length=16)
+        kind = field_(f"ctx_type_{i}", 16)
         inputs.context.append(
             ContextRow(
-                key=text(form, f"ctx_key_{i}", max_length=256),
+                key=field_(f"ctx_key_{i}", 256).strip(),
                 type=kind if kind in TYPES else "string",
-                values=text(form, f"ctx_values_{i}", max_length=MAX_LIST),
+                values=field_(f"ctx_values_{i}", MAX_LIST).strip(),
             )
         )
-    if len(inputs.policy) > MAX_POLICY:
-        raise InvalidRequest(
-            "field_too_long:policy", public_message=f"policy: at most {MAX_POLICY} characters."
-        )
-    return inputs
+    return inputs, problems[0] if problems else ""
 
 
 def _bad(reason: str, message: str) -> InvalidRequest:
@@ -437,9 +444,10 @@ async def simulator_post(request: web.Request) -> web.StreamResponse:
         principal=c.caller.actor,
     )
     await _may_simulate(c)
-    inputs = Inputs()
+    inputs, problem = read_inputs(form)
     try:
-        inputs = read_inputs(form)
+        if problem:
+            raise InvalidRequest("field_too_long", public_message=problem)
         params = params_of(inputs)
         if inputs.mode == "principal":
             answer = await c.call("SimulatePrincipalPolicy", params)

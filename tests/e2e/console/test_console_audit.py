@@ -163,3 +163,39 @@ async def test_the_reader_may_look_and_a_role_without_permission_is_refused(
     ]
     assert len(refused) == 2
     assert all("plain" in e.principal for e in refused)
+
+
+async def test_long_trails_are_bounded_and_say_what_was_checked(
+    console_broker: RunningBroker, page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trail longer than the page verifies is checked for its newest rows only, and says so;
+    a filter that matches rarely reads a bounded number of rows and offers to search on."""
+    from broker.web.console import audit
+
+    monkeypatch.setattr(audit, "FULL_VERIFY_ROWS", 40)
+    monkeypatch.setattr(audit, "SCAN_BUDGET", 30)
+    await seed(console_broker)
+    url = console_broker.url
+    await sign_in(page, url, "ada", to="/console/audit")
+    assert "OK" in await page.inner_text("#audit-chain-status")
+    assert "the newest 40 rows" in await page.inner_text("#audit-chain-scope")
+    # a rare match: the first request stops at its budget, the link searches on
+    await page.goto(f"{url}/console/audit?request_id=req-003")
+    assert await page.is_visible("#audit-empty")
+    assert await page.is_visible("#audit-searched")
+    for _ in range(5):
+        if await page.is_visible("#audit-events"):
+            break
+        await page.click("#audit-older")
+    assert [r["principal"] for r in await rows(page)] == ["corp/user3"]
+    # a row edited among the newest is found
+    await console_broker.broker.auditor.flush()
+    head = await console_broker.broker.store.audit_head()
+    assert head is not None
+    db = console_broker.broker.settings.sqlite_path
+    assert db is not None
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE audit_events SET reason = 'edited' WHERE id = ?", (head.id - 5,))
+    await page.goto(f"{url}/console/audit")
+    assert "BROKEN" in await page.inner_text("#audit-chain-status")
+    assert str(head.id - 5) in await page.inner_text("#audit-chain-broken")
