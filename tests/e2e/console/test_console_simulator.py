@@ -156,6 +156,13 @@ async def test_the_reader_may_simulate_and_a_caller_without_permission_is_refuse
     await submit(page, "#sim-run", url)
     await page.wait_for_selector("#sim-results")
     assert await decisions(page) == {"s3:DeleteObject": "explicitDeny"}
+    # read-only, so no single-use value is spent, but the CSRF token is still required
+    forged = await page.request.post(
+        f"{url}/console/simulator",
+        form={"mode": "custom", "policy": DENY_POLICY, "actions": "s3:GetObject"},
+        headers={"Origin": url},
+    )
+    assert forged.status == 403
 
     await page.context.clear_cookies()
     await sign_in(page, url, "pat", to="/console")
