@@ -129,7 +129,8 @@ async def look(page: Page, browser: Browser, axe: str, name: str) -> None:
 
 async def form_secrets(page: Page) -> dict[str, str]:
     """The CSRF token and single-use value of the page now shown (any of its forms)."""
-    csrf = await page.get_attribute("input[name=csrf]", "value")
+    # a console form's (the navigation's sign-out form carries a csrf of its own purpose)
+    csrf = await page.get_attribute("form:has(input[name=nonce]) input[name=csrf]", "value")
     nonce = await page.get_attribute("input[name=nonce]", "value")
     assert csrf, "the page has no console form"
     assert nonce, "the page has no console form"
