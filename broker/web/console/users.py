@@ -27,7 +27,7 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
-from broker.errors import BrokerError, InvalidRequest, NotFound
+from broker.errors import BrokerError, InvalidRequest, NotFound, RevocationStateStale
 from broker.storage.base import Session, User
 from broker.web.console.base import Column, Console, console, table, text
 from broker.web.console.effective import Source, rows
@@ -300,10 +300,22 @@ async def _effective(
 
 
 async def _sessions(c: Console, user: User, arn: str) -> list[Session]:
+    """The user's live sessions, less those a user or role revocation ended without marking
+    their rows (``broker admin roles revoke-sessions``, ``AWSRevokeOlderSessions``)."""
     await c.authorize("broker:ListSessions", arn)
-    return await c.broker.store.list_user_sessions(
+    found = await c.broker.store.list_user_sessions(
         user.id, now=c.broker.clock.now(), limit=MAX_SESSIONS
     )
+    return [s for s in found if not _revoked(c, s)]
+
+
+def _revoked(c: Console, s: Session) -> bool:
+    try:
+        return c.broker.revocations.is_revoked(
+            session_id=s.id, user_id=s.user_id, role_arn=s.role_arn, issued_at=s.created_at
+        )
+    except RevocationStateStale:  # unsure: list it (ending it again does no harm)
+        return False
 
 
 async def _record(c: Console, name: str) -> User:

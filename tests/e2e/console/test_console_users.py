@@ -173,6 +173,25 @@ async def test_admin_manages_a_user_end_to_end(
     await page.wait_for_url("**done=enabled")
     assert not (await b.broker.store.find_users_by_name("carol.smith@example"))[0].disabled
 
+    # out of the group, the policy detached: the effective permissions follow
+    await submit(page, "#group-remove-1", url)
+    await page.wait_for_url("**done=group-removed")
+    assert await page.is_visible("#groups-none")
+    await submit(page, "#policy-detach-1", url)
+    await page.wait_for_url("**done=detached")
+    assert await page.is_visible("#attached-none")
+    eff = await page.inner_text("#effective")
+    assert "s3:DeleteBucket" not in eff
+    assert "s3:GetObject" not in eff
+
+    # a user with nothing attached is deleted
+    await api.call(api.root(), "CreateUser", {"UserName": "temp"})
+    await page.goto(f"{url}/console/users/temp")
+    await submit(page, "#user-delete", url)
+    await page.wait_for_url(f"{url}/console/users?done=deleted")
+    assert await page.inner_text("#console-notice") == "User deleted."
+    assert "temp" not in await user_names(b)
+
 
 async def test_admin_ends_a_live_session(
     console_broker: RunningBroker, page: Page, browser: Browser
