@@ -127,7 +127,9 @@ async def test_admin_manages_a_user_end_to_end(
     assert "via auditors" in eff
 
     # an access key: the secret once, never again
-    await submit(page, "#key-create", url)
+    async with page.expect_response(lambda r: r.url.endswith("/access-keys")) as answer:
+        await submit(page, "#key-create", url)
+    assert (await answer.value).headers["cache-control"] == "no-store"
     secret = await page.inner_text("#key-secret")
     key_id = await page.inner_text("#key-id")
     assert len(secret) >= 30
