@@ -10,10 +10,11 @@ session rows are marked revoked too.
 
 A disabled user cannot sign in (local or federated), choose a role, or get STS credentials with
 a web identity token; disabling also ends what the user already holds. Every operation is
-audited (``user.disable``, ``user.enable``, ``user.revoke_sessions``, ``role.revoke_sessions``),
-a refused one as a failure. Enabling gives access back, so its audit row is written first and the
-change is not made without it; an operation that takes access away is never held back by the
-audit log: it is made, then its row is written, and the operator gets an error if that fails.
+audited (``user.disable``, ``user.enable``, ``user.revoke_sessions``, ``session.revoke``,
+``role.revoke_sessions``), a refused one as a failure. Enabling gives access back, so its
+audit row is written first and the change is not made without it; an operation that takes
+access away is never held back by the audit log: it is made, then its row is written, and the
+operator gets an error if that fails.
 """
 
 from __future__ import annotations
@@ -76,6 +77,41 @@ class OffboardingService:
     async def revoke_user_sessions(self, ref: str, *, actor: str, reason: str = "") -> Offboarded:
         """End every credential the user holds now; it may sign in again."""
         return await self._end_user("user.revoke_sessions", ref, actor, reason, disable=False)
+
+    async def end_session(
+        self, ref: str, session_id: str, *, actor: str, reason: str = ""
+    ) -> Offboarded:
+        """End one live session of the user (an administrator's "end this session"): the
+        session and every credential derived from it (an ``origin`` revocation, as back-channel
+        logout records), here at once and elsewhere at the next poll. ``NotFound`` if it is
+        not a live session of that user (nothing changes then)."""
+        action = "session.revoke"
+        user = await self._user(action, ref, actor)
+        try:
+            session = await self._store.get_session(session_id)
+            if session is None or session.user_id != user.id or session.revoked_at is not None:
+                raise NotFound("no_such_session", public_message="That session has ended already.")
+            now = self._clock.now()
+            ended = await self._store.revoke_session(
+                session_id, now=now, reason=reason or "revoked by an administrator"
+            )
+            origin = await self._store.add_revocation(
+                Revocation(kind="origin", target=session_id, before=now, created_at=now)
+            )
+        except BrokerError as e:
+            await self._failed(action, actor, user.id, e)
+            raise
+        self._revocations.apply(origin)
+        self._revocations.apply(
+            Revocation(kind="session", target=session_id, before=now, created_at=now)
+        )
+        await self._audit.record_or_fail(
+            action,
+            "success",
+            principal=actor,
+            details={"user": user.id, "name": user.name, "session": session_id, "note": reason},
+        )
+        return Offboarded(user.id, user.name, int(ended))
 
     async def _end_user(
         self, action: str, ref: str, actor: str, reason: str, *, disable: bool

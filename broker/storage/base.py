@@ -483,6 +483,14 @@ class Store(Protocol):
         """The user ids (sorted, distinct) of the sessions the provider's session
         ``provider_sid`` started, revoked or not (Back-Channel Logout's ``sid``)."""
 
+    async def list_user_sessions(
+        self, user_id: str, *, now: float, limit: int = 200
+    ) -> list[Session]:
+        """The user's live sessions (not revoked, not past their absolute end, not idle for
+        longer than their idle timeout at ``now``), most recently started first, at most
+        ``limit`` of them (the console's list of a user's sessions)."""
+        ...
+
     async def revoke_session(self, session_id: str, *, now: float, reason: str) -> bool: ...
     async def revoke_provider_session(
         self, provider: str, provider_sid: str, *, now: float, reason: str

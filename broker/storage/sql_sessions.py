@@ -143,6 +143,26 @@ class SessionsSql(SqlBase):
         async with self._read("find sessions by provider sid") as conn:
             return [str(r[0]) for r in await conn.execute(stmt)]
 
+    async def list_user_sessions(
+        self, user_id: str, *, now: float, limit: int = 200
+    ) -> list[Session]:
+        """By the ``user_id`` index; live as ``purge_sessions`` would keep it, unrevoked."""
+        s = t.sessions.c
+        seen = sa.case((s.last_seen_at > s.created_at, s.last_seen_at), else_=s.created_at)
+        stmt = (
+            sa.select(t.sessions)
+            .where(
+                s.user_id == user_id,
+                s.revoked_at.is_(None),
+                s.expires_at > now,
+                sa.or_(s.idle_timeout <= 0, seen + s.idle_timeout > now),
+            )
+            .order_by(s.created_at.desc(), s.id)
+            .limit(max(0, limit))
+        )
+        async with self._read("list user sessions") as conn:
+            return [_session(r) for r in await conn.execute(stmt)]
+
     async def revoke_session(self, session_id: str, *, now: float, reason: str) -> bool:
         """Revoke one live session and record a ``session`` revocation; False if the session is
         unknown or already revoked (nothing changes then)."""

@@ -227,3 +227,29 @@ async def test_enable_is_not_made_without_its_audit_row_and_disable_is_never_hel
     with pytest.raises(AuditUnavailable):
         await b.offboarding.enable_user("admin", actor="cli:ops")
     assert (await b.store.find_user("local", "admin")).disabled  # type: ignore[union-attr]
+
+
+async def test_end_session_ends_that_session_and_what_came_from_it(broker: Broker) -> None:
+    b = broker
+    session, access = await credentials(b)
+    other, _ = await credentials(b)
+    sid = b.credentials.verify(session).session_id
+    done = await b.offboarding.end_session("admin", sid, actor="console:ada")
+    assert done.sessions_ended == 1
+    assert not valid(b, session)
+    assert not valid(b, access)  # derived from it (token exchange): an origin revocation
+    assert valid(b, other)  # the user's other session goes on
+    user = await b.store.find_user("local", "admin")
+    assert user is not None
+    live = await b.store.list_user_sessions(user.id, now=b.clock.now())
+    assert [s.id for s in live] == [b.credentials.verify(other).session_id]
+    # again, or a session that is not this user's: refused, audited, nothing changes
+    with pytest.raises(NotFound):
+        await b.offboarding.end_session("admin", sid, actor="console:ada")
+    with pytest.raises(NotFound):
+        await b.offboarding.end_session("admin", "no-such-session", actor="console:ada")
+    assert await audited(b, "session.revoke") == [
+        ("failure", "no_such_session"),
+        ("failure", "no_such_session"),
+        ("success", ""),
+    ]

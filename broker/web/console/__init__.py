@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from broker.web.console import audit, groups, home, reports, roles, simulator
+from broker.web.console import audit, groups, home, reports, roles, simulator, users
 from broker.web.middleware import observed
 
-AREAS = (home, groups, roles, simulator, audit, reports)
+AREAS = (home, users, groups, roles, simulator, audit, reports)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -67,6 +67,7 @@ class Section:
 
 SECTIONS: tuple[Section, ...] = (
     Section("users", "Users", "/console/users", "iam:ListUsers"),
+    Section("access-keys", "Access keys", "/console/access-keys", "iam:ListAccessKeys"),
     Section("groups", "Groups", "/console/groups", "iam:ListGroups"),
     Section("roles", "Roles", "/console/roles", "iam:ListRoles"),
     Section("policies", "Policies", "/console/policies", "iam:ListPolicies"),

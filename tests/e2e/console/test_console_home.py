@@ -16,7 +16,17 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.browser]
 
-ALL = ["users", "groups", "roles", "policies", "providers", "simulator", "audit", "reports"]
+ALL = [
+    "users",
+    "access-keys",
+    "groups",
+    "roles",
+    "policies",
+    "providers",
+    "simulator",
+    "audit",
+    "reports",
+]
 
 
 async def nav(page: Page) -> list[str]:
