@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from broker.web.console import home
+from broker.web.console import home, policies, providers, validate
 from broker.web.middleware import observed
 
-AREAS = (home,)
+AREAS = (home, validate, policies, providers)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
