@@ -147,6 +147,7 @@ async def _create_form(
     return await c.page(
         "console/policy_new.html",
         section="policies",
+        may_create=c.may("iam:CreatePolicy", c.arn("policy", name or "*")),
         name=name,
         description=description,
         document=document,
@@ -195,8 +196,14 @@ async def create_policy(request: web.Request) -> web.StreamResponse:
 
 
 async def show_policy(request: web.Request) -> web.StreamResponse:
-    c = await console(request)
-    name = _name(request)
+    return await _policy_page(await console(request), _name(request))
+
+
+async def _policy_page(
+    c: Console, name: str, *, error: str = "", status: int = 200
+) -> web.Response:
+    """The policy's page; ``error``: why the action just tried failed."""
+    request = c.request
     arn = c.arn("policy", name)
     policy = (await c.call("GetPolicy", {"PolicyArn": arn}))["Policy"]
     versions = (await c.call("ListPolicyVersions", {"PolicyArn": arn}))["Versions"]
@@ -236,8 +243,8 @@ async def show_policy(request: web.Request) -> web.StreamResponse:
         may_delete_version=not fixed and c.may("iam:DeletePolicyVersion", arn),
         may_delete=not fixed and c.may("iam:DeletePolicy", arn),
         notice=_notice(request),
-        error=request.get("console_error", ""),
-        status=request.get("console_status", 200),
+        error=error,
+        status=status,
     )
 
 
@@ -248,11 +255,9 @@ def _version_number(version_id: str) -> int:
         return 0
 
 
-async def _refused(request: web.Request, e: BrokerError) -> web.StreamResponse:
+async def _refused(c: Console, name: str, e: BrokerError) -> web.Response:
     """The policy page again, with why the action failed."""
-    request["console_error"] = e.public_message
-    request["console_status"] = e.status
-    return await show_policy(request)
+    return await _policy_page(c, name, error=e.public_message, status=e.status)
 
 
 async def edit_policy(request: web.Request) -> web.StreamResponse:
@@ -327,7 +332,7 @@ async def set_default(request: web.Request) -> web.StreamResponse:
             {"PolicyArn": c.arn("policy", name), "VersionId": version},
         )
     except BrokerError as e:
-        return await _refused(request, e)
+        return await _refused(c, name, e)
     return redirect(f"/console/policies/{name}?done=default")
 
 
@@ -342,7 +347,7 @@ async def delete_version(request: web.Request) -> web.StreamResponse:
             {"PolicyArn": c.arn("policy", name), "VersionId": version},
         )
     except BrokerError as e:
-        return await _refused(request, e)
+        return await _refused(c, name, e)
     return redirect(f"/console/policies/{name}?done=version-deleted")
 
 
@@ -353,7 +358,7 @@ async def delete_policy(request: web.Request) -> web.StreamResponse:
     try:
         await c.call("DeletePolicy", {"PolicyArn": c.arn("policy", name)})
     except BrokerError as e:
-        return await _refused(request, e)
+        return await _refused(c, name, e)
     return redirect("/console/policies?done=deleted")
 
 

@@ -157,6 +157,7 @@ async def _create_form(
     return await c.page(
         "console/provider_new.html",
         section="providers",
+        may_create=c.may("iam:CreateOpenIDConnectProvider", c.arn("oidc-provider", "*")),
         url=url,
         client_ids=client_ids,
         thumbprints=thumbprints,

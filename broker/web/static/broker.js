@@ -89,6 +89,7 @@ for (const area of document.querySelectorAll("textarea[data-validate]")) {
       const list = el("ul", "findings-list");
       for (const f of found) {
         const item = el("li", "finding finding-" + f.severity);
+        item.dataset.code = f.code;
         item.append(el("span", "badge " + (f.severity === "error" ? "bad" : "warn"), f.severity), " ",
           el("code", "finding-path", f.path || "(document)"), " ",
           el("span", "finding-message", f.message), " ",

@@ -129,8 +129,9 @@ async def look(page: Page, browser: Browser, axe: str, name: str) -> None:
 
 async def form_secrets(page: Page) -> dict[str, str]:
     """The CSRF token and single-use value of the page now shown (any of its forms)."""
-    csrf = await page.get_attribute("input[name=csrf]", "value")
-    nonce = await page.get_attribute("input[name=nonce]", "value")
+    # the console's forms (the navigation's sign-out form has a token for another purpose)
+    csrf = await page.get_attribute(".console-main input[name=csrf]", "value")
+    nonce = await page.get_attribute(".console-main input[name=nonce]", "value")
     assert csrf, "the page has no console form"
     assert nonce, "the page has no console form"
     return {"csrf": csrf, "nonce": nonce}
