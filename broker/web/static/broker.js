@@ -128,7 +128,10 @@ for (const area of document.querySelectorAll("textarea[data-validate]")) {
     }
   };
   area.addEventListener("input", () => {
+    seq++; // an answer still on its way is for older text
     clearTimeout(timer);
     timer = setTimeout(check, 300);
   });
+  // a document already there (an edit) is checked at once; a failed save's findings are kept
+  if (area.value.trim() && !out.childElementCount) check();
 }

@@ -4,14 +4,18 @@ providers but cannot change them, even by force (403, audited, nothing changed).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from aiohttp import web
 from playwright.async_api import expect
 
 from tests.conftest import RunningBroker
-from tests.e2e.console.conftest import forced_post, look, sign_in
+from tests.e2e.console.conftest import PASSWORD, ROLES, USERS, forced_post, look, sign_in
 from tests.e2e.test_browser_login import submit
+from tests.sts.conftest import start_broker
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Dialog, Page
@@ -118,3 +122,43 @@ async def test_reader_sees_but_cannot_change(console_broker: RunningBroker, page
     ]
     assert len(refused) == 2
     assert all("console-reader" in (e.principal or "") for e in refused)
+
+
+@pytest.fixture
+async def with_config_provider(tmp_path: Path) -> AsyncIterator[RunningBroker]:
+    """The console's broker with an OpenID Connect provider declared in the config file."""
+    runners: list[web.AppRunner] = []
+    corp = '[providers.corp]\nissuer = "https://corp.example.com"\nclient_id = "broker"\n'
+    b = await start_broker(tmp_path / "b", roles=ROLES, providers=corp, runners=runners)
+    api = b.broker.iam_api
+    await api.call(api.root(), "CreateUser", {"UserName": "ada"})
+    await api.call(
+        api.root(),
+        "CreateLoginProfile",
+        {"UserName": "ada", "Password": PASSWORD, "PasswordResetRequired": False},
+    )
+    assert "ada" in USERS
+    yield b
+    for r in reversed(runners):
+        await r.cleanup()
+
+
+async def test_config_providers_are_read_only(
+    with_config_provider: RunningBroker, page: Page
+) -> None:
+    b = with_config_provider
+    url = b.url
+    await sign_in(page, url, "ada", to="/console/providers")
+    row = page.locator("#providers tr", has=page.locator("a[href='/console/providers/corp']"))
+    await expect(row.locator(".badge")).to_have_text("config")
+    await page.click("#providers a[href='/console/providers/corp']")
+    await expect(page.locator("#provider-readonly")).to_be_visible()
+    await expect(page.locator("#client-ids")).to_contain_text("broker")
+    for control in ("#provider-delete", "#client-add", "#remove-client-1"):
+        assert await page.locator(control).count() == 0, control
+    await page.goto(f"{url}/console/providers/new")
+    arn = b.settings.arn("oidc-provider", "corp")
+    forced = await forced_post(page, url, "/console/providers/delete", {"arn": arn})
+    assert forced.status == 400  # IAM's UnmodifiableEntity
+    assert "declared in the configuration file" in await forced.text()
+    assert arn in await provider_arns(b)
