@@ -145,7 +145,7 @@ async def test_five_versions_is_the_most(console_broker: RunningBroker, page: Pa
     await page.click("#policy-edit-link")
     await page.fill("#policy-document", doc("a:new"))
     await submit(page, "#policy-save", url)
-    await expect(page.locator("#console-error")).to_contain_text("5")
+    await expect(page.locator("#console-error")).to_contain_text("can have up to 5 versions")
     assert "a:new" in await page.input_value("#policy-document")
     versions = (await api.call(api.root(), "ListPolicyVersions", {"PolicyArn": arn}))["Versions"]
     assert len(versions) == 5
