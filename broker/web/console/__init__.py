@@ -6,10 +6,21 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from broker.web.console import audit, groups, home, reports, roles, simulator, users
+from broker.web.console import (
+    audit,
+    groups,
+    home,
+    policies,
+    providers,
+    reports,
+    roles,
+    simulator,
+    users,
+    validate,
+)
 from broker.web.middleware import observed
 
-AREAS = (home, users, groups, roles, simulator, audit, reports)
+AREAS = (home, users, groups, roles, policies, providers, validate, simulator, audit, reports)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -44,6 +44,7 @@ from broker.web.pages import (
     info_of,
     when,
 )
+from broker.web.render import SECURITY_HEADERS
 
 CSRF_PURPOSE = "console"
 FORM_NONCE = "console-form"  # single-use kind: one per rendered page with forms
@@ -51,6 +52,10 @@ NONCE_LIFETIME = 3600.0
 PER_PAGE = 50
 MAX_PER_PAGE = 500
 MAX_QUERY = 256  # a search box's text; longer is not a search
+#: the site's CSP, plus ``connect-src 'self'`` for the live policy validator's fetch
+CONSOLE_CSP = SECURITY_HEADERS["Content-Security-Policy"].replace(
+    "default-src 'none';", "default-src 'none'; connect-src 'self';"
+)
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,8 @@ class Console:
         )
         cookies = self.request.app[COOKIES]
         cookies.set(resp, cookies.browser, browser, max_age=BROWSER_COOKIE_LIFETIME)
+        # the policy editor's live validator fetches /console/validate (same origin only)
+        resp.headers["Content-Security-Policy"] = CONSOLE_CSP
         return resp
 
 
