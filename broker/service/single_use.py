@@ -71,12 +71,22 @@ class SingleUseValues:
 
     async def consume(self, kind: str, raw: str, *, browser: str) -> Mapping[str, Any] | None:
         """The payload, once: of concurrent or repeated calls only one gets it."""
+        found = await self.take(kind, raw, browser=browser)
+        return found.payload if found is not None else None
+
+    async def take(self, kind: str, raw: str, *, browser: str) -> SingleUse | None:
+        """``consume``, returning the stored value itself (for ``put_back``)."""
         if not (_usable(raw) and _usable(browser)):
             return None
-        found = await self._store.consume_single_use(
+        return await self._store.consume_single_use(
             kind, binding_hash(raw), binding=binding_hash(browser), now=self._clock.now()
         )
-        return found.payload if found is not None else None
+
+    async def put_back(self, taken: SingleUse) -> None:
+        """Make a value taken by a request that then failed usable again, as it was: a failed
+        request uses up nothing (a concurrent request meanwhile found it taken)."""
+        if taken.expires_at > self._clock.now():
+            await self._store.put_single_use(taken)
 
     async def forget_browser(self, *browser_values: str) -> int:
         """End every value and login state bound to these browser-held values (logout)."""

@@ -32,7 +32,7 @@ from broker.web.request_info import request_info
 
 COOKIES = web.AppKey("cookies", Cookies)
 BROWSER_COOKIE_LIFETIME = 3600  # outlives any single-use value bound to it (PENDING_LIFETIME)
-NEW_SESSION_TOKEN = "broker.new_session_token"
+NEW_SESSION_TOKEN = web.RequestKey("new_session_token", tuple[str, float])
 
 
 def redirect(location: str, *, status: int = 303) -> web.Response:

@@ -18,6 +18,7 @@ from broker.web.console import (
     users,
     validate,
 )
+from broker.web.console.base import keeping_form_on_failure
 from broker.web.middleware import observed
 
 AREAS = (home, users, groups, roles, policies, providers, validate, simulator, audit, reports)
@@ -26,4 +27,6 @@ AREAS = (home, users, groups, roles, policies, providers, validate, simulator, a
 def add_routes(router: web.UrlDispatcher) -> None:
     for area in AREAS:
         for method, path, handler in area.ROUTES:
+            if method == "POST":
+                handler = keeping_form_on_failure(handler)
             router.add_route(method, path, observed(handler))

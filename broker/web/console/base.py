@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from broker.errors import BrokerError, Conflict, IamAccessDenied, InvalidRequest
 from broker.service.audit import RequestInfo
@@ -33,6 +34,7 @@ from broker.service.iam_api import Caller
 from broker.service.iam_api.registry import Params, Result
 from broker.service.single_use import SingleUseValues
 from broker.service.verified import Credential
+from broker.storage.base import SingleUse
 from broker.web.csrf import csrf_token
 from broker.web.keys import BROKER, RENDERER
 from broker.web.pages import (
@@ -52,6 +54,8 @@ NONCE_LIFETIME = 3600.0
 PER_PAGE = 50
 MAX_PER_PAGE = 500
 MAX_QUERY = 256  # a search box's text; longer is not a search
+# the form value a POST took, to put back if the request fails (keeping_form_on_failure)
+_TAKEN = web.RequestKey("taken_form_value", SingleUse)
 #: the site's CSP, plus ``connect-src 'self'`` for the live policy validator's fetch
 CONSOLE_CSP = SECURITY_HEADERS["Content-Security-Policy"].replace(
     "default-src 'none';", "default-src 'none'; connect-src 'self';"
@@ -184,7 +188,8 @@ class Console:
         )
         raw = str(form.get("nonce", ""))
         values = SingleUseValues(self.broker.store, self.broker.clock)
-        if await values.consume(FORM_NONCE, raw, browser=browser_value(self.request)) is None:
+        taken = await values.take(FORM_NONCE, raw, browser=browser_value(self.request))
+        if taken is None:
             err = FormReplayed(
                 "form_replayed",
                 public_message="This form was already submitted (or has expired): nothing was "
@@ -194,6 +199,7 @@ class Console:
                 action, "failure", req=self.req, principal=self.caller.actor, reason=err.reason
             )
             raise err
+        self.request[_TAKEN] = taken  # put back if the request fails (keeping_form_on_failure)
         return form
 
     async def page(
@@ -226,6 +232,34 @@ class Console:
         # the policy editor's live validator fetches /console/validate (same origin only)
         resp.headers["Content-Security-Policy"] = CONSOLE_CSP
         return resp
+
+
+def keeping_form_on_failure(handler: Handler) -> Handler:
+    """A console POST that fails (an error raised, or an error page answered) uses up nothing:
+    the page's single-use form value it took goes back to the store as it was."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            resp = await handler(request)
+        except web.HTTPException as e:
+            if e.status >= 400:
+                await _put_back(request)
+            raise
+        except BaseException:
+            await _put_back(request)
+            raise
+        if resp.status >= 400:
+            await _put_back(request)
+        return resp
+
+    return wrapped
+
+
+async def _put_back(request: web.Request) -> None:
+    taken = request.get(_TAKEN)
+    if taken is not None:
+        b = request.app[BROKER]
+        await SingleUseValues(b.store, b.clock).put_back(taken)
 
 
 async def console(request: web.Request) -> Console:
