@@ -106,7 +106,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         workers = args.workers or default_workers()
     except ValueError as e:
-        raise ConfigError([str(e)]) from None
+        print(f"broker: {e}", file=sys.stderr)
+        return 2
     setup_logging(settings.log_level)
     s = settings.server
     try:
