@@ -351,7 +351,8 @@ class Supervisor(Generic[S]):
         self._closed(w)
         what = describe_status(status)
         if self._stopping:
-            if status != 0:
+            # (one told to stop before it could take the signal had no request to finish)
+            if status != 0 and not (not w.ready and status == signal.SIGTERM):
                 self._unclean = True
             log.info("worker %d (pid %d) stopped: %s", w.slot, pid, what)
             return

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from aiohttp.web_runner import GracefulExit
 
 from broker.config import Settings
 from broker.logs import setup_logging
@@ -26,6 +25,10 @@ from broker.web.ops import own_counts
 from broker.worker_metrics import WRITE_SECONDS, SharedCounters
 
 log = logging.getLogger(__name__)
+# On SIGTERM a worker finishes its requests for up to this long (aiohttp's default), then cuts
+# off what is left after a last short wait.
+DRAIN_SECONDS = 60.0
+CUT_OFF_SECONDS = 1.0
 
 
 async def first_start(settings: Settings) -> str | None:
@@ -72,29 +75,50 @@ async def _share_counters(app: web.Application) -> AsyncIterator[None]:
 def serve_worker(
     settings: Settings, sock: socket.socket, ready: Callable[[], None], run_dir: Path
 ) -> int:
-    """One worker: the app on the inherited socket until SIGTERM, then a graceful stop (no new
-    connections; requests in flight finish, for up to aiohttp's 60 s). Calls ``ready()`` once
-    it accepts connections. SIGINT is the supervisor's (see ``broker.supervisor``)."""
+    """One worker: the app on the inherited socket until SIGTERM, then a graceful stop (see
+    ``_drain``). Calls ``ready()`` once it accepts connections. SIGINT is the supervisor's (see
+    ``broker.supervisor``)."""
     setup_logging(settings.log_level)  # a reload may have changed the level
     app = create_app(settings, bootstrap=False)
     app[SHARED_COUNTERS] = SharedCounters(run_dir, os.getpid())
     app.on_startup.append(_tune)
     app.cleanup_ctx.append(_share_counters)
-    loop = asyncio.new_event_loop()
-
-    def stop() -> None:
-        # once: a second SIGTERM must not cut the drain short
-        loop.remove_signal_handler(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise GracefulExit()
-
-    loop.add_signal_handler(signal.SIGTERM, stop)
-    web.run_app(
-        app,
-        sock=sock,
-        print=lambda _: ready(),
-        access_log=None,
-        handle_signals=False,
-        loop=loop,
-    )
+    asyncio.run(_serve(app, sock, ready))
     return 0
+
+
+async def _serve(app: web.Application, sock: socket.socket, ready: Callable[[], None]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=CUT_OFF_SECONDS)
+    await runner.setup()
+    try:
+        site = web.SockSite(runner, sock)
+        await site.start()
+        ready()
+        await stop.wait()
+        log.info("SIGTERM: this worker stops accepting and finishes its requests")
+        await site.stop()  # this process's copy of the socket: the other workers keep theirs
+        assert runner.server is not None
+        await _drain(runner.server, DRAIN_SECONDS)
+    finally:
+        await runner.cleanup()  # what is left after the drain is cut off
+
+
+async def _drain(server: web.Server, within: float) -> None:
+    """Close each connection once it has no request in progress, until none is left.
+
+    aiohttp's own shutdown closes every connection at once and then waits for the handlers,
+    but a closed connection ignores what arrives after: a request whose body was still on its
+    way (an upload, a form posted over a slow link) would never complete. Idle keep-alive
+    connections are closed here as they become idle, so that clients open new ones (to
+    another worker)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while server.connections and asyncio.get_running_loop().time() < deadline:
+        for conn in server.connections:
+            # a private flag of aiohttp's: if it went away, every connection counts as idle
+            # and this is aiohttp's own shutdown again
+            if not getattr(conn, "_request_in_progress", False):
+                conn.force_close()  # idle: nothing to lose (close() would not end it)
+        await asyncio.sleep(0.05)
