@@ -384,18 +384,33 @@ class Supervisor(Generic[S]):
                 continue
             if self._restart_at.get(slot, 0.0) <= now:
                 self._restart_at.pop(slot, None)
-                self._serving[slot] = self._spawn(slot)
+                if (w := self._try_spawn(slot)) is not None:
+                    self._serving[slot] = w
 
     def _roll(self) -> None:
         """After a reload: start the replacement of one worker of an older config at a time."""
         if self._starting:
             return
         now = time.monotonic()
-        for slot, w in sorted(self._serving.items()):
-            if w.generation < self._generation and self._restart_at.get(slot, 0.0) <= now:
+        for slot, old in sorted(self._serving.items()):
+            if old.generation < self._generation and self._restart_at.get(slot, 0.0) <= now:
                 self._restart_at.pop(slot, None)
-                self._starting[slot] = self._spawn(slot)
+                if (w := self._try_spawn(slot)) is not None:
+                    self._starting[slot] = w
                 return
+
+    def _try_spawn(self, slot: int) -> Worker | None:
+        """A new worker, or None (logged, and tried again later) when the system has no
+        process or memory to give: the workers there are keep serving."""
+        try:
+            return self._spawn(slot)
+        except OSError as e:
+            failures = self._failures.get(slot, 0) + 1
+            self._failures[slot] = failures
+            delay = self._policy.delay(failures)
+            self._restart_at[slot] = time.monotonic() + delay
+            log.error("cannot start worker %d: %s; trying again in %.1f s", slot, e, delay)
+            return None
 
 
 def _ready_writer(fd: int) -> Callable[[], None]:

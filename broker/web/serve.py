@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # off what is left after a last short wait.
 DRAIN_SECONDS = 60.0
 CUT_OFF_SECONDS = 1.0
+ORPHAN_CHECK_SECONDS = 1.0
 
 
 async def first_start(settings: Settings) -> str | None:
@@ -91,6 +92,7 @@ async def _serve(app: web.Application, sock: socket.socket, ready: Callable[[], 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    orphaned = asyncio.create_task(_stop_when_orphaned(os.getppid(), stop))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=CUT_OFF_SECONDS)
     await runner.setup()
     try:
@@ -98,12 +100,24 @@ async def _serve(app: web.Application, sock: socket.socket, ready: Callable[[], 
         await site.start()
         ready()
         await stop.wait()
-        log.info("SIGTERM: this worker stops accepting and finishes its requests")
+        log.info("this worker stops accepting and finishes its requests")
         await site.stop()  # this process's copy of the socket: the other workers keep theirs
         assert runner.server is not None
         await _drain(runner.server, DRAIN_SECONDS)
     finally:
+        orphaned.cancel()
         await runner.cleanup()  # what is left after the drain is cut off
+
+
+async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event) -> None:
+    """A supervisor that was killed outright cannot stop its workers: they stop themselves, as
+    on SIGTERM, rather than serve on unsupervised with a config nobody can reload."""
+    orphaned = False
+    while not orphaned:
+        await asyncio.sleep(ORPHAN_CHECK_SECONDS)
+        orphaned = os.getppid() != supervisor
+    log.warning("the supervisor (pid %d) is gone: this worker stops", supervisor)
+    stop.set()
 
 
 async def _drain(server: web.Server, within: float) -> None:

@@ -444,10 +444,13 @@ async def test_sighup_reloads_one_worker_at_a_time_and_a_bad_config_is_refused(
         assert await pin.auth(token) == (200, 200)
 
 
-async def test_sigterm_finishes_requests_in_flight_and_exits_0(served: Served) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_stop_finishes_requests_in_flight_and_exits_0(
+    served: Served, sig: signal.Signals
+) -> None:
     s = served
     slow = await SlowRequest.to_worker(s.p.port, set(s.pinned))
-    s.p.proc.send_signal(signal.SIGTERM)
+    s.p.proc.send_signal(sig)
 
     async def not_accepting() -> bool:
         try:
@@ -463,5 +466,26 @@ async def test_sigterm_finishes_requests_in_flight_and_exits_0(served: Served) -
         assert (status, b"unsupported_grant_type" in body) == (400, True), body
         await req.close()
     assert await asyncio.to_thread(s.p.proc.wait, WAIT) == 0, s.p.describe()
+    assert f"{sig.name}: stopping 2 worker(s)" in s.p.stderr()
     assert "all workers have stopped" in s.p.stderr()
     assert "Traceback" not in s.p.stderr()
+
+
+async def test_workers_stop_when_the_supervisor_is_killed(served: Served) -> None:
+    s = served
+    workers = s.workers()
+    s.p.proc.kill()  # SIGKILL: the supervisor cannot tell its workers anything
+    s.p.proc.wait()
+
+    async def gone() -> bool:
+        alive = []
+        for pid in workers:
+            try:
+                os.kill(pid, 0)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        return not alive
+
+    await eventually(gone, "the orphaned workers stopped themselves")
+    assert s.p.stderr().count("the supervisor (pid") == 2
