@@ -155,7 +155,8 @@ class Supervisor(Generic[S]):
         previous = self._install_signals()
         try:
             for slot in range(self._n):
-                self._serving[slot] = self._spawn(slot)
+                if (w := self._try_spawn(slot)) is not None:
+                    self._serving[slot] = w
             while True:
                 self._handle_signals()
                 self._reap()

@@ -24,6 +24,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from broker.service.container import KEY_CHECK_SECONDS
 from tests.conftest import ALLOW_ALL, E2E_ROLES
 from tests.e2e.test_two_processes import APP, COOKIE, OTP, PASSWORD, ROLE, _config, sign_in
 from tests.support.broker_process import BrokerProcess, broker_processes, run_cli_async
@@ -139,16 +140,27 @@ async def store_url(kind: str) -> AsyncIterator[str]:
             yield url
 
 
+@pytest.fixture
+def rotate_every() -> str | None:
+    """``[keys] rotate_every``, unless a test parametrizes it: the default (7 days)."""
+    return None
+
+
 @pytest.fixture(
     params=[
         pytest.param("sqlite", id="sqlite"),
         pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
     ]
 )
-async def served(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Served]:
+async def served(
+    request: pytest.FixtureRequest, tmp_path: Path, rotate_every: str | None
+) -> AsyncIterator[Served]:
     async with store_url(request.param) as url:
         port = free_port()
         config = _config(tmp_path / "w", port, url, f"http://127.0.0.1:{port}")
+        if rotate_every is not None:
+            keys = f'[keys]\nrotate_every = "{rotate_every}"\n'
+            config.write_text(config.read_text().replace("[keys]\n", keys))
         with broker_processes(tmp_path / "logs") as procs:
             p = procs.start(config, "w", port, workers=2)
             await p.wait_ready()
@@ -489,3 +501,31 @@ async def test_workers_stop_when_the_supervisor_is_killed(served: Served) -> Non
 
     await eventually(gone, "the orphaned workers stopped themselves")
     assert s.p.stderr().count("the supervisor (pid") == 2
+
+
+@pytest.mark.parametrize("rotate_every", ["5s"])
+async def test_a_scheduled_rotation_happens_once_among_the_workers(served: Served) -> None:
+    """Both workers started together find the key due at their key check, at about the same
+    moment: one rotates, the other gives way (a compare-and-swap in the store)."""
+    s = served
+
+    async def kids_everywhere() -> list[set[str]]:
+        found = []
+        for pin in s.pinned.values():
+            _, text = await pin.get("/.well-known/jwks.json")
+            found.append({k["kid"] for k in json.loads(text)["keys"]})
+        return found
+
+    async def rotated() -> bool:
+        return all(len(kids) == 2 for kids in await kids_everywhere())
+
+    await eventually(rotated, "a second key at both workers", KEY_CHECK_SECONDS + WAIT)
+    await asyncio.sleep(KEY_CHECK_SECONDS + 2)  # every worker has had its key check since
+    first, second = await kids_everywhere()
+    assert first == second
+    assert len(first) == 2
+    r = await run_cli_async(
+        "audit", "list", "--action", "keys.rotate", "--json", "--config", str(s.p.config)
+    )
+    assert r.returncode == 0, r.stderr
+    assert [e["principal"] in first for e in json.loads(r.stdout)] == [True]
