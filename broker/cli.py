@@ -175,6 +175,8 @@ def _serve_workers(
                 s.listen_host,
                 s.listen_port,
             )
+            n = dataclasses.replace(n, listen_host=s.listen_host, listen_port=s.listen_port)
+            new = dataclasses.replace(new, server=n)
         return new
 
     def on_ready() -> None:
