@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import socket
 import sys
@@ -24,6 +25,8 @@ from broker.cli_report import add_report_commands
 from broker.cli_review import add_policy_commands, add_report_unused
 from broker.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from broker.errors import BrokerError, ConfigError, InvalidRequest
+
+log = logging.getLogger("broker.serve")
 
 
 def out(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -70,13 +73,14 @@ def _listen_arg(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
+def _workers_arg(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of workers (1 or more)")
+    return int(value)
 
-    from broker.logs import setup_logging
-    from broker.runtime import tune_for_serving
-    from broker.web.app import create_app
 
+def _serve_settings(args: argparse.Namespace) -> Settings:
+    """The config, with ``--listen`` applied."""
     settings = _settings(args)
     if args.listen is not None:
         host, port = args.listen
@@ -87,6 +91,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             public_url = f"http://{host}:{port}"
         server = dataclasses.replace(s, listen_host=host, listen_port=port, public_url=public_url)
         settings = dataclasses.replace(settings, server=server)
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from broker.logs import setup_logging
+    from broker.runtime import tune_for_serving
+    from broker.supervisor import default_workers
+    from broker.web.app import create_app
+
+    settings = _serve_settings(args)
+    try:
+        workers = args.workers or default_workers()
+    except ValueError as e:
+        print(f"broker: {e}", file=sys.stderr)
+        return 2
     setup_logging(settings.log_level)
     s = settings.server
     try:
@@ -99,6 +120,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if workers > 1:
+        return _serve_workers(args, settings, sock, workers)
 
     async def tune(_: web.Application) -> None:
         tune_for_serving()  # once the broker has started and loaded what it keeps
@@ -115,6 +138,62 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=None,
     )
     return 0
+
+
+def _serve_workers(
+    args: argparse.Namespace, settings: Settings, sock: socket.socket, workers: int
+) -> int:
+    """``broker serve --workers N`` (N > 1): the first start here, once, then the supervisor."""
+    import threading
+
+    from broker.service.container import startup_problems
+    from broker.supervisor import Supervisor
+    from broker.web.app import announce_bootstrap
+    from broker.web.serve import first_start, serve_worker
+
+    try:
+        password = asyncio.run(first_start(settings))
+    except BaseException:
+        sock.close()
+        raise
+    if password:
+        announce_bootstrap(password, settings)
+    for t in threading.enumerate():  # the first start's threads end before the fork
+        if t is not threading.current_thread() and not t.daemon:
+            t.join(timeout=5)
+    s = settings.server
+
+    def reload() -> Settings:
+        new = _serve_settings(args)
+        problems = startup_problems(new)  # what ``broker check-config`` checks
+        if problems:
+            raise ConfigError(problems)
+        n = new.server
+        if (n.listen_host, n.listen_port) != (s.listen_host, s.listen_port):
+            log.warning(
+                "[server] listen changed: the workers keep listening on %s:%s until a restart",
+                s.listen_host,
+                s.listen_port,
+            )
+            n = dataclasses.replace(n, listen_host=s.listen_host, listen_port=s.listen_port)
+            new = dataclasses.replace(new, server=n)
+        return new
+
+    def on_ready() -> None:
+        print(
+            f"broker listening on {s.listen_host}:{s.listen_port}; public URL {s.public_url}; "
+            f"{workers} workers",
+            flush=True,
+        )
+
+    return Supervisor(
+        sock=sock,
+        workers=workers,
+        settings=settings,
+        reload=reload,
+        run_worker=serve_worker,
+        on_ready=on_ready,
+    ).run()
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -318,6 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_listen_arg,
         metavar="HOST:PORT",
         help="address to listen on (default: [server] listen in the config)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_workers_arg,
+        metavar="N",
+        help="serving processes on one socket (default: $BROKER_WORKERS, else the cores this "
+        "process may use); 1 serves in this process, without a supervisor",
     )
     p.set_defaults(fn=cmd_serve)
 

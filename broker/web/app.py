@@ -40,7 +40,10 @@ STATIC = Path(__file__).parent / "static"
 PROVIDER_KEEPALIVE_SECONDS = 2.0
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, bootstrap: bool = True
+) -> web.Application:
+    """``bootstrap=False``: the first start was done already (``broker serve --workers N``)."""
     app = web.Application()  # no middlewares: see broker.web.middleware
     app[SETTINGS] = settings
     app[RENDERER] = Renderer(settings.ui)
@@ -54,7 +57,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         connector = aiohttp.TCPConnector(keepalive_timeout=PROVIDER_KEEPALIVE_SECONDS)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
             broker = await Broker.open(
-                settings, http=http, clock=clock, freeze_headers=forward_auth.frozen_headers
+                settings,
+                http=http,
+                clock=clock,
+                bootstrap=bootstrap,
+                freeze_headers=forward_auth.frozen_headers,
             )
             app[BROKER] = broker
             if broker.bootstrap_password:

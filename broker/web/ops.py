@@ -8,7 +8,7 @@ from collections import Counter
 from aiohttp import web
 
 from broker.errors import StoreError
-from broker.web.keys import BROKER, METRICS
+from broker.web.keys import BROKER, METRICS, SHARED_COUNTERS
 from broker.web.middleware import forward_auth_metric
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,23 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def metrics(request: web.Request) -> web.StreamResponse:
-    recorded: Counter[str] = request.app[METRICS]
-    counts = recorded.copy()
+def own_counts(app: web.Application) -> Counter[str]:
+    """This process's request counters."""
+    counts: Counter[str] = app[METRICS].copy()
     # /auth answers served from the verdict cache are counted by forward-auth itself.
-    counts[forward_auth_metric(200)] += request.app[BROKER].forward_auth.cached_allows
+    counts[forward_auth_metric(200)] += app[BROKER].forward_auth.cached_allows
+    return counts
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """Prometheus text. Under ``broker serve --workers N`` the counters are every worker's
+    (``broker.worker_metrics``), and ``broker_worker_info`` names the worker that answered."""
+    counts = own_counts(request.app)
+    shared = request.app.get(SHARED_COUNTERS)
+    if shared is not None:
+        counts = shared.total(counts)
     lines = ["# TYPE broker_http_requests_total counter"]
     lines += [f"{k} {v}" for k, v in sorted(counts.items()) if v]
+    if shared is not None:
+        lines += ["# TYPE broker_worker_info gauge", f'broker_worker_info{{pid="{shared.pid}"}} 1']
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")

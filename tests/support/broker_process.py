@@ -1,8 +1,8 @@
 """Real ``broker serve`` OS processes for tests, and the CLI run as its own process.
 
 :func:`broker_processes` yields a :class:`BrokerProcesses`; its :meth:`~BrokerProcesses.start`
-launches ``python -m broker.cli serve --config ...`` with stdout and stderr going to files (so a
-chatty process never blocks on a full pipe), and :meth:`BrokerProcess.wait_ready` polls
+launches ``python -m broker.cli serve --config ... --workers 1`` with stdout and stderr going to
+files (so a chatty process never blocks on a full pipe), and :meth:`BrokerProcess.wait_ready` polls
 ``/readyz`` until it answers 200. When the block ends every process still running gets SIGTERM
 (then SIGKILL after a grace period), and the tail of each one's stderr is printed: pytest shows it
 with a failing test only. A process that dies or never gets ready fails the test with its
@@ -113,14 +113,15 @@ class BrokerProcesses:
         self.directory = directory
         self.started: list[BrokerProcess] = []
 
-    def start(self, config: Path, name: str, port: int) -> BrokerProcess:
-        """``broker serve`` on ``config`` (which must listen on ``port``); not waited for."""
+    def start(self, config: Path, name: str, port: int, *, workers: int = 1) -> BrokerProcess:
+        """``broker serve`` on ``config`` (which must listen on ``port``); not waited for. One
+        worker unless told (``--workers 1``: a single process, no supervisor)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         out_path = self.directory / f"{name}.stdout"
         err_path = self.directory / f"{name}.stderr"
         out, err = out_path.open("wb"), err_path.open("wb")
         proc = subprocess.Popen(
-            broker_cmd("serve", "--config", str(config)),
+            broker_cmd("serve", "--config", str(config), "--workers", str(workers)),
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,

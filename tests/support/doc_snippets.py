@@ -124,6 +124,9 @@ NOT_RUN: dict[tuple[str, str], str] = {
         'export BROKER_KEK="$(openssl rand -base64 32)"   '
         "# once; keep it: it decrypts the signing keys",
     ): DOCKER,
+    ("docs/deployment.md", "broker serve --workers 4"): "serves until stopped; "
+    "tests/e2e/test_workers.py runs `broker serve --workers 2` and sends it every signal the "
+    "page names",
     ("docs/postgresql.md", "printf 'BROKER_KEK=%s\\nPOSTGRES_PASSWORD=%s\\n' \\"): DOCKER
     + "; its .env lines run in tests/test_container.py, compose.yaml is checked there",
 }
