@@ -8,9 +8,11 @@ from aiohttp import web
 
 from broker.config import Settings
 from broker.service.container import Broker
+from broker.web.admission import Admission
 from broker.web.render import Renderer
 
 SETTINGS = web.AppKey("settings", Settings)
 BROKER = web.AppKey("broker", Broker)
 RENDERER = web.AppKey("renderer", Renderer)
 METRICS = web.AppKey("metrics", Counter[str])
+ADMISSION = web.AppKey("admission", Admission)

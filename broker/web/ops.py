@@ -1,4 +1,9 @@
-"""Operator endpoints: liveness, readiness, Prometheus metrics."""
+"""Operator endpoints: liveness, readiness, Prometheus metrics.
+
+They are never refused for overload (``observed(admit=False)``): an orchestrator that sees an
+overloaded instance fail its liveness or readiness check restarts it or takes it out of the
+pool, and the load it was carrying lands on the others, which then overload in turn. An
+overloaded broker sheds its own excess; operators still read ``/metrics`` to see it do so."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections import Counter
 from aiohttp import web
 
 from broker.errors import StoreError
-from broker.web.keys import BROKER, METRICS
+from broker.web.keys import ADMISSION, BROKER, METRICS
 from broker.web.middleware import forward_auth_metric
 
 log = logging.getLogger(__name__)
@@ -44,4 +49,5 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     counts[forward_auth_metric(200)] += request.app[BROKER].forward_auth.cached_allows
     lines = ["# TYPE broker_http_requests_total counter"]
     lines += [f"{k} {v}" for k, v in sorted(counts.items()) if v]
+    lines += request.app[ADMISSION].metrics()
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
