@@ -283,7 +283,7 @@ class Load:
                 await asyncio.sleep(0)  # let the connection be handed out
             await asyncio.sleep(0.001)
         await asyncio.gather(*tasks)
-        while phase.outstanding:  # every request answered or timed out
+        while phase.outstanding:  # noqa: ASYNC110 (answers arrive in protocol callbacks)
             await asyncio.sleep(0.01)
 
     async def closed_loop(self, phase: Phase, connections: int) -> None:
@@ -330,39 +330,43 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def start_server(
+    tmp: str, args: argparse.Namespace, max_concurrency: int, queue_timeout: str
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            *(sys.executable, __file__, "--serve", tmp, "--tokens", str(args.tokens)),
+            *("--max-concurrency", str(max_concurrency), "--queue-timeout", queue_timeout),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def server_ready(server: subprocess.Popen[str]) -> tuple[int, list[str]]:
+    """The port the server announced, and the ID tokens it minted for the requests."""
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    while line and not line.startswith("{"):
+        line = server.stdout.readline()
+    if not line:
+        raise RuntimeError("the bench server exited before it was ready")
+    ready = json.loads(line)
+    return int(ready["port"]), Path(ready["tokens"]).read_text().split()
+
+
 async def run_mode(args: argparse.Namespace, mode: str) -> list[Phase]:
     on = mode == "on"
     max_concurrency = args.max_concurrency if on else 10**9
     queue_timeout = args.queue_timeout if on else "1000d"
     with tempfile.TemporaryDirectory(prefix="broker-bench-") as tmp:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--serve",
-                tmp,
-                "--tokens",
-                str(args.tokens),
-                "--max-concurrency",
-                str(max_concurrency),
-                "--queue-timeout",
-                queue_timeout,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
+        server = start_server(tmp, args, max_concurrency, queue_timeout)
         try:
-            assert server.stdout is not None
-            line = server.stdout.readline()
-            while line and not line.startswith("{"):
-                line = server.stdout.readline()
-            if not line:
-                raise RuntimeError("the bench server exited before it was ready")
-            ready = json.loads(line)
-            tokens = Path(ready["tokens"]).read_text().split()
-            load = Load(ready["port"], tokens, args.max_connections, args.timeout)
+            port, tokens = server_ready(server)
+            load = Load(port, tokens, args.max_connections, args.timeout)
+
             warm = Phase("warm-up", 0, 1.0)
             await load.closed_loop(warm, args.capacity_connections)
             cap = Phase("capacity", 0, args.seconds)
@@ -414,13 +418,14 @@ async def main(args: argparse.Namespace) -> None:
     def p99(p: Phase) -> float:
         return statistics.quantiles(p.accepted_ms, n=100)[98] if len(p.accepted_ms) > 1 else 0
 
-    cap_on = results["on"][0]
+    cap = results["on"][0]
+    accepted, accepted_off, accepted_cap = (len(p.accepted_ms) for p in (on, off, cap))
     print(
-        f"\nat {top}: accepted req/s on/off {len(on.accepted_ms) / max(1, len(off.accepted_ms)):.2f}x;"
+        f"\nat {top}: accepted req/s on/off {accepted / max(1, accepted_off):.2f}x;"
         f" p99 of accepted on/off {p99(on) / max(p99(off), 1e-9):.2f}x;"
-        f" accepted req/s on / capacity {len(on.accepted_ms) / on.seconds / (len(cap_on.accepted_ms) / cap_on.seconds):.2f}x;"
-        f" p99 on / p99 at capacity {p99(on) / max(p99(cap_on), 1e-9):.2f}x;"
-        f" RSS on {on.rss_mb / cap_on.rss_mb:.2f}x capacity's"
+        f" accepted on / capacity {accepted / on.seconds / (accepted_cap / cap.seconds):.2f}x;"
+        f" p99 on / p99 at capacity {p99(on) / max(p99(cap), 1e-9):.2f}x;"
+        f" RSS on {on.rss_mb / cap.rss_mb:.2f}x capacity's"
     )
 
 
@@ -428,7 +433,7 @@ def cli() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--loads", default="1,3,10", help="offered loads, multiples of capacity")
-    p.add_argument("--capacity-connections", type=int, default=16)
+    p.add_argument("--capacity-connections", type=int, default=64)
     p.add_argument("--max-connections", type=int, default=2000)
     p.add_argument("--timeout", type=float, default=10.0, help="client timeout, seconds")
     p.add_argument("--tokens", type=int, default=2000)
