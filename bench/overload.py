@@ -122,6 +122,7 @@ class Phase:
     accepted_ms: list[float] = field(default_factory=list)
     rss_mb: float = 0.0
     cpu: float = 0.0  # the server's CPU seconds per second of the phase
+    refused: Counter[str] = field(default_factory=Counter)  # by reason, from /metrics
     outstanding: int = 0
 
     def done(self, pid: int, cpu_before: float) -> None:
@@ -317,6 +318,19 @@ class Load:
         await done
 
 
+async def refusals(port: int) -> Counter[str]:
+    """``broker_overload_refused_total`` by reason, from the broker's /metrics."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    text = (await reader.read()).decode()
+    writer.close()
+    found: Counter[str] = Counter()
+    for line in text.splitlines():
+        if line.startswith("broker_overload_refused_total{"):
+            found[line.split('"')[1]] = int(line.split()[-1])
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far (``/proc/<pid>/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -380,9 +394,10 @@ async def run_mode(args: argparse.Namespace, mode: str) -> list[Phase]:
             for factor in [*loads, min(loads)]:
                 name = f"{factor:g}x" + (" again" if len(phases) > len(loads) else "")
                 phase = Phase(name, capacity * factor, args.seconds)
-                before = cpu_seconds(server.pid)
+                before, refused = cpu_seconds(server.pid), await refusals(port)
                 await load.open_loop(phase)
                 phase.done(server.pid, before)
+                phase.refused = await refusals(port) - refused
                 phases.append(phase)
                 print(f"{mode}: {phase.row()}", file=sys.stderr, flush=True)
                 await asyncio.sleep(1.0)  # a pause between two phases
@@ -411,6 +426,10 @@ async def main(args: argparse.Namespace) -> None:
         print(HEADER)
         for p in phases:
             print(p.row())
+        if mode == "on":
+            for p in phases[1:]:
+                reasons = ", ".join(f"{k} {v}" for k, v in sorted(p.refused.items()) if v)
+                print(f"  503s at {p.name}, by reason: {reasons or 'none'}")
     top = f"{max(float(x) for x in args.loads.split(',')):g}x"
     off = next(p for p in results["off"] if p.name == top)
     on = next(p for p in results["on"] if p.name == top)

@@ -12,35 +12,58 @@ from broker.errors import Overloaded
 from broker.web.admission import RETRY_AFTER, Admission
 
 
-async def test_slots_up_to_the_limit_then_first_come_first_served() -> None:
-    a = Admission(max_concurrency=2, queue_timeout=3600)
-    await a.acquire()
-    await a.acquire()
-    assert a.in_flight == 2
-    order: list[str] = []
+async def waiters(a: Admission, names: list[str], order: list[str]) -> list[asyncio.Task[None]]:
+    """One waiting request per name, queued in that order; each notes its name once admitted."""
 
     async def waiter(name: str) -> None:
         await a.acquire()
         order.append(name)
 
-    first = asyncio.create_task(waiter("first"))
-    await asyncio.sleep(0)
-    second = asyncio.create_task(waiter("second"))
-    await asyncio.sleep(0)
+    tasks = []
+    for name in names:
+        tasks.append(asyncio.create_task(waiter(name)))
+        await asyncio.sleep(0)
+    return tasks
+
+
+async def test_slots_up_to_the_limit_then_first_come_first_served() -> None:
+    a = Admission(max_concurrency=4, queue_timeout=3600)
+    for _ in range(4):
+        await a.acquire()
+    assert a.in_flight == 4
+    order: list[str] = []
+    first, second = await waiters(a, ["first", "second"], order)
     assert a.waiting == 2
     assert order == []
     a.release()  # the slot passes to the longest-waiting request
-    await first
+    await asyncio.wait_for(first, 5)
     assert order == ["first"]
-    assert a.in_flight == 2
-    assert a.waiting == 1
+    assert (a.in_flight, a.waiting) == (4, 1)
     a.release()
-    await second
+    await asyncio.wait_for(second, 5)
     assert order == ["first", "second"]
+    for _ in range(4):
+        a.release()
+    assert (a.in_flight, a.waiting) == (0, 0)
+
+
+async def test_a_queue_more_than_half_full_serves_the_newest_first() -> None:
+    """Adaptive LIFO: under overload the requests served are the fresh ones (their clients
+    are still there); the oldest wait out their queue_timeout or are pushed out."""
+    a = Admission(max_concurrency=4, queue_timeout=3600)
+    for _ in range(4):
+        await a.acquire()
+    order: list[str] = []
+    tasks = await waiters(a, ["1", "2", "3"], order)
     a.release()
+    await asyncio.sleep(0)
+    assert order == ["3"]
+    a.release()  # two left: half full, first come first served again
+    await asyncio.sleep(0)
+    assert order == ["3", "1"]
     a.release()
-    assert a.in_flight == 0
-    assert a.waiting == 0
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert order == ["3", "1", "2"]
 
 
 async def test_a_request_that_gets_no_slot_in_time_is_refused_with_retry_after() -> None:
@@ -59,16 +82,22 @@ async def test_a_request_that_gets_no_slot_in_time_is_refused_with_retry_after()
     assert a.in_flight == 1
 
 
-async def test_when_as_many_wait_as_are_served_a_newcomer_is_refused_at_once() -> None:
-    a = Admission(max_concurrency=1, queue_timeout=3600)
+async def test_when_as_many_wait_as_are_served_the_oldest_is_refused() -> None:
+    a = Admission(max_concurrency=2, queue_timeout=3600)
     await a.acquire()
-    queued = asyncio.create_task(a.acquire())
-    await asyncio.sleep(0)
+    await a.acquire()
+    order: list[str] = []
+    old, middle = await waiters(a, ["old", "middle"], order)
+    (new,) = await waiters(a, ["new"], order)  # the queue is full: the oldest gives way
     with pytest.raises(Overloaded) as e:
-        await a.acquire()
+        await asyncio.wait_for(old, 5)
     assert e.value.reason == "overloaded:queue_full"
+    assert a.waiting == 2
     a.release()
-    await queued
+    a.release()
+    await asyncio.wait_for(asyncio.gather(middle, new), 5)
+    assert sorted(order) == ["middle", "new"]
+    a.release()
     a.release()
     assert a.in_flight == 0
     assert a.shed == {"queue_full": 1}
