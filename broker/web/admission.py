@@ -74,6 +74,10 @@ class Admission:
             return
         if self.waiting >= self.max_concurrency:  # as many wait as are served: no more
             self._settle(self._oldest(), Overloaded("queue_full"))
+        if len(self._waiters) > 2 * self.waiting + 16:
+            # settled waiters left behind (timed out, gone) are dropped now and then, so
+            # the queue's memory follows the waiting requests, not the refused ones
+            self._waiters = deque(w for w in self._waiters if not w.done())
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)

@@ -125,6 +125,18 @@ async def test_a_cancelled_waiter_leaks_no_slot() -> None:
     assert a.in_flight == 0
 
 
+async def test_the_queue_keeps_no_trace_of_requests_that_left() -> None:
+    a = Admission(max_concurrency=4, queue_timeout=0.001)
+    for _ in range(4):
+        await a.acquire()
+    for _ in range(200):
+        with pytest.raises(Overloaded):
+            await a.acquire()
+    assert a.waiting == 0
+    assert len(a._waiters) <= 17
+    assert a.shed["queue_timeout"] == 200
+
+
 def test_lag_over_the_queue_timeout_refuses() -> None:
     a = Admission(max_concurrency=8, queue_timeout=0.5)
     a.check_lag()
