@@ -10,8 +10,10 @@ does. The work is STS ``AssumeRoleWithWebIdentity``: each request an ID token to
 policy to evaluate, credentials to sign and an audit row to write. This process is the load
 generator: plain HTTP/1.1 keep-alive connections, one request at a time each.
 
-1. **Capacity**: ``--capacity-connections`` connections send back to back for ``--seconds``
-   (closed loop): the accepted req/s is the instance's capacity, measured now, on this machine.
+1. **Capacity**: ``--capacity-connections`` (64) connections send back to back for
+   ``--seconds`` (closed loop): the accepted req/s is the instance's capacity, measured now, on
+   this machine. (With SQLite the broker gets more through with far more requests in flight,
+   at seconds of latency: the ``off`` rows at 3x and 10x show how much.)
 2. **Offered load**: for each of ``--loads`` (multiples of that capacity) requests are sent at
    that fixed rate for ``--seconds`` whether or not earlier ones were answered (open loop: the
    clients do not slow down because the broker does, as real clients that time out and retry
@@ -24,8 +26,10 @@ It does this twice, each on a fresh server: ``off`` (no admission control: ``max
 and ``queue_timeout`` out of reach) and ``on`` (``--max-concurrency``, ``--queue-timeout``: the
 defaults of ``[server]``), and prints per phase: offered and sent req/s, accepted (2xx) req/s,
 p50/p99 of the accepted, the share of 503s, other answers (non-2xx other than 503; 2xx whose
-body is not a credential: must be 0), timeouts, and the server's RSS after the phase; then the
-ratios of ``on`` to ``off`` at the highest load. It takes about two minutes with the defaults.
+body is not a credential: must be 0), timeouts, requests not sent, the server's RSS after the
+phase and its CPU use (it has threads: the store's, password hashing); for ``on`` the 503s by
+reason (``/metrics``); then ratios at the highest load: ``on`` to ``off``, and ``on`` to its
+capacity phase. It takes about three minutes with the defaults.
 """
 
 from __future__ import annotations
