@@ -141,6 +141,10 @@ class ServerConfig:
     allowed_redirect_domains: tuple[RedirectRule, ...] = ()
     trusted_proxies: Networks = field(default_factory=Networks)  # not a plain tuple: see Networks
     account_id: str = "000000000000"
+    # Admission control (broker.web.admission): requests handled at once, and how long one may
+    # wait for a turn (or have waited unseen in the event loop) before it is refused with 503.
+    max_concurrency: int = 256
+    queue_timeout: float = 2.0
 
     @property
     def secure(self) -> bool:
@@ -496,6 +500,8 @@ def _server(t: _Table) -> ServerConfig:
     account = t.string("account_id", "000000000000")
     if not re.fullmatch(r"\d{12}", account):
         t.problems.add(t.path("account_id"), "must be 12 digits")
+    max_concurrency = int(t.num("max_concurrency", 256, minimum=1, integer=True))
+    queue_timeout = t.duration("queue_timeout", 2.0)
     t.check_unknown()
     return ServerConfig(
         listen_host=host or "127.0.0.1",
@@ -504,6 +510,8 @@ def _server(t: _Table) -> ServerConfig:
         allowed_redirect_domains=tuple(rules),
         trusted_proxies=Networks(proxies),
         account_id=account,
+        max_concurrency=max_concurrency,
+        queue_timeout=queue_timeout,
     )
 
 

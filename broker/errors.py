@@ -115,10 +115,13 @@ class RateLimited(BrokerError):
 
 
 class Overloaded(BrokerError):
-    """The broker refuses work it cannot queue (the password-hashing pool is full), rather
-    than letting it pile up and stall everything else."""
+    """The broker refuses work it cannot queue (the password-hashing pool is full; no request
+    slot within ``[server] queue_timeout``: ``broker.web.admission``), rather than letting it
+    pile up and stall everything else. Each surface answers its own 503 with ``Retry-After``:
+    STS/IAM ``ServiceUnavailable``, OAuth ``temporarily_unavailable`` (RFC 6749 §4.1.2.1),
+    forward-auth a bare 503 (the proxy denies), pages an HTML 503."""
 
-    code = "overloaded"
+    code = "temporarily_unavailable"
     status = 503
     public_message = "The service is busy; try again in a moment."
 
@@ -390,10 +393,17 @@ class StsRequestEntityTooLarge(StsError):
 
 
 class StsServiceUnavailable(StsError):
+    """AWS's common ``ServiceUnavailable`` (503): a failure of ours, or too busy (with
+    ``retry_after``); the AWS SDKs retry it."""
+
     sts_type = "Receiver"
     code = "ServiceUnavailable"
     status = 503
     public_message = "The broker is unavailable. Try again later."
+
+    def __init__(self, reason: str = "", *, retry_after: int | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 # --- IAM (the AWS Query protocol, Version=2010-05-08) --------------------------------------
@@ -560,6 +570,10 @@ class TemporarilyUnavailable(OAuthError):
     code = "temporarily_unavailable"
     status = 503
     public_message = "The broker cannot complete the request now; try again later."
+
+    def __init__(self, reason: str = "", *, retry_after: int | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 # --- RFC 8628 §3.5: the device grant's polling answers ------------------------------------

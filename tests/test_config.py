@@ -106,6 +106,7 @@ def test_defaults() -> None:
     assert s.server.allowed_redirect_domains == ()
     assert s.server.trusted_proxies == ()
     assert not s.server.secure
+    assert (s.server.max_concurrency, s.server.queue_timeout) == (256, 2.0)
     assert s.keys.algorithm == "EdDSA"
     assert s.keys.rotate_every == 7 * 86400
     assert s.session.cookie_name == "broker_session"
@@ -132,10 +133,13 @@ def test_full_server_section() -> None:
                 "allowed_redirect_domains": [".Example.com", "app.internal:8443", "dev.test:*"],
                 "trusted_proxies": ["127.0.0.1", "10.0.0.0/8", "fd00::/8"],
                 "account_id": "123456789012",
+                "max_concurrency": 64,
+                "queue_timeout": "500ms",
             }
         }
     )
     assert (s.server.listen_host, s.server.listen_port) == ("::1", 9000)
+    assert (s.server.max_concurrency, s.server.queue_timeout) == (64, 0.5)
     assert s.server.public_url == "https://broker.example.com"  # trailing slash dropped
     assert s.server.secure
     rules = [(r.host, r.subdomains, r.port, r.any_port) for r in s.server.allowed_redirect_domains]
@@ -616,6 +620,21 @@ def test_section_that_is_not_a_table() -> None:
             {"server": {"trusted_proxies": ["nope"]}},
             "server.trusted_proxies[0]: 'nope' is not an IP network",
             id="cidr",
+        ),
+        pytest.param(
+            {"server": {"max_concurrency": 0}},
+            "server.max_concurrency: must be at least 1",
+            id="max-concurrency-zero",
+        ),
+        pytest.param(
+            {"server": {"max_concurrency": 2.5}},
+            "server.max_concurrency: must be a whole number",
+            id="max-concurrency-fraction",
+        ),
+        pytest.param(
+            {"server": {"queue_timeout": "0s"}},
+            "server.queue_timeout: must be longer than zero",
+            id="queue-timeout-zero",
         ),
         pytest.param(
             {"roles": {"dev": {"trust_policy": TRUST, "managed_policies": ["ReadOnly"]}}},

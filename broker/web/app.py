@@ -29,13 +29,15 @@ from broker.web import (
     sts,
     wellknown,
 )
+from broker.web.admission import Admission
 from broker.web.cookies import Cookies
-from broker.web.keys import BROKER, METRICS, RENDERER, SETTINGS
+from broker.web.keys import ADMISSION, BROKER, METRICS, RENDERER, SETTINGS
 from broker.web.middleware import not_found, observed
 from broker.web.render import Renderer
 from broker.web.simulate import simulate as simulate_api
 
 log = logging.getLogger(__name__)
+json_api = oauth.overloaded  # the JSON APIs refuse for overload as OAuth does
 STATIC = Path(__file__).parent / "static"
 PROVIDER_KEEPALIVE_SECONDS = 2.0
 
@@ -49,6 +51,9 @@ def create_app(
     app[RENDERER] = Renderer(settings.ui)
     app[METRICS] = Counter()
     app[pages.COOKIES] = Cookies(settings)
+    app[ADMISSION] = admission = Admission(
+        settings.server.max_concurrency, settings.server.queue_timeout
+    )
 
     async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=30)
@@ -77,10 +82,11 @@ def create_app(
                 await broker.close()
 
     app.cleanup_ctx.append(broker_ctx)
+    app.cleanup_ctx.append(lambda _: admission.running())
 
     r = app.router
     r.add_get("/", observed(pages.index))
-    r.add_post("/", observed(sts.query))  # the AWS Query protocol (STS)
+    r.add_post("/", observed(sts.query, overloaded=sts.overloaded))  # AWS Query: STS and IAM
     r.add_get("/.well-known/openid-configuration", observed(wellknown.openid_configuration))
     r.add_get("/.well-known/jwks.json", observed(wellknown.jwks))
     r.add_get("/login", observed(pages.login_page))
@@ -101,27 +107,30 @@ def create_app(
     r.add_post("/session/credentials", observed(portal.credentials_post))
     r.add_get("/logout", observed(pages.logout_get))
     r.add_post("/logout", observed(pages.logout_post))
-    # The hot path, unwrapped: it renders its own 200/401/403 and counts itself.
+    # The hot path, unwrapped: it renders its own 200/401/403/503 and counts itself.
     r.add_route("*", "/auth", forward_auth.auth)
     r.add_route("*", "/auth/{tail:.*}", forward_auth.auth)  # Envoy ext_authz path_prefix
-    r.add_post("/v1/simulate", observed(simulate_api))
-    r.add_post("/v1/authorize", observed(authorize_api.authorize))
-    r.add_post("/oauth2/token", observed(oauth.token))
+    r.add_post("/v1/simulate", observed(simulate_api, overloaded=json_api))
+    r.add_post("/v1/authorize", observed(authorize_api.authorize, overloaded=json_api))
+    r.add_post("/oauth2/token", observed(oauth.token, overloaded=json_api))
     r.add_get("/oauth2/authorize", observed(cli_auth.authorize_get))
     r.add_post("/oauth2/authorize", observed(cli_auth.authorize_post))
-    r.add_post("/oauth2/device", observed(cli_auth.device_authorization))
+    r.add_post("/oauth2/device", observed(cli_auth.device_authorization, overloaded=json_api))
     r.add_get("/device", observed(cli_auth.device_get))
     r.add_post("/device", observed(cli_auth.device_post))
     r.add_post("/device/decide", observed(cli_auth.device_decide))
-    r.add_get("/v1/roles", observed(cli_auth.roles_api))
-    r.add_post("/v1/credentials", observed(cli_auth.credentials_api))
-    r.add_post("/oauth2/introspect", observed(oauth.introspect))
-    r.add_post("/oauth2/revoke", observed(oauth.revoke))
-    r.add_post("/backchannel-logout/{provider}", observed(backchannel.backchannel_logout))
+    r.add_get("/v1/roles", observed(cli_auth.roles_api, overloaded=json_api))
+    r.add_post("/v1/credentials", observed(cli_auth.credentials_api, overloaded=json_api))
+    r.add_post("/oauth2/introspect", observed(oauth.introspect, overloaded=json_api))
+    r.add_post("/oauth2/revoke", observed(oauth.revoke, overloaded=json_api))
+    r.add_post(
+        "/backchannel-logout/{provider}",
+        observed(backchannel.backchannel_logout, overloaded=json_api),
+    )
     console.add_routes(r)
-    r.add_get("/healthz", observed(ops.healthz))
-    r.add_get("/readyz", observed(ops.readyz))
-    r.add_get("/metrics", observed(ops.metrics))
+    r.add_get("/healthz", observed(ops.healthz, admit=False))  # see broker.web.ops
+    r.add_get("/readyz", observed(ops.readyz, admit=False))
+    r.add_get("/metrics", observed(ops.metrics, admit=False))
     r.add_get("/ui/theme.css", _theme(settings.ui))
     if settings.ui.logo is not None:
         r.add_get("/ui/logo", _logo(settings.ui.logo))

@@ -2,7 +2,7 @@
 
 Any method, at ``/auth`` (nginx ``auth_request``, Traefik ForwardAuth, Caddy ``forward_auth``)
 and under ``/auth/`` (Envoy HTTP ``ext_authz`` with ``path_prefix: /auth``, which appends the
-original path). It answers only 200, 401 or 403:
+original path). It answers only 200, 401, 403 or, when overloaded, 503:
 
 - 200 with ``X-Auth-Request-User``, ``-Email``, ``-Groups``, ``-Role``, ``-Session`` and
   ``-Assertion`` (on a public route they are present and empty: no identity), and how long a
@@ -13,7 +13,11 @@ original path). It answers only 200, 401 or 403:
   the same URL (Traefik, Caddy and Envoy hand a denial's body to the browser as it is);
 - 403 when signed in but not allowed, and when the original request is missing, ambiguous,
   malformed or comes from a peer not in ``[server] trusted_proxies`` (a 401 there would send the
-  browser round a login loop). An internal error is a 403 too.
+  browser round a login loop). An internal error is a 403 too;
+- 503 with ``Retry-After`` when the broker is overloaded (``broker.web.admission``: the event
+  loop lags more than ``[server] queue_timeout``): refused before any verification, and every
+  proxy denies on it (nginx's ``auth_request`` turns it into a 500). A repeat the verdict cache
+  answers is still answered: that costs no more than the refusal would.
 
 The original request is read only from trusted peers (``broker.domain.urls``); the credential is
 the session cookie, then ``Authorization: Bearer``. The decision never looks at the User-Agent
@@ -39,10 +43,11 @@ from broker.domain.urls import (
     from_forwarded,
     from_original_url,
 )
+from broker.errors import Overloaded
 from broker.logs import request_id_var
 from broker.service.audit import RequestInfo
 from broker.service.forward_auth import H_REDIRECT, NO_STORE, Verdict
-from broker.web.keys import BROKER, METRICS
+from broker.web.keys import ADMISSION, BROKER, METRICS
 from broker.web.middleware import count_forward_auth, forward_auth_metric
 from broker.web.pages import COOKIES
 from broker.web.request_info import client_ip, peer_is_trusted
@@ -52,6 +57,7 @@ log = logging.getLogger(__name__)
 PREFIX = "/auth"
 _ENVOY_PREFIX = PREFIX + "/"
 _FORBIDDEN_BODY = "Forbidden\n"
+_UNAVAILABLE_BODY = "Service Unavailable\n"
 _NGINX = ("X-Original-URL", "X-Original-Method")
 _FORWARDED = ("X-Forwarded-Uri", "X-Forwarded-Method")
 
@@ -151,6 +157,15 @@ async def auth(request: web.Request) -> web.StreamResponse:
     hit = fa.cached(raw)
     if hit is not None:  # counted by ``fa.cached_allows`` (see /metrics)
         return web.Response(status=200, headers=hit.headers)
+    try:
+        app[ADMISSION].check_lag()  # no slot: this handler does not wait on anything
+    except Overloaded as e:
+        count_forward_auth(request, 503)
+        return web.Response(
+            status=503,
+            headers={**NO_STORE, "Retry-After": str(e.retry_after)},
+            text=_UNAVAILABLE_BODY,
+        )
     trusted = broker.settings.server.trusted_proxies
     source_ip = peer or ""
     try:

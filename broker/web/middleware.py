@@ -1,5 +1,7 @@
 """What every page and API handler gets: a request id on the response and on every log line,
-security headers, one rendering of ``BrokerError`` per surface, metrics, an access-log line.
+security headers, one rendering of ``BrokerError`` per surface, metrics, an access-log line,
+and admission control (``broker.web.admission``): a request the broker is too busy for is
+refused before its handler runs, in the surface's own 503 (``overloaded=``).
 
 It is a handler wrapper (``observed``) rather than an aiohttp middleware on purpose: an app with
 any middleware runs every request, ``/auth`` included, through two more coroutine layers, and
@@ -12,13 +14,14 @@ import functools
 import logging
 import secrets
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from broker.errors import BrokerError, NotFound
+from broker.errors import BrokerError, NotFound, Overloaded
 from broker.logs import request_id_var
-from broker.web.keys import BROKER, METRICS, RENDERER
+from broker.web.keys import ADMISSION, BROKER, METRICS, RENDERER
 from broker.web.pages import apply_refreshed_cookie
 from broker.web.render import SECURITY_HEADERS
 from broker.web.request_info import request_info
@@ -39,15 +42,31 @@ def count_forward_auth(request: web.Request, status: int) -> None:
     request.app[METRICS][forward_auth_metric(status)] += 1
 
 
-def observed(handler: Handler) -> Handler:
+OverloadedRenderer = Callable[[web.Request, Overloaded], web.StreamResponse]
+
+
+def overloaded_page(request: web.Request, err: Overloaded) -> web.StreamResponse:
+    """The default refusal: an HTML 503 for people (JSON with ``Accept: application/json``)."""
+    return request.app[RENDERER].error(request, err)
+
+
+def observed(
+    handler: Handler, *, overloaded: OverloadedRenderer = overloaded_page, admit: bool = True
+) -> Handler:
+    """``admit=False``: never refused for overload (the operators' endpoints)."""
+
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
         rid = secrets.token_hex(8)
         token = request_id_var.set(rid)
         start = time.perf_counter()
         status = 500
+        shed = False
         try:
-            resp = await _render_errors(request, handler)
+            if admit:
+                resp, shed = await _admitted(request, handler, overloaded)
+            else:
+                resp = await _render_errors(request, handler)
             apply_refreshed_cookie(request, resp)
             status = resp.status
             resp.headers["X-Request-Id"] = rid
@@ -63,16 +82,33 @@ def observed(handler: Handler) -> Handler:
             name = route.canonical if route is not None else "unmatched"
             metric = f'broker_http_requests_total{{route="{name}",status="{status}"}}'
             request.app[METRICS][metric] += 1
-            log.info(
-                "%s %s %s %.1fms",
-                request.method,
-                request.rel_url.path,
-                status,
-                (time.perf_counter() - start) * 1000,
-            )
+            if not shed:  # refusals are counted, and logged at most once a second (admission)
+                log.info(
+                    "%s %s %s %.1fms",
+                    request.method,
+                    request.rel_url.path,
+                    status,
+                    (time.perf_counter() - start) * 1000,
+                )
             request_id_var.reset(token)
 
     return wrapper
+
+
+async def _admitted(
+    request: web.Request, handler: Handler, overloaded: OverloadedRenderer
+) -> tuple[web.StreamResponse, bool]:
+    """The handler's answer within a request slot, or (and ``True``) the surface's 503."""
+    admission = request.app[ADMISSION]
+    try:
+        admission.check_lag()
+        await admission.acquire()
+    except Overloaded as e:
+        return overloaded(request, e), True
+    try:
+        return await _render_errors(request, handler), False
+    finally:
+        admission.release()
 
 
 async def not_found(request: web.Request) -> web.StreamResponse:

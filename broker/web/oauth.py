@@ -35,6 +35,7 @@ from broker.errors import (
     InvalidScope,
     InvalidTarget,
     OAuthError,
+    Overloaded,
     StsAccessDenied,
     StsError,
     StsIDPCommunicationError,
@@ -88,7 +89,15 @@ def oauth_error(err: BrokerError) -> web.Response:
     headers = {k: v for k, v in pairs if k.lower() != "content-type"}  # json_response sets it
     if isinstance(err, InvalidClient):
         headers["WWW-Authenticate"] = 'Bearer realm="broker"'
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(max(1, err.retry_after))
     return web.json_response(body, status=status, headers=headers)
+
+
+def overloaded(request: web.Request, err: Overloaded) -> web.Response:
+    """Refused for overload before any work (``broker.web.admission``): RFC 6749 §4.1.2.1's
+    ``temporarily_unavailable``, 503 with ``Retry-After``; also the JSON APIs' refusal."""
+    return oauth_error(TemporarilyUnavailable(err.reason, retry_after=err.retry_after))
 
 
 def as_oauth(err: BrokerError) -> BrokerError:
@@ -98,7 +107,7 @@ def as_oauth(err: BrokerError) -> BrokerError:
     if isinstance(err, StsAccessDenied):
         return InvalidTarget(err.reason)
     if isinstance(err, StsIDPCommunicationError | StsServiceUnavailable) or err.status >= 500:
-        return TemporarilyUnavailable(err.reason)
+        return TemporarilyUnavailable(err.reason, retry_after=err.retry_after)
     if isinstance(err, StsError) and err.code in (
         "ValidationError",
         "MissingParameter",

@@ -265,11 +265,15 @@ def xml_response(status: int, body: str, request_id: str) -> web.Response:
 
 def error_xml(err: StsError, namespace: str, request_id: str) -> web.Response:
     """``<ErrorResponse><Error><Type/><Code/><Message/></Error><RequestId/>`` in the service's
-    namespace, with the error's HTTP status; the message is the public one, never the reason."""
+    namespace, with the error's HTTP status (and ``Retry-After`` when the error has one); the
+    message is the public one, never the reason."""
     body = (
         f'<ErrorResponse xmlns="{namespace}">'
         f"<Error><Type>{escape(err.sts_type)}</Type><Code>{escape(err.code)}</Code>"
         f"<Message>{escape(err.public_message)}</Message></Error>"
         f"<RequestId>{request_id}</RequestId></ErrorResponse>"
     )
-    return xml_response(err.status, body, request_id)
+    resp = xml_response(err.status, body, request_id)
+    if err.retry_after is not None:
+        resp.headers["Retry-After"] = str(max(1, err.retry_after))
+    return resp

@@ -28,6 +28,7 @@ from broker.errors import (
     BrokerError,
     IamInvalidInput,
     IamServiceFailure,
+    Overloaded,
     RequestTooLarge,
     StsError,
     StsInvalidAction,
@@ -55,10 +56,20 @@ MAX_BODY = 256 * 1024  # a request at AWS's own parameter limits is under 100 Ki
 def error_response(err: BrokerError, request_id: str) -> web.Response:
     if not isinstance(err, StsError):
         if err.status >= 500:
-            err = StsServiceUnavailable(err.reason)
+            err = StsServiceUnavailable(err.reason, retry_after=err.retry_after)
         else:
             err = StsInvalidParameterValue(err.reason, public_message=err.public_message)
     return error_xml(err, rules.NAMESPACE, request_id)
+
+
+def overloaded(request: web.Request, err: Overloaded) -> web.Response:
+    """Refused for overload before any work (``broker.web.admission``): AWS's
+    ``ServiceUnavailable`` in the dialect of the API called, told apart without reading the
+    body by the signature's credential scope (``.../iam/aws4_request``: every IAM call is
+    signed)."""
+    unavailable = StsServiceUnavailable(err.reason, retry_after=err.retry_after)
+    iam_call = "/iam/aws4_request" in request.headers.get("Authorization", "")
+    return error_xml(unavailable, iam.NAMESPACE if iam_call else rules.NAMESPACE, str(uuid.uuid4()))
 
 
 def _result(action: str, inner: str, request_id: str) -> web.Response:
