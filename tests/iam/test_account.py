@@ -65,6 +65,7 @@ async def test_account_summary_needs_permission(iam_env: IamEnv) -> None:
         await call(nobody, "get_account_summary")
     assert error_code(e.value) == "AccessDenied"
     assert "iam:GetAccountSummary" in e.value.response["Error"]["Message"]
+    await iam_env.broker.broker.auditor.flush()  # refusals are batched
     events = await iam_env.broker.broker.store.list_audit(action="iam.GetAccountSummary")
     assert events[0].outcome == "failure"
     assert events[0].reason.startswith("not_authorized")
@@ -73,6 +74,7 @@ async def test_account_summary_needs_permission(iam_env: IamEnv) -> None:
     )
     assert status == 403
     assert "MissingAuthenticationToken" in text
+    await iam_env.broker.broker.auditor.flush()  # refusals are batched
     events = await iam_env.broker.broker.store.list_audit(action="iam.GetAccountSummary")
     assert len(events) == 2
 
@@ -228,6 +230,7 @@ async def test_authorization_details_needs_permission(iam_env: IamEnv) -> None:
     with pytest.raises(ClientError) as e:
         await call(nobody, "get_account_authorization_details")
     assert error_code(e.value) == "AccessDenied"
+    await iam_env.broker.broker.auditor.flush()  # refusals are batched
     events = await iam_env.broker.broker.store.list_audit(
         action="iam.GetAccountAuthorizationDetails"
     )

@@ -68,6 +68,7 @@ async def refused(env: IamEnv, client: Any, operation: str, action: str, **param
     e = await expect("AccessDenied", client, operation, **params)
     assert "permissions boundary" in e.response["Error"]["Message"]
     assert await snapshot(env) == before
+    await env.broker.broker.auditor.flush()  # refusals are batched
     events = await env.broker.broker.store.list_audit(action=f"iam.{action}")
     assert events[0].outcome == "failure"
     assert events[0].reason.startswith("escalation:"), events[0]

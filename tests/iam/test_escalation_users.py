@@ -32,6 +32,7 @@ async def world(env: IamEnv) -> tuple[Any, Any]:
 async def denied(env: IamEnv, client: Any, operation: str, action: str, **params: Any) -> None:
     e = await expect("AccessDenied", client, operation, **params)
     assert "permissions boundary" in e.response["Error"]["Message"]
+    await env.broker.broker.auditor.flush()  # refusals are batched
     events = await env.broker.broker.store.list_audit(action=f"iam.{action}")
     assert events[0].outcome == "failure"
     assert events[0].reason.startswith("escalation:")

@@ -410,6 +410,7 @@ async def test_authorization_table(oidc_env: IamEnv) -> None:
                 await call(client, op, **params)
             assert error_code(e.value) == "AccessDenied", (who, op)
             assert f"iam:{action}" in e.value.response["Error"]["Message"]
+            await b.auditor.flush()  # refusals are batched
             events = await b.store.list_audit(action=f"iam.{action}")
             assert events[0].outcome == "failure", (who, op)
             assert events[0].reason.startswith("not_authorized"), (who, op)
@@ -419,6 +420,7 @@ async def test_authorization_table(oidc_env: IamEnv) -> None:
         )
         assert status == 403, op
         assert "MissingAuthenticationToken" in text, op
+        await b.auditor.flush()  # refusals are batched
         events = await b.store.list_audit(action=f"iam.{action}")
         assert events[0].outcome == "failure"
         assert events[0].reason == "missing_authorization"

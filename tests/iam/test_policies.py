@@ -209,6 +209,7 @@ async def test_bad_documents_and_names_store_nothing(iam_env: IamEnv) -> None:
     names = [p.name for p in await store.list_managed_policies()]
     assert names == ["Ok", "ReadOnly"]
     assert len(await store.list_policy_versions("Ok")) == 1
+    await iam_env.broker.broker.auditor.flush()  # refusals are batched
     events = await store.list_audit(action="iam.CreatePolicy")
     assert any(e.outcome == "failure" and "malformed" in e.reason for e in events)
 

@@ -95,6 +95,7 @@ async def snapshot(env: IamEnv) -> Any:
 
 
 async def last_failure(env: IamEnv, action: str) -> Any:
+    await env.broker.broker.auditor.flush()  # refusals are batched
     events = await env.broker.broker.store.list_audit(action=f"iam.{action}")
     assert events, action
     assert events[0].outcome == "failure", (action, events[0])

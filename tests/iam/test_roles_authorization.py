@@ -129,6 +129,7 @@ async def test_refused_callers_change_nothing_and_are_audited(
         assert error_code(e.value) == "AccessDenied"
         assert f"iam:{action}" in e.value.response["Error"]["Message"]
     assert await snapshot(env) == before
+    await env.broker.broker.auditor.flush()  # refusals are batched
     events = await store.list_audit(action=f"iam.{action}", limit=5)
     assert events[0].outcome == "failure"
     if caller != "unsigned":

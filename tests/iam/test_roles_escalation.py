@@ -52,6 +52,7 @@ async def refused(env: IamEnv, client: Any, op: str, action: str, **params: Any)
     assert error_code(e.value) == "AccessDenied"
     assert "permissions boundary" in e.value.response["Error"]["Message"]
     assert await store.list_roles() == before
+    await env.broker.broker.auditor.flush()  # refusals are batched
     events = await store.list_audit(action=f"iam.{action}")
     assert events[0].outcome == "failure"
     assert events[0].reason.startswith("escalation:")

@@ -447,6 +447,7 @@ async def test_unauthenticated_calls_are_refused_and_audited(iam_env: IamEnv) ->
         )
         assert status == 403, text
         assert "MissingAuthenticationToken" in text
+        await iam_env.broker.broker.auditor.flush()  # refusals are batched
         events = await iam_env.broker.broker.store.list_audit(action=f"iam.{action}")
         assert events
         assert events[0].outcome == "failure"
@@ -477,6 +478,7 @@ async def test_permission_only_on_another_principal_is_access_denied(sim_env: Ia
             )
         assert error_code(e.value) == "AccessDenied", (role, source)
         assert source in e.value.response["Error"]["Message"]
+        await sim_env.broker.broker.auditor.flush()  # refusals are batched
         events = await store.list_audit(action="iam.SimulatePrincipalPolicy")
         assert events[0].outcome == "failure"
         assert events[0].reason.startswith("not_authorized")
