@@ -69,6 +69,9 @@ NO_IDENTITY: Mapping[str, str] = dict.fromkeys(IDENTITY_HEADERS, "")
 # hot path pays for every header it sends). Denials: never.
 H_CACHE_CONTROL = "Cache-Control"
 NO_STORE: Mapping[str, str] = {H_CACHE_CONTROL: "no-store"}
+# nginx keeps a ``max-age=N`` answer until its whole-second clock passes ``now + N``: up to
+# N + 1 s. An absolute ``X-Accel-Expires: @<second>`` (which nginx prefers) caps it at N.
+H_ACCEL_EXPIRES = "X-Accel-Expires"
 
 
 def cache_headers(max_age: int) -> Mapping[str, str]:
@@ -106,6 +109,9 @@ class Verdict:
     # An IAM user's credential whose policies are not compiled yet: the caller awaits
     # ``Authorizer.prepare(prepare)`` and decides again with ``prepared=True`` (not audited).
     prepare: Principal | None = None
+    # A proxy may reuse this allow: the answer also carries ``accel_expires()``, which changes
+    # every second while the verdict (and its frozen headers) lives longer.
+    reusable: bool = False
 
 
 HeaderFreezer = Callable[[dict[str, str]], Mapping[str, str]]
@@ -184,7 +190,10 @@ class ForwardAuth:
             200,
             "public_route",
             freeze_headers({**cache_headers(self.cache_max_age), **NO_IDENTITY}),
+            reusable=self.cache_max_age > 0,
         )
+        self._accel_second = -1
+        self._accel = ""
         self.public: tuple[PublicPattern, ...] = compile_public_routes(
             [r.url for r in settings.public_routes]
         )
@@ -219,6 +228,17 @@ class ForwardAuth:
                 self._public_memo.clear()
             self._public_memo[resource] = hit
         return hit
+
+    def accel_expires(self) -> str:
+        """``X-Accel-Expires`` for a reusable allow: ``@<epoch second>``, the last whole second
+        nginx may serve it from its cache, so it is reused at most ``cache_max_age`` seconds
+        (``Cache-Control: max-age`` alone lets nginx keep it up to a second longer, which
+        would stretch a revocation past 2 s). Made once a second."""
+        second = int(self._clock.now())
+        if second != self._accel_second:
+            self._accel = f"@{second + self.cache_max_age - 1}"
+            self._accel_second = second
+        return self._accel
 
     def cached(self, raw: Hashable) -> Verdict | None:
         """The allowed verdict for a byte-identical request seen earlier in this clock second.
@@ -445,7 +465,7 @@ class ForwardAuth:
                 H_ASSERTION: self._keys.sign(claims, typ=tokens.ASSERTION_TYP),
             }
         )
-        verdict = Verdict(200, "allowed", headers)
+        verdict = Verdict(200, "allowed", headers, reusable=age > 0)
         self._assertions[key] = (verdict, renew_at)
         self._assertions.move_to_end(key)
         if len(self._assertions) > MAX_ASSERTIONS:

@@ -6,7 +6,8 @@ original path). It answers only 200, 401, 403 or, when overloaded, 503:
 
 - 200 with ``X-Auth-Request-User``, ``-Email``, ``-Groups``, ``-Role``, ``-Session`` and
   ``-Assertion`` (on a public route they are present and empty: no identity), and how long a
-  proxy may reuse the answer (``Cache-Control: max-age``, ``[proxy] auth_cache_max_age``, or
+  proxy may reuse the answer (``Cache-Control: max-age``, ``[proxy] auth_cache_max_age``, and
+  nginx's ``X-Accel-Expires: @<second>`` so the reuse never outlasts it; or
   ``no-store`` when the credential ends sooner); a denial is always ``no-store``;
 - 401 when no valid credential came with the request, with ``X-Auth-Request-Redirect`` and
   ``Location`` = ``<public_url>/login?rd=<original URL>``, and a tiny HTML page that refreshes to
@@ -46,7 +47,7 @@ from broker.domain.urls import (
 from broker.errors import Overloaded
 from broker.logs import request_id_var
 from broker.service.audit import RequestInfo
-from broker.service.forward_auth import H_REDIRECT, NO_STORE, Verdict
+from broker.service.forward_auth import H_ACCEL_EXPIRES, H_REDIRECT, NO_STORE, ForwardAuth, Verdict
 from broker.web.keys import ADMISSION, BROKER, METRICS
 from broker.web.middleware import count_forward_auth, forward_auth_metric
 from broker.web.pages import COOKIES
@@ -124,9 +125,16 @@ def presented_tokens(request: web.Request, cookie_name: str) -> list[str]:
     return found
 
 
-def respond(verdict: Verdict) -> web.Response:
+def allowed(verdict: Verdict, fa: ForwardAuth) -> web.Response:
+    response = web.Response(status=200, headers=verdict.headers)
+    if verdict.reusable:
+        response.headers[H_ACCEL_EXPIRES] = fa.accel_expires()
+    return response
+
+
+def respond(verdict: Verdict, fa: ForwardAuth) -> web.Response:
     if verdict.status == 200:
-        return web.Response(status=200, headers=verdict.headers)
+        return allowed(verdict, fa)
     if verdict.status == 401:
         login = verdict.headers.get(H_REDIRECT)
         if login is None:  # cannot happen: a 401 always knows the original URL
@@ -156,7 +164,7 @@ async def auth(request: web.Request) -> web.StreamResponse:
     raw = (peer, request.method, request.raw_path, request.raw_headers)
     hit = fa.cached(raw)
     if hit is not None:  # counted by ``fa.cached_allows`` (see /metrics)
-        return web.Response(status=200, headers=hit.headers)
+        return allowed(hit, fa)
     try:
         app[ADMISSION].check_lag()  # no slot: this handler does not wait on anything
     except Overloaded as e:
@@ -183,7 +191,7 @@ async def auth(request: web.Request) -> web.StreamResponse:
             await broker.authorizer.prepare(verdict.prepare)
             verdict = fa.decide(original, tokens, info, raw=raw, prepared=True)
         app[METRICS][forward_auth_metric(verdict.status)] += 1  # count_forward_auth, inlined
-        return respond(verdict)
+        return respond(verdict, fa)
     except Exception:
         # Deny when unsure: never a 500 to the proxy, whatever broke.
         info = RequestInfo(request_id=secrets.token_hex(8), source_ip=source_ip)

@@ -6,6 +6,8 @@ ever served from the cache."""
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,3 +113,29 @@ async def test_denials_are_never_served_from_the_cache(stack: Stack) -> None:
     assert stack.asked(403) - before_403 == 5
     # signing in is honoured at once for the URL that was just refused
     assert await get(stack.app + "/page", token) == 200
+
+
+async def next_second() -> None:
+    """Sleep until just after the next whole second of the wall clock (nginx's clock)."""
+    now = time.time()
+    await asyncio.sleep(math.floor(now) + 1.05 - now)
+
+
+async def test_an_entry_ends_with_the_second_it_was_made_in(stack: Stack) -> None:
+    """The broker's ``X-Accel-Expires: @<second>``: with ``max-age=1`` alone, nginx would serve
+    an entry made at 12.1 until 14.0 (it counts whole seconds), stretching a revocation."""
+    token = await session_token(stack.broker, "dev")
+    for _ in range(5):  # two requests within one second (a loaded machine may need a retry)
+        await next_second()
+        second = int(time.time())
+        before = stack.asked(200)
+        assert await get(stack.app + "/page", token) == 200
+        assert await get(stack.app + "/page", token) == 200
+        if int(time.time()) == second:
+            break
+    else:
+        pytest.skip("could not make two requests within one second on this machine")
+    assert stack.asked(200) - before == 1, stack.proxy.logs()  # the second from nginx's cache
+    await next_second()
+    assert await get(stack.app + "/page", token) == 200
+    assert stack.asked(200) - before == 2, stack.proxy.logs()  # the entry ended with its second
