@@ -12,8 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from broker.service.cli_sessions import CLI_SESSION_PREFIX
+from tests.cli.test_cli_e2e import bash, shell_env
+from tests.cli.test_cli_e2e import login as cli_login
+from tests.conftest import BrokerFactory
 from tests.support.doc_snippets import ROOT, blocks, runs
 from tests.support.login_driver import parse_forms
+from tests.support.oidc_server import OidcServer
 from tests.test_admin_users_cli import login
 from tests.test_serve import served, shipped_config  # noqa: F401 (fixtures)
 
@@ -116,3 +121,36 @@ async def test_steps_2_and_3_as_written_with_the_session_cookie(
     role, idp, idp_sub, sid = eval(proc.stdout)  # a tuple of four strings
     assert (role, idp, idp_sub) == ("arn:broker:iam::000000000000:role/admin", "local", "admin")
     assert sid
+
+
+async def test_step_3_verifies_the_token_broker_token_prints(
+    broker_factory: BrokerFactory, oidc_server: OidcServer, tmp_path: Path
+) -> None:
+    """Step 2's line on the CLI: after ``broker login`` (docs/cli.md, driven to its end with
+    the real provider), ``broker token`` prints a token that step 3's program verifies as
+    written, with the same claims as the cookie's."""
+    readme = (ROOT / "README.md").read_text()
+    between = readme[readme.index(STEPS_2_3[0]) : readme.index("**3. Verify a broker token")]
+    assert "`broker token` ([the CLI](docs/cli.md)" in between
+    assert "which step 3 verifies the same way" in between
+    b = await broker_factory(oidc=oidc_server)
+    env = shell_env(b, tmp_path / "home")
+    await cli_login(b, oidc_server, env)
+    token = (await bash("broker token", env)).strip()
+
+    [python] = blocks("README.md", "python", between=STEPS_2_3)
+    here = python.replace("http://127.0.0.1:8000", b.url)
+    program = f"token = {token!r}\n{here}".rstrip().splitlines()
+    program[-1] = f"print(repr(({program[-1]})))"  # the last line is the expression shown
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", "\n".join(program)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    role, idp, idp_sub, sid = eval(proc.stdout)  # a tuple of four strings
+    # the CLI session's: alice, who took the role dev when she approved the sign-in
+    assert (role, idp, idp_sub) == ("arn:broker:iam::000000000000:role/dev", "corp", "alice")
+    assert sid.startswith(CLI_SESSION_PREFIX)

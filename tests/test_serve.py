@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -188,6 +189,36 @@ def test_a_busy_port_fails_in_one_line_before_the_one_time_password(
         proc.wait(timeout=20)
         if proc.stdout:
             proc.stdout.close()
+
+
+def test_a_second_broker_on_the_port_of_a_running_one_fails_in_one_line(
+    served: tuple[subprocess.Popen[str], str, int], tmp_path: Path
+) -> None:
+    """The issue's own case: a second ``broker serve`` (a fresh copy of the shipped config, so
+    an empty store of its own) on the port of a running broker exits 2 with the one line,
+    creates nothing (no admin user, no password printed, no store, no KEK file), and leaves the
+    first one serving."""
+    first, _, port = served
+    second = tmp_path / "second"
+    shutil.copytree(REPO / "config", second / "config")
+    path = second / "config" / "broker.toml"
+    path.write_text(path.read_text().replace("127.0.0.1:8000", f"127.0.0.1:{port}"))
+    r = subprocess.run(
+        broker_cmd("serve", "--config", str(path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=second,
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stdout == ""  # no one-time password, no "listening on"
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith(f"broker: cannot listen on 127.0.0.1:{port}: ")
+    assert "--listen HOST:PORT" in line
+    assert not (second / "var").exists()  # neither the store nor its KEK file was created
+    assert first.poll() is None
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
+        assert answer.status == 200
 
 
 def test_listen_must_be_host_and_port(shipped_config: tuple[Path, int]) -> None:

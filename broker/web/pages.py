@@ -151,7 +151,8 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 async def login_page(request: web.Request) -> web.StreamResponse:
     """The provider list; a browser that still has a live session goes straight on to ``rd``
-    (this is where forward-auth's 401 sends people, and where an expired token is renewed)."""
+    (this is where forward-auth's 401 sends people, and where an expired token is renewed).
+    With one provider there is nothing to choose: the local form, or the provider's start."""
     b = _broker(request)
     wants_rd = "rd" in request.query and "role" not in request.query
     if wants_rd and await current_session(request) is not None:
@@ -159,8 +160,13 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     params = {k: v for k in ("rd", "role") if (v := request.query.get(k))}
     query = ("?" + urlencode(params)) if params else ""
     providers = list(b.settings.providers.values())
-    if len(providers) == 1 and providers[0].type == "local":
-        return _local_form(request, providers[0].name)  # one way in: no extra click
+    if len(providers) == 1:  # one way in: no extra click
+        if providers[0].type == "local":
+            return _local_form(request, providers[0].name)
+        # Straight to its login start, the broker's own path: ``rd`` and ``role`` go along and
+        # are checked there as after a click (an ``rd`` off the allowed domains is dropped, a
+        # bad ``role`` is a 400). Provider names are [a-z0-9_-]: nothing to escape.
+        return redirect(f"/login/{providers[0].name}{query}", status=302)
     return request.app[RENDERER].page("login.html", providers=providers, query=query)
 
 

@@ -114,8 +114,8 @@ NOT_RUN: dict[tuple[str, str], str] = {
     (
         "README.md",
         "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/broker serve",
-    ): "installs the package from PyPI into a new venv (scripts/test does the same) and serves "
-    "forever; the tests run `broker serve` on config/broker.toml (tests/test_serve.py)",
+    ): "installs the package and its dependencies from PyPI into a new venv (scripts/test does "
+    "the same); the tests run `broker serve` on config/broker.toml (tests/test_serve.py)",
     ("README.md", "bash scripts/test"): "runs the whole test suite, which this test is part of",
     ("README.md", "docker build -t broker ."): DOCKER,
     ("docs/configuration.md", "docker run -p 9000:9000 -v broker-data:/var/lib/broker \\"): DOCKER,
@@ -124,9 +124,6 @@ NOT_RUN: dict[tuple[str, str], str] = {
         'export BROKER_KEK="$(openssl rand -base64 32)"   '
         "# once; keep it: it decrypts the signing keys",
     ): DOCKER,
-    ("docs/deployment.md", "broker serve --workers 4"): "serves until stopped; "
-    "tests/e2e/test_workers.py runs `broker serve --workers 2` and sends it every signal the "
-    "page names",
     ("docs/postgresql.md", "printf 'BROKER_KEK=%s\\nPOSTGRES_PASSWORD=%s\\n' \\"): DOCKER
     + "; its .env lines run in tests/test_container.py, compose.yaml is checked there",
 }
