@@ -387,6 +387,7 @@ class Broker:
             self._last["purge"] = now
             await self.store.purge_login_states(now)
             await self.store.purge_single_use(now)
+            await self.store.purge_provider_logouts(now)
             await self.store.purge_login_failures(now)
             await self.store.purge_unassigned_mfa_devices(
                 path=ENROL_PATH, created_before=now - ENROL_LIFETIME
