@@ -31,6 +31,7 @@ from broker.errors import (
 )
 from broker.idp import OIDCClient, new_pkce
 from broker.service import provider_logouts, single_use
+from broker.service.activity import ActivityLog
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.hashing import PasswordHashing
 from broker.service.login_limits import LoginLimits
@@ -106,8 +107,10 @@ class LoginService:
         clock: Clock,
         hashing: PasswordHashing,
         mfa: MfaService | None = None,
+        activity: ActivityLog | None = None,
     ) -> None:
         self._settings = settings
+        self._activity = activity
         self._mfa = mfa
         self._store = store
         self._clients = clients
@@ -756,4 +759,13 @@ class LoginService:
         await self._refuse_disabled(identity, principal, req, session_id=session.id)
         # The same for a back-channel logout whose tombstone landed after the first read.
         await self._refuse_logged_out(identity, req, session_id=session.id)
+        if self._activity is not None:
+            # Taking a role at sign-in is assuming it with a web identity: counted as STS counts
+            # AssumeRoleWithWebIdentity (the provider as the caller), so the unused-access
+            # review sees the role as assumed even if its session then calls nothing.
+            self._activity.note(
+                self._settings.arn("oidc-provider", identity.provider),
+                "sts:AssumeRoleWithWebIdentity",
+                arn,
+            )
         return Completed(session=session, token=token, redirect_after=rd)
