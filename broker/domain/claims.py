@@ -30,6 +30,9 @@ class Identity:
     user_id: str = ""
     provider_sid: str = ""  # the provider's session (ID token ``sid``), for back-channel logout
     mfa_authenticated_at: float | None = None  # when the second factor was proved (with ``mfa``)
+    # when the broker verified it (the login's callback or password check; a session's start):
+    # a provider's ``sub``-only back-channel logout at or after this time ends it. 0: unknown.
+    verified_at: float = 0.0
 
 
 def _scalar(v: Any) -> str | None:

@@ -18,6 +18,11 @@ accepted), and only then does anything end, on every instance within the revocat
 - ``sub`` alone: every session of that provider subject's broker user, and every credential
   issued to that user until now (``Store.revoke_user_sessions``: one ``user`` revocation).
 
+A login still pending when the token arrives (the callback done, the role not yet chosen) has
+no session row to end: the token also leaves a tombstone in the store (``provider_logouts``:
+the ``sid``, or the ``sub`` with the time), which refuses that login when it would become a
+session, on any instance.
+
 A plain ``POST /logout`` records a ``session`` revocation instead, which ends only that
 session's own tokens: credentials derived from it live on until they expire, as AWS STS
 credentials outlive the console session. Back-channel logout ends the provider session's
@@ -44,7 +49,9 @@ from broker.errors import (
 )
 from broker.idp import OIDCClient
 from broker.idp.logout_token import MAX_AGE, LogoutToken
+from broker.service import provider_logouts
 from broker.service.audit import Auditor, RequestInfo
+from broker.service.login import PENDING_LIFETIME
 from broker.service.revocation import RevocationState
 from broker.storage.base import Revocation, SingleUse, Store
 
@@ -173,6 +180,17 @@ class BackchannelLogout:
         """End what the token names; returns (the users concerned, the sessions ended by
         ``sid``), each sorted."""
         now = self._clock.now()
+        # First the tombstone, for logins still pending: a session issued after this write
+        # sees it; one issued before it is a row that the revocation below ends.
+        leeway = self._clients[provider].config.leeway
+        await provider_logouts.remember(
+            self._store,
+            provider,
+            sid=token.sid,
+            subject=token.subject,
+            now=now,
+            lifetime=self._settings.login.state_ttl + PENDING_LIFETIME + leeway,
+        )
         if token.sid is not None:
             # Session-granular (§2.4): only what that provider session started, and what was
             # derived from it; the user's other sessions stay.

@@ -41,6 +41,7 @@ from broker.errors import (
     SlowDown,
     Unauthenticated,
 )
+from broker.service import provider_logouts
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.login_limits import LoginLimits
 from broker.service.revocation import RevocationState
@@ -112,6 +113,7 @@ def session_identity(s: Session) -> Identity:
         user_id=s.user_id,
         provider_sid=s.provider_sid,
         mfa_authenticated_at=s.mfa_authenticated_at,
+        verified_at=s.created_at,
     )
 
 
@@ -195,6 +197,7 @@ class CliSessions:
         except Unauthenticated as e:
             raise InvalidGrant(f"approving_{e.reason}") from e
         identity = session_identity(source)
+        await self._refuse_logged_out(identity)
         sid = CLI_SESSION_PREFIX + self._sessions.new_id()
         # Fail-closed: no session is opened without its audit row.
         await self._audit.record_or_fail(
@@ -210,7 +213,19 @@ class CliSessions:
             max_session_duration=self._settings.session.lifetime,
             session_id=sid,
         )
+        # A back-channel logout of the approving session's provider session that ended it
+        # after ``live`` above may have missed this new row: its tombstone is seen here.
+        await self._refuse_logged_out(identity, session_id=session.id)
         return await self._tokens(session, token)
+
+    async def _refuse_logged_out(self, identity: Identity, *, session_id: str = "") -> None:
+        now = self._clock.now()
+        reason = await provider_logouts.refusal(self._store, identity, now)
+        if reason is None:
+            return
+        if session_id:
+            await self._store.revoke_session(session_id, now=now, reason=reason)
+        raise InvalidGrant(f"approving_{reason}")
 
     async def _tokens(self, session: Session, token: str) -> CliTokens:
         refresh = await self._values.issue(

@@ -213,8 +213,18 @@ class Broker:
                 # the label authenticator apps show: this broker's host name
                 issuer=urlsplit(settings.server.public_url).hostname or "broker",
             )
+            activity = ActivityLog(store, clock)
             login = LoginService(
-                settings, store, clients, roles, sessions, auditor, clock, hashing, mfa=mfa
+                settings,
+                store,
+                clients,
+                roles,
+                sessions,
+                auditor,
+                clock,
+                hashing,
+                mfa=mfa,
+                activity=activity,
             )
             password = (
                 await bootstrap_admin(settings, store, auditor, clock, hashing)
@@ -226,7 +236,6 @@ class Broker:
             await store.close()
             raise
         credentials = CredentialVerifier(sessions, revocations, clock)
-        activity = ActivityLog(store, clock)
         access_keys = AccessKeyService(
             store,
             kek=kek,
@@ -387,6 +396,7 @@ class Broker:
             self._last["purge"] = now
             await self.store.purge_login_states(now)
             await self.store.purge_single_use(now)
+            await self.store.purge_provider_logouts(now)
             await self.store.purge_login_failures(now)
             await self.store.purge_unassigned_mfa_devices(
                 path=ENROL_PATH, created_before=now - ENROL_LIFETIME

@@ -30,7 +30,8 @@ from broker.errors import (
     RateLimited,
 )
 from broker.idp import OIDCClient, new_pkce
-from broker.service import single_use
+from broker.service import provider_logouts, single_use
+from broker.service.activity import ActivityLog
 from broker.service.audit import Auditor, RequestInfo
 from broker.service.hashing import PasswordHashing
 from broker.service.login_limits import LoginLimits
@@ -106,8 +107,10 @@ class LoginService:
         clock: Clock,
         hashing: PasswordHashing,
         mfa: MfaService | None = None,
+        activity: ActivityLog | None = None,
     ) -> None:
         self._settings = settings
+        self._activity = activity
         self._mfa = mfa
         self._store = store
         self._clients = clients
@@ -274,6 +277,7 @@ class LoginService:
             user_id=user.id,
             provider_sid=sid if isinstance(sid, str) and 0 < len(sid) <= MAX_SID_LENGTH else "",
             mfa_authenticated_at=(amr_auth_time(claims) or now) if mfa else None,
+            verified_at=now,
         )
 
     async def _outcome(
@@ -371,6 +375,7 @@ class LoginService:
             user_id=user.id,
             mfa=mfa_authenticated_at is not None,
             mfa_authenticated_at=mfa_authenticated_at,
+            verified_at=now,
         )
         try:
             return await self._outcome(identity, rd, role, req)
@@ -549,6 +554,7 @@ class LoginService:
                 "mfa": i.mfa,
                 "mfa_at": i.mfa_authenticated_at,
                 "provider_sid": i.provider_sid,
+                "at": i.verified_at,
                 "roles": [c.role.name for c in outcome.candidates],
                 "rd": outcome.redirect_after,
             },
@@ -582,6 +588,7 @@ class LoginService:
             mfa_authenticated_at=(
                 float(c["mfa_at"]) if isinstance(c.get("mfa_at"), int | float) else None
             ),
+            verified_at=float(c["at"]) if isinstance(c.get("at"), int | float) else 0.0,
         )
         return PendingChoice(
             identity=identity,
@@ -595,6 +602,8 @@ class LoginService:
         """Use up the pending choice for one of its roles and issue the session."""
         choice = await self.pending_choice(ticket, browser=browser, req=req)
         role = await self._allowed_role(choice.identity, role_name, choice.roles, req=req)
+        # A provider logout since the callback refuses the choice before anything is used up.
+        await self._refuse_logged_out(choice.identity, req)
         if await self._values.consume(single_use.PENDING_ROLE, ticket, browser=browser) is None:
             await self._audit.record(
                 "role.choose",
@@ -642,6 +651,7 @@ class LoginService:
             user_id=s.user_id,
             provider_sid=s.provider_sid,  # the provider's logout still ends the new session
             mfa_authenticated_at=s.mfa_authenticated_at,
+            verified_at=s.created_at,
         )
         candidates = await self._roles.candidates(identity, source_ip=req.source_ip)
         role = await self._allowed_role(
@@ -688,6 +698,28 @@ class LoginService:
         )
         raise AccessDenied("user_disabled", public_message=DISABLED_MESSAGE)
 
+    async def _refuse_logged_out(
+        self, identity: Identity, req: RequestInfo, *, session_id: str = ""
+    ) -> None:
+        """Refuse (audited) an identity a provider's back-channel logout ended while its login
+        was pending (``provider_logouts``); ``session_id``: the session just made of it, which is
+        revoked then (no token of it has left)."""
+        now = self._clock.now()
+        reason = await provider_logouts.refusal(self._store, identity, now)
+        if reason is None:
+            return
+        if session_id:
+            await self._store.revoke_session(session_id, now=now, reason=reason)
+        await self._audit.record(
+            "role.choose",
+            "denied",
+            req=req,
+            principal=f"{identity.provider}/{identity.subject}",
+            reason=reason,
+            details={"sid": identity.provider_sid},
+        )
+        raise AccessDenied(reason, public_message=provider_logouts.ENDED_MESSAGE)
+
     async def _issue(
         self,
         identity: Identity,
@@ -700,6 +732,7 @@ class LoginService:
         principal = f"{identity.provider}/{identity.subject}"
         arn = self._roles.arn(role.name)
         await self._refuse_disabled(identity, principal, req)
+        await self._refuse_logged_out(identity, req)
         session_id = self._sessions.new_id()
         # Fail-closed: no session exists, and no token leaves, without its audit rows.
         await self._audit.record_all_or_fail(
@@ -724,4 +757,15 @@ class LoginService:
         # Again once the session exists: a user disabled after the first read is disabled before
         # its revocation is written, and that revocation voids this session; or this read sees it.
         await self._refuse_disabled(identity, principal, req, session_id=session.id)
+        # The same for a back-channel logout whose tombstone landed after the first read.
+        await self._refuse_logged_out(identity, req, session_id=session.id)
+        if self._activity is not None:
+            # Taking a role at sign-in is assuming it with a web identity: counted as STS counts
+            # AssumeRoleWithWebIdentity (the provider as the caller), so the unused-access
+            # review sees the role as assumed even if its session then calls nothing.
+            self._activity.note(
+                self._settings.arn("oidc-provider", identity.provider),
+                "sts:AssumeRoleWithWebIdentity",
+                arn,
+            )
         return Completed(session=session, token=token, redirect_after=rd)

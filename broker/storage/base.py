@@ -90,6 +90,19 @@ class SingleUse:
 
 
 @dataclass(frozen=True)
+class ProviderLogout:
+    """A provider's back-channel logout, remembered while a login it must stop could still be
+    pending (a tombstone): the provider session ``sid`` ended (``kind`` ``"sid"``), or every
+    session of the provider's user ``sub`` up to ``logged_out_at`` (``kind`` ``"sub"``)."""
+
+    provider: str
+    kind: str  # "sid" | "sub"
+    value: str  # the provider's session id, or its subject
+    logged_out_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
 class LoginFailures:
     """Failed logins counted against one key (a hashed user name or address) in a fixed
     window that starts at its first failure and ends at ``window_end``."""
@@ -457,6 +470,22 @@ class Store(Protocol):
         """Delete every single-use value and login state bound to this browser (logout)."""
 
     async def purge_single_use(self, now: float) -> int: ...
+
+    # back-channel logouts that pending logins must see (tombstones)
+    async def put_provider_logout(self, logout: ProviderLogout) -> None:
+        """Remember a logout; of two for the same (provider, kind, value) the later
+        ``logged_out_at`` and the later ``expires_at`` are kept (one row)."""
+
+    async def provider_logouts(
+        self, provider: str, *, sid: str, subject: str, now: float
+    ) -> list[ProviderLogout]:
+        """The unexpired logouts of the provider's session ``sid`` and of its user ``subject``
+        (``""`` matches nothing), ``"sid"`` first."""
+        ...
+
+    async def purge_provider_logouts(self, now: float) -> int:
+        """Delete the expired logouts; returns how many."""
+        ...
 
     # failed-login counts, shared by every instance; one row per key, never evicted
     async def add_login_failures(

@@ -70,6 +70,17 @@ single_use = sa.Table(
     sa.PrimaryKeyConstraint("kind", "key"),
 )
 
+provider_logouts = sa.Table(
+    "provider_logouts",
+    metadata,
+    sa.Column("provider", sa.String(), nullable=False),
+    sa.Column("kind", sa.String(), nullable=False),  # "sid" | "sub"
+    sa.Column("value", sa.String(), nullable=False),  # the provider's session id or subject
+    sa.Column("logged_out_at", sa.Double(), nullable=False),
+    sa.Column("expires_at", sa.Double(), nullable=False, index=True),
+    sa.PrimaryKeyConstraint("provider", "kind", "value"),
+)
+
 login_failures = sa.Table(
     "login_failures",
     metadata,

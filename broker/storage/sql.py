@@ -16,7 +16,8 @@ One implementation serves both databases; where they differ (upserts, locking) t
 - ``sql_audit``: the hash-chained audit log and its checkpoints;
 - ``sql_keys``: the token-signing keys and their rotation;
 - ``sql_sessions``: browser sessions and revocations;
-- ``sql_logins``: login states, other single-use values and failed-login counts;
+- ``sql_logins``: login states, other single-use values, back-channel logouts pending logins
+  must see, and failed-login counts;
 - ``sql_reports``: the credentials report's reads and ``report_jobs``.
 - ``sql_activity``: access activity, the unused-access review's pages and report jobs.
 - ``sql_access_keys``: IAM users' access keys (sealed secrets, last-used times).

@@ -1,7 +1,9 @@
 """Values a browser or a login uses once: the SQL half of the ``Store`` protocol's login
 states (``put_login_state``, ``consume_login_state``, ``purge_login_states``), other single-use
-values (``put_single_use`` ... ``purge_single_use``, ``forget_binding``) and failed-login counts
-(``add_login_failures``, ``forgive_login_failures``, ``purge_login_failures``).
+values (``put_single_use`` ... ``purge_single_use``, ``forget_binding``), the back-channel
+logouts pending logins must see (``put_provider_logout``, ``provider_logouts``,
+``purge_provider_logouts``) and failed-login counts (``add_login_failures``,
+``forgive_login_failures``, ``purge_login_failures``).
 
 Consuming is one ``DELETE ... RETURNING`` statement, so concurrent consumers race on the row and
 exactly one gets it back.
@@ -15,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from broker.storage import schema as t
-from broker.storage.base import LoginFailures, LoginState, SingleUse
+from broker.storage.base import LoginFailures, LoginState, ProviderLogout, SingleUse
 from broker.storage.sql_base import SqlBase
 
 
@@ -149,6 +151,66 @@ class LoginsSql(SqlBase):
         async with self._write("purge single-use values") as conn:
             result = await conn.execute(
                 sa.delete(t.single_use).where(t.single_use.c.expires_at <= now)
+            )
+            return result.rowcount
+
+    # -- back-channel logouts (tombstones for pending logins)
+
+    async def put_provider_logout(self, logout: ProviderLogout) -> None:
+        c = t.provider_logouts.c
+        stmt = self._upsert(
+            t.provider_logouts,
+            {
+                "provider": logout.provider,
+                "kind": logout.kind,
+                "value": logout.value,
+                "logged_out_at": logout.logged_out_at,
+                "expires_at": logout.expires_at,
+            },
+            key=("provider", "kind", "value"),
+            update={
+                # one statement: concurrent logouts of the same session keep the later of each
+                "logged_out_at": lambda x: sa.case(
+                    (x.logged_out_at > c.logged_out_at, x.logged_out_at), else_=c.logged_out_at
+                ),
+                "expires_at": lambda x: sa.case(
+                    (x.expires_at > c.expires_at, x.expires_at), else_=c.expires_at
+                ),
+            },
+        )
+        async with self._write("put provider logout") as conn:
+            await conn.execute(stmt)
+
+    async def provider_logouts(
+        self, provider: str, *, sid: str, subject: str, now: float
+    ) -> list[ProviderLogout]:
+        c = t.provider_logouts.c
+        wanted = [(kind, value) for kind, value in (("sid", sid), ("sub", subject)) if value]
+        if not wanted:
+            return []
+        stmt = sa.select(t.provider_logouts).where(
+            c.provider == provider,
+            c.expires_at > now,
+            sa.or_(*(sa.and_(c.kind == k, c.value == v) for k, v in wanted)),
+        )
+        async with self._read("find provider logouts") as conn:
+            rows = (await conn.execute(stmt)).all()
+        found = [
+            ProviderLogout(
+                provider=r.provider,
+                kind=r.kind,
+                value=r.value,
+                logged_out_at=r.logged_out_at,
+                expires_at=r.expires_at,
+            )
+            for r in rows
+        ]
+        return sorted(found, key=lambda x: x.kind != "sid")
+
+    async def purge_provider_logouts(self, now: float) -> int:
+        async with self._write("purge provider logouts") as conn:
+            result = await conn.execute(
+                sa.delete(t.provider_logouts).where(t.provider_logouts.c.expires_at <= now)
             )
             return result.rowcount
 

@@ -290,3 +290,66 @@ async def test_the_logout_of_one_provider_session_ends_only_its_broker_session_a
         [sid_1],
     )
     assert "backchannel.error" not in provider.stderr
+
+
+async def stop_at_the_chooser(
+    browser: aiohttp.ClientSession, b: RunningBroker, oidc: OidcServer
+) -> list[tuple[str, str]]:
+    """Alice signs in through the provider's forms and stops at ``/roles`` (no session yet);
+    returns the chooser form's fields."""
+    r = await follow_login(
+        browser,
+        f"{b.url}/login/corp",
+        username="alice",
+        password=oidc.accounts["alice"],
+        provider_origins=oidc.issuers.values(),
+    )
+    assert (r.status, r.url) == (200, f"{b.url}/roles"), r.text
+    return list(parse_forms(r.text)[0].fields)
+
+
+async def assert_choice_refused(
+    browser: aiohttp.ClientSession, at: RunningBroker, fields: list[tuple[str, str]]
+) -> None:
+    async with browser.post(
+        f"{at.url}/roles", data=[*fields, ("role", "dev")], allow_redirects=False
+    ) as r:
+        assert r.status == 403
+        page = await r.text()
+    assert "signed out at your identity provider" in page
+    assert 'href="/login"' in page
+    assert "broker_session" not in browser.cookie_jar.filter_cookies(URL(at.url))
+    events = await at.broker.store.list_audit(action="role.choose")
+    assert [(e.outcome, e.principal, e.reason) for e in events] == [
+        ("denied", "corp/alice", "provider_session_ended")
+    ]
+    logins = await at.broker.store.list_audit(action="login")
+    assert [e for e in logins if e.outcome == "success"] == []  # no session was made
+
+
+async def test_a_logout_while_the_role_choice_is_pending_refuses_the_choice(
+    start: Start, ports: Ports, provider: OidcServer
+) -> None:
+    """The provider session ends after the callback, before ``POST /roles``: no broker session
+    existed for the logout token to end, and the choice must not make one."""
+    a = await start("a", ports.a, "sqlite:///broker.db", ports.a)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        fields = await stop_at_the_chooser(browser, a, provider)
+        await end_session_at_provider(browser, provider)  # the provider POSTs the logout token
+        [event] = await a.broker.store.list_audit(action="logout.backchannel")
+        assert (event.outcome, event.details["sessions"]) == ("success", [])
+        await assert_choice_refused(browser, a, fields)
+    assert "backchannel.error" not in provider.stderr
+
+
+@pytest.mark.postgres
+async def test_a_logout_at_one_instance_refuses_the_pending_choice_at_another(
+    pg_url: str, start: Start, ports: Ports, provider: OidcServer
+) -> None:
+    a = await start("a", ports.a, pg_url, ports.a)
+    b = await start("b", ports.b, pg_url, ports.a)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        fields = await stop_at_the_chooser(browser, a, provider)
+        await end_session_at_provider(browser, provider)  # the provider POSTs to A
+        await assert_choice_refused(browser, b, fields)  # the choice is made at B
+    assert "backchannel.error" not in provider.stderr

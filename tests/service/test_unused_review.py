@@ -22,8 +22,9 @@ from broker.cli_review import write_unused
 from broker.clock import FrozenClock
 from broker.config import load_settings
 from broker.errors import NotFound
-from broker.policy import evaluate, parse_policy, validate_policy
+from broker.policy import validate_policy
 from broker.service.activity import ActivityLog
+from broker.service.audit import RequestInfo
 from broker.service.container import Broker
 from broker.service.policy_generation import MAX_RESOURCES_PER_SCOPE, PolicyGenerator
 from broker.service.unused import Finding, UnusedAccess
@@ -180,6 +181,40 @@ async def test_unused_report_lists_exactly_the_unused(fx: Fixture) -> None:
     assert [(f["kind"], f["name"]) for f in doc["findings"]] == EXPECTED
 
 
+@pytest.mark.parametrize("path", ["chooser", "single-role"])
+async def test_a_role_chosen_in_the_browser_is_not_reported_unused(
+    fx: Fixture, capsys: pytest.CaptureFixture[str], path: str
+) -> None:
+    """Signing in and taking role ``old`` is assuming it (as AssumeRoleWithWebIdentity records
+    it), though the session then does nothing through ``/auth`` or ``/v1/authorize``."""
+    await seed(fx)
+    b, req = fx.broker, RequestInfo(source_ip="127.0.0.1")
+    alice = await b.store.get_user("id-alice")
+    if path == "chooser":  # several roles: the person picks one on /roles
+        outcome = await b.login.local_outcome(alice, rd="/session", role=None, req=req)
+        assert len(outcome.candidates) > 1
+        ticket = await b.login.offer_roles(outcome, browser="browser-1")
+        done = await b.login.choose_role(ticket, "old", browser="browser-1", req=req)
+    else:  # ``/login?role=old``: straight to the session
+        outcome = await b.login.local_outcome(alice, rd="/session", role="old", req=req)
+        done = await b.login.complete(
+            outcome.identity, "old", [c.role.name for c in outcome.candidates], rd="/", req=req
+        )
+    assert done.session.role_arn == arn("role", "old")
+    assert await b.flush_activity() == 1
+    assert await b.store.assumed_roles([arn("role", "old")]) == {arn("role", "old"): fx.clock.t}
+    await b.close()
+
+    code = await asyncio.to_thread(
+        main, ["report", "unused", "--days", "90", "--json", "--config", str(fx.config)]
+    )
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(f["kind"], f["name"]) for f in doc["findings"]] == [
+        x for x in EXPECTED if x != ("role", "old")
+    ]
+
+
 async def _all(review: UnusedAccess, days: int) -> list[Finding]:
     return [f async for f in review.findings(days)]
 
@@ -237,13 +272,28 @@ async def test_generated_policy_allows_exactly_what_was_observed(fx: Fixture) ->
     assert json.dumps(again.document) == json.dumps(result.document)  # deterministic
     resources = {r for s in result.document["Statement"] for r in s["Resource"]}
     assert "https://app.example.com/api/users/*" in resources  # collapsed: many paths, one host
-    policy = parse_policy(result.document)
+    api = fx.broker.iam_api
 
-    def decide(action: str, resource: str) -> str:
-        return evaluate(action=action, resource=resource, context={}, identity=[policy]).decision
+    async def decide(action: str, resource: str) -> str:
+        """The simulator's answer for the generated policy alone (``SimulateCustomPolicy``)."""
+        out = await api.call(
+            api.root(),
+            "SimulateCustomPolicy",
+            {
+                "PolicyInputList": [json.dumps(result.document)],
+                "ActionNames": [action],
+                "ResourceArns": [resource],
+            },
+        )
+        [evaluation] = out["EvaluationResults"]
+        assert (evaluation["EvalActionName"], evaluation["EvalResourceName"]) == (
+            action,
+            resource,
+        )
+        return str(evaluation["EvalDecision"])
 
     for action, resource in observed:
-        assert decide(action, resource) == "allowed", (action, resource)
+        assert await decide(action, resource) == "allowed", (action, resource)
     for action, resource in [
         ("http:DELETE", "https://app.example.com/old"),  # outside the window
         ("http:PATCH", "https://app.example.com/x"),  # another role's
@@ -257,7 +307,7 @@ async def test_generated_policy_allows_exactly_what_was_observed(fx: Fixture) ->
         ("sts:AssumeRole", arn("role", "old")),
         ("app:ReadSecrets", "x"),
     ]:
-        assert decide(action, resource) == "implicitDeny", (action, resource)
+        assert await decide(action, resource) == "implicitDeny", (action, resource)
 
     with pytest.raises(NotFound):
         await gen.generate("old", 1)  # nothing in the last day

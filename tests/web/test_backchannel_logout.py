@@ -32,6 +32,7 @@ from broker.clock import FrozenClock
 from broker.config import load_settings
 from broker.idp.logout_token import BACKCHANNEL_LOGOUT_EVENT
 from broker.service.backchannel import jti_key
+from broker.service.login import PENDING_LIFETIME
 from broker.storage.base import AuditEvent
 from broker.web.app import create_app
 from tests.conftest import RunningBroker, trust, write_config
@@ -42,6 +43,9 @@ from tests.support.oidc_server import free_port
 
 ROLES = {
     "fake-user": trust("fake", {"StringEquals": {"fake:sub": "user-1"}}),
+    # user-2 may take either: the role chooser, a login pending between callback and choice
+    "pick-a": trust("fake", {"StringEquals": {"fake:sub": "user-2"}}),
+    "pick-b": trust("fake", {"StringEquals": {"fake:sub": "user-2"}}),
     # taken from a fake-user session by token exchange (a derived credential)
     "chained": {
         "Version": "2012-10-17",
@@ -272,6 +276,7 @@ async def test_a_replayed_logout_token_is_refused_and_ends_nothing_new(env: Env)
     raw = logout_token(env)
     assert (await post(env, {"logout_token": raw}))[0] == 200
     env.clock.advance(5)  # a new login after the logout: a replay must not end it
+    env.idp.id_token_claims["sid"] = "op-sid-2"  # a new provider session (the old one ended)
     token = await sign_in(env)
     status, _, body = await post(env, {"logout_token": raw})
     assert status == 400
@@ -385,6 +390,139 @@ async def test_a_sub_alone_ends_every_session_of_the_user_and_what_was_derived(e
     for t in (session_a, session_b, derived_b):
         assert await bearer_auth_status(env, t) == 401
     assert [r.kind for r in await revocations(env)] == ["user"]
+
+
+# --- a logout while the login is still pending (between callback and the role choice) -------
+
+
+@dataclass
+class Pending:
+    """A browser at ``/roles``: the callback is done, the role not yet chosen."""
+
+    browser: aiohttp.ClientSession
+    fields: list[tuple[str, str]]
+
+    async def choose(self, env: Env, role: str = "pick-a") -> tuple[int, str]:
+        async with self.browser.post(
+            f"{env.url}/roles", data=[*self.fields, ("role", role)], allow_redirects=False
+        ) as r:
+            return r.status, await r.text()
+
+    def session_cookie(self, env: Env) -> str | None:
+        c = self.browser.cookie_jar.filter_cookies(URL(env.url)).get("broker_session")
+        return c.value if c is not None else None
+
+
+@pytest.fixture
+async def chooser(env: Env) -> AsyncIterator[Callable[[], Any]]:
+    """Sign user-2 in up to the role chooser; the browser stays open for the choice."""
+    browsers: list[aiohttp.ClientSession] = []
+
+    async def start() -> Pending:
+        env.idp.id_token_claims.update({"sub": "user-2", "email": "user-2@example.com"})
+        browser = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        browsers.append(browser)
+        async with browser.get(f"{env.url}/login/fake", allow_redirects=True) as r:
+            assert (r.status, r.url.path) == (200, "/roles"), await r.text()
+            form = parse_forms(await r.text())[0]
+        return Pending(browser, list(form.fields))
+
+    yield start
+    for b in browsers:
+        await b.close()
+
+
+async def refusals(env: Env) -> list[AuditEvent]:
+    events = await env.broker.broker.store.list_audit(limit=100, action="role.choose")
+    return [e for e in events if e.outcome != "success"]
+
+
+@pytest.mark.parametrize(
+    ("claims", "omit", "reason"),
+    [
+        ({"sub": "user-2"}, ("email",), "provider_session_ended"),
+        ({}, ("email", "sub"), "provider_session_ended"),
+        ({"sub": "user-2"}, ("email", "sid"), "provider_user_logged_out"),
+    ],
+    ids=["sid-and-sub", "sid-only", "sub-only"],
+)
+async def test_a_logout_while_the_role_choice_is_pending_refuses_the_choice(
+    env: Env, chooser: Callable[[], Any], claims: dict[str, Any], omit: tuple[str, ...], reason: str
+) -> None:
+    """The attack: the provider session ends after the callback, before ``POST /roles``. There
+    is no broker session yet for the logout to end; the choice must not make one."""
+    pending: Pending = await chooser()
+    env.clock.advance(2)
+    status, _, body = await post(env, {"logout_token": logout_token(env, claims, omit=omit)})
+    assert status == 200, body
+    env.clock.advance(1)
+
+    status, page = await pending.choose(env)
+
+    assert status == 403
+    assert "signed out at your identity provider" in page
+    assert 'href="/login"' in page  # back to the sign-in
+    assert pending.session_cookie(env) is None
+    [event] = await refusals(env)
+    assert (event.outcome, event.principal, event.reason) == ("denied", "fake/user-2", reason)
+    sessions = await env.broker.broker.store.list_audit(limit=100, action="login")
+    assert [e for e in sessions if e.outcome == "success"] == []
+
+
+async def test_a_logout_of_another_provider_session_or_user_leaves_the_choice(
+    env: Env, chooser: Callable[[], Any]
+) -> None:
+    pending: Pending = await chooser()
+    for n, claims in enumerate(({"sid": "op-sid-9", "sub": "user-2"}, {"sub": "user-1"})):
+        omit = ("email",) if "sid" in claims else ("email", "sid")
+        raw = logout_token(env, {**claims, "jti": f"other-{n}"}, omit=omit)
+        assert (await post(env, {"logout_token": raw}))[0] == 200
+    status, _ = await pending.choose(env)
+    assert status == 303
+    token = pending.session_cookie(env)
+    assert token is not None
+    assert await session_status(env, token) == 200
+    assert await refusals(env) == []
+
+
+async def test_a_login_after_a_sub_only_logout_is_not_refused(
+    env: Env, chooser: Callable[[], Any]
+) -> None:
+    """The tombstone of a ``sub``-only logout ends the logins verified until then, no later."""
+    raw = logout_token(env, {"sub": "user-2"}, omit=("email", "sid"))
+    assert (await post(env, {"logout_token": raw}))[0] == 200
+    env.clock.advance(1)
+    pending: Pending = await chooser()
+    assert (await pending.choose(env))[0] == 303
+    assert pending.session_cookie(env) is not None
+
+
+async def test_an_id_token_of_an_ended_provider_session_makes_no_session(env: Env) -> None:
+    """The single-role path: a code the provider issued before its session ended, redeemed
+    after the logout token came (its ID token carries the ended ``sid``)."""
+    raw = logout_token(env)
+    assert (await post(env, {"logout_token": raw}))[0] == 200
+    env.clock.advance(1)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.get(f"{env.url}/login/fake", allow_redirects=True) as r:
+            assert r.status == 403
+            assert "signed out at your identity provider" in await r.text()
+        assert "broker_session" not in s.cookie_jar.filter_cookies(URL(env.url))
+    [event] = await refusals(env)
+    assert (event.principal, event.reason) == ("fake/user-1", "provider_session_ended")
+
+
+async def test_the_tombstone_outlives_a_pending_choice_and_is_purged_after(env: Env) -> None:
+    """Remembered at least as long as a login begun before the logout can be pending (the
+    login state, then the pending choice), then purged with the other expired values."""
+    store = env.broker.broker.store
+    now = env.clock.now()
+    assert (await post(env, {"logout_token": logout_token(env)}))[0] == 200
+    [t] = await store.provider_logouts("fake", sid=SID, subject="", now=now)
+    login = env.broker.settings.login
+    assert t.expires_at - now >= login.state_ttl + PENDING_LIFETIME
+    assert await store.purge_provider_logouts(t.expires_at - 1) == 0
+    assert await store.purge_provider_logouts(t.expires_at) == 1
 
 
 def test_the_same_jti_from_another_provider_is_another_token() -> None:
