@@ -15,6 +15,7 @@ batches by ``flush`` (the broker's periodic work); reads merge what is still pen
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -31,7 +32,7 @@ from broker.errors import (
     StoreError,
 )
 from broker.service.audit import Auditor, RequestInfo
-from broker.storage.base import AccessKeyRecord, AccessKeyUse, Store, User
+from broker.storage.base import AccessKeyRecord, AccessKeyReview, AccessKeyUse, Store, User
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ INACTIVE = "Inactive"
 STATUSES = (ACTIVE, INACTIVE)
 CACHE_SECONDS = 30.0
 CACHE_ENTRIES = 10_000
+REVIEW_BATCH = 1000  # keys read per store query by ``every_key``
 
 
 def seal_label(access_key_id: str) -> str:
@@ -115,6 +117,19 @@ class AccessKeyService:
 
     async def list(self, user: User) -> list[AccessKeyRecord]:
         return [self._with_pending(k) for k in await self._store.list_access_keys(user.id)]
+
+    async def every_key(self) -> builtins.list[AccessKeyReview]:
+        """Every access key of every existing user with the user's name (never a secret), by
+        key id: one store query per ``REVIEW_BATCH`` keys, whatever the number of users (the
+        console's account-wide list; its caller authorizes each row in memory)."""
+        found: builtins.list[AccessKeyReview] = []
+        after = ""
+        while True:
+            batch = await self._store.access_keys_page(after=after, limit=REVIEW_BATCH)
+            found.extend(self._review_with_pending(k) for k in batch if k.user_name)
+            if len(batch) < REVIEW_BATCH:
+                return found
+            after = batch[-1].access_key_id
 
     async def owned(self, user: User, access_key_id: str) -> AccessKeyRecord:
         """The user's key of that id; ``RecordNotFound`` (IAM's NoSuchEntity) otherwise."""
@@ -226,6 +241,12 @@ class AccessKeyService:
                 if newer is None or newer.at < use.at:
                     self._pending[akid] = use
             raise
+
+    def _review_with_pending(self, k: AccessKeyReview) -> AccessKeyReview:
+        use = self._pending.get(k.access_key_id)
+        if use is None or (k.last_used_at is not None and k.last_used_at >= use.at):
+            return k
+        return replace(k, last_used_at=use.at)
 
     def _with_pending(self, k: AccessKeyRecord) -> AccessKeyRecord:
         use = self._pending.get(k.access_key_id)

@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import BrokerFactory, RunningBroker
+from tests.e2e.conftest import TOKYO, in_tokyo
 from tests.e2e.test_browser_login import provider_sign_in
 from tests.sts.conftest import aws_env
 from tests.support.cli_client import cli_env, run_cli
@@ -304,6 +305,7 @@ async def test_the_end_of_the_session_at_the_server_and_a_readable_cache(
 
 @runs(PAGE, "sh", section="Headless hosts: `--device`")
 @pytest.mark.browser
+@pytest.mark.browser_context(**TOKYO)
 async def test_device_login_with_the_code_entered_in_chromium(
     b: RunningBroker, oidc_server: OidcServer, tmp_path: Path, page: Page
 ) -> None:
@@ -326,6 +328,10 @@ async def test_device_login_with_the_code_entered_in_chromium(
     await page.click("#continue")
     assert (await page.text_content("#user-code")) == code.group(1)
     assert (await page.text_content("#origin-ip")) == "127.0.0.1"
+    # when it was asked for, in the reader's zone (Tokyo, UTC+9, no daylight saving time)
+    at = await page.get_attribute("#origin-at", "datetime")
+    assert at
+    in_tokyo(at, await page.text_content("#origin-at") or "")
     await page.click("#approve")
     await page.wait_for_selector("#done")
     out, err = await asyncio.wait_for(proc.communicate(), 60)

@@ -5,6 +5,7 @@ errors, CSP violations or a missing subresource."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,8 +48,13 @@ async def browser(chromium_executable: str) -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    ctx = await browser.new_context()
+async def context(
+    browser: Browser, request: pytest.FixtureRequest
+) -> AsyncIterator[BrowserContext]:
+    """The test's browser context; ``@pytest.mark.browser_context(timezone_id=...)`` (any
+    ``Browser.new_context`` option) sets it up as another reader's browser would be."""
+    marker = request.node.get_closest_marker("browser_context")
+    ctx = await browser.new_context(**(marker.kwargs if marker else {}))
     ctx.set_default_timeout(15_000)
     try:
         yield ctx
@@ -96,3 +102,17 @@ def axe_source() -> str:
     if not AXE_JS.exists():
         pytest.skip(f"{AXE_JS} missing: run `npm ci --prefix tests/oidc`")
     return AXE_JS.read_text()
+
+
+#: a reader's zone for the tests of ``<time data-local>`` (UTC+9, no daylight saving time)
+TOKYO = {"timezone_id": "Asia/Tokyo", "locale": "en-US"}
+
+
+def in_tokyo(iso: str, shown: str) -> None:
+    """``shown`` is the ``<time datetime=iso>`` in Tokyo's time (en-US: "Dec 6, 2026, 5:48 AM"),
+    not the server's UTC text."""
+    t = datetime.fromisoformat(iso).astimezone(timezone(timedelta(hours=9)))
+    assert "UTC" not in shown, shown
+    assert f"{t:%b} {t.day}, {t.year}" in shown, (iso, shown)
+    assert f"{t.hour % 12 or 12}:{t:%M}" in shown, (iso, shown)
+    assert ("PM" if t.hour >= 12 else "AM") in shown, (iso, shown)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from broker.service import access_keys as service
 from tests.iam.conftest import IamEnv, allow, call, error_code, policy
 from tests.iam.keys_support import EVERYTHING, key_client, user_with_key
 from tests.sts.conftest import ACCOUNT
@@ -267,3 +268,27 @@ async def test_secrets_are_never_audited_or_logged(
     stored = await b.store.get_access_key(key["AccessKeyId"])
     assert stored is not None
     assert key["SecretAccessKey"].encode() not in stored.secret_sealed
+
+
+async def test_every_key_reads_all_keys_in_batches(
+    iam_env: IamEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console's account-wide list: every key of every user, across batch boundaries,
+    with a use not yet flushed."""
+    monkeypatch.setattr(service, "REVIEW_BATCH", 2)
+    b = iam_env.broker.broker
+    api = b.iam_api
+    made: dict[str, str] = {}
+    for name in ("k1", "k2", "k3"):
+        await api.call(api.root(), "CreateUser", {"UserName": name})
+        for _ in range(2 if name != "k2" else 1):
+            key = (await api.call(api.root(), "CreateAccessKey", {"UserName": name}))["AccessKey"]
+            made[key["AccessKeyId"]] = name
+    used = next(iter(made))
+    b.access_keys.note_use(used, region="us-east-1", service="iam")
+    every = await b.access_keys.every_key()
+    mine = {k.access_key_id: k for k in every if k.access_key_id in made}
+    assert {akid: k.user_name for akid, k in mine.items()} == made  # 5 keys, batches of 2
+    assert [k.access_key_id for k in every] == sorted(k.access_key_id for k in every)
+    assert mine[used].last_used_at is not None
+    assert all(k.last_used_at is None for akid, k in mine.items() if akid != used)

@@ -4,6 +4,7 @@ with the request's origin, approve/deny with CSRF, polling (``authorization_pend
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -75,6 +76,8 @@ async def test_device_flow_approved_gives_tokens_once(
     assert status == 200
     assert UA in page
     assert "127.0.0.1" in page
+    # when: UTC text for readers without scripts, shown in the reader's zone by broker.js
+    assert re.search(r'<time id="origin-at" datetime="[^"]+" data-local>[^<]+ UTC</time>', page)
     await env.advance(5)
     async with browser.post(
         f"{env.url}/device/decide",

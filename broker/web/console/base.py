@@ -22,12 +22,12 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from broker.errors import BrokerError, Conflict, IamAccessDenied, InvalidRequest
+from broker.errors import BrokerError, Conflict, CsrfError, IamAccessDenied, InvalidRequest
 from broker.service.audit import RequestInfo
 from broker.service.container import Broker
 from broker.service.iam_api import Caller
@@ -90,6 +90,24 @@ SECTIONS: tuple[Section, ...] = (
     Section("audit", "Audit trail", "/console/audit", "broker:LookupAuditEvents"),
     Section("reports", "Reports", "/console/reports", "iam:GetCredentialReport"),
 )
+
+
+#: fields a stale form's page never shows again (secrets, and the form's own values)
+_NOT_KEPT = ("csrf", "nonce", "password", "secret")
+STALE_MESSAGE = (
+    "This form was opened before you last signed in (or it is too old): nothing was changed. "
+    "What you typed is below: check it and send it again."
+)
+
+
+class StaleForm(CsrfError):
+    """A console form from this site whose CSRF token is no longer the session's (signed out
+    and in again since the page was opened): refused as any CSRF failure (403, audited,
+    nothing changed), answered with ``response``: what was typed, in a fresh form."""
+
+    def __init__(self, reason: str, response: web.Response) -> None:
+        super().__init__(reason)
+        self.response = response
 
 
 class FormReplayed(Conflict):
@@ -158,6 +176,45 @@ class Console:
             raise err
         b.activity.note(cred.role_arn, action, resource)
 
+    async def authorize_iam(self, name: str, resource: str) -> None:
+        """``iam:<name>`` on ``resource`` decided as ``IamApi.call`` decides it (without running
+        the action): a refusal is audited as ``iam.<name>`` ``failure`` and raised (403)."""
+        api = self.broker.iam_api
+        cred = self.credential
+        await self.broker.authorizer.prepare(cred.principal)
+        try:
+            api.authorize(self.caller, name, resource, self.req)
+        except BrokerError as e:
+            await self.broker.auditor.record(
+                f"iam.{name}",
+                "failure",
+                req=self.req,
+                principal=self.caller.actor,
+                reason=e.reason,
+                details={"code": getattr(e, "code", "")},
+            )
+            raise
+
+    def decider(self, action: str) -> Callable[[str], bool]:
+        """Whether ``action`` is allowed on a resource, decided in memory with the caller's
+        compiled policies (no I/O: for filtering many rows after :meth:`authorize_iam`, which
+        compiled an IAM user's policies)."""
+        b = self.broker
+        cred = self.credential
+        context = b.authorizer.context_for(cred.principal, source_ip=self.req.source_ip)
+
+        def allowed(resource: str) -> bool:
+            decision = b.authorizer.decide(
+                cred.principal,
+                action=action,
+                resource=resource,
+                context=context,
+                session_policies=cred.session_policies,
+            )
+            return decision.decision == "allowed"
+
+        return allowed
+
     def may(self, action: str, resource: str = "*") -> bool:
         """Whether to *show* a link or button; the service checks again when it is used."""
         b = self.broker
@@ -179,13 +236,22 @@ class Console:
     async def form(self, action: str) -> Mapping[str, object]:
         """The posted form once its CSRF token checks out and its single-use value is consumed
         (audited ``action`` failure otherwise): of two submits of one page only one gets here."""
-        form = await checked_form(
-            self.request,
-            purpose=CSRF_PURPOSE,
-            binding=self.credential.session_id,
-            action=action,
-            principal=self.caller.actor,
-        )
+        try:
+            form = await checked_form(
+                self.request,
+                purpose=CSRF_PURPOSE,
+                binding=self.credential.session_id,
+                action=action,
+                principal=self.caller.actor,
+            )
+        except CsrfError as e:
+            # Only a form this site served (the browser says so: Origin) gets what was typed
+            # back; a cross-site post, or one without Origin, gets the bare refusal.
+            own = urlsplit(self.broker.settings.server.public_url)
+            origin = self.request.headers.get("Origin")
+            if e.reason != "csrf_mismatch" or origin != f"{own.scheme}://{own.netloc}":
+                raise
+            raise StaleForm(e.reason, await self._stale_page()) from e
         raw = str(form.get("nonce", ""))
         values = SingleUseValues(self.broker.store, self.broker.clock)
         taken = await values.take(FORM_NONCE, raw, browser=browser_value(self.request))
@@ -201,6 +267,22 @@ class Console:
             raise err
         self.request[_TAKEN] = taken  # put back if the request fails (keeping_form_on_failure)
         return form
+
+    async def _stale_page(self) -> web.Response:
+        """The refused form's fields (no secret) in a fresh form to the same place."""
+        posted = await self.request.post()
+        fields = [
+            (k, v)
+            for k, v in posted.items()
+            if isinstance(v, str) and not any(word in k.lower() for word in _NOT_KEPT)
+        ][:50]
+        return await self.page(
+            "console/stale_form.html",
+            status=403,
+            error=STALE_MESSAGE,
+            action_path=self.request.path,
+            fields=fields,
+        )
 
     async def page(
         self, template: str, *, section: str = "", status: int = 200, **context: Any
@@ -241,6 +323,8 @@ def keeping_form_on_failure(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             resp = await handler(request)
+        except StaleForm as e:
+            return e.response  # audited by checked_form; no form value was taken
         except web.HTTPException as e:
             if e.status >= 400:
                 await _put_back(request)

@@ -1,12 +1,15 @@
 // Progressive enhancement only: every page works without this file.
 "use strict";
 // Times in the reader's own time zone: <time datetime="ISO" data-local>.
-for (const el of document.querySelectorAll("time[data-local]")) {
-  const when = new Date(el.getAttribute("datetime"));
-  if (!Number.isNaN(when.getTime())) {
-    el.textContent = when.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+const localTimes = (root) => {
+  for (const el of root.querySelectorAll("time[data-local]")) {
+    const when = new Date(el.getAttribute("datetime"));
+    if (!Number.isNaN(when.getTime())) {
+      el.textContent = when.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+    }
   }
-}
+};
+localTimes(document);
 // A show/hide button beside each password field.
 for (const input of document.querySelectorAll("input[type=password]")) {
   const wrap = document.createElement("span");
@@ -134,4 +137,68 @@ for (const area of document.querySelectorAll("textarea[data-validate]")) {
   });
   // a document already there (an edit) is checked at once; a failed save's findings are kept
   if (area.value.trim() && !out.childElementCount) check();
+}
+// Console: live filtering. A search box <input data-live-filter aria-controls="REGION"> filters
+// as one types: (debounced) the same list URL is fetched with the form's values (q, the current
+// sort; page 1), the answer's REGION replaces this page's, the address follows (replaceState)
+// and the count is said in the form's role=status paragraph. Focus and caret stay in the box:
+// only the region changes. Enter, or no scripts, submits the form (a full page load).
+for (const input of document.querySelectorAll("input[data-live-filter]")) {
+  const form = input.form;
+  const regionId = input.getAttribute("aria-controls");
+  if (!form || !regionId || !window.fetch || !window.DOMParser) continue;
+  const status = document.getElementById(input.id + "-status");
+  let timer = 0;
+  let seq = 0;
+  let last = input.value;
+  const target = () => {
+    const params = new URLSearchParams();
+    for (const [k, v] of new FormData(form)) {
+      if (typeof v === "string" && (v !== "" || k === "q")) params.append(k, v);
+    }
+    if (!params.get("q")) params.delete("q");
+    const url = new URL(form.getAttribute("action") || location.pathname, location.href);
+    url.search = params.toString();
+    return url;
+  };
+  const run = async () => {
+    const mine = ++seq;
+    const url = target();
+    const region = document.getElementById(regionId);
+    if (!region) return;
+    region.setAttribute("aria-busy", "true");
+    try {
+      const resp = await fetch(url.href, {
+        credentials: "same-origin",
+        headers: { "Accept": "text/html" },
+      });
+      if (mine !== seq) return; // a later keystroke's answer is on its way
+      const doc = resp.ok ? new DOMParser().parseFromString(await resp.text(), "text/html") : null;
+      const fresh = doc && doc.getElementById(regionId);
+      if (mine !== seq) return;
+      if (!fresh || new URL(resp.url).pathname !== url.pathname) {
+        location.assign(url.href); // signed out, refused, ...: let the page say so
+        return;
+      }
+      const now = document.getElementById(regionId);
+      now.replaceWith(document.adoptNode(fresh));
+      localTimes(fresh); // in the reader's zone, as on a full load
+      history.replaceState(history.state, "", url.pathname + url.search);
+      if (status) {
+        const count = fresh.querySelector(".pager > .muted");
+        status.textContent = count ? count.textContent.trim() : "";
+      }
+    } catch {
+      if (mine === seq) document.getElementById(regionId)?.removeAttribute("aria-busy");
+    }
+  };
+  input.addEventListener("input", () => {
+    if (input.value === last) return;
+    last = input.value;
+    seq++; // an answer still on its way is for older text
+    clearTimeout(timer);
+    timer = setTimeout(run, 300);
+  });
+  // Enter still submits the form: a full page load, as without scripts
+  form.addEventListener("submit", () => { seq++; clearTimeout(timer); });
 }

@@ -92,6 +92,7 @@ async def test_admin_manages_a_group(
     # create
     await page.click("#group-new")
     await page.wait_for_url(f"{url}/console/groups/new")
+    await look(page, browser, axe_source, "group-create")
     await page.fill("#group-name", "auditors")
     await submit(page, "#group-create", url)
     await page.wait_for_url(f"{url}/console/groups/auditors?done=created")

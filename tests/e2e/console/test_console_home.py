@@ -55,10 +55,11 @@ async def test_admin_sees_every_section(
 
 
 async def test_a_role_without_console_permissions_sees_an_empty_state(
-    console_broker: RunningBroker, page: Page
+    console_broker: RunningBroker, page: Page, browser: Browser, axe_source: str
 ) -> None:
     url = console_broker.url
     await sign_in(page, url, "pat")
     assert await nav(page) == []
     assert await page.is_visible("#console-nothing")
     assert not await page.is_visible(".console-counts")
+    await look(page, browser, axe_source, "overview-nothing")

@@ -91,6 +91,7 @@ async def test_ada_writes_edits_and_deletes_a_policy(
     await page.click("#policy-edit-link")
     await page.wait_for_url(f"{url}/console/policies/ci-read/edit")
     await expect(page.locator("#policy-document")).to_contain_text("s3:ListBucket")
+    await look(page, browser, axe_source, "policy-edit")
     await page.fill("#policy-document", doc("s3:GetObject"))
     await expect(page.locator(FINDINGS)).to_contain_text("No problems found")
     await submit(page, "#policy-save", url)

@@ -42,6 +42,7 @@ async def test_ada_adds_changes_and_deletes_a_provider(
     await expect(page.locator("#providers-none")).to_be_visible()
     await page.click("#provider-new")
     await page.wait_for_url(f"{url}/console/providers/new")
+    await look(page, browser, axe_source, "provider-create")
 
     # a URL the broker does not accept: the message, what was typed kept, nothing created
     await page.fill("#provider-url-input", "http://idp.example.com/tenant")

@@ -16,7 +16,7 @@ import pytest
 
 from broker.errors import IamNoSuchEntity
 from tests.conftest import RunningBroker, trust
-from tests.e2e.console.conftest import PASSWORD, forced_post, form_secrets, look, sign_in
+from tests.e2e.console.conftest import PASSWORD, forced_post, look, sign_in
 from tests.e2e.console.test_console_groups import SEEDED_POLICY, accept_dialogs, minted_post
 from tests.e2e.test_browser_login import submit
 
@@ -310,25 +310,56 @@ async def test_a_double_submitted_create_makes_one_role(
 async def test_a_stale_csrf_token_changes_nothing(
     console_broker: RunningBroker, page: Page
 ) -> None:
+    """A form opened before signing out and in again: refused (403, audited, nothing made),
+    the page says why and keeps what was typed; sending it again from there works."""
     url = console_broker.url
     b = console_broker.broker
     await sign_in(page, url, "ada", to="/console/roles/new")
-    old = await form_secrets(page)
-    await submit(page, "#console-logout", url)
-    await page.wait_for_load_state("load")
-    await sign_in(page, url, "ada", to="/console/roles/new")
+    trust_policy = json.dumps(trust_for("grace"), indent=2)
+    await page.fill("#role-name", "deployer")
+    await page.fill("#role-description", "ships releases")
+    await page.fill("#trust-policy", trust_policy)
+    # meanwhile, in another tab: signed out and in again (a new session, a new CSRF token)
+    other = await page.context.new_page()
+    await other.goto(f"{url}/console")
+    await submit(other, "#console-logout", url)
+    await other.wait_for_load_state("load")
+    await sign_in(other, url, "ada")
+    await other.close()
+
+    async with page.expect_response(lambda r: r.url == f"{url}/console/roles") as answer:
+        await submit(page, "#role-create", url)
+    assert (await answer.value).status == 403
+    error = await page.inner_text("#console-error")
+    assert "opened before you last signed in" in error
+    assert "nothing was changed" in error
+    assert await page.input_value("textarea[name=name]") == "deployer"
+    assert await page.input_value("textarea[name=description]") == "ships releases"
+    assert await page.input_value("textarea[name=trust_policy]") == trust_policy
+    assert "deployer" not in await role_names(console_broker)
+    refused = await b.store.list_audit(action="console.roles.create")
+    assert [(e.outcome, e.reason) for e in refused] == [("failure", "csrf_mismatch")]
+
+    # the old page's token in a crafted POST: the same refusal, nothing made
     resp = await page.request.post(
         f"{url}/console/roles",
-        form={
-            **old,
-            "name": "deployer",
-            "trust_policy": json.dumps(trust_for("grace")),
-            "max_session": "3600",
-        },
+        form={"csrf": "0" * 64, "nonce": "x", "name": "deployer2", "trust_policy": "{}"},
         headers={"Origin": url},
         max_redirects=0,
     )
-    assert resp.status == 403, await resp.text()
-    assert "deployer" not in await role_names(console_broker)
-    refused = await b.store.list_audit(action="console.roles.create")
-    assert refused[0].outcome == "failure"
+    assert resp.status == 403
+    assert "deployer2" not in await role_names(console_broker)
+    # from another site: the bare refusal, what was posted is not echoed
+    resp = await page.request.post(
+        f"{url}/console/roles",
+        form={"csrf": "0" * 64, "nonce": "x", "name": "deployer3"},
+        headers={"Origin": "https://evil.example"},
+        max_redirects=0,
+    )
+    assert resp.status == 403
+    assert "deployer3" not in await resp.text()
+
+    # sent again from the page that kept it: created
+    await submit(page, "#stale-resend", url)
+    await page.wait_for_url(f"{url}/console/roles/deployer?done=created")
+    assert "deployer" in await role_names(console_broker)

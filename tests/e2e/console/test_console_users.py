@@ -15,11 +15,12 @@ import pytest
 
 from broker.web.console.users import session_handle
 from tests.conftest import RunningBroker
+from tests.e2e.conftest import TOKYO, in_tokyo
 from tests.e2e.console.conftest import forced_post, look, sign_in
 from tests.e2e.test_browser_login import submit
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Page
+    from playwright.async_api import Browser, Page, Route
 
 pytestmark = [pytest.mark.browser]
 
@@ -325,3 +326,86 @@ async def test_bad_names_and_double_submits_create_nothing(
     assert first.status == 303
     assert second.status == 409
     assert await user_names(b) == sorted([*before, "eve"])
+
+
+@pytest.mark.browser_context(**TOKYO)
+async def test_dates_are_shown_in_the_readers_time_zone(
+    console_broker: RunningBroker, page: Page
+) -> None:
+    url = console_broker.url
+    await sign_in(page, url, "ada", to="/console/users?q=ada")
+    created = page.locator("#users-table tbody tr td:nth-child(2) time")
+    iso = await created.get_attribute("datetime")
+    assert iso
+    in_tokyo(iso, await created.inner_text())
+
+
+async def test_a_double_click_sends_the_form_once(
+    console_broker: RunningBroker, page: Page
+) -> None:
+    b = console_broker
+    url = b.url
+    await sign_in(page, url, "ada", to="/console/users/new")
+    before = await user_names(b)
+    posts: list[str] = []
+    first_sent = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        """The first POST is held on its way until the second click is done."""
+        posts.append(route.request.method)
+        first_sent.set()
+        await release.wait()
+        await route.continue_()
+
+    await page.route(f"{url}/console/users", hold)
+    await page.fill("#user-name", "eve")
+    box = await page.locator("#user-create-submit").bounding_box()
+    assert box
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.mouse.click(x, y)
+    await first_sent.wait()
+    await page.mouse.click(x, y)  # the same button again, while the first POST is on its way
+    release.set()
+    await page.wait_for_url(f"{url}/console/users/eve?done=created")
+    assert posts == ["POST"]  # the second click sent nothing
+    assert await user_names(b) == sorted([*before, "eve"])
+    created = await b.broker.store.list_audit(action="iam.CreateUser")
+    by_ada = [e for e in created if e.principal.endswith("role/console-admin")]
+    assert [e.outcome for e in by_ada] == ["success"]  # one row: no second (409) attempt
+    assert await b.broker.store.list_audit(action="console.users.create") == []
+
+
+async def test_reader_cannot_force_disabling_a_user_or_changing_its_keys(
+    console_broker: RunningBroker, page: Page
+) -> None:
+    b = console_broker
+    url = b.url
+    api = b.broker.iam_api
+    key = (await api.call(api.root(), "CreateAccessKey", {"UserName": "pat"}))["AccessKey"]
+    pat = (await b.broker.store.find_users_by_name("pat"))[0]
+    keys_before = await b.broker.store.list_access_keys(pat.id)
+    await sign_in(page, url, "rex", to="/console/users/new")
+    new = f"{url}/console/users/new"
+    for path, fields, audited in (
+        ("/console/users/pat/disable", {}, "console.broker:DisableUser"),
+        ("/console/users/pat/access-keys", {}, "iam.CreateAccessKey"),
+        (
+            "/console/users/pat/access-keys/delete",
+            {"key": key["AccessKeyId"]},
+            "iam.DeleteAccessKey",
+        ),
+    ):
+        await page.goto(new)
+        r = await forced_post(page, url, path, fields)
+        assert r.status == 403, (path, await r.text())
+        assert "not allowed" in await r.text() or "not authorized" in await r.text(), path
+        assert any(p.endswith("role/console-reader") for p in await failures(b, audited)), path
+    # nothing changed: pat enabled, the same one key, no new secret anywhere
+    assert not (await b.broker.store.find_users_by_name("pat"))[0].disabled
+    assert await b.broker.store.list_access_keys(pat.id) == keys_before
+    for ok in ("iam.CreateAccessKey", "iam.DeleteAccessKey"):
+        events = await b.broker.store.list_audit(action=ok)
+        assert [e.principal for e in events if e.outcome == "success"] == (
+            ["root"] if ok == "iam.CreateAccessKey" else []
+        )
