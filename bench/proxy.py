@@ -9,7 +9,8 @@ One nginx (one worker) serves three sites, each on its own port, all proxying to
 1. ``no auth``: nginx → app, nothing else (the baseline);
 2. ``auth, cache on``: the configuration docs/nginx.md shows (``tests/proxies/nginx-site.conf``):
    every request asks the broker through ``auth_request``, and nginx keeps the broker's allows
-   for the second the broker allows (``Cache-Control: max-age=1``). Goal: >= 0.8x the baseline;
+   for the rest of the second the broker allows (``Cache-Control: max-age=1`` with
+   ``X-Accel-Expires: @<this second>``). Goal: >= 0.8x the baseline;
 3. ``auth, cache off``: the same without the two ``proxy_cache`` lines, for reference: every
    request costs a subrequest to the broker.
 
