@@ -188,6 +188,82 @@ async def test_revoking_a_roles_sessions_as_written(iam_env: IamEnv, tmp_path: P
     assert "aws:TokenIssueTime" in statement["Condition"]["DateLessThan"]
 
 
+@runs("docs/iam-api.md", "sh", containing="broker admin roles revoke-sessions admin")
+async def test_a_config_roles_sessions_are_revoked_on_the_server_host(
+    iam_env: IamEnv, tmp_path: Path
+) -> None:
+    """The ``admin`` role is declared in the config file: the API refuses the console's
+    revocation policy on it (``UnmodifiableEntity``, nothing revoked); the page's ``broker
+    admin`` command, run beside the server's config, revokes its sessions, audited."""
+    creds = await iam_env.credentials("admin")
+    code, _, err = await iam_env.aws(
+        creds,
+        "iam",
+        "put-role-policy",
+        "--role-name",
+        "admin",
+        "--policy-name",
+        "AWSRevokeOlderSessions",
+        "--policy-document",
+        json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Deny",
+                        "Action": ["*"],
+                        "Resource": ["*"],
+                        "Condition": {
+                            "DateLessThan": {"aws:TokenIssueTime": "2099-01-01T00:00:00Z"}
+                        },
+                    }
+                ],
+            }
+        ),
+    )
+    assert code != 0
+    assert "(UnmodifiableEntity) when calling the PutRolePolicy operation" in err
+    store = iam_env.broker.broker.store
+    assert not await store.list_audit(action="role.revoke_sessions")
+
+    [block] = [b for b in blocks("sh") if "broker admin roles revoke-sessions" in b]
+    config = iam_env.broker.settings.config_path
+    assert config is not None
+    assert config.name == "broker.toml"
+    work = tmp_path / "host"
+    work.mkdir()
+    (work / "config").symlink_to(config.parent)  # config/broker.toml, the default
+    env = aws_env(tmp_path)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    proc = await asyncio.create_subprocess_exec(
+        "bash",
+        "-euo",
+        "pipefail",
+        "-c",
+        block,
+        cwd=work,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err_bytes = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, err_bytes.decode()
+    assert "ended every credential of arn:broker:iam::" in out.decode()
+
+    await iam_env.broker.broker.poll_revocations()  # the server learns it (within 2 s)
+    code, _, err = await iam_env.aws(creds, "iam", "list-roles")
+    assert code != 0, "the admin role's credentials outlived the revocation"
+    [event] = await store.list_audit(action="role.revoke_sessions")
+    assert event.outcome == "success"
+    assert event.principal.startswith("root/cli:")
+    assert event.details["role"] == iam_env.arn("role", "admin")
+    assert event.details["note"] == "laptop lost"
+    # new credentials of the role can be taken afterwards
+    code, out_json, err = await iam_env.aws(await iam_env.credentials("admin"), "iam", "list-roles")
+    assert code == 0, err
+    assert "admin" in [r["RoleName"] for r in out_json["Roles"]]
+
+
 @runs("docs/iam-api.md", "python", section="Pointing tools at the broker")
 async def test_the_boto3_lines_as_written(iam_env: IamEnv, tmp_path: Path) -> None:
     """With the admin's credentials in the environment and the page's trust.json beside it."""
