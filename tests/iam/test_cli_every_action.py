@@ -156,7 +156,7 @@ async def resync_codes(run: Run) -> None:
 
 
 async def report_built(run: Run) -> None:
-    """The credential report generation started by the row before has finished."""
+    """The credential report generation an earlier phase started has finished."""
     reports = run.env.broker.broker.iam_api.reports
     for _ in range(400):
         if await reports.generate(actor="test") == "COMPLETE":
