@@ -215,10 +215,37 @@ async def test_permissions_boundaries(iam_env: IamEnv) -> None:
         RoleName="admin",
         PermissionsBoundary=arn,
     )
+    await expect(
+        "NoSuchEntity",
+        iam,
+        "put_user_permissions_boundary",
+        UserName="alice",
+        PermissionsBoundary=iam_env.arn("policy", "Missing"),
+    )
+    await expect(
+        "NoSuchEntity",
+        iam,
+        "put_user_permissions_boundary",
+        UserName="nobody-here",
+        PermissionsBoundary=arn,
+    )
+    await expect(
+        "InvalidInput",  # a user's ARN, not a policy's
+        iam,
+        "put_user_permissions_boundary",
+        UserName="alice",
+        PermissionsBoundary=iam_env.arn("user", "alice"),
+    )
+    await expect("NoSuchEntity", iam, "delete_user_permissions_boundary", UserName="nobody-here")
+    assert (await store.attached_policies("user", "u-1")).boundary == "P"  # refusals change nothing
     await call(iam, "delete_role_permissions_boundary", RoleName="app")
     await call(iam, "delete_user_permissions_boundary", UserName="alice")
     await expect("NoSuchEntity", iam, "delete_role_permissions_boundary", RoleName="app")
+    await expect("NoSuchEntity", iam, "delete_user_permissions_boundary", UserName="alice")
     assert (await store.attached_policies("role", "app")).boundary is None
+    assert (await store.attached_policies("user", "u-1")).boundary is None
+    failures = await store.list_audit(action="iam.PutUserPermissionsBoundary")
+    assert len([e for e in failures if e.outcome == "failure"]) == 3
 
 
 async def test_aws_cli_attaches_and_puts_inline(iam_env: IamEnv) -> None:

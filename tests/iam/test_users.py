@@ -158,6 +158,7 @@ async def test_aws_cli_updates_and_deletes_users(users_env: IamEnv) -> None:
 
 UNSIGNED_CALLS: list[tuple[str, dict[str, str]]] = [
     ("CreateUser", {"UserName": "mallory"}),
+    ("GetUser", {"UserName": "alice"}),
     ("UpdateUser", {"UserName": "alice", "NewUserName": "alice2"}),
     ("DeleteUser", {"UserName": "alice"}),
     ("TagUser", {"UserName": "alice", "Tags.member.1.Key": "k", "Tags.member.1.Value": "v"}),

@@ -88,9 +88,14 @@ async def api_role(env: IamEnv, name: str) -> None:
 
 
 async def raw_iam(
-    env: IamEnv, creds: Mapping[str, str], body: bytes | str, *, query: str = ""
+    env: IamEnv,
+    creds: Mapping[str, str],
+    body: bytes | str,
+    *,
+    query: str = "",
+    service: str = "iam",
 ) -> tuple[int, str]:
-    """A SigV4-signed ``POST /`` (scope ``iam``) with a body of our own making."""
+    """A SigV4-signed ``POST /`` (scope ``service``) with a body of our own making."""
     url = env.url + "/" + (f"?{query}" if query else "")
     req = AWSRequest(
         method="POST",
@@ -100,7 +105,7 @@ async def raw_iam(
     )
     SigV4Auth(
         Credentials(creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]),
-        "iam",
+        service,
         "us-east-1",
     ).add_auth(req)
     raw = req.body if isinstance(req.body, bytes) else str(req.body).encode()

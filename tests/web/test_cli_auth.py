@@ -474,6 +474,77 @@ async def test_revoking_the_users_sessions_or_disabling_the_user_ends_the_refres
     assert "cli_session_revoked" in [e.reason for e in await env.audit("cli.token.refresh_token")]
 
 
+async def test_signing_out_in_the_browser_leaves_the_cli_session(
+    env: Env, browser: aiohttp.ClientSession
+) -> None:
+    """``POST /logout`` ends the browser's own session only: the CLI session approved from it
+    is a session of its own (docs/cli.md, "What ends a CLI session"), and lives on with the
+    role credentials taken with it, until ``broker logout`` or the broker ends it."""
+    tokens = await cli_login(env, browser)
+    status, creds = await role_credentials(env.url, tokens["access_token"], {"role": "dev"})
+    assert status == 200
+    async with browser.get(f"{env.url}/logout") as r:
+        fields = dict(parse_forms(await r.text())[0].fields)
+    async with browser.post(f"{env.url}/logout", data=fields) as r:
+        assert r.status == 200
+    async with browser.get(f"{env.url}/session", headers={"Accept": "application/json"}) as r:
+        assert r.status == 401  # the browser is signed out
+    assert [e.outcome for e in await env.audit("logout")] == ["success"]
+
+    assert (await bearer_get(env.url, "/v1/roles", tokens["access_token"]))[0] == 200
+    who = await asyncio.to_thread(sts(env.url, creds).get_caller_identity)
+    assert ":assumed-role/dev/" in who["Arn"]
+    status, fresh = await token_request(
+        env.url, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
+    assert status == 200, fresh
+    status, _ = await role_credentials(env.url, fresh["access_token"], {"role": "dev"})
+    assert status == 200
+    # and it still ends as a CLI session does (broker logout: RFC 7009)
+    revoke = f"{env.url}/oauth2/revoke"
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(revoke, data={"token": fresh["refresh_token"]}) as r,
+    ):
+        assert r.status == 200
+    assert (await bearer_get(env.url, "/v1/roles", fresh["access_token"]))[0] == 401
+    with pytest.raises(ClientError):
+        await asyncio.to_thread(sts(env.url, creds).get_caller_identity)
+
+
+async def test_a_cli_session_ends_when_idle_or_at_its_lifetime(
+    env: Env, browser: aiohttp.ClientSession
+) -> None:
+    """As a browser session does ([session] idle_timeout, lifetime): a refresh keeps it in use,
+    one after idle_timeout without any is refused, and none outlives the lifetime."""
+    cfg = env.broker.settings.session
+    idle = await cli_login(env, browser)
+    await env.advance(cfg.idle_timeout + 1)
+    status, body = await token_request(
+        env.url, grant_type="refresh_token", refresh_token=idle["refresh_token"]
+    )
+    assert (status, body["error"]) == (400, "invalid_grant")
+    assert "cli_session_idle" in [e.reason for e in await env.audit("cli.token.refresh_token")]
+
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as again:
+        await sign_in(env, again, "user-1")
+        tokens = await cli_login(env, again)
+    step = cfg.idle_timeout / 2
+    used = 0.0
+    while used + step < cfg.lifetime:  # in use all along
+        await env.advance(step)
+        used += step
+        status, tokens = await token_request(
+            env.url, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+        )
+        assert status == 200, (used, tokens)
+    await env.advance(cfg.lifetime - used)
+    status, body = await token_request(
+        env.url, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
+    assert (status, body["error"]) == (400, "invalid_grant")
+
+
 async def test_a_code_approved_by_a_session_that_logged_out_is_refused(
     env: Env, browser: aiohttp.ClientSession
 ) -> None:
