@@ -21,7 +21,9 @@ from urllib.parse import urlencode
 from aiohttp import web
 from authlib.oauth2.rfc7636.challenge import CODE_CHALLENGE_PATTERN
 
+from broker.domain import json_input
 from broker.domain.cli_oauth import check_client, loopback_port, normalize_user_code
+from broker.domain.redirects import MAX_REDIRECT_LENGTH
 from broker.errors import (
     BrokerError,
     InvalidClient,
@@ -49,6 +51,9 @@ AUTHORIZE_PARAMS = (
 )
 MAX_STATE = 512
 CARRIED = "cli_request"  # the authorize request, carried through /login?rd= (see _login_rd)
+MAX_CARRIED_BYTES = MAX_REDIRECT_LENGTH
+"""The carried request's JSON, at most: it travels base64url-encoded inside an ``rd=`` of at most
+``MAX_REDIRECT_LENGTH`` characters, so one we wrote is always shorter."""
 
 
 def _one(params: Any, name: str) -> str:
@@ -93,17 +98,19 @@ def _login_rd(p: Mapping[str, str]) -> str:
 
 
 class _Carried:
-    """The carried request's parameters, with a ``getall`` like a query's."""
+    """The carried request's parameters, with a ``getall`` like a query's. Anyone can send any
+    bytes as ``cli_request``, so they are read as outside JSON (``json_input``: bounded size and
+    depth, UTF-8, each member once), and every refusal is an ``InvalidRequest``."""
 
     def __init__(self, packed: str) -> None:
         try:
             raw = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))
-            data = json.loads(raw)
         except (ValueError, binascii.Error) as e:
-            raise InvalidRequest("cli_request_malformed") from e
-        if not isinstance(data, dict):
-            raise InvalidRequest("cli_request_malformed")
-        self._data = data
+            raise InvalidRequest("cli_request_malformed:base64") from e
+        try:
+            self._data = json_input.loads_object(raw, max_bytes=MAX_CARRIED_BYTES)
+        except json_input.JsonInputError as e:
+            raise InvalidRequest(f"cli_request_malformed:{e.reason}") from None
 
     def getall(self, name: str, default: list[Any]) -> list[Any]:
         return [self._data[name]] if name in self._data else default

@@ -8,9 +8,12 @@ import aiohttp
 import pytest
 from botocore.exceptions import ClientError
 
+from broker.errors import IamInvalidInput
+from broker.service.iam_api.api import page_bounds
 from broker.storage.base import User
 from tests.iam.conftest import IamEnv, call, error_code
 from tests.sts.conftest import sts_post
+from tests.support.fuzz import b64url
 
 
 async def test_boto3_creates_gets_and_lists_users(iam_env: IamEnv) -> None:
@@ -84,6 +87,50 @@ async def test_aws_cli_lists_users_past_one_page(iam_env: IamEnv) -> None:
     assert page["IsTruncated"] is True
     rest = await call(iam, "list_users", Marker=page["Marker"], MaxItems=100)
     assert len(page["Users"]) + len(rest["Users"]) == len(names)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 3000 + b"]" * 3000,  # was a RecursionError (a 500)
+        b'{"o": ' + b"[" * 40 + b"]" * 40 + b"}",
+        b'{"o": 1, "o": 2}',
+        b'{"o": "\xff"}',
+        b'{"o": 1, "pad": "' + b"x" * 100 + b'"}',
+        b'{"o": NaN}',
+        b'{"o": -1}',
+        b'{"o": 1.5}',
+        b"[1]",
+        b"",
+    ],
+    ids=[
+        "deep",
+        "nested",
+        "duplicate",
+        "not_utf8",
+        "too_large",
+        "constant",
+        "negative",
+        "float",
+        "array",
+        "empty",
+    ],
+)
+def test_markers_are_read_within_bounds(raw: bytes) -> None:
+    """A ``Marker`` is the caller's: whatever it holds, ``InvalidInput`` (botocore sends at
+    most 320 characters today; the bound does not rely on that)."""
+    with pytest.raises(IamInvalidInput) as e:
+        page_bounds({"Marker": b64url(raw)}, 10)
+    assert e.value.reason == "bad_marker"
+    assert page_bounds({"Marker": b64url(b'{"o": 5}')}, 10) == (5, 105, None)
+
+
+async def test_a_nested_marker_through_boto3_is_invalid_input(iam_env: IamEnv) -> None:
+    iam = await iam_env.client("admin")
+    with pytest.raises(ClientError) as e:
+        await call(iam, "list_users", Marker=b64url(b"[" * 200 + b"]" * 200)[:320])
+    assert error_code(e.value) == "InvalidInput"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
 async def test_broken_forms_from_iam_clients_get_iam_errors_and_change_nothing(
