@@ -406,6 +406,19 @@ class StsServiceUnavailable(StsError):
         self.retry_after = retry_after
 
 
+class StsInternalFailure(StsError):
+    """AWS's common ``InternalFailure`` (500): an unexpected failure of ours (a bug, not a
+    refusal and not overload). Not ``ServiceUnavailable``: the SDKs would retry at once what
+    fails again. Rendered in the dialect of the API called (STS or IAM)."""
+
+    sts_type = "Receiver"
+    code = "InternalFailure"
+    status = 500
+    public_message = (
+        "The request processing has failed because of an unknown error, exception or failure."
+    )
+
+
 # --- IAM (the AWS Query protocol, Version=2010-05-08) --------------------------------------
 
 

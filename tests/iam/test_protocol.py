@@ -133,6 +133,28 @@ async def test_a_nested_marker_through_boto3_is_invalid_input(iam_env: IamEnv) -
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
+async def test_an_unexpected_exception_is_internal_failure_and_audited(
+    iam_env: IamEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug behind an IAM action is AWS's 500 ``InternalFailure`` in IAM's dialect, audited
+    under the action (the traceback is in the server log)."""
+    iam = await iam_env.client("admin")
+
+    async def explode(*_: object, **__: object) -> None:
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(iam_env.broker.broker.iam_api, "call", explode)
+    with pytest.raises(ClientError) as e:
+        await call(iam, "list_users")
+    assert error_code(e.value) == "InternalFailure"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    request_id = e.value.response["ResponseMetadata"]["RequestId"]
+    events = await iam_env.broker.broker.store.list_audit(limit=20, action="iam.ListUsers")
+    assert [(e.outcome, e.reason) for e in events if e.details["request_id"] == request_id] == [
+        ("failure", "internal_failure:RuntimeError")
+    ]
+
+
 async def test_broken_forms_from_iam_clients_get_iam_errors_and_change_nothing(
     iam_env: IamEnv,
 ) -> None:
