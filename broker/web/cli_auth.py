@@ -29,6 +29,7 @@ from broker.errors import (
     InvalidClient,
     InvalidRequest,
     RevocationStateStale,
+    StoreError,
     StsAccessDenied,
     StsError,
     Unauthenticated,
@@ -38,7 +39,7 @@ from broker.service.verified import Credential
 from broker.web.bodies import read_form, read_json_object
 from broker.web.csrf import csrf_token
 from broker.web.keys import BROKER, RENDERER
-from broker.web.oauth import NO_STORE, bearer, oauth_error
+from broker.web.oauth import NO_STORE, as_oauth, bearer, oauth_error
 from broker.web.pages import checked_form, current_session, info_of, redirect
 
 AUTHORIZE_PARAMS = (
@@ -177,7 +178,11 @@ async def authorize_post(request: web.Request) -> web.StreamResponse:
             reason="denied_by_user",
         )
         return redirect(f"{redirect_uri}?{urlencode({'error': 'access_denied', 'state': state})}")
-    code = await b.cli.issue_code(ctx, redirect_uri, p["code_challenge"], info_of(request))
+    try:
+        code = await b.cli.issue_code(ctx, redirect_uri, p["code_challenge"], info_of(request))
+    except BrokerError as e:  # AuditUnavailable: no code, the 503 page
+        await _refused(request, "cli.authorize", e)
+        raise
     return redirect(f"{redirect_uri}?{urlencode({'code': code, 'state': state})}")
 
 
@@ -197,7 +202,11 @@ async def device_authorization(request: web.Request) -> web.Response:
     except BrokerError as e:
         await _refused(request, "cli.device", e)
         return oauth_error(e)
-    started = await b.cli.start_device(info_of(request))
+    try:
+        started = await b.cli.start_device(info_of(request))
+    except StoreError as e:  # AuditUnavailable: nothing started
+        await _refused(request, "cli.device", e)
+        return oauth_error(as_oauth(e))
     base = b.settings.server.public_url
     return web.json_response(
         {
