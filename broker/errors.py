@@ -58,6 +58,11 @@ class RequestTooLarge(InvalidRequest):
     public_message = "The request body is too large."
 
 
+class MalformedPolicy(InvalidRequest):
+    """A policy document from the caller does not parse or is too large, or an attached one
+    no longer parses (IAM's ``MalformedPolicyDocument``); ``reason`` says which and why."""
+
+
 class NotFound(BrokerError):
     code = "not_found"
     status = 404
@@ -71,6 +76,11 @@ class Conflict(BrokerError):
     code = "conflict"
     status = 409
     public_message = "The request conflicts with the current state."
+
+
+class ReadOnlyFromConfig(Conflict):
+    """The record is declared in the configuration file and read-only through the API (IAM's
+    ``UnmodifiableEntity``)."""
 
 
 class LimitExceeded(Conflict):

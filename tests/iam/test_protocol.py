@@ -8,8 +8,15 @@ import aiohttp
 import pytest
 from botocore.exceptions import ClientError
 
-from broker.errors import IamInvalidInput
-from broker.service.iam_api.api import page_bounds
+from broker.errors import (
+    BrokerError,
+    Conflict,
+    IamInvalidInput,
+    InvalidRequest,
+    MalformedPolicy,
+    ReadOnlyFromConfig,
+)
+from broker.service.iam_api.api import as_iam_error, page_bounds
 from broker.storage.base import User
 from tests.iam.conftest import IamEnv, call, error_code
 from tests.sts.conftest import sts_post
@@ -87,6 +94,24 @@ async def test_aws_cli_lists_users_past_one_page(iam_env: IamEnv) -> None:
     assert page["IsTruncated"] is True
     rest = await call(iam, "list_users", Marker=page["Marker"], MaxItems=100)
     assert len(page["Users"]) + len(rest["Users"]) == len(names)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ReadOnlyFromConfig("role_from_config:dev"), "UnmodifiableEntity"),
+        (ReadOnlyFromConfig("anything"), "UnmodifiableEntity"),
+        (Conflict("mentions_from_config_but_is_not"), "DeleteConflict"),
+        (MalformedPolicy("policy_too_large"), "MalformedPolicyDocument"),
+        (MalformedPolicy("anything"), "MalformedPolicyDocument"),
+        (InvalidRequest("malformed_policy_in_words_only"), "InvalidInput"),
+    ],
+    ids=["read_only", "read_only_any_reason", "conflict", "malformed", "malformed_any", "input"],
+)
+def test_iam_codes_follow_the_error_type_not_its_reason(error: BrokerError, code: str) -> None:
+    """The reason is audit data: the IAM code comes from the error's type."""
+    mapped = as_iam_error(error)
+    assert (mapped.code, mapped.reason) == (code, error.reason)
 
 
 @pytest.mark.parametrize(

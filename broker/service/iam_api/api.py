@@ -36,7 +36,9 @@ from broker.errors import (
     IamUnmodifiableEntity,
     InvalidRequest,
     LimitExceeded,
+    MalformedPolicy,
     NotFound,
+    ReadOnlyFromConfig,
     RecordNotFound,
     StsError,
 )
@@ -102,13 +104,13 @@ def as_iam_error(e: BrokerError) -> BrokerError:
         return IamEntityAlreadyExists(e.reason, public_message=message)
     if isinstance(e, LimitExceeded):
         return IamLimitExceeded(e.reason, public_message=message)
+    if isinstance(e, ReadOnlyFromConfig):
+        return IamUnmodifiableEntity(e.reason, public_message=message)
     if isinstance(e, Conflict):
-        if "from_config" in e.reason or e.reason.startswith("config_"):
-            return IamUnmodifiableEntity(e.reason, public_message=message)
         return IamDeleteConflict(e.reason, public_message=message)
+    if isinstance(e, MalformedPolicy):
+        return IamMalformedPolicyDocument(e.reason, public_message=message)
     if isinstance(e, InvalidRequest):
-        if e.reason.startswith(("malformed_policy", "policy_too_large", "broken_policy")):
-            return IamMalformedPolicyDocument(e.reason, public_message=message)
         return IamInvalidInput(e.reason, public_message=message)
     if e.status >= 500:
         return e
