@@ -24,8 +24,10 @@ from typing import Any
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from broker.cli_cache import CLIENT_ID, ClientError, NotSignedIn
+from broker.domain import json_input
 
 TIMEOUT = 30  # seconds for one HTTP request
+MAX_REPLY_BYTES = 1 << 20  # of a server's JSON answer read at most (a broker's are a few KiB)
 LOGIN_WAIT = 600  # seconds the loopback listener waits for the browser
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -78,9 +80,9 @@ def request(
     req = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
     try:
         with _OPENER.open(req, timeout=TIMEOUT) as resp:
-            status, raw = resp.status, resp.read()
+            status, raw = resp.status, resp.read(MAX_REPLY_BYTES + 1)
     except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
+        status, raw = e.code, e.read(MAX_REPLY_BYTES + 1)
         if 300 <= status < 400:
             where = e.headers.get("Location", "elsewhere")
             raise ClientError(
@@ -89,9 +91,9 @@ def request(
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", None) or e
         raise ClientError(f"cannot reach {url}: {reason}") from None
-    try:
-        parsed = json.loads(raw) if raw else {}
-    except ValueError:
+    try:  # the server's answer is outside input: bounded size and depth (json_input)
+        parsed = json_input.loads(raw, max_bytes=MAX_REPLY_BYTES) if raw else {}
+    except json_input.JsonInputError:
         parsed = None
     if not isinstance(parsed, dict):
         raise ClientError(f"{url} answered HTTP {status} with no JSON object: is it a broker?")
@@ -342,8 +344,9 @@ def claims(access_token: str) -> dict[str, Any]:
     """The access token's claims, unverified: only to tell the user who they signed in as."""
     try:
         payload = access_token.split(".")[1]
-        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError):
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        data = json_input.loads(raw, max_bytes=MAX_REPLY_BYTES)
+    except (IndexError, ValueError):  # json_input.JsonInputError is a ValueError
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -58,6 +58,11 @@ class RequestTooLarge(InvalidRequest):
     public_message = "The request body is too large."
 
 
+class MalformedPolicy(InvalidRequest):
+    """A policy document from the caller does not parse or is too large, or an attached one
+    no longer parses (IAM's ``MalformedPolicyDocument``); ``reason`` says which and why."""
+
+
 class NotFound(BrokerError):
     code = "not_found"
     status = 404
@@ -71,6 +76,11 @@ class Conflict(BrokerError):
     code = "conflict"
     status = 409
     public_message = "The request conflicts with the current state."
+
+
+class ReadOnlyFromConfig(Conflict):
+    """The record is declared in the configuration file and read-only through the API (IAM's
+    ``UnmodifiableEntity``)."""
 
 
 class LimitExceeded(Conflict):
@@ -404,6 +414,19 @@ class StsServiceUnavailable(StsError):
     def __init__(self, reason: str = "", *, retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class StsInternalFailure(StsError):
+    """AWS's common ``InternalFailure`` (500): an unexpected failure of ours (a bug, not a
+    refusal and not overload). Not ``ServiceUnavailable``: the SDKs would retry at once what
+    fails again. Rendered in the dialect of the API called (STS or IAM)."""
+
+    sts_type = "Receiver"
+    code = "InternalFailure"
+    status = 500
+    public_message = (
+        "The request processing has failed because of an unknown error, exception or failure."
+    )
 
 
 # --- IAM (the AWS Query protocol, Version=2010-05-08) --------------------------------------

@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -398,9 +398,13 @@ class KeyRing:
             raise KeyRingError("rotation_conflict: other instances kept rotating; try again")
         return record
 
-    async def maybe_rotate(self) -> SigningKey | None:
+    async def maybe_rotate(
+        self, *, before_rotating: Callable[[], Awaitable[None]] | None = None
+    ) -> SigningKey | None:
         """Rotate if the newest key activated ``rotate_every`` ago (the periodic job); the new
-        key if this instance rotated. Of several instances running it at once, one rotates."""
+        key if this instance rotated. Of several instances running it at once, one rotates.
+        ``before_rotating`` runs once a rotation is due, before the key is made; if it raises,
+        nothing is rotated (the caller's fail-closed audit row)."""
         async with self._lock:
             records = await self._store.list_signing_keys()
             state = self._state_from(records)
@@ -408,6 +412,8 @@ class KeyRing:
             newest = state.newest
             untidy = sum(r.retired_at is None for r in records) > 1  # left by an old race
             if newest is None or untidy or now - newest.created_at >= self._rotate_every:
+                if before_rotating is not None:
+                    await before_rotating()
                 return await self._rotate_locked(tries=1, seen=records)
             self._state = state
             if any(r.expires_at is not None and r.expires_at <= now for r in records):

@@ -34,19 +34,64 @@ _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 
 
 class JsonInputError(ValueError):
-    """The input is not acceptable JSON. ``reason`` is one of ``too_large``, ``too_deep``,
-    ``not_utf8``, ``not_json``, ``duplicate_member``, ``constant``, ``not_object``; ``message``
-    says what is wrong in words (it may quote a member name of the input, nothing else)."""
+    """The input is not acceptable JSON; one subclass per way (callers that treat some ways
+    apart catch those subclasses). ``reason`` names the way for the audit log (``too_large``,
+    ``too_deep``, ``not_utf8``, ``not_json``, ``duplicate_member``, ``constant``,
+    ``not_object``); ``message`` says what is wrong in words (it may quote a member name of
+    the input, nothing else)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    reason = "not_json"
+
+    def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.reason = reason
         self.message = message
 
 
+class JsonTooLarge(JsonInputError):
+    """Longer than the caller's ``max_bytes``."""
+
+    reason = "too_large"
+
+
+class JsonTooDeep(JsonInputError):
+    """Arrays/objects nested deeper than ``max_depth``."""
+
+    reason = "too_deep"
+
+
+class JsonNotUtf8(JsonInputError):
+    """Bytes that are not UTF-8 (RFC 8259 §8.1)."""
+
+    reason = "not_utf8"
+
+
+class JsonNotJson(JsonInputError):
+    """Not JSON text at all (syntax, unbalanced brackets, a number too long to read)."""
+
+    reason = "not_json"
+
+
+class JsonDuplicateMember(JsonInputError):
+    """An object names a member twice."""
+
+    reason = "duplicate_member"
+
+
+class JsonConstant(JsonInputError):
+    """``NaN``, ``Infinity`` or ``-Infinity`` where they are not allowed."""
+
+    reason = "constant"
+
+
+class JsonNotObject(JsonInputError):
+    """Valid JSON whose value is not the object the caller needs."""
+
+    reason = "not_object"
+
+
 def check_depth(text: str, max_depth: int = MAX_DEPTH) -> None:
-    """Raise ``JsonInputError("too_deep")`` if ``text`` nests arrays/objects deeper than
-    ``max_depth``, or ``JsonInputError("not_json")`` if (outside strings) its brackets do not
+    """Raise ``JsonTooDeep`` if ``text`` nests arrays/objects deeper than ``max_depth``, or
+    ``JsonNotJson`` if (outside strings) its brackets do not
     balance: no JSON value is like that, and ``[[[[...`` must not reach the recursive decoder
     either. Linear in ``len(text)``; a text with at most ``max_depth`` openers is not scanned."""
     if text.count("[") + text.count("{") <= max_depth:
@@ -59,10 +104,10 @@ def check_depth(text: str, max_depth: int = MAX_DEPTH) -> None:
             return
         shorter = skeleton.replace(b"()", b"")
         if len(shorter) == len(skeleton):
-            raise JsonInputError("not_json", "not valid JSON: brackets do not balance")
+            raise JsonNotJson("not valid JSON: brackets do not balance")
         skeleton = shorter
     if skeleton:
-        raise JsonInputError("too_deep", f"JSON nested deeper than {max_depth} levels")
+        raise JsonTooDeep(f"JSON nested deeper than {max_depth} levels")
 
 
 def unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -76,25 +121,25 @@ def unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         if key in seen:
             shown = json.dumps(key)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            raise JsonInputError("duplicate_member", f"duplicate key {shown} in a JSON object")
+            raise JsonDuplicateMember(f"duplicate key {shown} in a JSON object")
         seen.add(key)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _no_constant(name: str) -> NoReturn:
-    raise JsonInputError("constant", f"{name} is not JSON")
+    raise JsonConstant(f"{name} is not JSON")
 
 
 def as_text(data: str | bytes | bytearray, *, max_bytes: int) -> str:
     """``data`` as text, at most ``max_bytes`` long (bytes, or characters of a ``str``)."""
     if len(data) > max_bytes:
-        raise JsonInputError("too_large", f"JSON text longer than {max_bytes} bytes")
+        raise JsonTooLarge(f"JSON text longer than {max_bytes} bytes")
     if isinstance(data, str):
         return data
     try:
         return bytes(data).decode("utf-8")
     except UnicodeDecodeError:
-        raise JsonInputError("not_utf8", "JSON text is not UTF-8") from None
+        raise JsonNotUtf8("JSON text is not UTF-8") from None
 
 
 def loads(
@@ -119,11 +164,9 @@ def loads(
     except JsonInputError:
         raise
     except json.JSONDecodeError as e:
-        raise JsonInputError(
-            "not_json", f"not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})"
-        ) from None
+        raise JsonNotJson(f"not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
     except (ValueError, RecursionError):  # a number over int_max_str_digits; the depth is bounded
-        raise JsonInputError("not_json", "not valid JSON") from None
+        raise JsonNotJson("not valid JSON") from None
 
 
 def loads_object(
@@ -134,7 +177,7 @@ def loads_object(
     unique_members: bool = True,
     constants: bool = False,
 ) -> dict[str, Any]:
-    """``loads``, and the value must be a JSON object (``not_object`` otherwise)."""
+    """``loads``, and the value must be a JSON object (``JsonNotObject`` otherwise)."""
     doc = loads(
         data,
         max_bytes=max_bytes,
@@ -143,5 +186,5 @@ def loads_object(
         constants=constants,
     )
     if not isinstance(doc, dict):
-        raise JsonInputError("not_object", "the JSON value must be an object")
+        raise JsonNotObject("the JSON value must be an object")
     return doc

@@ -34,9 +34,10 @@ class HttpResponse:
         members are let through (last wins), as before: providers are not held to more."""
         try:
             return json_input.loads(self.body, max_bytes=MAX_RESPONSE_BYTES, unique_members=False)
-        except json_input.JsonInputError as e:
-            suffix = e.reason if e.reason in ("too_deep", "not_utf8") else "not_json"
-            raise ProviderUnavailable(f"{what}_{suffix}") from None
+        except (json_input.JsonTooDeep, json_input.JsonNotUtf8) as e:
+            raise ProviderUnavailable(f"{what}_{e.reason}") from None
+        except json_input.JsonInputError:
+            raise ProviderUnavailable(f"{what}_not_json") from None
 
 
 def is_http_url(url: str, *, require_https: bool = False) -> bool:

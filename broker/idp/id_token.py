@@ -114,8 +114,10 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     """A JSON object without duplicate member names (a parser differential otherwise)."""
     try:
         return json_input.loads_object(raw, max_bytes=MAX_TOKEN_LENGTH)
-    except json_input.JsonInputError as e:
-        raise InvalidIdToken("too_deep" if e.reason == "too_deep" else "malformed") from None
+    except json_input.JsonTooDeep:
+        raise InvalidIdToken("too_deep") from None
+    except json_input.JsonInputError:
+        raise InvalidIdToken("malformed") from None
 
 
 def parse_jws(token: str) -> UnverifiedJws:

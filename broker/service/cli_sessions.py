@@ -147,21 +147,21 @@ class CliSessions:
         self, ctx: Credential, redirect_uri: str, code_challenge: str, req: RequestInfo
     ) -> str:
         """An authorization code for the approving browser session ``ctx`` (already checked:
-        ``check_authorize``), bound to the exact redirect URI and the S256 challenge."""
-        code = await self._values.issue(
-            CODE,
-            {"sid": ctx.session_id, "redirect_uri": redirect_uri, "challenge": code_challenge},
-            browser=CLIENT_ID,
-            lifetime=CODE_LIFETIME,
-        )
-        await self._audit.record(
+        ``check_authorize``), bound to the exact redirect URI and the S256 challenge. The
+        audit row comes first (``AuditUnavailable``: no code)."""
+        await self._audit.record_or_fail(
             "cli.authorize",
             "success",
             req=req,
             principal=f"{ctx.provider}/{ctx.subject}",
             details={"port": loopback_port(redirect_uri), "session": ctx.session_id},
         )
-        return code
+        return await self._values.issue(
+            CODE,
+            {"sid": ctx.session_id, "redirect_uri": redirect_uri, "challenge": code_challenge},
+            browser=CLIENT_ID,
+            lifetime=CODE_LIFETIME,
+        )
 
     async def redeem_code(
         self, code: str, redirect_uri: str, code_verifier: str, req: RequestInfo
@@ -321,7 +321,9 @@ class CliSessions:
     # --- the device grant ---------------------------------------------------------------------
 
     async def start_device(self, req: RequestInfo) -> DeviceStart:
-        """RFC 8628 §3.1-3.2: a device code for the CLI, a user code for the person."""
+        """RFC 8628 §3.1-3.2: a device code for the CLI, a user code for the person. The
+        audit row comes first (``AuditUnavailable``: nothing is started)."""
+        await self._audit.record_or_fail("cli.device", "success", req=req)
         now = self._clock.now()
         origin = {"ip": req.source_ip, "ua": req.user_agent[:200], "at": now}
         for _ in range(5):  # a user code already pending is drawn again
@@ -350,7 +352,6 @@ class CliSessions:
                     expires_at=now + DEVICE_LIFETIME + DEVICE_GRACE,
                 )
             )
-            await self._audit.record_batched("cli.device", "success", req=req)
             return DeviceStart(device_code, user_code, DEVICE_LIFETIME, DEVICE_INTERVAL)
         raise AlreadyExists("user_code_space_crowded")
 

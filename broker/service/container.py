@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from broker.clock import Clock, SystemClock
 from broker.config import Settings
 from broker.domain.sts import USER_SESSION_MAX
-from broker.errors import BrokerError, ConfigError, StoreError
+from broker.errors import AuditUnavailable, BrokerError, ConfigError, StoreError
 from broker.idp import OIDCClient
 from broker.kek import decode_kek, load_or_create_kek_file
 from broker.keyring import PUBLISH_AHEAD, KeyRing
@@ -370,6 +370,25 @@ class Broker:
         await self.auditor.record("keys.rotate", "success", principal=key.kid, reason=reason)
         return key
 
+    async def _scheduled_rotation(self) -> None:
+        """Rotate the key if it is due, fail-closed as ``rotate_keys``: ``keys.rotate.start``
+        is written (``record_or_fail``) once the ring finds the rotation due and before it
+        makes the key. If it cannot be, the key stays and the next key check tries again; the
+        rest of the tick goes on."""
+
+        async def audit_first() -> None:
+            await self.auditor.record_or_fail("keys.rotate.start", "success", reason="scheduled")
+
+        try:
+            rotated = await self.keyring.maybe_rotate(before_rotating=audit_first)
+        except AuditUnavailable as e:
+            log.warning("scheduled key rotation postponed: %s", e.reason)
+            return
+        if rotated is not None:
+            await self.auditor.record(
+                "keys.rotate", "success", principal=rotated.kid, reason="scheduled"
+            )
+
     async def tick(self) -> None:
         """One round of periodic work; each part runs when its interval has passed."""
         now = self.clock.now()
@@ -384,11 +403,7 @@ class Broker:
             await self.keyring.refresh()
             await self.authorizer.refresh()
             await self.sts.refresh()
-            rotated = await self.keyring.maybe_rotate()
-            if rotated is not None:
-                await self.auditor.record(
-                    "keys.rotate", "success", principal=rotated.kid, reason="scheduled"
-                )
+            await self._scheduled_rotation()
         if now - self._last.get("checkpoint", now) >= CHECKPOINT_SECONDS:
             self._last["checkpoint"] = now
             await self._checkpoint_audit()

@@ -18,7 +18,15 @@ from typing import Any
 
 from broker.clock import Clock
 from broker.config import Settings, managed_policy_name
-from broker.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, RecordNotFound
+from broker.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidRequest,
+    MalformedPolicy,
+    NotFound,
+    ReadOnlyFromConfig,
+    RecordNotFound,
+)
 from broker.policy import PolicyError, parse_policy
 from broker.service.audit import Auditor
 from broker.service.policy_sets import (
@@ -88,14 +96,14 @@ def parse_document(
         policy = parse_policy(document, name=what)
     except PolicyError as e:
         problems = "; ".join(f"{p}: {m}" if p else m for p, m in e.errors)
-        raise InvalidRequest(
+        raise MalformedPolicy(
             f"malformed_policy:{e.reason}"[:300],
             public_message=f"{what} is not a valid policy: {problems}",
         ) from None
     doc = dict(policy.document)
     size = len(re.sub(r"\s", "", json.dumps(doc, ensure_ascii=False)))
     if size > limit:
-        raise InvalidRequest(
+        raise MalformedPolicy(
             "policy_too_large",
             public_message=f"{what} is {size} characters; a policy may have at most "
             f"{limit} (split it into several)",
@@ -103,8 +111,8 @@ def parse_document(
     return doc
 
 
-def _broken(e: PolicyError) -> InvalidRequest:
-    return InvalidRequest(
+def _broken(e: PolicyError) -> MalformedPolicy:
+    return MalformedPolicy(
         f"broken_policy:{e.reason}"[:300],
         public_message=f"an attached policy does not parse (it allows nothing): {e}",
     )
@@ -312,7 +320,7 @@ class IamService:
     @staticmethod
     def _writable(record: ManagedPolicyRecord) -> ManagedPolicyRecord:
         if record.source == "config":
-            raise Conflict(
+            raise ReadOnlyFromConfig(
                 f"policy_from_config:{record.name}",
                 public_message=f"policy {record.name!r} is declared in the config file "
                 f"([policies.{record.name}]): change it there",
@@ -505,7 +513,7 @@ class IamService:
             return group.name, group.name
         role = await self._role(ref)
         if for_write and role.source == "config":
-            raise Conflict(
+            raise ReadOnlyFromConfig(
                 f"role_from_config:{role.name}",
                 public_message=f"role {role.name!r} is declared in the config file "
                 f"([roles.{role.name}]): change its policies there",

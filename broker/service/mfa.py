@@ -281,20 +281,20 @@ class MfaService:
                 )
             async with self._attempt(user_id):
                 step = self._consecutive(device, code1, code2)
-                if step is None or not await self._store.advance_mfa_step(
-                    serial_number, user_id, step
-                ):
+                if step is None:
                     raise InvalidMfaCode("mfa_codes_invalid")
+            await self._audit.record_or_fail(  # before the codes are used up (fail-closed)
+                "mfa.resync",
+                "success",
+                req=req,
+                principal=actor,
+                details={"serial": serial_number, "user": user_id},
+            )
+            if not await self._store.advance_mfa_step(serial_number, user_id, step):
+                raise InvalidMfaCode("mfa_codes_invalid")  # raced: used meanwhile
         except (NotFound, InvalidMfaCode, RateLimited) as e:
             await self._refused("resync", req, actor, e.reason, serial_number, user_id)
             raise
-        await self._audit.record(
-            "mfa.resync",
-            "success",
-            req=req,
-            principal=actor,
-            details={"serial": serial_number, "user": user_id},
-        )
 
     async def deactivate(
         self,

@@ -38,10 +38,10 @@ from broker.clock import Clock
 from broker.config import ProviderConfig, Settings, reserved_provider_reason
 from broker.errors import (
     AlreadyExists,
-    Conflict,
     IamInvalidInput,
     IamLimitExceeded,
     NotFound,
+    ReadOnlyFromConfig,
     RecordNotFound,
 )
 from broker.idp import OIDCClient
@@ -302,7 +302,7 @@ class OidcProviderService:
 
     def _writable(self, name: str) -> None:
         if name in self.config_providers():
-            raise Conflict(
+            raise ReadOnlyFromConfig(
                 f"oidc_provider_from_config:{name}",
                 public_message=f"The provider {name} is declared in the configuration file "
                 "and cannot be changed through the API.",

@@ -33,7 +33,9 @@ from broker.errors import (
     Conflict,
     InvalidRequest,
     LimitExceeded,
+    MalformedPolicy,
     NotFound,
+    ReadOnlyFromConfig,
     RecordNotFound,
 )
 from broker.policy import PolicyError, parse_policy
@@ -79,7 +81,7 @@ def parse_trust(document: str | Mapping[str, Any]) -> dict[str, Any]:
         policy = parse_policy(document, name="trust", kind="resource")
     except PolicyError as e:
         problems = "; ".join(f"{p}: {m}" if p else m for p, m in e.errors)
-        raise InvalidRequest(
+        raise MalformedPolicy(
             f"malformed_policy:{e.reason}"[:300],
             public_message=f"The trust policy is not valid: {problems}"[:1000],
         ) from None
@@ -332,7 +334,7 @@ class RoleAdmin:
     @staticmethod
     def _writable(role: RoleRecord) -> RoleRecord:
         if role.source == "config":
-            raise Conflict(
+            raise ReadOnlyFromConfig(
                 f"role_from_config:{role.name}",
                 public_message=f"Cannot perform the operation on the protected role "
                 f"'{role.name}': it is declared in the config file ([roles.{role.name}]).",

@@ -21,12 +21,15 @@ from urllib.parse import urlencode
 from aiohttp import web
 from authlib.oauth2.rfc7636.challenge import CODE_CHALLENGE_PATTERN
 
+from broker.domain import json_input
 from broker.domain.cli_oauth import check_client, loopback_port, normalize_user_code
+from broker.domain.redirects import MAX_REDIRECT_LENGTH
 from broker.errors import (
     BrokerError,
     InvalidClient,
     InvalidRequest,
     RevocationStateStale,
+    StoreError,
     StsAccessDenied,
     StsError,
     Unauthenticated,
@@ -36,7 +39,7 @@ from broker.service.verified import Credential
 from broker.web.bodies import read_form, read_json_object
 from broker.web.csrf import csrf_token
 from broker.web.keys import BROKER, RENDERER
-from broker.web.oauth import NO_STORE, bearer, oauth_error
+from broker.web.oauth import NO_STORE, as_oauth, bearer, oauth_error
 from broker.web.pages import checked_form, current_session, info_of, redirect
 
 AUTHORIZE_PARAMS = (
@@ -49,6 +52,9 @@ AUTHORIZE_PARAMS = (
 )
 MAX_STATE = 512
 CARRIED = "cli_request"  # the authorize request, carried through /login?rd= (see _login_rd)
+MAX_CARRIED_BYTES = MAX_REDIRECT_LENGTH
+"""The carried request's JSON, at most: it travels base64url-encoded inside an ``rd=`` of at most
+``MAX_REDIRECT_LENGTH`` characters, so one we wrote is always shorter."""
 
 
 def _one(params: Any, name: str) -> str:
@@ -93,17 +99,19 @@ def _login_rd(p: Mapping[str, str]) -> str:
 
 
 class _Carried:
-    """The carried request's parameters, with a ``getall`` like a query's."""
+    """The carried request's parameters, with a ``getall`` like a query's. Anyone can send any
+    bytes as ``cli_request``, so they are read as outside JSON (``json_input``: bounded size and
+    depth, UTF-8, each member once), and every refusal is an ``InvalidRequest``."""
 
     def __init__(self, packed: str) -> None:
         try:
             raw = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))
-            data = json.loads(raw)
         except (ValueError, binascii.Error) as e:
-            raise InvalidRequest("cli_request_malformed") from e
-        if not isinstance(data, dict):
-            raise InvalidRequest("cli_request_malformed")
-        self._data = data
+            raise InvalidRequest("cli_request_malformed:base64") from e
+        try:
+            self._data = json_input.loads_object(raw, max_bytes=MAX_CARRIED_BYTES)
+        except json_input.JsonInputError as e:
+            raise InvalidRequest(f"cli_request_malformed:{e.reason}") from None
 
     def getall(self, name: str, default: list[Any]) -> list[Any]:
         return [self._data[name]] if name in self._data else default
@@ -170,7 +178,11 @@ async def authorize_post(request: web.Request) -> web.StreamResponse:
             reason="denied_by_user",
         )
         return redirect(f"{redirect_uri}?{urlencode({'error': 'access_denied', 'state': state})}")
-    code = await b.cli.issue_code(ctx, redirect_uri, p["code_challenge"], info_of(request))
+    try:
+        code = await b.cli.issue_code(ctx, redirect_uri, p["code_challenge"], info_of(request))
+    except BrokerError as e:  # AuditUnavailable: no code, the 503 page
+        await _refused(request, "cli.authorize", e)
+        raise
     return redirect(f"{redirect_uri}?{urlencode({'code': code, 'state': state})}")
 
 
@@ -190,7 +202,11 @@ async def device_authorization(request: web.Request) -> web.Response:
     except BrokerError as e:
         await _refused(request, "cli.device", e)
         return oauth_error(e)
-    started = await b.cli.start_device(info_of(request))
+    try:
+        started = await b.cli.start_device(info_of(request))
+    except StoreError as e:  # AuditUnavailable: nothing started
+        await _refused(request, "cli.device", e)
+        return oauth_error(as_oauth(e))
     base = b.settings.server.public_url
     return web.json_response(
         {

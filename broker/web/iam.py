@@ -14,7 +14,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from aiohttp import web
 from botocore.model import OperationModel, OperationNotFoundError
 
-from broker.errors import BrokerError, IamError, IamServiceFailure, StsError, StsInvalidAction
+from broker.errors import (
+    BrokerError,
+    IamError,
+    IamServiceFailure,
+    StsError,
+    StsInvalidAction,
+    StsServiceUnavailable,
+)
 from broker.service.audit import RequestInfo
 from broker.service.iam_api import Caller
 from broker.service.iam_api.api import as_iam_error
@@ -43,7 +50,10 @@ def error_response(err: BrokerError, request_id: str) -> web.Response:
     if not isinstance(err, StsError):
         err = as_iam_error(err)
     if not isinstance(err, StsError):
-        err = IamServiceFailure(err.reason)
+        if err.status > 500:  # a deliberate "try again later" (audit unavailable, stale state)
+            err = StsServiceUnavailable(err.reason, retry_after=err.retry_after)
+        else:
+            err = IamServiceFailure(err.reason)
     return error_xml(err, NAMESPACE, request_id)
 
 

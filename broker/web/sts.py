@@ -27,10 +27,10 @@ from broker.domain import sts as rules
 from broker.errors import (
     BrokerError,
     IamInvalidInput,
-    IamServiceFailure,
     Overloaded,
     RequestTooLarge,
     StsError,
+    StsInternalFailure,
     StsInvalidAction,
     StsInvalidParameterValue,
     StsRequestEntityTooLarge,
@@ -55,7 +55,9 @@ MAX_BODY = 256 * 1024  # a request at AWS's own parameter limits is under 100 Ki
 
 def error_response(err: BrokerError, request_id: str) -> web.Response:
     if not isinstance(err, StsError):
-        if err.status >= 500:
+        if err.status == 500:  # the generic failure: no deliberate "try again later"
+            err = StsInternalFailure(err.reason)
+        elif err.status > 500:
             err = StsServiceUnavailable(err.reason, retry_after=err.retry_after)
         else:
             err = StsInvalidParameterValue(err.reason, public_message=err.public_message)
@@ -163,6 +165,7 @@ async def query(request: web.Request) -> web.Response:
     """``POST /``: one STS action, or (``Version=2010-05-08``) one IAM action."""
     request_id = str(uuid.uuid4())
     render = error_response
+    params: Mapping[str, str] = {}
     try:
         b = request.app[BROKER]
         req = request_info(request, b.settings.server.trusted_proxies)
@@ -195,11 +198,43 @@ async def query(request: web.Request) -> web.Response:
         return await _handle(request, request_id, req, body, params)
     except BrokerError as e:
         return render(e, request_id)
+    except Exception as e:
+        iam_call = render is iam.error_response
+        log.exception("AWS Query request %s failed", request_id)
+        await _audit_internal_failure(request, request_id, params, e, iam_call=iam_call)
+        namespace = iam.NAMESPACE if iam_call else rules.NAMESPACE
+        return error_xml(
+            StsInternalFailure(f"internal_failure:{type(e).__name__}"), namespace, request_id
+        )
+
+
+async def _audit_internal_failure(
+    request: web.Request,
+    request_id: str,
+    params: Mapping[str, str],
+    exc: Exception,
+    *,
+    iam_call: bool,
+) -> None:
+    """The audit row of a request that failed unexpectedly: under its action when it is one
+    of ours, with the exception's type only (its text may quote anything). Never raises: the
+    caller's answer is the 500 whatever happens here."""
+    try:
+        b = request.app[BROKER]
+        action = params.get("Action", "")
+        if iam_call:
+            name = f"iam.{action if action in b.iam_api.actions else 'Unknown'}"
+        else:
+            name = f"sts.{action if action in ACTIONS else 'Unknown'}"
+        await b.auditor.record(
+            name,
+            "failure",
+            req=request_info(request, b.settings.server.trusted_proxies),
+            reason=f"internal_failure:{type(exc).__name__}",
+            details={"request_id": request_id, "code": StsInternalFailure.code},
+        )
     except Exception:
-        log.exception("AWS Query request failed")
-        if render is iam.error_response:
-            return render(IamServiceFailure("unhandled"), request_id)
-        return error_response(StsServiceUnavailable("unhandled"), request_id)
+        log.exception("could not audit the failure of AWS Query request %s", request_id)
 
 
 async def _authenticate(request: web.Request, body: bytes, *, service: str) -> Credential:

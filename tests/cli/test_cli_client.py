@@ -13,11 +13,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from broker.cli_cache import ClientError
-from broker.cli_oauth import discover, login_device, login_loopback
+from broker.cli_oauth import claims, discover, login_device, login_loopback
 from tests.cli.fake_broker import Fake, serve
 from tests.support.cli_client import LoginProcess, cli_env, run_cli
+from tests.support.fuzz import b64url
+from tests.support.oidc_server import free_port
 
 URL_LINE = r"(http://127\.0\.0\.1:\d+/oauth2/authorize\?\S+)"
 
@@ -382,3 +385,45 @@ async def test_login_json(fake: Fake, env: dict[str, str]) -> None:
         "subject": "alice",
         "cache": str(cache_file(env)),
     }
+
+
+# --- what a server answers is outside input -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 3000 + b"]" * 3000,  # was a RecursionError: a traceback, not one clear line
+        b'{"token_endpoint": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+        b'{"token_endpoint": "\xff"}',
+        b"{" + b" " * (2 << 20) + b"}",  # past what the CLI reads of a reply
+        b"[]",
+    ],
+    ids=["deep", "deep_member", "not_utf8", "too_large", "array"],
+)
+async def test_a_hostile_server_reply_is_one_clear_error(body: bytes) -> None:
+    async def discovery(_: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/.well-known/openid-configuration", discovery)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        with pytest.raises(ClientError, match="no JSON object: is it a broker"):
+            await asyncio.to_thread(discover, f"http://127.0.0.1:{port}")
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"[" * 3000 + b"]" * 3000, b'{"sub": "\xff"}', b"[1]", b"{"],
+    ids=["deep", "not_utf8", "array", "broken"],
+)
+def test_unreadable_access_token_claims_are_none(payload: bytes) -> None:
+    assert claims(f"eyJhbGciOiJub25lIn0.{b64url(payload)}.sig") == {}
+    good = b64url(b'{"sub": "alice"}')
+    assert claims(f"eyJhbGciOiJub25lIn0.{good}.sig") == {"sub": "alice"}

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broker.domain import json_input
 from broker.domain.json_input import MAX_DEPTH, JsonInputError, check_depth, loads, loads_object
 
 BIG = 10 * 1024 * 1024
@@ -72,13 +73,26 @@ def test_refused(text: str | bytes, reason: str) -> None:
         loads(text, max_bytes=1024 if reason == "too_large" else BIG)
     assert info.value.reason == reason
     assert info.value.message
+    # callers tell the ways apart by type; the reason is the audit log's
+    assert type(info.value) is SUBCLASS[reason]
+
+
+SUBCLASS: dict[str, type[JsonInputError]] = {
+    "too_large": json_input.JsonTooLarge,
+    "too_deep": json_input.JsonTooDeep,
+    "not_utf8": json_input.JsonNotUtf8,
+    "not_json": json_input.JsonNotJson,
+    "duplicate_member": json_input.JsonDuplicateMember,
+    "constant": json_input.JsonConstant,
+    "not_object": json_input.JsonNotObject,
+}
 
 
 def test_options() -> None:
     assert loads('{"a": 1, "a": 2}', max_bytes=100, unique_members=False) == {"a": 2}
     assert loads("[NaN]", max_bytes=100, constants=True)[0] != 0
     assert loads(nest(40), max_bytes=100, max_depth=40) == json.loads(nest(40))
-    with pytest.raises(JsonInputError, match="object") as info:
+    with pytest.raises(json_input.JsonNotObject, match="object") as info:
         loads_object("[1]", max_bytes=100)
     assert info.value.reason == "not_object"
 

@@ -176,3 +176,25 @@ async def test_a_role_choice_that_cannot_be_audited_issues_no_session(
     assert count(b, "SELECT count(*) FROM sessions") == 0
     chosen = await b.broker.store.list_audit(action="role.choose")
     assert [e.outcome for e in chosen if e.outcome == "success"] == []
+
+
+async def test_a_scheduled_key_rotation_waits_for_its_audit_row(broker: RunningBroker) -> None:
+    """The periodic tick rotates a key that is due only once ``keys.rotate.start`` is written;
+    while it cannot be, the tick goes on with its other work and the key stays."""
+    b = broker.broker
+    with sqlite3.connect(db(broker)) as conn:  # the current key was made rotate_every ago
+        conn.execute("UPDATE signing_keys SET created_at = created_at - 400 * 86400")
+    keys = "SELECT count(*) FROM signing_keys"
+    before = count(broker, keys)
+    audit_down(broker)
+    b._last["keys"] = 0.0  # as if the key check interval had passed
+    await b.tick()
+    audit_up(broker)
+    assert count(broker, keys) == before
+    assert [e for e in await b.store.list_audit(limit=50) if e.action.startswith("keys.")] == []
+    # the audit store is back: the next key check rotates, audited first
+    b._last["keys"] = 0.0
+    await b.tick()
+    assert count(broker, keys) == before + 1
+    actions = [e.action for e in await b.store.list_audit(limit=50)]
+    assert actions.index("keys.rotate") < actions.index("keys.rotate.start")  # newest first

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 
 import botocore.exceptions
 import pyotp
@@ -279,3 +280,41 @@ async def test_aws_cli_writes_the_qr_code_and_enables(env: IamEnv, clock: Frozen
     rc, listed, err = await env.aws(creds, "iam", "list-mfa-devices", "--user-name", "erin")
     assert rc == 0, err
     assert [d["SerialNumber"] for d in listed["MFADevices"]] == [spare]
+
+
+def _audit(env: IamEnv, sql: str) -> None:
+    path = env.broker.settings.sqlite_path
+    assert path is not None
+    with sqlite3.connect(path) as conn:
+        conn.execute(sql)
+
+
+async def test_resync_that_cannot_be_audited_is_a_503_and_uses_no_code(
+    env: IamEnv, clock: FrozenClock
+) -> None:
+    iam = await env.client("admin")
+    await call(iam, "create_user", UserName="dora")
+    out = await call(iam, "create_virtual_mfa_device", VirtualMFADeviceName="dora-phone")
+    serial = out["VirtualMFADevice"]["SerialNumber"]
+    otp = pyotp.TOTP(out["VirtualMFADevice"]["Base32StringSeed"].decode("ascii"))
+    now = clock.now()
+    codes = {"AuthenticationCode1": otp.at(now - 30), "AuthenticationCode2": otp.at(now)}
+    await call(iam, "enable_mfa_device", UserName="dora", SerialNumber=serial, **codes)
+    await advance(env, clock, 60)
+    now = clock.now()
+    codes = {"AuthenticationCode1": otp.at(now - 30), "AuthenticationCode2": otp.at(now)}
+
+    _audit(
+        env,
+        "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events "
+        "BEGIN SELECT RAISE(ABORT, 'audit store down'); END",
+    )
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        await call(iam, "resync_mfa_device", UserName="dora", SerialNumber=serial, **codes)
+    _audit(env, "DROP TRIGGER audit_down")
+    assert error_code(e.value) == "ServiceUnavailable"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    # nothing was used up: the same two codes resync once the audit store is back
+    await call(iam, "resync_mfa_device", UserName="dora", SerialNumber=serial, **codes)
+    events = await env.broker.broker.store.list_audit(limit=50, action="mfa.resync")
+    assert [ev.outcome for ev in events] == ["success"]

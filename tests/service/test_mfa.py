@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from unittest import mock
@@ -20,6 +21,7 @@ from broker.clock import FrozenClock
 from broker.config import LoginConfig
 from broker.errors import (
     AlreadyExists,
+    AuditUnavailable,
     Conflict,
     InvalidMfaCode,
     LimitExceeded,
@@ -302,3 +304,29 @@ async def test_resync_checks_two_codes_and_uses_them(
         await mfa.resync(serial, user.id, otp.at(now), otp.at(now), actor="a", req=REQ)
     await mfa.resync(serial, user.id, otp.at(now - 30), otp.at(now), actor="a", req=REQ)
     assert await mfa.verify(user.id, None, otp.at(now), req=REQ, purpose="x") is None
+
+
+def _audit_down(path: Path) -> None:
+    """Every insert into ``audit_events`` fails from now on (the rest of the store works)."""
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events "
+            "BEGIN SELECT RAISE(ABORT, 'audit store down'); END"
+        )
+
+
+async def test_resync_is_not_made_without_its_audit_row(
+    mfa: MfaService, store: SqlStore, clock: FrozenClock, tmp_path: Path
+) -> None:
+    user, otp = await _enabled(mfa, store, clock)
+    serial = mfa.serial_number("alice-phone")
+    before = await store.get_mfa_device(serial)
+    assert before is not None
+    clock.advance(60)
+    now = clock.now()
+    _audit_down(tmp_path / "broker.db")
+    with pytest.raises(AuditUnavailable):
+        await mfa.resync(serial, user.id, otp.at(now - 30), otp.at(now), actor="a", req=REQ)
+    after = await store.get_mfa_device(serial)
+    assert after is not None
+    assert after.last_step == before.last_step  # the codes were not used up

@@ -3,13 +3,21 @@ never a redirect off the loopback, and never a credential."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
 from hypothesis import strategies as st
 
 from tests.support.cli_oauth import DEVICE_GRANT, Pkce
-from tests.support.fuzz import assert_refused_or_answered, fuzz, hostile_json, hostile_tokens
+from tests.support.fuzz import (
+    assert_refused_or_answered,
+    b64url,
+    deep_json,
+    fuzz,
+    hostile_json,
+    hostile_tokens,
+)
 from tests.web.test_cli_auth import LOOPBACK, Env, sign_in
 from tests.web.test_cli_auth import env as env  # the fixtures, shared
 from tests.web.test_cli_auth import store_url as store_url
@@ -65,6 +73,65 @@ async def test_fuzzed_authorization_requests(env: Env) -> None:
                 assert r.status in (400, 403, 413), r.status
 
         await fuzz(_params((*_AUTHORIZE, "csrf", "decision")), check_post, max_examples=30)
+
+
+# The carried request (``/oauth2/authorize?cli_request=``) is base64url of JSON the broker wrote,
+# but anyone can send any bytes there. Kept under aiohttp's request-line limit (8190): past it
+# aiohttp itself answers 400 before any handler runs.
+_MAX_RAW = 5000
+_carried_json = st.one_of(
+    deep_json.map(str.encode),  # nested from 1 to 6,000 levels, closed or not
+    st.integers(min_value=900, max_value=4000).map(lambda n: b"[" * n),
+    st.integers(min_value=2100, max_value=4900).map(  # over the 2,048 an rd= can carry
+        lambda n: json.dumps({"state": "x" * n, "response_type": "code"}).encode()
+    ),
+    st.binary(min_size=1, max_size=40).map(lambda b: b'{"state": "' + b + b'\xff"}'),
+    st.sampled_from([b"\xff\xfe{}", b"\xed\xa0\x80{}", "\ufeff{}".encode("utf-16")]),
+    hostile_json.map(lambda t: t.encode("utf-8", "surrogatepass")),
+).filter(lambda raw: len(raw) <= _MAX_RAW)
+
+
+async def carried_refusal(env: Env, browser: aiohttp.ClientSession, raw: bytes) -> str:
+    """``raw`` carried: refused with a 400 page (no 5xx, no cookie, no code, no redirect at
+    all), and the refusal audited under this request's id. Returns the audited reason."""
+    url = f"{env.url}/oauth2/authorize"
+    async with browser.get(url, params={"cli_request": b64url(raw)}, allow_redirects=False) as r:
+        body = await r.text()
+        assert_refused_or_answered(r.status, r.headers, body)
+        assert r.status == 400, (r.status, raw[:80])
+        assert "Location" not in r.headers
+        assert "code=" not in body
+        rid = r.headers["X-Request-Id"]
+    events = await env.broker.broker.store.list_audit(limit=20, action="cli.authorize")
+    mine = [e for e in events if e.request_id == rid]
+    assert [e.outcome for e in mine] == ["failure"], mine
+    return str(mine[0].reason)
+
+
+async def test_a_deeply_nested_carried_request_is_a_400_and_audited(env: Env) -> None:
+    """The audit's case: 3,000 ``[`` was a RecursionError, a 500 and no audit row."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        await sign_in(env, browser, "user-1")
+        for raw, why in [
+            (b"[" * 3000, "too_large"),  # longer than any rd= can carry
+            (b"[" * 2000, "not_json"),  # brackets that do not balance: never decoded either
+            (b"[" * 1000 + b"]" * 1000, "too_deep"),
+            (b'{"state": "\xff"}', "not_utf8"),
+            (json.dumps({"state": "x" * 3000}).encode(), "too_large"),
+            (b'{"state": "a", "state": "b"}', "duplicate_member"),
+            (b"[]", "not_object"),
+        ]:
+            assert await carried_refusal(env, browser, raw) == f"cli_request_malformed:{why}"
+
+
+async def test_fuzzed_carried_requests(env: Env) -> None:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        await sign_in(env, browser, "user-1")
+
+        async def check(raw: bytes) -> None:
+            await carried_refusal(env, browser, raw)
+
+        await fuzz(_carried_json, check, max_examples=60)
 
 
 async def test_fuzzed_token_requests(env: Env) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from broker.clock import Clock
 from broker.config import Settings
+from broker.domain import json_input
 from broker.errors import (
     AlreadyExists,
     BrokerError,
@@ -35,7 +36,9 @@ from broker.errors import (
     IamUnmodifiableEntity,
     InvalidRequest,
     LimitExceeded,
+    MalformedPolicy,
     NotFound,
+    ReadOnlyFromConfig,
     RecordNotFound,
     StsError,
 )
@@ -57,6 +60,8 @@ log = logging.getLogger(__name__)
 
 GENERATION_KEY = "iam_generation"
 DEFAULT_MAX_ITEMS = 100
+MAX_MARKER_BYTES = 64
+"""A marker's JSON, at most: ours is ``{"o": <offset>}``."""
 
 
 def _marker(offset: int) -> str:
@@ -64,14 +69,16 @@ def _marker(offset: int) -> str:
 
 
 def _offset(marker: str) -> int:
+    """The offset a ``Marker`` of ours holds. The caller sends it, so it is read as outside
+    JSON (``json_input``, at most ``MAX_MARKER_BYTES``): whatever else it is, ``bad_marker``."""
     try:
         raw = base64.urlsafe_b64decode(marker + "=" * (-len(marker) % 4))
-        offset = json.loads(raw)["o"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
+        offset = json_input.loads_object(raw, max_bytes=MAX_MARKER_BYTES).get("o")
+    except (binascii.Error, ValueError):  # json_input.JsonInputError is a ValueError
         raise IamInvalidInput(
             "bad_marker", public_message="The Marker is not one this API returned."
         ) from None
-    if not isinstance(offset, int) or offset < 0:
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise IamInvalidInput(
             "bad_marker", public_message="The Marker is not one this API returned."
         )
@@ -97,13 +104,13 @@ def as_iam_error(e: BrokerError) -> BrokerError:
         return IamEntityAlreadyExists(e.reason, public_message=message)
     if isinstance(e, LimitExceeded):
         return IamLimitExceeded(e.reason, public_message=message)
+    if isinstance(e, ReadOnlyFromConfig):
+        return IamUnmodifiableEntity(e.reason, public_message=message)
     if isinstance(e, Conflict):
-        if "from_config" in e.reason or e.reason.startswith("config_"):
-            return IamUnmodifiableEntity(e.reason, public_message=message)
         return IamDeleteConflict(e.reason, public_message=message)
+    if isinstance(e, MalformedPolicy):
+        return IamMalformedPolicyDocument(e.reason, public_message=message)
     if isinstance(e, InvalidRequest):
-        if e.reason.startswith(("malformed_policy", "policy_too_large", "broken_policy")):
-            return IamMalformedPolicyDocument(e.reason, public_message=message)
         return IamInvalidInput(e.reason, public_message=message)
     if e.status >= 500:
         return e

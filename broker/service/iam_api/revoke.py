@@ -11,10 +11,11 @@ on every instance within the revocation poll (contract C4: 2 s).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from broker.domain import json_input
+from broker.domain.policy.parse import MAX_DOCUMENT_BYTES
 from broker.service.iam_api.registry import Call
 from broker.service.iam_api.roles import role_admin
 from broker.service.offboarding import Offboarded
@@ -27,9 +28,9 @@ async def after_put_role_policy(
     as ``policy_name`` on ``role``; a no-op unless it is the console's
     ``AWSRevokeOlderSessions`` policy. Returns what was revoked."""
     if isinstance(document, str):
-        try:
-            document = json.loads(document)
-        except ValueError:
+        try:  # as PutRolePolicy read it (policy.parse: the same bounds)
+            document = json_input.loads(document, max_bytes=MAX_DOCUMENT_BYTES)
+        except json_input.JsonInputError:
             return None  # not stored either: PutRolePolicy refused it
         if not isinstance(document, Mapping):
             return None

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from broker.domain import json_input
+from broker.domain.policy.parse import MAX_DOCUMENT_BYTES
+
 
 @dataclass(frozen=True)
 class Source:
@@ -47,16 +50,27 @@ def _strings(value: object) -> tuple[str, ...]:
     return ()
 
 
+MAX_SHOWN_BYTES = 3 * MAX_DOCUMENT_BYTES
+"""A policy document's text read for showing, at most: the largest the API stores, URL-encoded."""
+
+
+def parse_document(text: str) -> Any | None:
+    """A policy document's JSON as IAM answers it (as given, or URL-encoded as
+    ``GetPolicyVersion``/``Get*Policy`` answer it); ``None`` if neither parses. Read within
+    bounds (``json_input``): only what the API accepted is stored, but what is shown should
+    not depend on that."""
+    for candidate in (text, unquote(text)):
+        try:
+            return json_input.loads(candidate, max_bytes=MAX_SHOWN_BYTES, unique_members=False)
+        except json_input.JsonInputError:
+            continue
+    return None
+
+
 def _document(doc: str | Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(doc, Mapping):
         return doc
-    try:
-        parsed = json.loads(doc)
-    except ValueError:
-        try:  # IAM's GetPolicyVersion/Get*Policy answer URL-encoded documents
-            parsed = json.loads(unquote(doc))
-        except ValueError:
-            return {}
+    parsed = parse_document(doc)
     return parsed if isinstance(parsed, Mapping) else {}
 
 

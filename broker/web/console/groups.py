@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from aiohttp import web
 
 from broker.errors import BrokerError
 from broker.web.console.base import Column, Console, console, error_message, table, text
-from broker.web.console.effective import Source, rows
+from broker.web.console.effective import Source, parse_document, rows
 from broker.web.pages import redirect
 
 SECTION = "groups"
@@ -254,14 +254,8 @@ def pretty(document: str | Mapping[str, Any]) -> str:
     """A policy document for people: indented JSON (as given if it does not parse)."""
     if not isinstance(document, str):
         return json.dumps(document, indent=2)
-    try:
-        parsed = json.loads(document)
-    except ValueError:
-        try:  # IAM's Get*Policy may answer URL-encoded documents
-            parsed = json.loads(unquote(document))
-        except ValueError:
-            return document
-    return json.dumps(parsed, indent=2)
+    parsed = parse_document(document)  # IAM's Get*Policy may answer URL-encoded documents
+    return document if parsed is None else json.dumps(parsed, indent=2)
 
 
 def policy_link(name: str) -> str:

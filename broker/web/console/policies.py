@@ -34,6 +34,7 @@ from aiohttp import web
 from broker.errors import BrokerError, InvalidRequest
 from broker.service.iam import MAX_POLICY_VERSIONS
 from broker.web.console.base import Column, Console, console, table, text
+from broker.web.console.effective import parse_document
 from broker.web.console.validate import report
 from broker.web.pages import redirect
 
@@ -70,10 +71,10 @@ EXAMPLE = json.dumps(
 def pretty(document: Any) -> str:
     """A policy document (JSON text or a mapping) indented for reading."""
     if isinstance(document, str):
-        try:
-            document = json.loads(document)
-        except ValueError:
-            return str(document)
+        parsed = parse_document(document)
+        if parsed is None:
+            return document
+        document = parsed
     return json.dumps(document, indent=2, ensure_ascii=False)
 
 

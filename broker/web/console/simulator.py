@@ -26,7 +26,9 @@ from typing import Any
 
 from aiohttp import web
 
+from broker.domain import json_input
 from broker.domain.claims import ContextValue
+from broker.domain.policy.parse import MAX_DOCUMENT_BYTES
 from broker.errors import BrokerError, InvalidRequest
 from broker.policy import Policy
 from broker.service.iam_api.simulation import source, statement_spans
@@ -284,9 +286,9 @@ def custom_results(
     inputs: Inputs, results: Sequence[Mapping[str, Any]]
 ) -> tuple[list[ResultRow], list[PolicyView]]:
     """The typed policy: each deciding statement found by the position the API reports."""
-    try:
-        document = json.loads(inputs.policy)  # it parsed: the API accepted it
-    except ValueError:
+    try:  # it parsed (the API accepted it), and is read within the same bounds here
+        document = json_input.loads(inputs.policy, max_bytes=MAX_DOCUMENT_BYTES)
+    except json_input.JsonInputError:
         document = {}
     view = policy_view(0, "PolicyInputList.1", document if isinstance(document, dict) else {}, "")
     by_position = {

@@ -23,14 +23,14 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from aiohttp import web
 
 from broker.errors import BrokerError, InvalidRequest, NotFound, RevocationStateStale
 from broker.storage.base import Session, User
 from broker.web.console.base import Column, Console, console, table, text
-from broker.web.console.effective import Source, rows
+from broker.web.console.effective import Source, parse_document, rows
 from broker.web.pages import redirect
 
 T = TypeVar("T")
@@ -236,12 +236,8 @@ def _live(s: Session) -> LiveSession:
 def pretty(document: Any) -> str:
     """A policy document for people: indented JSON (IAM answers documents URL-encoded)."""
     if isinstance(document, str):
-        for candidate in (document, unquote(document)):
-            try:
-                return json.dumps(json.loads(candidate), indent=2)
-            except ValueError:
-                continue
-        return document
+        parsed = parse_document(document)
+        return document if parsed is None else json.dumps(parsed, indent=2)
     return json.dumps(document, indent=2)
 
 
