@@ -35,6 +35,24 @@ def broker(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def step_3(url: str, token: str) -> tuple[str, str, str, str]:
+    """Step 3's Python as written (against ``url``), on ``token``: the four values it shows."""
+    [python] = blocks("README.md", "python", between=STEPS_2_3)
+    here = python.replace("http://127.0.0.1:8000", url)
+    program = f"token = {token!r}\n{here}".rstrip().splitlines()
+    program[-1] = f"print(repr(({program[-1]})))"  # the last line is the expression shown
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", "\n".join(program)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    role, idp, idp_sub, sid = eval(proc.stdout)  # a tuple of four strings
+    return role, idp, idp_sub, sid
+
+
 def test_step_4_as_written_passes_check_config_without_warnings(tmp_path: Path) -> None:
     [toml] = blocks("README.md", "toml", between=STEP_4)
     trust, access = blocks("README.md", "json", between=STEP_4)
@@ -107,18 +125,7 @@ async def test_steps_2_and_3_as_written_with_the_session_cookie(
     assert session["role"] == "arn:broker:iam::000000000000:role/admin"
     assert session["provider"] == "local"
 
-    [python] = blocks("README.md", "python", between=STEPS_2_3)
-    program = f"token = {token!r}\n{here(python)}".rstrip().splitlines()
-    program[-1] = f"print(repr(({program[-1]})))"  # the last line is the expression shown
-    proc = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-c", "\n".join(program)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    role, idp, idp_sub, sid = eval(proc.stdout)  # a tuple of four strings
+    role, idp, idp_sub, sid = await step_3(here("http://127.0.0.1:8000"), token)
     assert (role, idp, idp_sub) == ("arn:broker:iam::000000000000:role/admin", "local", "admin")
     assert sid
 
@@ -138,19 +145,7 @@ async def test_step_3_verifies_the_token_broker_token_prints(
     await cli_login(b, oidc_server, env)
     token = (await bash("broker token", env)).strip()
 
-    [python] = blocks("README.md", "python", between=STEPS_2_3)
-    here = python.replace("http://127.0.0.1:8000", b.url)
-    program = f"token = {token!r}\n{here}".rstrip().splitlines()
-    program[-1] = f"print(repr(({program[-1]})))"  # the last line is the expression shown
-    proc = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-c", "\n".join(program)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    role, idp, idp_sub, sid = eval(proc.stdout)  # a tuple of four strings
+    role, idp, idp_sub, sid = await step_3(b.url, token)
     # the CLI session's: alice, who took the role dev when she approved the sign-in
     assert (role, idp, idp_sub) == ("arn:broker:iam::000000000000:role/dev", "corp", "alice")
     assert sid.startswith(CLI_SESSION_PREFIX)

@@ -70,8 +70,16 @@ ROLES = {
 
 @pytest.fixture
 async def console_broker(tmp_path: Path) -> AsyncIterator[RunningBroker]:
+    async for b in console_broker_with(tmp_path, ROLES):
+        yield b
+
+
+async def console_broker_with(
+    tmp_path: Path, roles: Mapping[str, RoleSpec]
+) -> AsyncIterator[RunningBroker]:
+    """A broker with ``roles`` and every one of ``USERS`` as a local user (password set)."""
     runners: list[web.AppRunner] = []
-    b = await start_broker(tmp_path / "b", roles=ROLES, runners=runners)
+    b = await start_broker(tmp_path / "b", roles=dict(roles), runners=runners)
     api = b.broker.iam_api
     for user in USERS:
         await api.call(api.root(), "CreateUser", {"UserName": user})

@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from aiohttp import web
 from playwright.async_api import expect
 
 from tests.conftest import RunningBroker, trust
-from tests.e2e.console.conftest import PASSWORD, ROLES, USERS, sign_in
-from tests.sts.conftest import RoleSpec, start_broker
+from tests.e2e.console.conftest import ROLES, USERS, console_broker_with, sign_in
+from tests.sts.conftest import RoleSpec
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
@@ -47,7 +46,6 @@ async def tables_broker(
 ) -> AsyncIterator[RunningBroker]:
     """The console broker, plus ``kim`` in ``key-reader`` (every user listed, only ``team-*``
     users' keys, only ``team-a``'s last use)."""
-    runners: list[web.AppRunner] = []
     roles = {
         **ROLES,
         "key-reader": RoleSpec(
@@ -56,19 +54,9 @@ async def tables_broker(
         ),
     }
     monkeypatch.setitem(USERS, "kim", "key-reader")
-    b = await start_broker(tmp_path / "b", roles=roles, runners=runners)
-    assert b.broker.settings.arn("user", "x") == arn_of("x")
-    api = b.broker.iam_api
-    for user in USERS:
-        await api.call(api.root(), "CreateUser", {"UserName": user})
-        await api.call(
-            api.root(),
-            "CreateLoginProfile",
-            {"UserName": user, "Password": PASSWORD, "PasswordResetRequired": False},
-        )
-    yield b
-    for r in reversed(runners):
-        await r.cleanup()
+    async for b in console_broker_with(tmp_path, roles):
+        assert b.broker.settings.arn("user", "x") == arn_of("x")
+        yield b
 
 
 async def seed_many(b: RunningBroker) -> None:
