@@ -308,7 +308,7 @@ async def test_a_double_submitted_create_makes_one_role(
 
 
 async def test_a_stale_csrf_token_changes_nothing(
-    console_broker: RunningBroker, page: Page
+    console_broker: RunningBroker, page: Page, browser: Browser, axe_source: str
 ) -> None:
     """A form opened before signing out and in again: refused (403, audited, nothing made),
     the page says why and keeps what was typed; sending it again from there works."""
@@ -333,10 +333,12 @@ async def test_a_stale_csrf_token_changes_nothing(
     error = await page.inner_text("#console-error")
     assert "opened before you last signed in" in error
     assert "nothing was changed" in error
-    assert await page.input_value("textarea[name=name]") == "deployer"
-    assert await page.input_value("textarea[name=description]") == "ships releases"
+    assert await page.input_value("input[name=name]") == "deployer"
+    assert await page.input_value("input[name=description]") == "ships releases"
     assert await page.input_value("textarea[name=trust_policy]") == trust_policy
+    await look(page, browser, axe_source, "stale-form")
     assert "deployer" not in await role_names(console_broker)
+    await b.auditor.flush()  # refusals are batched
     refused = await b.store.list_audit(action="console.roles.create")
     assert [(e.outcome, e.reason) for e in refused] == [("failure", "csrf_mismatch")]
 
