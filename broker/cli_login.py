@@ -24,6 +24,7 @@ from broker.cli_cache import (
 from broker.cli_oauth import (
     Reply,
     claims,
+    credentials_accepted,
     discover,
     login_device,
     login_loopback,
@@ -35,6 +36,7 @@ from broker.cli_oauth import (
 )
 
 CREDENTIAL_KEYS = ("Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
+SECRET_KEYS = ("AccessKeyId", "SecretAccessKey", "SessionToken")
 
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -89,22 +91,22 @@ def _expiration(creds: dict[str, Any]) -> float:
 
 def role_credentials(url: str, role: str, duration: int | None = None) -> dict[str, Any]:
     """The role's credentials: from the cache until 5 minutes before they expire (once the
-    broker confirms the sign-in still holds), else new ones from the broker. Under the lock,
+    broker confirms it still accepts them), else new ones from the broker. Under the lock,
     so parallel callers fetch (and refresh) once."""
     cache = Cache(url)
     with cache.locked():
         data = cache.load()
         cached = ((data or {}).get("roles") or {}).get(role)
+        # Never hand out credentials the broker has ended: they die with the sign-in, and with
+        # the role's or the user's revocation. Refused: new ones (below), for which the sign-in
+        # must still hold.
         if (
             isinstance(cached, dict)
+            and all(isinstance(cached.get(k), str) for k in SECRET_KEYS)
             and (duration is None or cached.get("duration") == duration)
             and _expiration(cached) - ROLE_MARGIN > time.time()
+            and credentials_accepted(url, cached)
         ):
-            # Cached credentials die with the sign-in (the broker revokes them with it): ask
-            # whether it is still alive rather than hand out credentials it already ended.
-            alive = _call(url, cache, "GET", "/v1/roles")
-            if alive.status != 200:
-                raise ClientError(f"{url} could not confirm the sign-in: {alive.describe()}")
             return {k: cached[k] for k in CREDENTIAL_KEYS}
         body: dict[str, Any] = {"role": role}
         if duration is not None:

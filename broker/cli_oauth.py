@@ -100,6 +100,38 @@ def request(
     return Reply(status, parsed)
 
 
+def credentials_accepted(url: str, creds: dict[str, Any]) -> bool:
+    """Whether the broker still accepts role credentials: STS ``GetCallerIdentity`` signed with
+    them (SigV4 by botocore, imported here only). A revoked role, a disabled user or an ended
+    sign-in make the broker refuse them (4xx); anything else it answers is an error."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    body = "Action=GetCallerIdentity&Version=2011-06-15"
+    signed = AWSRequest(
+        method="POST",
+        url=url + "/",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+    )
+    keys = Credentials(creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+    SigV4Auth(keys, "sts", "us-east-1").add_auth(signed)
+    headers = {k: str(v) for k, v in signed.headers.items()}
+    req = urllib.request.Request(url + "/", data=body.encode(), headers=headers, method="POST")  # noqa: S310
+    try:
+        with _OPENER.open(req, timeout=TIMEOUT) as resp:
+            resp.read(MAX_REPLY_BYTES)
+            return bool(resp.status == 200)
+    except urllib.error.HTTPError as e:
+        if 400 <= e.code < 500:
+            return False
+        raise ClientError(f"{url} could not check the cached credentials: HTTP {e.code}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise ClientError(f"cannot reach {url}: {reason}") from None
+
+
 def discover(url: str) -> dict[str, str]:
     """The endpoints the CLI needs, from the broker's OpenID configuration."""
     where = f"{url}/.well-known/openid-configuration"

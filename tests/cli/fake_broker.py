@@ -45,6 +45,9 @@ class Fake:
     codes: dict[str, tuple[str, str]] = field(default_factory=dict)
     refresh_tokens: set[str] = field(default_factory=set)
     access_tokens: set[str] = field(default_factory=set)
+    issued_keys: set[str] = field(default_factory=set)  # role credentials handed out
+    ended_keys: set[str] = field(default_factory=set)  # ... and ended (revoked) since
+    identity_checks: int = 0
 
     def tokens(self, expires_in: int) -> dict[str, Any]:
         access, refresh = fake_jwt("alice"), secrets.token_urlsafe(16)
@@ -67,6 +70,7 @@ class Fake:
         app.router.add_post("/oauth2/revoke", self.revoke)
         app.router.add_get("/v1/roles", self.roles)
         app.router.add_post("/v1/credentials", self.credentials)
+        app.router.add_post("/", self.sts)
         app.router.add_get("/capture", self.capture)
         return app
 
@@ -166,15 +170,34 @@ class Fake:
             )
         self.credential_requests += 1
         expires = datetime.fromtimestamp(time.time() + self.credential_lifetime, UTC)
+        key = f"ASIA{secrets.token_hex(8).upper()}"
+        self.issued_keys.add(key)
         return web.json_response(
             {
                 "Version": 1,
-                "AccessKeyId": f"ASIA{secrets.token_hex(8).upper()}",
+                "AccessKeyId": key,
                 "SecretAccessKey": secrets.token_urlsafe(30),
                 "SessionToken": fake_jwt("dev"),
                 "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
         )
+
+    async def sts(self, request: web.Request) -> web.Response:
+        """STS ``GetCallerIdentity`` as the CLI asks it of cached role credentials: accepted
+        while the key is one handed out and not ended (the signature itself is not checked:
+        the real broker's is, in tests/cli/test_cli_e2e.py)."""
+        form = await request.post()
+        auth = request.headers.get("Authorization", "")
+        key = auth.partition("Credential=")[2].partition("/")[0]
+        if (
+            form.get("Action") != "GetCallerIdentity"
+            or "X-Amz-Security-Token" not in request.headers
+        ):
+            return web.Response(status=400, text="<ErrorResponse/>", content_type="text/xml")
+        self.identity_checks += 1
+        if key not in self.issued_keys or key in self.ended_keys:
+            return web.Response(status=403, text="<ErrorResponse/>", content_type="text/xml")
+        return web.Response(text="<GetCallerIdentityResponse/>", content_type="text/xml")
 
 
 async def serve(fake: Fake) -> AsyncIterator[Fake]:

@@ -225,6 +225,23 @@ async def test_role_credentials_are_fetched_again_within_5_minutes_of_expiry(
     assert fake.credential_requests == 3
 
 
+async def test_cached_credentials_the_broker_ended_are_fetched_again(
+    fake: Fake, env: dict[str, str]
+) -> None:
+    """Cached role credentials are handed out only while the broker accepts them (STS
+    GetCallerIdentity signed with them); once it refuses them (a role's or user's revocation),
+    new ones are fetched."""
+    await login(fake, env)
+    first = (await run_cli(env, "credentials", "--role", "dev", "--url", fake.url)).json()
+    again = (await run_cli(env, "credentials", "--role", "dev", "--url", fake.url)).json()
+    assert again == first
+    assert (fake.credential_requests, fake.identity_checks) == (1, 1)
+    fake.ended_keys.add(first["AccessKeyId"])
+    fresh = (await run_cli(env, "credentials", "--role", "dev", "--url", fake.url)).json()
+    assert fresh["AccessKeyId"] != first["AccessKeyId"]
+    assert (fake.credential_requests, fake.identity_checks) == (2, 2)
+
+
 async def test_two_parallel_calls_refresh_once(fake: Fake, env: dict[str, str]) -> None:
     fake.login_expires_in = 0  # both calls find an expired access token
     fake.refresh_delay = 0.5  # and the first one's refresh is still running when the second asks

@@ -277,6 +277,30 @@ async def test_two_parallel_credential_process_calls_refresh_once(
     assert await refreshes(b) == 1
 
 
+async def test_cached_credentials_of_a_revoked_role_are_never_handed_out(
+    b: RunningBroker, oidc_server: OidcServer, tmp_path: Path
+) -> None:
+    """``broker admin roles revoke-sessions dev`` ends the cached role credentials at the
+    broker: the next ``broker credentials`` fetches new ones rather than handing out the dead
+    ones until they expire (the AWS CLI would fail with them for up to an hour)."""
+    env = shell_env(b, tmp_path / "home")
+    await login(b, oidc_server, env)
+    aws = aws_profile_env(b, tmp_path, env)
+    [cli] = blocks(PAGE, "sh", section="The AWS CLI and SDKs: `credential_process`")
+    assert ":assumed-role/dev/" in json.loads(await bash(cli, aws))["Arn"]
+    first = await cached_key(env)
+    assert ":assumed-role/dev/" in json.loads(await bash(cli, aws))["Arn"]
+    assert await cached_key(env) == first  # while they are accepted: from the cache
+
+    await b.broker.offboarding.revoke_role_sessions("dev", actor="test", reason="rotated")
+    run = await run_cli(env, "credentials", "--role", "dev", "--url", b.url)
+    # The sign-in is not the role's (a CLI session takes roles, it is none): new credentials.
+    assert run.code == 0, run.stderr
+    assert run.json()["AccessKeyId"] != first
+    assert await cached_key(env) == run.json()["AccessKeyId"]
+    assert ":assumed-role/dev/" in json.loads(await bash(cli, aws))["Arn"]
+
+
 async def test_the_end_of_the_session_at_the_server_and_a_readable_cache(
     b: RunningBroker, oidc_server: OidcServer, tmp_path: Path
 ) -> None:
