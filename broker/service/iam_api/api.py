@@ -186,20 +186,27 @@ class IamApi:
             result = await action.run(call)
         except BrokerError as e:
             err = as_iam_error(e)
-            await self.auditor.record(
-                f"iam.{name}",
-                "failure",
-                req=req,
-                principal=caller.actor,
-                reason=err.reason,
-                details={"code": getattr(err, "code", "")},
-            )
+            await self.record_failure(caller, name, req, err)
             raise err from e
         if action.mutates:
             await self.changed()
         if action.page is not None:
             result = self._page(result, action.page, params)
         return result
+
+    async def record_failure(
+        self, caller: Caller, name: str, req: RequestInfo, err: BrokerError
+    ) -> None:
+        """The audit row of an ``iam:<name>`` call refused or failed with ``err`` (an IAM
+        error: ``as_iam_error``), by whichever client made it."""
+        await self.auditor.record(
+            f"iam.{name}",
+            "failure",
+            req=req,
+            principal=caller.actor,
+            reason=err.reason,
+            details={"code": getattr(err, "code", "")},
+        )
 
     def authorize(self, caller: Caller, name: str, resource: str, req: RequestInfo) -> None:
         """``iam:<name>`` on ``resource`` by the caller's identity policies, boundary and

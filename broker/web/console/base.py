@@ -185,14 +185,7 @@ class Console:
         try:
             api.authorize(self.caller, name, resource, self.req)
         except BrokerError as e:
-            await self.broker.auditor.record(
-                f"iam.{name}",
-                "failure",
-                req=self.req,
-                principal=self.caller.actor,
-                reason=e.reason,
-                details={"code": getattr(e, "code", "")},
-            )
+            await api.record_failure(self.caller, name, self.req, e)
             raise
 
     def decider(self, action: str) -> Callable[[str], bool]:
